@@ -1,0 +1,114 @@
+"""Discretisation of activations into small integer codes.
+
+Three schemes, chosen with ``method``:
+
+``"fixed"``
+    Equal-width bins over one fixed ``range=(lo, hi)`` shared by all neurons (the
+    effective-information papers use ``(0, 1)`` for sigmoid units). Values outside
+    the range fall into the first or last bin.
+``"minmax"``
+    Equal-width bins over each neuron's own minimum and maximum (the default).
+``"quantile"``
+    Equal-mass bins per neuron: edges at the neuron's quantiles. Ties (e.g. the many
+    exact zeros of a ReLU) share a bin, so some bins may stay empty.
+
+A :class:`Binner` is fitted once and then transforms any number of batches with the
+same edges, which is what streaming over a data loader needs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import as_2d
+
+__all__ = ["Binner", "discretize", "METHODS"]
+
+METHODS = ("fixed", "minmax", "quantile")
+
+
+class Binner:
+    """Per-neuron bin edges; ``fit`` on data, ``transform`` to codes ``0..n_bins-1``.
+
+    Parameters
+    ----------
+    n_bins : int, >= 2
+    method : "fixed", "minmax" or "quantile"
+    range : (lo, hi), required for ``"fixed"``
+    """
+
+    def __init__(self, n_bins: int = 8, method: str = "minmax", range=None):
+        self.n_bins = n_bins
+        self.method = method
+        self.range = range
+
+    def _check(self):
+        if not isinstance(self.n_bins, (int, np.integer)) or isinstance(self.n_bins, bool) or self.n_bins < 2:
+            raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "fixed":
+            if self.range is None:
+                raise ValueError('method="fixed" needs range=(lo, hi), e.g. range=(0, 1) for sigmoid units')
+            lo, hi = self.range
+            if not (np.isfinite(lo) and np.isfinite(hi)) or not hi > lo:
+                raise ValueError(f"range must be finite with hi > lo, got {self.range!r}")
+
+    def fit(self, x) -> "Binner":
+        """Learn the edges from ``x`` of shape ``(samples, neurons)``."""
+        self._check()
+        x = as_2d(x, "x")
+        if self.method != "fixed" and len(x) == 0:
+            raise ValueError("cannot fit bins on zero samples")
+        m = x.shape[1]
+        b = self.n_bins
+        if self.method == "fixed":
+            lo = np.full(m, float(self.range[0]))
+            hi = np.full(m, float(self.range[1]))
+            self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
+        elif self.method == "minmax":
+            lo = x.min(axis=0).astype(np.float64)
+            hi = x.max(axis=0).astype(np.float64)
+            self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
+        else:
+            q = np.arange(1, b) / b
+            self.edges_ = np.quantile(x.astype(np.float64), q, axis=0).T.copy()
+        self.lo_, self.hi_ = lo if self.method != "quantile" else None, hi if self.method != "quantile" else None
+        self.n_features_ = m
+        return self
+
+    def transform(self, x, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
+        """Codes in ``0..n_bins-1`` for ``x`` of shape ``(samples, neurons)``.
+
+        A value ``v`` gets the number of edges ``e`` with ``v >= e``; the comparison is
+        done in sample chunks of at most ``chunk_bytes`` of temporaries.
+        """
+        if not hasattr(self, "edges_"):
+            raise RuntimeError("Binner.transform called before fit; call fit(x) or fit_transform(x)")
+        x = as_2d(x, "x")
+        if x.shape[1] != self.n_features_:
+            raise ValueError(f"x has {x.shape[1]} neurons but the binner was fitted on {self.n_features_}")
+        dtype = np.uint8 if self.n_bins <= 256 else np.int64
+        out = np.empty(x.shape, dtype=dtype)
+        if self.method != "quantile":
+            # equal width: arithmetic, no comparisons needed
+            width = (self.hi_ - self.lo_) / self.n_bins
+            safe = np.where(width > 0, width, 1.0)
+            codes = np.floor((x - self.lo_) / safe)
+            codes = np.where(width > 0, codes, 0)
+            np.clip(codes, 0, self.n_bins - 1, out=codes)
+            # exact edge values: make arithmetic agree with the ">= edge" rule
+            out[:] = codes
+            return out
+        rows = max(1, chunk_bytes // max(1, x.shape[1] * (self.n_bins - 1)))
+        for start in range(0, len(x), rows):
+            blk = x[start : start + rows]
+            out[start : start + rows] = (blk[:, :, None] >= self.edges_[None, :, :]).sum(axis=2)
+        return out
+
+    def fit_transform(self, x) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+
+def discretize(x, n_bins: int = 8, method: str = "minmax", range=None) -> np.ndarray:
+    """Codes ``(samples, neurons)`` in ``0..n_bins-1``; see :class:`Binner`."""
+    return Binner(n_bins=n_bins, method=method, range=range).fit_transform(x)
