@@ -1,0 +1,561 @@
+"""Recording activations (and their inputs and gradients) of named layers.
+
+Layers are addressed by their names in ``model.named_modules()`` (``"fc1"``,
+``"layer1.0"``, ``"features.3"`` ...), as in TransformerLens. Two entry points:
+
+* :class:`Recorder` - a context manager: hooks are attached on enter and always removed
+  on exit, also when the forward pass raises (Captum style). You run the model.
+* :func:`record` - runs the model over a data set batch by batch (progress bar, eval
+  mode, ``no_grad`` unless gradients are asked for) and returns a :class:`Recording`.
+
+Two classic pitfalls are handled:
+
+* **In-place operations.** Each recorded output is *cloned* the moment it is produced,
+  so an ``nn.ReLU(inplace=True)`` that later overwrites a Linear's output cannot corrupt
+  what was stored.
+* **Modules reused at several points** (torchvision's ResNet blocks call one ``relu``
+  module three times). The Recorder counts calls per forward pass; by default a second
+  call raises a ``RuntimeError`` that suggests recording the enclosing block;
+  ``reused="all"`` stores every call as ``name@0``, ``name@1`` ... and ``reused="first"``
+  keeps the first call only.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validation import resolve_device, to_numpy
+
+__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
+
+REUSED_MODES = ("error", "all", "first")
+
+
+# --------------------------------------------------------------------------------------
+# Layer names
+# --------------------------------------------------------------------------------------
+def _unknown_layer_error(name, available) -> ValueError:
+    close = difflib.get_close_matches(str(name), available, n=5, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    shown = available if len(available) <= 40 else available[:40] + [f"... ({len(available) - 40} more)"]
+    return ValueError(
+        f"layers: no module named {name!r} in the model.{hint} "
+        f"Available names (from model.named_modules()): {', '.join(shown)}"
+    )
+
+
+def resolve_layers(model: nn.Module, layers=None) -> list[str]:
+    """Turn a ``layers`` specification into a list of module names, in the order of
+    ``model.named_modules()`` for filters and in the order given for lists.
+
+    ``layers`` may be ``None`` (every leaf module, i.e. without children), one name, a
+    list of names, or a callable ``name -> bool`` applied to every named module (the
+    root, named ``""``, excluded). Unknown names raise ``ValueError`` listing close
+    matches and the available names.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    available = [n for n in modules if n != ""]
+    if layers is None:
+        names = [n for n, m in modules.items() if n != "" and not any(True for _ in m.children())]
+        if not names:  # the model itself is a leaf (e.g. a bare nn.Linear)
+            names = [""]
+        return names
+    if isinstance(layers, str):
+        layers = [layers]
+    if callable(layers) and not isinstance(layers, (list, tuple)):
+        names = [n for n in available if layers(n)]
+        if not names:
+            raise ValueError("layers: the filter function selected no module; "
+                             f"available names: {', '.join(available[:40])}")
+        return names
+    if not isinstance(layers, Iterable):
+        raise TypeError("layers must be None, a module name, a list of names or a callable name -> bool; "
+                        f"got {type(layers).__name__}")
+    names = []
+    for n in layers:
+        if not isinstance(n, str):
+            raise TypeError(f"layers must contain module names (str), got {n!r} of type {type(n).__name__}")
+        if n not in modules:
+            raise _unknown_layer_error(n, available)
+        if n not in names:
+            names.append(n)
+    if not names:
+        raise ValueError("layers is an empty list; pass None to record every leaf module")
+    return names
+
+
+def _first_tensor(x, what, name):
+    """The tensor itself, or the first tensor inside a tuple/list/dict output."""
+    if isinstance(x, torch.Tensor):
+        return x
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else None
+    if items is not None:
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                return item
+    raise RuntimeError(
+        f"cannot record the {what} of module {name!r}: it is a {type(x).__name__} holding no tensor. "
+        "Record a submodule that returns a tensor instead."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The context manager
+# --------------------------------------------------------------------------------------
+class Recorder:
+    """Context manager that records the outputs of named layers while you run a model.
+
+    Parameters
+    ----------
+    model : nn.Module
+    layers : None, str, list of str or callable
+        Which modules (see :func:`resolve_layers`). ``None`` records every leaf module.
+    inputs : bool
+        Also record each layer's (first) input tensor.
+    grads : bool
+        Also record the gradient of whatever you back-propagate with respect to each
+        recorded output (a tensor hook on the output, so in-place ops downstream do not
+        confuse it). You run ``loss.backward()`` (or ``torch.autograd.grad``) yourself
+        inside the ``with`` block; outputs that do not require grad are skipped.
+    to_cpu : bool
+        Move stored tensors to the CPU (saves accelerator memory).
+    reused : {"error", "all", "first"}
+        What to do when a module runs more than once in one forward pass.
+
+    Every forward pass appends a detached clone of each recorded output; the
+    ``activations``, ``inputs`` and ``gradients`` properties concatenate them over
+    batches (lazily, cached). All hooks are removed on exit, also on exceptions.
+
+    Example
+    -------
+    >>> with Recorder(model, ["fc1", "act1"]) as rec:
+    ...     model(x)
+    >>> rec.activations["fc1"].shape
+    """
+
+    def __init__(self, model: nn.Module, layers=None, *, inputs: bool = False, grads: bool = False,
+                 to_cpu: bool = True, reused: str = "error"):
+        self.model = model
+        self.layers = layers
+        self.record_inputs = inputs
+        self.record_grads = grads
+        self.to_cpu = to_cpu
+        self.reused = reused
+        self._handles: list = []
+        self._active = False
+        self._reset_storage()
+
+    # -- storage ---------------------------------------------------------------------
+    def _reset_storage(self):
+        self._acts: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._ins: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._grads: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._max_calls: dict[str, int] = {}
+        self._calls: dict[str, int] = {}
+        self._depth = 0
+        self._cache: dict[str, dict] = {}
+
+    def clear(self) -> None:
+        """Forget everything recorded so far (hooks stay attached)."""
+        self._reset_storage()
+
+    def _store(self, bucket, key, t):
+        dev = torch.device("cpu") if self.to_cpu else t.device
+        bucket.setdefault(key, []).append(t.detach().to(dev, copy=True))
+        self._cache.clear()
+
+    # -- hooks -----------------------------------------------------------------------
+    def _root_pre(self, module, args):
+        if self._depth == 0:
+            self._calls = {}
+        self._depth += 1
+
+    def _root_post(self, module, args, output):
+        self._depth = max(self._depth - 1, 0)
+
+    def _make_hook(self, name):
+        def hook(module, args, output):
+            if not self._active:
+                return
+            if self._depth == 0:  # module called on its own, outside a model forward
+                k = 0
+            else:
+                k = self._calls.get(name, 0)
+                self._calls[name] = k + 1
+            if k >= 1:
+                if self.reused == "error":
+                    shown = name or "<model>"
+                    parent = name.rsplit(".", 1)[0] if "." in name else None
+                    hint = (f"record the enclosing block instead (e.g. {parent!r})" if parent
+                            else "record the enclosing blocks instead (e.g. 'layer1.0' in a ResNet)")
+                    raise RuntimeError(
+                        f"module {shown!r} is called more than once in one forward pass (call #{k + 1}), "
+                        "so its hook sees several different tensors (torchvision's ResNet reuses one "
+                        f"'relu' per block). Either {hint}, or pass reused='all' to store every call "
+                        f"as '{name}@0', '{name}@1', ..., or reused='first' to keep the first call."
+                    )
+                if self.reused == "first":
+                    return
+            self._max_calls[name] = max(self._max_calls.get(name, 0), k + 1)
+            out = _first_tensor(output, "output", name)
+            self._store(self._acts, (name, k), out)
+            if self.record_inputs:
+                self._store(self._ins, (name, k), _first_tensor(args, "input", name))
+            if self.record_grads and out.requires_grad:
+                key = (name, k)
+
+                def grad_hook(g, key=key):
+                    if self._active:
+                        self._store(self._grads, key, g)
+
+                out.register_hook(grad_hook)
+        return hook
+
+    # -- context ---------------------------------------------------------------------
+    def __enter__(self) -> "Recorder":
+        if self.reused not in REUSED_MODES:
+            raise ValueError(f"reused must be one of {REUSED_MODES}, got {self.reused!r}")
+        if self._handles:
+            raise RuntimeError("this Recorder is already active; a Recorder cannot be entered twice")
+        self.layer_names = resolve_layers(self.model, self.layers)
+        modules = dict(self.model.named_modules())
+        self._reset_storage()
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._root_pre))
+            self._handles.append(self.model.register_forward_hook(self._root_post, always_call=True))
+            for name in self.layer_names:
+                self._handles.append(modules[name].register_forward_hook(self._make_hook(name)))
+        except BaseException:
+            self.remove_hooks()
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.remove_hooks()
+        return False
+
+    def remove_hooks(self) -> None:
+        """Detach every hook this Recorder registered (called on exit)."""
+        self._active = False
+        handles, self._handles = self._handles, []
+        for h in handles:
+            h.remove()
+        self._depth = 0
+
+    # -- results ---------------------------------------------------------------------
+    def _keys(self, name):
+        n = self._max_calls.get(name, 0)
+        if n <= 1 or self.reused == "first":
+            return [(name, (name, 0))]
+        return [(f"{name}@{k}", (name, k)) for k in range(n)]
+
+    def _gather(self, bucket, which):
+        if which not in self._cache:
+            out = {}
+            for name in getattr(self, "layer_names", []):
+                for key, bkey in self._keys(name):
+                    parts = bucket.get(bkey)
+                    if parts:
+                        out[key] = parts[0] if len(parts) == 1 else torch.cat(parts)
+            self._cache[which] = out
+        return self._cache[which]
+
+    @property
+    def activations(self) -> dict[str, torch.Tensor]:
+        """Recorded outputs, ``name -> tensor (samples, ...)`` concatenated over batches."""
+        return self._gather(self._acts, "activations")
+
+    @property
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """Recorded (first) inputs of each layer (needs ``inputs=True``)."""
+        return self._gather(self._ins, "inputs")
+
+    @property
+    def gradients(self) -> dict[str, torch.Tensor]:
+        """Gradients with respect to each recorded output (needs ``grads=True`` and a
+        backward pass inside the ``with`` block)."""
+        return self._gather(self._grads, "gradients")
+
+    @property
+    def names(self) -> list[str]:
+        """The keys of :attr:`activations` (``name@k`` for reused modules)."""
+        return [k for n in getattr(self, "layer_names", []) for k, _ in self._keys(n)]
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "inactive"
+        return f"Recorder({len(getattr(self, 'layer_names', []))} layers, {state})"
+
+
+# --------------------------------------------------------------------------------------
+# Recording over a data set
+# --------------------------------------------------------------------------------------
+@dataclass(repr=False)
+class Recording:
+    """What :func:`record` captured: ``activations[name]`` is a tensor
+    ``(samples, ...)`` per layer (``name@k`` for the k-th call of a reused module);
+    ``inputs``/``gradients`` likewise when requested (else empty dicts); ``outputs`` the
+    model outputs; ``targets`` the labels when the data had them."""
+
+    activations: dict
+    inputs: dict
+    gradients: dict
+    outputs: torch.Tensor
+    targets: torch.Tensor | None
+    layer_names: list
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.outputs)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._get(name, "activations")
+
+    def _get(self, name, which):
+        store = getattr(self, which)
+        if name not in store:
+            if not store:
+                raise KeyError(f"no {which} were recorded; pass {which}=True to record()"
+                               if which != "activations" else "no activations were recorded")
+            close = difflib.get_close_matches(str(name), list(store), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(f"no {which} recorded for {name!r}.{hint} Recorded: {', '.join(store)}")
+        return store[name]
+
+    def flat(self, name: str, per_channel: bool = False, which: str = "activations") -> torch.Tensor:
+        """The recorded tensor of layer ``name`` as a ``(samples, units)`` matrix.
+
+        A conv map ``(N, C, H, W)`` is flattened to ``(N, C*H*W)`` (one unit per channel
+        and position), or with ``per_channel=True`` averaged over its spatial axes to
+        ``(N, C)`` (one unit per channel: ``mean_{h,w} a[n, c, h, w]``). ``which`` picks
+        ``"activations"``, ``"inputs"`` or ``"gradients"``.
+        """
+        if which not in ("activations", "inputs", "gradients"):
+            raise ValueError(f"which must be 'activations', 'inputs' or 'gradients', got {which!r}")
+        t = self._get(name, which)
+        if t.ndim == 1:
+            return t[:, None]
+        if per_channel and t.ndim > 2:
+            return t.flatten(2).mean(2)
+        return t.reshape(len(t), -1)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {tuple(v.shape[1:])}" for k, v in list(self.activations.items())[:8])
+        more = "" if len(self.activations) <= 8 else f", ... ({len(self.activations)} layers)"
+        extra = "".join(f", {w}" for w in ("inputs", "gradients") if getattr(self, w))
+        return f"Recording({self.n_samples} samples; {shapes}{more}{extra})"
+
+
+def _as_tensor(x, name):
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = to_numpy(x, name)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _batches(data, targets, batch_size, split):
+    """Yield ``(x, y_or_None)`` batches and the number of batches (or None)."""
+    from .data import Dataset
+
+    if isinstance(data, Dataset):
+        X, y = data.split(split)
+        return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
+        if targets is not None:
+            raise ValueError("targets was given but data is already an (X, y) pair; pass one of them")
+        X, y = _as_tensor(data[0], "data[0]"), _as_tensor(data[1], "data[1]")
+        if len(X) != len(y):
+            raise ValueError(f"data=(X, y) with {len(X)} inputs but {len(y)} targets")
+        return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        X = _as_tensor(data, "data")
+        y = None if targets is None else _as_tensor(targets, "targets")
+        if y is not None and len(y) != len(X):
+            raise ValueError(f"targets has {len(y)} rows but data has {len(X)}")
+        return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
+    if isinstance(data, Iterable):
+        if targets is not None:
+            raise ValueError("targets cannot be combined with a DataLoader/iterable; put them in its batches")
+        try:
+            n = len(data)
+        except TypeError:
+            n = None
+        return _iter_batches(data), n, None
+    raise TypeError(
+        "data must be a tensor/array of inputs, an (X, y) pair, a DataLoader or iterable of batches, "
+        f"or a nifkit.data.Dataset; got {type(data).__name__}"
+    )
+
+
+def _tensor_batches(X, y, batch_size):
+    for i in range(0, len(X), batch_size):
+        yield X[i:i + batch_size], None if y is None else y[i:i + batch_size]
+
+
+def _iter_batches(loader):
+    for b in loader:
+        if isinstance(b, torch.Tensor):
+            yield b, None
+        elif isinstance(b, (tuple, list)) and b:
+            yield _as_tensor(b[0], "batch[0]"), None if len(b) < 2 else _as_tensor(b[1], "batch[1]")
+        elif isinstance(b, dict) and b:
+            vals = list(b.values())
+            yield _as_tensor(vals[0], "batch"), None if len(vals) < 2 else _as_tensor(vals[1], "batch")
+        else:
+            raise TypeError(f"each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
+
+
+def _model_device_dtype(model):
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    for b in model.buffers():
+        if b.is_floating_point():
+            return b.device, b.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def _batch_loss(loss_fn, out, y):
+    """Scalar to back-propagate: per-sample losses summed over the batch."""
+    if loss_fn is None:
+        return out.sum()
+    if isinstance(loss_fn, str):
+        if loss_fn == "cross_entropy":
+            return nn.functional.cross_entropy(out, y, reduction="sum")
+        if loss_fn in ("mse", "mse_sum"):
+            t = y if y.is_floating_point() else nn.functional.one_hot(y, out.shape[1]).to(out.dtype)
+            return ((out - t) ** 2).sum()
+        raise ValueError(f"loss_fn must be a callable or 'cross_entropy'/'mse_sum', got {loss_fn!r}")
+    loss = loss_fn(out, y)
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"loss_fn must return a tensor, got {type(loss).__name__}")
+    if loss.ndim > 0:
+        return loss.sum()
+    if getattr(loss_fn, "reduction", None) == "mean":
+        # undo the batch mean so each sample's gradient does not depend on the batch size
+        return loss * len(out)
+    return loss
+
+
+def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs: bool = False,
+           grads: bool = False, loss_fn=None, targets=None, device=None, progress: bool = True,
+           max_samples: int | None = None, reused: str = "error", split: str = "train",
+           to_cpu: bool = True) -> Recording:
+    """Run ``model`` over ``data`` batch by batch and record named layers.
+
+    ``data`` is a tensor/array of inputs (labels optional via ``targets``), an
+    ``(X, y)`` pair, a ``DataLoader`` or any iterable of ``x`` or ``(x, y, ...)``
+    batches, or a :class:`nifkit.data.Dataset` (its ``split``: ``"train"``, ``"test"``
+    or ``"all"``).
+
+    The model runs in eval mode under ``torch.no_grad()``. With ``grads=True`` it runs
+    with autograd and records ``d L / d a`` for each recorded output ``a``, where
+    ``L = sum_i loss_fn(output_i, target_i)`` (per-sample losses summed over the batch,
+    so each sample's gradient does not depend on the batch size; a scalar loss with
+    ``reduction="mean"`` is multiplied back by the batch size; ``"cross_entropy"`` and
+    ``"mse_sum"`` are accepted by name) or, without ``loss_fn``, ``L = sum of all
+    outputs``. Parameters are frozen meanwhile (only the input needs a gradient), so no
+    ``.grad`` field of the model is touched.
+
+    The model's train/eval mode, ``requires_grad`` flags and device are restored
+    afterwards, and all hooks removed, also on exceptions and KeyboardInterrupt (which
+    is re-raised). ``max_samples`` stops after that many samples. ``device`` defaults
+    to the model's; the model is moved there for the run and moved back after.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < 1):
+        raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
+    from tqdm.auto import tqdm
+
+    model_device, dtype = _model_device_dtype(model)
+    dev = model_device if device is None else resolve_device(device)
+    batches, n_batches, n_total = _batches(data, targets, int(batch_size), split)
+    if max_samples is not None and n_total is not None:
+        n_batches = math.ceil(min(n_total, max_samples) / batch_size)
+
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    moved = dev != model_device
+    outputs, ys = [], []
+    rec = Recorder(model, layers, inputs=inputs, grads=grads, to_cpu=to_cpu, reused=reused)
+    bar = None
+    try:
+        if moved:
+            model.to(dev)
+        model.eval()
+        if grads:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        bar = tqdm(total=n_batches, desc="record", unit="batch", disable=not progress, leave=False)
+        seen = 0
+        with rec:
+            for xb, yb in batches:
+                if max_samples is not None and seen + len(xb) > max_samples:
+                    keep = max_samples - seen
+                    xb = xb[:keep]
+                    yb = None if yb is None else yb[:keep]
+                xb = xb.to(dev, dtype) if xb.is_floating_point() else xb.to(dev)
+                if yb is not None:
+                    yb = yb.to(dev)
+                if grads:
+                    out = _grad_step(model, xb, yb, loss_fn, flags)
+                else:
+                    with torch.no_grad():
+                        out = _first_tensor(model(xb), "output", "<model>")
+                outputs.append(out.detach().to("cpu" if to_cpu else out.device))
+                if yb is not None:
+                    ys.append(yb.detach().cpu())
+                seen += len(xb)
+                bar.update(1)
+                if max_samples is not None and seen >= max_samples:
+                    break
+        acts, ins, grs, names = rec.activations, rec.inputs, rec.gradients, rec.names
+    finally:
+        if bar is not None:
+            bar.close()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+        if moved:
+            model.to(model_device)
+    if not outputs:
+        raise ValueError("data holds no samples; nothing was recorded")
+    return Recording(
+        activations=acts, inputs=ins if inputs else {}, gradients=grs if grads else {},
+        outputs=torch.cat(outputs), targets=torch.cat(ys) if ys else None, layer_names=names,
+        meta={"batch_size": int(batch_size), "grads": grads, "loss_fn": loss_fn, "reused": reused},
+    )
+
+
+def _grad_step(model, xb, yb, loss_fn, flags):
+    """Forward with autograd and back-propagate the batch loss; the Recorder's tensor
+    hooks collect the gradients of the recorded outputs."""
+    if loss_fn is not None and yb is None:
+        raise ValueError("loss_fn needs targets: pass data=(X, y), targets=..., or a loader of (x, y) batches")
+    with torch.enable_grad():
+        if xb.is_floating_point():
+            xb = xb.detach().requires_grad_(True)
+            wrt = [xb]
+        else:  # e.g. token ids: differentiate through the parameters instead
+            wrt = [p for p, _ in flags if p.is_floating_point()]
+            for p in wrt:
+                p.requires_grad_(True)
+        out = _first_tensor(model(xb), "output", "<model>")
+        loss = _batch_loss(loss_fn, out, yb)
+        if loss.requires_grad:
+            torch.autograd.grad(loss, wrt, allow_unused=True)
+    return out
