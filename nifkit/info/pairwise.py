@@ -123,8 +123,9 @@ def _block_size(n_rows, ba, bb, budget, symmetric):
     """Neurons per block so that one-hots, the joint block and MI temporaries fit."""
     # per block of k neurons on each side: 2 one-hots (n_rows * k * B * 4 bytes),
     # scatter indices (n_rows * k * 8), joint in float32 + float64 + xlogy temp (k^2 B^2 * 20)
-    a = 20.0 * ba * bb
+    a = 28.0 * ba * bb
     b = n_rows * (4.0 * (ba + bb) + 16.0)
+    budget = 0.8 * budget  # headroom for allocator slack and torch's workspaces
     k = (-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a)
     return max(1, int(k))
 
