@@ -324,8 +324,9 @@ class Recording:
         store = getattr(self, which)
         if name not in store:
             if not store:
-                raise KeyError(f"no {which} were recorded; pass {which}=True to record()"
-                               if which != "activations" else "no activations were recorded")
+                arg = {"gradients": "grads", "inputs": "inputs"}.get(which)
+                raise KeyError(f"no {which} were recorded; pass {arg}=True to record()"
+                               if arg else "no activations were recorded")
             close = difflib.get_close_matches(str(name), list(store), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(f"no {which} recorded for {name!r}.{hint} Recorded: {', '.join(store)}")
