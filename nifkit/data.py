@@ -638,8 +638,8 @@ def load_fashion_mnist(root=None, download: bool = False, *, search_dirs: Sequen
             + ", ".join(str(d) for d in dirs) + "). Get them either way:\n"
             "  * offline, from Debian's package:  sudo apt-get install dataset-fashion-mnist\n"
             "    (it installs them into /usr/share/datasets/fashion-mnist), or\n"
-            "  * online: nifkit.data.load_fashion_mnist(download=True)"
-            + ("" if root is None else f", root={str(root)!r}")
+            "  * online: nifkit.data.load_fashion_mnist("
+            + ("" if root is None else f"root={str(root)!r}, ") + "download=True)"
         )
     return _finish_images(
         "fashion_mnist", Xtr, ytr, Xte, yte, n_classes=10, class_names=list(FASHION_MNIST_CLASSES),
