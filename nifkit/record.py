@@ -452,7 +452,7 @@ def _batch_loss(loss_fn, out, y):
 def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs: bool = False,
            grads: bool = False, loss_fn=None, targets=None, device=None, progress: bool = True,
            max_samples: int | None = None, reused: str = "error", split: str = "train",
-           to_cpu: bool = True) -> Recording:
+           to_cpu: bool = True, num_threads: int | None = None) -> Recording:
     """Run ``model`` over ``data`` batch by batch and record named layers.
 
     ``data`` is a tensor/array of inputs (labels optional via ``targets``), an
@@ -473,7 +473,22 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     afterwards, and all hooks removed, also on exceptions and KeyboardInterrupt (which
     is re-raised). ``max_samples`` stops after that many samples. ``device`` defaults
     to the model's; the model is moved there for the run and moved back after.
+    ``num_threads``: torch CPU threads for the run (None = 1 on the CPU, restored
+    after; see :class:`nifkit.models.cpu_threads`).
     """
+    from .models import cpu_threads
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dev_for_threads = resolve_device(device) if device is not None else _model_device_dtype(model)[0]
+    with cpu_threads(num_threads, dev_for_threads):
+        return _record(model, data, layers, batch_size=batch_size, inputs=inputs, grads=grads,
+                       loss_fn=loss_fn, targets=targets, device=device, progress=progress,
+                       max_samples=max_samples, reused=reused, split=split, to_cpu=to_cpu)
+
+
+def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets, device, progress,
+            max_samples, reused, split, to_cpu):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
