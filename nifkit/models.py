@@ -327,7 +327,7 @@ def evaluate(model: nn.Module, X, y, loss="cross_entropy", batch_size: int = 409
     ``argmax(output) == y`` (NaN for float targets). The model's mode is restored."""
     dev = resolve_device(device) if device is not None else _device_of(model)
     X, y = _tensor(X, "X"), _tensor(y, "y")
-    was = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     tot_loss, correct, n = 0.0, 0, 0
     try:
@@ -343,7 +343,8 @@ def evaluate(model: nn.Module, X, y, loss="cross_entropy", batch_size: int = 409
                     correct += int((out.argmax(1) == yb).sum())
                 n += len(xb)
     finally:
-        model.train(was)
+        for m, mode in modes:
+            m.training = mode
     acc = correct / n if not y.is_floating_point() else float("nan")
     return tot_loss / max(n, 1), acc
 
@@ -592,7 +593,7 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
     except KeyboardInterrupt:
         interrupted = True
         warnings.warn(f"training interrupted after {completed} complete epoch(s); returning the model as it "
-                      "is now (the last snapshot is the last one taken)", RuntimeWarning, stacklevel=2)
+                      "is now (the last snapshot is the last one taken)", RuntimeWarning, stacklevel=3)
     finally:
         bar.close()
         model.eval()
@@ -604,7 +605,7 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
 
 
 def _loader_eval(model, loader, loss, dev):
-    was = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     tot, correct, n, is_float = 0.0, 0, 0, False
     try:
@@ -621,7 +622,8 @@ def _loader_eval(model, loader, loss, dev):
                     correct += int((out.argmax(1) == yb).sum())
                 n += len(xb)
     finally:
-        model.train(was)
+        for m, mode in modes:
+            m.training = mode
     return tot / max(n, 1), (correct / max(n, 1) if not is_float else float("nan"))
 
 

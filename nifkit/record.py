@@ -469,7 +469,7 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     outputs``. Parameters are frozen meanwhile (only the input needs a gradient), so no
     ``.grad`` field of the model is touched.
 
-    The model's train/eval mode, ``requires_grad`` flags and device are restored
+    The train/eval mode of every submodule, ``requires_grad`` flags and device are restored
     afterwards, and all hooks removed, also on exceptions and KeyboardInterrupt (which
     is re-raised). ``max_samples`` stops after that many samples. ``device`` defaults
     to the model's; the model is moved there for the run and moved back after.
@@ -503,7 +503,7 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
     if max_samples is not None and n_total is not None:
         n_batches = math.ceil(min(n_total, max_samples) / batch_size)
 
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # per module: mixed modes survive
     flags = [(p, p.requires_grad) for p in model.parameters()]
     moved = dev != model_device
     outputs, ys = [], []
@@ -545,7 +545,8 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
             bar.close()
         for p, flag in flags:
             p.requires_grad_(flag)
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
         if moved:
             model.to(model_device)
     if not outputs:

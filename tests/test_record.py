@@ -97,6 +97,13 @@ def test_mode_restored(data, mode):
     assert net.training is mode and all(m.training is mode for m in net.modules())
 
 
+def test_mixed_modes_restored(data):
+    net = make_net().train()
+    net[2].eval()  # e.g. a frozen block inside a training model
+    record(net, data[0], progress=False)
+    assert net.training and not net[2].training and net[0].training
+
+
 def test_inplace_relu_after_linear(data):
     net = make_net(inplace=True)
     X = data[0]
