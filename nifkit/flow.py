@@ -325,7 +325,7 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
     tb = torch.from_numpy(np.ascontiguousarray(b.T))
     block = max(1, memory_budget // per_pair)
     out = np.empty(len(pairs))
-    const = float(torch.special.digamma(torch.tensor(float(k))) + torch.special.digamma(torch.tensor(float(n))))
+    const = float(torch.special.digamma(torch.tensor([float(k), float(n)], dtype=torch.float64)).sum())
     for s in range(0, len(pairs), block):  # loop over blocks of pairs
         p = torch.from_numpy(pairs[s:s + block])
         x = ta[p[:, 0]]
@@ -347,7 +347,9 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
 class FlowGraph:
     """A network's information-flow graph.
 
-    ``graph``: ``networkx.DiGraph``; node ids ``"<layer>:<index>"`` with attributes
+    ``graph``: ``networkx.DiGraph`` (assembled from the matrices on first access and
+    cached: networkx holds one Python object per edge, which for a 17,000-edge graph
+    costs about as much as estimating all the edges); node ids ``"<layer>:<index>"`` with attributes
     ``layer`` (name), ``depth`` (0 = input), ``index``, ``name`` (= the id) and ``label``
     (feature name for inputs); edges with ``mi`` (bits, the estimate), ``weight``
     (``|w_ij|``), ``flow`` (what the network science uses: ``max(mi, 0)``, times
@@ -360,7 +362,6 @@ class FlowGraph:
     (or None), ``flows[l]`` the edge flows (0 where there is no edge or it was pruned).
     """
 
-    graph: nx.DiGraph
     layers: list
     sizes: list
     mi: list
@@ -372,6 +373,12 @@ class FlowGraph:
     n_samples: int
     meta: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        if "graph" not in self._cache:
+            self._cache["graph"] = _assemble(self)
+        return self._cache["graph"]
 
     # -- addressing ------------------------------------------------------------------
     def node_id(self, layer, index: int) -> str:
@@ -385,19 +392,19 @@ class FlowGraph:
         return f"{name}:{int(index)}"
 
     def locate(self, node) -> tuple[int, int]:
-        """``(depth, index)`` of a node id."""
-        if node not in self.graph:
+        """``(depth, index)`` of a node id ``"<layer>:<index>"``."""
+        name, _, idx = str(node).rpartition(":")
+        if name not in self.layers or not idx.isdigit() or int(idx) >= self.sizes[self.layers.index(name)]:
             raise ValueError(f"no node {node!r} in the flow graph (ids look like {self.node_id(0, 0)!r})")
-        a = self.graph.nodes[node]
-        return a["depth"], a["index"]
+        return self.layers.index(name), int(idx)
 
     @property
     def n_edges(self) -> int:
-        return self.graph.number_of_edges()
+        return int(sum(m.sum() for m in self.edge_masks))
 
     @property
     def n_nodes(self) -> int:
-        return self.graph.number_of_nodes()
+        return int(sum(self.sizes))
 
     @property
     def max_flow(self) -> float:
@@ -450,6 +457,33 @@ class FlowGraph:
         sig = f", significance={self.meta.get('significance')}" if self.meta.get("significance") else ""
         return (f"FlowGraph({self.estimator}, {sizes} neurons, {self.n_edges} edges of "
                 f"{sum(int(c.sum()) for c in self.connected)} connections, {self.n_samples} samples{sig})")
+
+
+def _assemble(fg: FlowGraph) -> nx.DiGraph:
+    """The networkx graph of a FlowGraph (one Python object per node and edge; the
+    numbers were computed vectorised)."""
+    g = nx.DiGraph()
+    m = fg.meta
+    g.graph.update(estimator=fg.estimator, n_samples=int(fg.n_samples), weight_scale=bool(m.get("weight_scale")),
+                   layers=",".join(fg.layers), n_bins=int(m.get("n_bins", 0)), binning=str(m.get("binning")),
+                   significance=float(m["significance"]) if m.get("significance") is not None else -1.0)
+    names = m.get("feature_names")
+    for d, (name, size) in enumerate(zip(fg.layers, fg.sizes)):
+        labels = names if d == 0 else None
+        g.add_nodes_from((f"{name}:{i}", {"layer": name, "depth": d, "index": i, "name": f"{name}:{i}",
+                                          "label": str(labels[i]) if labels is not None else f"{name}:{i}"})
+                         for i in range(size))
+    for l, keep in enumerate(fg.edge_masks):
+        src, dst = np.nonzero(keep)
+        cols = {"mi": fg.mi[l][src, dst], "weight": fg.weights[l][src, dst], "flow": fg.flows[l][src, dst]}
+        if fg.p_values is not None:
+            cols["p_value"] = fg.p_values[l][src, dst]
+        keys = list(cols)
+        vals = zip(*(v.tolist() for v in cols.values()))
+        a, b = fg.layers[l], fg.layers[l + 1]
+        g.add_edges_from(zip((f"{a}:{i}" for i in src.tolist()), (f"{b}:{j}" for j in dst.tolist()),
+                             (dict(zip(keys, v)) for v in vals)))
+    return g
 
 
 def _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size):
@@ -600,33 +634,13 @@ def flow_graph(
     if image_shape is not None and int(np.prod(image_shape)) != sizes[0]:
         image_shape = None
 
-    g = nx.DiGraph()
-    g.graph.update(estimator=estimator, n_samples=int(n), weight_scale=bool(weight_scale),
-                   layers=",".join(names), n_bins=int(n_bins), binning=str(binning),
-                   significance=float(significance) if significance is not None else -1.0)
-    for d, (name, m) in enumerate(zip(names, sizes)):
-        labels = feature_names if (d == 0 and feature_names is not None) else None
-        g.add_nodes_from((f"{name}:{i}", {"layer": name, "depth": d, "index": i, "name": f"{name}:{i}",
-                                          "label": str(labels[i]) if labels is not None else f"{name}:{i}"})
-                         for i in range(m))
-    # networkx stores one Python object per edge; the numbers above are computed vectorised
-    for l in range(len(chosen)):
-        src, dst = np.nonzero(keep[l])
-        cols = {"mi": mi[l][src, dst], "weight": weights[l][src, dst], "flow": flows[l][src, dst]}
-        if pv is not None:
-            cols["p_value"] = pv[l][src, dst]
-        lists = {k: v.tolist() for k, v in cols.items()}
-        keys = list(lists)
-        a, b = names[l], names[l + 1]
-        g.add_edges_from(zip((f"{a}:{i}" for i in src.tolist()), (f"{b}:{j}" for j in dst.tolist()),
-                             (dict(zip(keys, vals)) for vals in zip(*lists.values()))))
     meta = dict(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
                 weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
                 feature_names=list(feature_names) if feature_names is not None else None,
                 image_shape=tuple(image_shape) if image_shape is not None else None,
                 dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None,
-                timings={"record": t_rec - t0, "estimate": t_est - t_rec, "graph": time.perf_counter() - t_est})
-    return FlowGraph(graph=g, layers=names, sizes=sizes, mi=mi, weights=weights, connected=connected,
+                timings={"record": t_rec - t0, "estimate": t_est - t_rec, "assemble": time.perf_counter() - t_est})
+    return FlowGraph(layers=names, sizes=sizes, mi=mi, weights=weights, connected=connected,
                      flows=flows, p_values=pv, estimator=estimator, n_samples=int(n), meta=meta)
 
 
@@ -947,7 +961,7 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
 
 def _truncate(fg: FlowGraph, depth: int) -> FlowGraph:
     """A view of the first ``depth`` layer pairs (for paths into a hidden neuron)."""
-    return FlowGraph(graph=fg.graph, layers=fg.layers[:depth + 1], sizes=fg.sizes[:depth + 1], mi=fg.mi[:depth],
+    return FlowGraph(layers=fg.layers[:depth + 1], sizes=fg.sizes[:depth + 1], mi=fg.mi[:depth],
                      weights=fg.weights[:depth], connected=fg.connected[:depth], flows=fg.flows[:depth],
                      p_values=None if fg.p_values is None else fg.p_values[:depth], estimator=fg.estimator,
                      n_samples=fg.n_samples, meta=fg.meta,

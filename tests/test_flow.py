@@ -1,0 +1,354 @@
+"""NIF chapter: the flow graph, its estimators, network science, errors, widget."""
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nifkit.data import make_planted
+from nifkit.flow import (
+    attribution,
+    check_flow_attribution,
+    flow_graph,
+    flow_layers,
+    gaussian_mi_pairs,
+    ksg_mi_pairs,
+    strongest_paths,
+)
+from nifkit.info import Binner, gaussian_mi, gaussian_mi_analytic, ksg_mi, pairwise_mi
+from nifkit.models import mlp, small_cnn, train
+from nifkit.record import record
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """10 standard-normal features, label from features 2, 5 and 7 (not the first three,
+    so index order cannot pass the test by accident); a trained 10-16-16-2 ReLU MLP."""
+    d = make_planted(2000, 10, informative=[2, 5, 7], seed=1)
+    model = mlp([10, 16, 16, 2], seed=0)
+    res = train(model, d, epochs=30, lr=3e-3, progress=False, seed=0)
+    assert res.history["test_acc"][-1] > 0.95
+    return d, model
+
+
+def _rand_mlp(sizes, seed=0):
+    return mlp(sizes, seed=seed)
+
+
+# ------------------------------------------------------------------------------ structure
+def test_graph_structure_of_known_mlp(tmp_path):
+    model = _rand_mlp([4, 5, 3, 2])
+    X = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, n_bins=4)
+    assert fg.layers == ["input", "fc1", "fc2", "fc_out"]
+    assert fg.sizes == [4, 5, 3, 2]
+    g = fg.graph
+    assert g.number_of_nodes() == fg.n_nodes == 14
+    assert g.number_of_edges() == fg.n_edges == 4 * 5 + 5 * 3 + 3 * 2
+    assert g.nodes["fc1:3"] == {"layer": "fc1", "depth": 1, "index": 3, "name": "fc1:3", "label": "fc1:3"}
+    # edges only between adjacent layers, in the direction of the data
+    assert all(g.nodes[v]["depth"] == g.nodes[u]["depth"] + 1 for u, v in g.edges)
+    e = g.edges["input:1", "fc1:2"]
+    assert set(e) == {"mi", "weight", "flow"}
+    assert e["weight"] == pytest.approx(abs(model.fc1.weight[2, 1].item()))
+    assert e["mi"] == pytest.approx(fg.mi[0][1, 2]) and e["flow"] == pytest.approx(max(fg.mi[0][1, 2], 0))
+    np.testing.assert_allclose(fg.weights[1], model.fc2.weight.detach().abs().numpy().T)
+    # GraphML round trip keeps every node, edge and attribute
+    path = tmp_path / "flow.graphml"
+    fg.to_graphml(path)
+    back = nx.read_graphml(path)
+    assert set(back.nodes) == set(g.nodes) and set(back.edges) == set(g.edges)
+    assert back.nodes["fc2:1"]["layer"] == "fc2" and back.nodes["fc2:1"]["index"] == 1
+    for u, v, d in g.edges(data=True):
+        for k in ("mi", "weight", "flow"):
+            assert back.edges[u, v][k] == pytest.approx(d[k], abs=1e-12)
+    assert back.graph["estimator"] == "binned" and back.graph["n_samples"] == 400
+
+
+def test_zero_weights_are_not_edges_and_weight_scale():
+    model = _rand_mlp([4, 5, 2])
+    with torch.no_grad():
+        model.fc1.weight[0, :] = 0.0       # unit fc1:0 reads nothing
+        model.fc_out.weight[1, 3] = 0.0    # one pruned connection
+    X = torch.randn(300, 4, generator=torch.Generator().manual_seed(1))
+    fg = flow_graph(model, X, n_bins=4, weight_scale=True)
+    assert fg.n_edges == 4 * 5 + 5 * 2 - 4 - 1
+    assert not fg.graph.has_edge("input:2", "fc1:0") and not fg.graph.has_edge("fc1:3", "fc_out:1")
+    f = fg.flows[0]
+    np.testing.assert_allclose(f, np.clip(fg.mi[0], 0, None) * model.fc1.weight.detach().abs().numpy().T)
+
+
+def test_edge_mi_equals_pairwise_mi():
+    model = _rand_mlp([6, 8, 7, 3], seed=2)
+    X = torch.randn(700, 6, generator=torch.Generator().manual_seed(2))
+    for binning in ("quantile", "minmax"):
+        fg = flow_graph(model, X, n_bins=6, binning=binning)
+        rec = record(model, X, layers=["fc1", "fc2", "fc_out"], inputs=True, progress=False)
+        acts = [X.numpy(), rec.inputs["fc2"].numpy(), rec.inputs["fc_out"].numpy(), rec.outputs.numpy()]
+        codes = [Binner(6, binning).fit_transform(a) for a in acts]
+        for l in range(3):
+            ref = pairwise_mi(codes[l], codes[l + 1], n_bins=6)
+            assert np.abs(fg.mi[l] - ref).max() <= 1e-12
+        assert fg.graph.edges["fc1:4", "fc2:6"]["mi"] == pytest.approx(
+            pairwise_mi(codes[1], codes[2], n_bins=6)[4, 6], abs=1e-12)
+
+
+def test_cnn_channels_are_nodes():
+    model = small_cnn(1, (8, 8), channels=(3, 4), hidden=(5,), n_classes=2, seed=0)
+    with torch.no_grad():
+        model.conv2.weight[1, 2] = 0.0     # channel conv1:2 no longer feeds conv2:1
+    X = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, n_bins=4)
+    assert fg.layers == ["input", "conv1", "conv2", "fc1", "fc_out"]
+    assert fg.sizes == [1, 3, 4, 5, 2]
+    assert fg.n_edges == 1 * 3 + 3 * 4 - 1 + 4 * 5 + 5 * 2
+    assert not fg.graph.has_edge("conv1:2", "conv2:1")
+    # channel -> dense unit weights: mean |w| over the channel's flattened positions
+    w = model.fc1.weight.detach().double().abs().reshape(5, 4, -1).mean(2).numpy().T
+    np.testing.assert_allclose(fg.weights[2], w)
+
+
+def test_layer_subset_starts_at_that_layers_input():
+    model = _rand_mlp([4, 6, 5, 2])
+    X = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, layers=["fc2", "fc_out"], n_bins=4)
+    full = flow_graph(model, X, n_bins=4)
+    assert fg.layers == ["fc1", "fc2", "fc_out"] and fg.sizes == [6, 5, 2]
+    np.testing.assert_allclose(fg.mi[0], full.mi[1], atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ estimators
+def _gaussian_layer():
+    """x ~ N(0, I_2) through a linear layer y = W x: every (x_i, y_j) is a bivariate
+    Gaussian with rho = W[j, i] / ||W[j]||, so every edge has an analytic MI."""
+    model = nn.Sequential(nn.Linear(2, 3, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 1.0], [2.0, 1.0], [1.0, -2.5]]))
+    W = model[0].weight.detach().numpy()
+    rho = (W / np.linalg.norm(W, axis=1, keepdims=True)).T  # (inputs, outputs)
+    truth = np.vectorize(gaussian_mi_analytic)(rho)
+    X = torch.from_numpy(np.random.default_rng(0).standard_normal((3000, 2)).astype(np.float32))
+    return model, X, truth
+
+
+def test_ksg_and_gaussian_edges_approach_analytic_mi():
+    model, X, truth = _gaussian_layer()
+    assert truth.max() > 1.0 and truth.min() < 0.2
+    # sampling noise alone: at n=3000 even this sample's exact Gaussian MI is up to
+    # 0.045 bits off the population value, so the tolerances allow ~2x that
+    ksg = flow_graph(model, X, estimator="ksg")
+    np.testing.assert_allclose(ksg.mi[0], truth, atol=0.09)
+    assert np.abs(ksg.mi[0] - truth).mean() < 0.05
+    gau = flow_graph(model, X, estimator="gaussian")
+    np.testing.assert_allclose(gau.mi[0], truth, atol=0.05)
+
+
+def test_dv_edges_approach_analytic_mi():
+    model, X, truth = _gaussian_layer()
+    fg = flow_graph(model, X, estimator="dv", dv_options=dict(steps=800), seed=0)
+    np.testing.assert_allclose(fg.mi[0], truth, atol=0.12)
+    assert np.abs(fg.mi[0] - truth).mean() < 0.06
+    assert np.corrcoef(fg.mi[0].ravel(), truth.ravel())[0, 1] > 0.98
+
+
+def test_vectorised_pair_estimators_match_the_core():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((300, 3))
+    b = a @ rng.standard_normal((3, 4)) + rng.standard_normal((300, 4))
+    pairs = np.array([[0, 0], [1, 3], [2, 1], [0, 2]])
+    got = ksg_mi_pairs(a, b, pairs, k=3, jitter=0)
+    ref = [ksg_mi(a[:, i], b[:, j], k=3, jitter=0) for i, j in pairs]
+    np.testing.assert_allclose(got, ref, atol=1e-10)
+    g = gaussian_mi_pairs(a, b)
+    np.testing.assert_allclose(g[1, 3], gaussian_mi(a[:, 1], b[:, 3]), atol=1e-10)
+
+
+def test_significance_prunes_edges_of_an_input_the_layer_ignores():
+    model = _rand_mlp([3, 6, 2], seed=0)
+    with torch.no_grad():
+        model.fc1.weight[:, 0] = 1e-6      # input 0 barely reaches the hidden layer
+        model.fc1.weight[:, 1:] *= 5
+    X = torch.randn(1500, 3, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, n_bins=6, significance=0.05, n_shuffles=40, seed=0)
+    p = fg.p_values[0]
+    assert (p[0] >= 0.05).sum() >= 5           # at most one false positive among 6 edges
+    assert (p[1:] < 0.05).mean() > 0.8
+    kept = fg.edge_masks[0]
+    assert kept[0].sum() <= 1 and kept[1:].sum() >= 0.8 * kept[1:].size
+    assert fg.n_edges == sum(int(m.sum()) for m in fg.edge_masks)
+    assert all("p_value" in d for *_, d in fg.graph.edges(data=True))
+
+
+# ------------------------------------------------------------------------------ network science
+def test_attribution_ranks_planted_features_first(planted):
+    d, model = planted
+    for est in ("binned", "gaussian"):
+        fg = flow_graph(model, d, estimator=est)
+        for method in ("flow", "path", "strength", "maxflow"):
+            a = attribution(fg, method)
+            assert set(a.ranking()[:3].tolist()) == {2, 5, 7}, (est, method, a.scores.round(3))
+        a = fg.attribution()
+        assert a.scores.sum() == pytest.approx(1.0)
+        assert a.feature_names[a.ranking()[0]] in {"x2", "x5", "x7"}
+
+
+def test_flow_attribution_is_the_product_of_target_normalised_matrices(planted):
+    d, model = planted
+    fg = flow_graph(model, d)
+    N = [f / f.sum(0, keepdims=True) for f in fg.flows]
+    r = N[0] @ N[1] @ N[2]
+    np.testing.assert_allclose(attribution(fg).scores, r.sum(1) / r.sum(), atol=1e-12)
+    # every output's information is fully shared out among the inputs
+    np.testing.assert_allclose(r.sum(0), 1.0, atol=1e-12)
+    # a hidden target: its column of the partial product
+    a = attribution(fg, target="fc2:3")
+    col = (N[0] @ N[1])[:, 3]
+    np.testing.assert_allclose(a.scores, col / col.sum(), atol=1e-12)
+    # the checker recognises the right answer and the classic mistake
+    assert check_flow_attribution(fg, r.sum(1) / r.sum()).startswith("✓")
+    rows = [f / f.sum(1, keepdims=True) for f in fg.flows]
+    wrong = (rows[0] @ rows[1] @ rows[2]).sum(1)
+    assert "outgoing" in check_flow_attribution(fg, wrong / wrong.sum())
+    assert "one score per input" in check_flow_attribution(fg, np.ones(3))
+
+
+def test_strongest_paths_match_brute_force():
+    model = _rand_mlp([3, 4, 3, 2], seed=5)
+    X = torch.randn(500, 3, generator=torch.Generator().manual_seed(5))
+    fg = flow_graph(model, X, n_bins=4)
+    F = [f / fg.max_flow for f in fg.flows]
+    for mode, combine in (("product", np.prod), ("widest", np.min)):
+        p = strongest_paths(fg, mode)
+        for i, o in itertools.product(range(3), range(2)):
+            best, arg = -1.0, None
+            for h1, h2 in itertools.product(range(4), range(3)):
+                vals = [F[0][i, h1], F[1][h1, h2], F[2][h2, o]]
+                if mode == "widest":
+                    vals = [v * fg.max_flow for v in vals]
+                v = combine(vals)
+                if v > best:
+                    best, arg = v, [i, h1, h2, o]
+            assert p.value[i, o] == pytest.approx(best, abs=1e-12)
+            assert p.nodes[i, o].tolist() == arg
+    assert p.path(0, 1)[0] == "input:0" and p.path(0, 1)[-1] == "fc_out:1"
+
+
+def test_betweenness_and_communities(planted):
+    d, model = planted
+    fg = flow_graph(model, d)
+    b = fg.betweenness()
+    assert set(b) == set(fg.graph.nodes)
+    assert all(b[f"input:{i}"] == 0 for i in range(10)) and all(b[f"fc_out:{o}"] == 0 for o in range(2))
+    assert max(b[f"fc1:{j}"] for j in range(16)) > 0
+    # betweenness = networkx on the -log2 normalised-flow distance
+    h = nx.DiGraph()
+    h.add_weighted_edges_from(((u, v, -np.log2(f / fg.max_flow)) for u, v, f in fg.graph.edges(data="flow")
+                               if f > 0), weight="dist")
+    h.add_nodes_from(fg.graph.nodes)
+    ref = nx.betweenness_centrality(h, weight="dist")
+    assert all(b[k] == pytest.approx(ref[k], abs=1e-12) for k in ref)
+    comms = fg.communities(seed=0)
+    assert sorted(v for c in comms for v in c) == sorted(fg.graph.nodes)
+    assert comms == fg.communities(seed=0)  # seeded
+
+
+# ------------------------------------------------------------------------------ errors
+class _Skip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)) + x)
+
+
+class _Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 3, batch_first=True)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+class _Branch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.a(x) * self.b(x)
+
+
+def test_not_feedforward_models_are_rejected():
+    X = torch.randn(100, 4)
+    with pytest.raises(ValueError, match="not a feedforward chain.*skip connection"):
+        flow_graph(_Skip(), X)
+    with pytest.raises(ValueError, match="not a feedforward chain.*GRU"):
+        flow_graph(_Recurrent(), X)
+    with pytest.raises(ValueError, match="not a feedforward chain"):
+        flow_graph(_Branch(), X)
+    shared = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="more than once"):
+        flow_layers(nn.Sequential(shared, nn.ReLU(), shared))
+    with pytest.raises(ValueError, match="Embedding"):
+        flow_layers(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        flow_graph(lambda x: x, X)
+
+
+def test_unknown_and_wrong_layers():
+    model = _rand_mlp([4, 5, 2])
+    X = torch.randn(200, 4)
+    with pytest.raises(ValueError, match="unknown layer 'fc9'.*fc1, fc_out"):
+        flow_graph(model, X, layers=["fc9"])
+    with pytest.raises(ValueError, match="'act1' is a ReLU, not a Linear/Conv"):
+        flow_graph(model, X, layers=["act1"])
+    with pytest.raises(ValueError, match="consecutive"):
+        flow_graph(_rand_mlp([4, 5, 5, 2]), X, layers=["fc1", "fc_out"])
+
+
+def test_too_few_samples_and_bad_options():
+    model = _rand_mlp([4, 5, 2])
+    with pytest.raises(ValueError, match="too few samples for the bins: 40 samples.*n_bins=8"):
+        flow_graph(model, torch.randn(40, 4), n_bins=8)
+    flow_graph(model, torch.randn(40, 4), n_bins=4)  # 16 joint cells: fine
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        flow_graph(model, torch.randn(100, 4), estimator="mine")
+    with pytest.raises(ValueError, match="smallest possible p-value"):
+        flow_graph(model, torch.randn(100, 4), n_bins=4, significance=0.01, n_shuffles=20)
+    with pytest.raises(ValueError, match="DV estimator"):
+        flow_graph(model, torch.randn(10, 4), estimator="dv")
+
+
+# ------------------------------------------------------------------------------ widget
+def test_widget_threshold_and_selection(planted):
+    from nifkit.widgets.flow import FlowExplorer
+
+    d, model = planted
+    ex = FlowExplorer(model, d, estimators=("binned", "gaussian"))
+    r0 = ex.result
+    assert r0.n_shown == r0.n_total == 448 and "edges shown: 448 of 448" in ex.readout.text
+    ex.controls["threshold"].value = 0.05
+    r1 = ex.result
+    assert r1 is not r0 and r1.n_shown < r0.n_shown
+    assert r1.n_shown == ex.result.graph.edges_above(0.05)
+    assert "threshold 0.050 bits" in ex.readout.text and f"edges shown: {r1.n_shown} of 448" in ex.readout.text
+    ex.controls["layer"].value = "fc1"
+    ex.controls["neuron"].value = 3
+    r2 = ex.result
+    assert r2.selected == "fc1:3" and "selected fc1:3" in ex.readout.text
+    np.testing.assert_allclose(r2.attribution.scores, attribution(r2.graph, target="fc1:3").scores)
+    n_binned = ex.n_computed
+    ex.controls["estimator"].value = "gaussian"
+    assert ex.result.graph.estimator == "gaussian" and ex.n_computed == n_binned + 1
+    ex.controls["estimator"].value = "binned"   # cached: no recomputation
+    assert ex.n_computed == n_binned + 1
+    assert ex.plot.figure is not None and len(ex.plot.figure.axes) >= 2
