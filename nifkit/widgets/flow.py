@@ -1,0 +1,173 @@
+"""``FlowExplorer``: the NIF chapter's widget.
+
+Pick an estimator, raise the edge threshold, select a neuron: the layered flow graph
+(node size by betweenness, colour by community, edge width by flow) and the attribution
+panel update. Flow graphs are cached per estimator, so moving the threshold or the
+selection only redraws. The last state is in ``.result`` (a :class:`FlowView`)::
+
+    ex = FlowExplorer(model, data); ex
+    ex.controls["threshold"].value = 0.05
+    ex.result.n_shown, ex.readout.text
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ipywidgets as W
+import numpy as np
+
+from ..flow import ESTIMATORS, Attribution, FlowGraph, attribution, flow_graph
+from ..flow_plots import plot_attribution, plot_flow_graph
+from .base import Explorer
+
+__all__ = ["FlowExplorer", "FlowView"]
+
+NONE = "(none)"
+_STYLE = {"description_width": "initial"}
+
+
+@dataclass(repr=False)
+class FlowView:
+    """What the explorer shows: the graph, the threshold (bits), how many edges pass
+    it, the selected neuron (or None) with its total incoming/outgoing flow (bits, over
+    the shown edges), and the attribution drawn (of the selection, or of all outputs)."""
+
+    graph: FlowGraph
+    threshold: float
+    n_shown: int
+    n_total: int
+    selected: str | None
+    flow_in: float
+    flow_out: float
+    attribution: Attribution
+
+    def __repr__(self) -> str:
+        sel = f", selected {self.selected}" if self.selected else ""
+        return f"FlowView({self.graph.estimator}, {self.n_shown} of {self.n_total} edges >= {self.threshold:g}{sel})"
+
+
+class FlowExplorer(Explorer):
+    """Interactive flow graph of ``model`` on ``data`` (anything :func:`flow_graph`
+    accepts). ``estimators``: the choices of the picker (DV and KSG cost seconds to
+    minutes on larger networks; each is computed once, on first use). Other keyword
+    arguments (``n_bins``, ``binning``, ``weight_scale``, ``significance``,
+    ``max_samples``, ``dv_options`` ...) go to :func:`flow_graph`. ``informative``:
+    input indices to colour in the attribution bars (planted features)."""
+
+    def __init__(self, model, data, *, estimators=("binned", "gaussian"), threshold: float = 0.0,
+                 max_edges: int = 1500, informative=None, figsize=(11.0, 4.2), seed: int = 0, **flow_kw):
+        estimators = tuple(estimators)
+        bad = [e for e in estimators if e not in ESTIMATORS]
+        if not estimators or bad:
+            raise ValueError(f"estimators must be a non-empty subset of {ESTIMATORS}, got {estimators}")
+        self.model, self.data = model, data
+        self.flow_kw = dict(flow_kw, seed=seed)
+        self.max_edges = max_edges
+        self.informative = informative
+        self.seed = seed
+        self.n_computed = 0
+        self._graphs: dict = {}
+        self._adjusting = False
+        first = self.graph_for(estimators[0])
+        top = self._slider_max(first)
+        controls = {
+            "estimator": W.Dropdown(options=list(estimators), value=estimators[0], description="estimator",
+                                    style=_STYLE),
+            "threshold": W.FloatSlider(value=min(float(threshold), top), min=0.0, max=top, step=top / 100,
+                                       description="threshold", readout_format=".3f", continuous_update=False,
+                                       style=_STYLE),
+            "layer": W.Dropdown(options=[NONE] + list(first.layers), value=NONE, description="select layer",
+                                style=_STYLE),
+            "neuron": W.IntSlider(value=0, min=0, max=max(first.sizes[0] - 1, 0), description="neuron",
+                                  continuous_update=False, style=_STYLE),
+        }
+        super().__init__(controls, title="Neural information flow", figsize=figsize, ncols=2)
+
+    # -- graphs -----------------------------------------------------------------------
+    def graph_for(self, estimator: str) -> FlowGraph:
+        """The flow graph of ``estimator`` (computed once, then cached)."""
+        if estimator not in self._graphs:
+            prog = getattr(self, "progress", None)
+            if prog is not None:
+                with prog.task(1, f"estimating {estimator} flow ...") as step:
+                    self._graphs[estimator] = flow_graph(self.model, self.data, estimator=estimator, **self.flow_kw)
+                    step()
+            else:
+                self._graphs[estimator] = flow_graph(self.model, self.data, estimator=estimator, **self.flow_kw)
+            self.n_computed += 1
+        return self._graphs[estimator]
+
+    @staticmethod
+    def _slider_max(fg: FlowGraph) -> float:
+        top = float(np.round(fg.max_flow, 3))
+        return top if top > 0 else 1.0
+
+    # -- control coupling -------------------------------------------------------------
+    def _on_change(self, change) -> None:
+        if self._adjusting:
+            return
+        self._adjusting = True
+        try:
+            owner = change.get("owner") if isinstance(change, dict) else getattr(change, "owner", None)
+            if owner is self.controls["estimator"]:
+                thr = self.controls["threshold"]
+                top = self._slider_max(self.graph_for(self.controls["estimator"].value))
+                if thr.max != top:
+                    thr.max = top
+                    thr.step = top / 100
+            if owner in (self.controls["layer"], self.controls["estimator"]):
+                self._fit_neuron_slider()
+        finally:
+            self._adjusting = False
+        self.update()
+
+    def _fit_neuron_slider(self):
+        layer = self.controls["layer"].value
+        if layer == NONE:
+            return
+        fg = self.graph_for(self.controls["estimator"].value)
+        n = self.controls["neuron"]
+        n.max = max(fg.sizes[fg.layers.index(layer)] - 1, 0)
+
+    # -- Explorer ---------------------------------------------------------------------
+    def compute(self) -> FlowView:
+        fg = self.graph_for(self.value("estimator"))
+        t = float(self.value("threshold"))
+        layer = self.value("layer")
+        sel = None
+        f_in = f_out = 0.0
+        if layer != NONE:
+            d = fg.layers.index(layer)
+            i = min(int(self.value("neuron")), fg.sizes[d] - 1)
+            sel = fg.node_id(layer, i)
+            if d > 0:
+                col = np.where(fg.edge_masks[d - 1][:, i], fg.flows[d - 1][:, i], 0.0)
+                f_in = float(col[col >= t].sum())
+            if d < len(fg.layers) - 1:
+                row = np.where(fg.edge_masks[d][i], fg.flows[d][i], 0.0)
+                f_out = float(row[row >= t].sum())
+            attr = attribution(fg, target=sel) if d > 0 else attribution(fg)
+        else:
+            attr = attribution(fg)
+        return FlowView(graph=fg, threshold=t, n_shown=fg.edges_above(t), n_total=fg.n_edges, selected=sel,
+                        flow_in=f_in, flow_out=f_out, attribution=attr)
+
+    def render(self, r: FlowView) -> None:
+        fg = r.graph
+        text = f"{fg.estimator}: edges shown: {r.n_shown} of {r.n_total} (threshold {r.threshold:.3f} bits)"
+        if r.selected:
+            d, i = fg.locate(r.selected)
+            text += f"; selected {r.selected}: in {r.flow_in:.3f} bits, out {r.flow_out:.3f} bits"
+        top = ", ".join(n for n, _ in r.attribution.top(3))
+        text += f"; top inputs: {top}"
+        self.readout.set(text)
+        highlight_input = None
+        if r.selected and fg.locate(r.selected)[0] == 0:
+            highlight_input = fg.locate(r.selected)[1]
+
+        def draw(axes):
+            plot_flow_graph(fg, ax=axes[0], threshold=r.threshold, highlight=r.selected, max_edges=self.max_edges,
+                            seed=self.seed)
+            plot_attribution(r.attribution, ax=axes[1], informative=self.informative, highlight=highlight_input)
+
+        self.plot.draw(draw)
