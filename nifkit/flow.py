@@ -85,11 +85,13 @@ __all__ = [
 ESTIMATORS = ("binned", "dv", "ksg", "gaussian")
 INPUT_LAYER = "input"
 
-#: DV options used by :func:`flow_graph` unless ``dv_options`` overrides them: a smaller
-#: critic and batch than :func:`nifkit.info.dv_mi_pairs`'s defaults (hidden 32, batch
-#: 512), ample for the 1-D pairs of an edge (same error against analytic Gaussian MI in
-#: tests/test_flow.py) and ~16x cheaper per step for a batch of critics.
-DV_DEFAULTS = dict(hidden=16, batch_size=128, steps=800, lr=3e-3)
+#: DV options used by :func:`flow_graph` unless ``dv_options`` overrides them. Smaller
+#: critics and batches than :func:`nifkit.info.dv_mi_pairs`'s defaults (hidden 32, batch
+#: 512) suit the 1-D pairs of an edge: on the analytic Gaussian edges of
+#: tests/test_flow.py the mean error is ~0.03 bits (bias ~-0.025; batch 128 gives
+#: ~-0.018), and a step of many batched critics costs ~25 us per critic on one core
+#: against ~0.6 ms for a lone critic (benchmarks/bench_flow.py).
+DV_DEFAULTS = dict(hidden=16, batch_size=64, steps=1000, lr=3e-3)
 
 # ---------------------------------------------------------------------------------------
 # Walking the model
@@ -487,7 +489,7 @@ def _assemble(fg: FlowGraph) -> nx.DiGraph:
     return g
 
 
-def _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size):
+def _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads):
     """Activities ``(samples, units)`` of every node layer, from one recording."""
     from .record import record
 
@@ -498,7 +500,7 @@ def _record_activities(model, data, chosen, weight_names, split, max_samples, ba
     # units at the model output
     to_record = weight_names[i0:i1 + 2]
     rec = record(model, data, layers=to_record, inputs=True, progress=False, split=split,
-                 max_samples=max_samples, batch_size=batch_size)
+                 max_samples=max_samples, batch_size=batch_size, num_threads=num_threads)
     first = modules[chosen[0]]
     m_in = _n_inputs(first)
     inp = rec.inputs[chosen[0]]
@@ -542,6 +544,7 @@ def flow_graph(
     image_shape=None,
     seed: int = 0,
     memory_budget: int | None = None,
+    num_threads: int | None = None,
     progress: bool = False,
 ) -> FlowGraph:
     """Build the information-flow graph of a feedforward ``model`` over ``data``.
@@ -563,6 +566,9 @@ def flow_graph(
     max_samples, batch_size : how much data and how it is batched through the model.
     dv_options : options for :func:`nifkit.info.dv_mi_pairs` (over :data:`DV_DEFAULTS`).
     ksg_k : neighbours of the KSG estimator.
+    num_threads : torch CPU threads for recording and estimation (None: 1 on the CPU,
+        restored after; see :class:`nifkit.models.cpu_threads`: on a shared machine
+        one thread is often several times faster for these small matrices).
     feature_names, image_shape : labels of the input nodes and, for images, their
         ``(H, W)`` (taken from a ``Dataset`` when not given).
 
@@ -587,7 +593,7 @@ def flow_graph(
     weight_names = flow_layers(model)
     chosen = _select_layers(model, weight_names, layers)
     modules = dict(model.named_modules())
-    acts, _ = _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size)
+    acts, _ = _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads)
     n = len(acts[0])
     if estimator == "binned":
         check_n_samples(n, n_bins * n_bins, f"binned MI with n_bins={n_bins} ({n_bins * n_bins} joint cells per pair)")
@@ -612,9 +618,12 @@ def flow_graph(
     from .config import DEFAULT_MEMORY_BUDGET
 
     budget = memory_budget or DEFAULT_MEMORY_BUDGET
-    mi, pv = _estimate(estimator, acts, connected, n_bins=n_bins, binning=binning, bin_range=bin_range,
-                       correction=correction, significance=significance, n_shuffles=n_shuffles, seed=seed,
-                       dv_options=dv_options, ksg_k=ksg_k, budget=budget, progress=progress)
+    from .models import cpu_threads
+
+    with cpu_threads(num_threads):
+        mi, pv = _estimate(estimator, acts, connected, n_bins=n_bins, binning=binning, bin_range=bin_range,
+                           correction=correction, significance=significance, n_shuffles=n_shuffles, seed=seed,
+                           dv_options=dv_options, ksg_k=ksg_k, budget=budget, progress=progress)
     t_est = time.perf_counter()
 
     keep = [c if pv is None else c & (p < significance) for c, p in zip(connected, pv or connected)]

@@ -149,7 +149,7 @@ def test_ksg_and_gaussian_edges_approach_analytic_mi():
 
 def test_dv_edges_approach_analytic_mi():
     model, X, truth = _gaussian_layer()
-    fg = flow_graph(model, X, estimator="dv", dv_options=dict(steps=800), seed=0)
+    fg = flow_graph(model, X, estimator="dv", seed=0)
     np.testing.assert_allclose(fg.mi[0], truth, atol=0.12)
     assert np.abs(fg.mi[0] - truth).mean() < 0.06
     assert np.corrcoef(fg.mi[0].ravel(), truth.ravel())[0, 1] > 0.98
