@@ -369,8 +369,8 @@ class _Noise:
         self.sampling, self.per_column = sampling, per_column
 
     def block(self, start, stop):
-        """Rows ``start:stop`` of the noise, float64 ``(rows, n_cols)``, and their input codes
-        (whole numbers ``0..bins-1`` held as float64, convertible without rounding)."""
+        """Rows ``start:stop`` of the noise, float64 ``(rows, n_cols)``, and their input
+        codes ``0..bins-1`` (uint8)."""
         rows = stop - start
         u = torch.empty(rows, self.n_cols, dtype=torch.float64, device=self.dev)
         for c in range(start // CHUNK, (stop - 1) // CHUNK + 1):  # loop over chunks of samples
@@ -386,27 +386,28 @@ class _Noise:
         if self.sampling == "grid":
             idx = torch.arange(start, stop, device=self.dev, dtype=torch.int64)
             if self.per_column:
-                codes = (idx % self.bins)[:, None].expand(-1, self.n_cols).to(torch.float64)
+                digits = (idx % self.bins)[:, None].expand(-1, self.n_cols)
             else:
                 powers = self.bins ** torch.arange(self.n_cols, device=self.dev, dtype=torch.int64)
-                codes = ((idx[:, None] // powers[None, :]) % self.bins).to(torch.float64)
-            x = u.add_(codes).mul_(w / self.bins).add_(self.lo)
+                digits = (idx[:, None] // powers[None, :]) % self.bins
+            x = u.add_(digits).mul_(w / self.bins).add_(self.lo)
+            codes = digits.to(torch.uint8)
         else:
             # the code is the bin of u; x = lo + w u is monotone in u, so codes are monotone in x
-            codes = torch.floor(u * self.bins).clamp_(max=self.bins - 1)
-            x = u.mul_(w).add_(self.lo)
+            t = u.mul_(self.bins)
+            codes = t.to(torch.uint8).clamp_(max=self.bins - 1)  # t >= 0: truncation is the floor
+            x = torch.add(self.lo, t, alpha=w / self.bins, out=t)
         return x, codes
 
 
-def _out_codes(y, lo, hi, bins, as_int=True):
-    """Per-neuron equal-width codes of ``y (rows, n_out)``; ``lo``, ``hi`` ``(n_out,)``:
-    ``floor((y - lo) / (hi - lo) * bins)`` clamped to ``0..bins-1`` (a constant neuron,
-    ``hi == lo``, is code 0). int64, or whole-number float64 with ``as_int=False``."""
+def _out_codes(y, lo, hi, bins, inplace=False):
+    """Per-neuron equal-width codes (uint8) of ``y (rows, n_out)``; ``lo``, ``hi``
+    ``(n_out,)``: ``floor((y - lo) / (hi - lo) * bins)`` clamped to ``0..bins-1`` (a
+    constant neuron, ``hi == lo``, is code 0). ``inplace=True`` overwrites ``y``."""
     width = hi - lo
     scale = torch.where(width > 0, bins / torch.where(width > 0, width, 1.0), torch.zeros_like(width))
-    t = (y - lo).mul_(scale).clamp_(0, bins - 1)
-    # after clamping to [0, bins - 1], truncation is the floor
-    return t.to(torch.int64) if as_int else t.floor_()
+    t = torch.addcmul(-lo * scale, y, scale, out=y if inplace else None).clamp_(0, bins - 1)
+    return t.to(torch.uint8)  # after clamping to [0, bins - 1], truncation is the floor
 
 
 def _fit_out_range(layer: _Layer, in_lo, in_hi, seed, dev):
@@ -427,7 +428,7 @@ def _fit_out_range(layer: _Layer, in_lo, in_hi, seed, dev):
 
 #: blocks use at most this many bytes of temporaries (and never more than memory_budget):
 #: moderate blocks stay closer to the caches and are faster than huge ones
-_BLOCK_BYTES = 48 * 2**20
+_BLOCK_BYTES = 128 * 2**20
 
 
 def _rows_per_block(bytes_per_row, budget):
@@ -440,26 +441,36 @@ _INT8 = {"ok": hasattr(torch, "_int_mm")}
 
 
 def _pair_counts(xc, yc, bi, bo):
-    """Joint counts ``(n_in * bi, n_out * bo)`` of every input-output pair of a block of
-    codes ``xc (S, n_in)``, ``yc (S, n_out)``: one int8 one-hot product, exact.
+    """Joint counts ``(n_in, bi, n_out, bo)`` (float64, exact) of every input-output pair
+    of a block of uint8 codes ``xc (S, n_in)``, ``yc (S, n_out)``.
 
-    The left one-hot is scattered straight into its transposed ``(n_in * bi, S)`` layout
-    (the matmul wants it so), which saves a copy of the largest temporary; without
-    ``torch._int_mm`` this falls back to :mod:`nifkit.info.pairwise`'s counting.
+    One int8 one-hot matrix product ``O_x^T O_y`` counts all pairs at once. Only the
+    first ``bi - 1`` input bins and ``bo - 1`` output bins go into the product (a quarter
+    less work with 8 bins): since each sample has exactly one code per node, the last
+    row and column of every pair's table follow from the marginal counts. Without
+    ``torch._int_mm`` the counting falls back to :mod:`nifkit.info.pairwise`.
     """
-    if _INT8["ok"] and len(xc) < 2**31:
+    s, n_in = xc.shape
+    n_out = yc.shape[1]
+    dev = xc.device
+    if _INT8["ok"] and s < 2**31:
         try:
-            dev = xc.device
-            s, n_in = xc.shape
-            n_out = yc.shape[1]
-            ot = torch.zeros(n_in * bi, s, dtype=torch.int8, device=dev)
-            ot.scatter_(0, xc.T + (torch.arange(n_in, device=dev) * bi)[:, None], 1)
-            oy = torch.zeros(s, n_out * bo, dtype=torch.int8, device=dev)
-            oy.scatter_(1, yc + torch.arange(n_out, device=dev) * bo, 1)
-            return torch._int_mm(ot, oy)
+            ai = torch.arange(bi - 1, dtype=torch.uint8, device=dev)
+            ao = torch.arange(bo - 1, dtype=torch.uint8, device=dev)
+            ot = (xc.T.contiguous()[:, None, :] == ai[None, :, None]).view(torch.int8).reshape(-1, s)
+            oy = (yc[:, :, None] == ao).view(torch.int8).reshape(s, -1)
+            inner = torch._int_mm(ot, oy).to(torch.float64).reshape(n_in, bi - 1, n_out, bo - 1)
         except RuntimeError:  # no int8 matmul on this device/build
             _INT8["ok"] = False
-    return _joint_counts(xc, yc, bi, bo)
+    if not _INT8["ok"] or s >= 2**31:
+        return _joint_counts(xc.long(), yc.long(), bi, bo).reshape(n_in, bi, n_out, bo)
+    cin = _marginal_counts(xc.long(), bi)  # (n_in, bi)
+    cout = _marginal_counts(yc.long(), bo)  # (n_out, bo)
+    joint = torch.empty(n_in, bi, n_out, bo, dtype=torch.float64, device=dev)
+    joint[:, :-1, :, :-1] = inner
+    joint[:, :-1, :, -1] = cin[:, :-1, None] - inner.sum(3)
+    joint[:, -1, :, :] = cout[None, :, :] - joint[:, :-1, :, :].sum(1)
+    return joint
 
 
 class _AllNoiseCounts:
@@ -478,7 +489,7 @@ class _AllNoiseCounts:
             rlo, rhi = _fit_out_range(layer, in_lo, in_hi, None, dev)
             self.check_range = bool(((rlo < out_lo) | (rhi > out_hi)).any())
         if parts:
-            self.joint = torch.zeros(layer.n_in * bi, layer.n_out * bo, dtype=torch.float64, device=dev)
+            self.joint = torch.zeros(layer.n_in, bi, layer.n_out, bo, dtype=torch.float64, device=dev)
         if vector:
             self.pow_in = bi ** torch.arange(layer.n_in, device=dev, dtype=torch.int64)
             self.pow_out = bo ** torch.arange(layer.n_out, device=dev, dtype=torch.int64)
@@ -492,7 +503,7 @@ class _AllNoiseCounts:
         n_in, n_out = self.layer.n_in, self.layer.n_out
         b = 8 * n_in * 3 + 8 * n_out * 4 + 64
         if self.parts:
-            b += 2 * n_in * self.bi + n_out * self.bo + 16 * (n_in + n_out)
+            b += 2 * n_in * self.bi + n_out * self.bo + 9 * (n_in + n_out)
         if self.vector:
             b += 48
         return b
@@ -503,13 +514,12 @@ class _AllNoiseCounts:
             y = lay.act.fn(torch.addmm(lay.bias64, x, lay.weight64.T))
         if self.check_range:
             self.out_of_range += int(((y < self.lo) | (y > self.hi)).sum())
+        yc = _out_codes(y, self.lo, self.hi, self.bo, inplace=True)
+        del y
         if self.parts:
-            yc = _out_codes(y, self.lo, self.hi, self.bo)
-            self.joint += _pair_counts(xc.to(torch.int64), yc, self.bi, self.bo)
-            del yc
+            self.joint += _pair_counts(xc, yc, self.bi, self.bo)
         if self.vector:
-            yf = _out_codes(y, self.lo, self.hi, self.bo, as_int=False)
-            key = _pack(xc, self.pow_in) * self.k_out + _pack(yf, self.pow_out)
+            key = _pack(xc, self.pow_in) * self.k_out + _pack(yc, self.pow_out)
             self.pending.append(key)
             self.pending_size += len(key)
             if self.pending_size * 8 * 4 > self.budget:  # compress the raw keys into the table
@@ -534,15 +544,14 @@ class _AllNoiseCounts:
 
     @property
     def count_in(self):  # every sample has one code per input: any output's table gives the marginal
-        return self.joint.reshape(self.layer.n_in, self.bi, self.layer.n_out, self.bo)[:, :, 0, :].sum(2)
+        return self.joint[:, :, 0, :].sum(2)
 
     @property
     def count_out(self):
-        return self.joint.reshape(self.layer.n_in, self.bi, self.layer.n_out, self.bo)[0].sum(0)
+        return self.joint[0].sum(0)
 
     def edge_mi(self):
-        lay = self.layer
-        joint = self.joint.reshape(lay.n_in, self.bi, lay.n_out, self.bo).permute(0, 2, 1, 3)
+        joint = self.joint.permute(0, 2, 1, 3)
         # plug-in MI is >= 0; clamp the float rounding of log2(n) - S/n (about 1e-14)
         return mi_from_counts(joint, self.count_in[:, None, :], self.count_out[None, :, :], self.n).clamp_(min=0)
 
@@ -575,10 +584,9 @@ def _unique_inverse(keys):
 
 
 def _pack(codes, powers):
-    """Mixed-radix key of each row of whole-number float64 ``codes``:
-    ``sum_i codes[:, i] * powers[i]`` as int64."""
+    """Mixed-radix int64 key of each row of uint8 ``codes``: ``sum_i codes[:, i] * powers[i]``."""
     if int(powers[-1]) < 2**45:  # bins <= 256, so every key < 2**53: one float64 product is exact
-        return torch.mv(codes, powers.to(torch.float64)).to(torch.int64)
+        return torch.mv(codes.to(torch.float64), powers.to(torch.float64)).to(torch.int64)
     return (codes.to(torch.int64) * powers).sum(1)
 
 
@@ -672,7 +680,7 @@ class _SensitivityCounts:
             del y
             a_idx = torch.arange(a1 - a0, device=self.dev)
             cell = (a_idx[:, None] * lay.n_out + b_idx[None, :])[None] * (bi * bo)
-            idx = cell + xc[:, a0:a1, None].to(torch.int64) * bo + yc
+            idx = cell + xc[:, a0:a1, None].to(torch.int64) * bo + yc.to(torch.int64)
             cnt = torch.bincount(idx.reshape(-1), minlength=(a1 - a0) * lay.n_out * bi * bo)
             self.joint[a0:a1] += cnt.reshape(a1 - a0, lay.n_out, bi, bo).to(torch.float64)
 
@@ -976,7 +984,7 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
                 edge_ei = m.cpu().numpy()
                 ei_parts = float(edge_ei.sum())
                 if keep_counts:
-                    counts["joint"] = acc.joint.cpu().numpy()
+                    counts["joint"] = acc.joint.reshape(lay.n_in * bi, lay.n_out * bo).cpu().numpy()
                     counts["count_in"] = acc.count_in.cpu().numpy()
                     counts["count_out"] = acc.count_out.cpu().numpy()
             if acc.vector and keep_counts:
