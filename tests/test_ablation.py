@@ -363,3 +363,54 @@ def test_bad_input_errors(task, relu_net):
         A.ablation_study(relu_net, X, y, meas, layers=["fc1"])
     with pytest.raises(ValueError, match="measure 'kl' unknown"):
         A.ablation_study(relu_net, X, y, meas, measure_names=["kl"])
+
+
+# ----------------------------------------------------------------------------- plots, widget
+def test_plots_return_axes(task, relu_net):
+    import matplotlib.pyplot as plt
+
+    from nifkit import ablation_plots as P
+
+    X, y = task
+    meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
+    s = A.ablation_study(relu_net, X, y, meas, n_random=2, counts=6)
+    imp = A.single_neuron_importance(relu_net, X, y)
+    axes = [P.plot_measures(meas), P.plot_measures(meas["act1"], x="mi", y="selectivity", color=None),
+            P.plot_ablation_curves(s, layer="act2", marker_at=3), P.plot_ablation_curves(s.for_layer("act1"),
+                                                                                           metric="loss"),
+            P.plot_importance_vs_measure(imp, meas, "selectivity"), P.plot_kl_profile(meas["act1"], top=5),
+            P.plot_class_accuracy(s.curves[0], 3), P.plot_weight_images(relu_net.fc1.weight.detach()[:5], (3, 4))]
+    for ax in axes:
+        assert isinstance(ax, plt.Axes)
+    band = axes[2].collections[0]  # the random band spans min..max of the random curves
+    ys = np.stack([c.accuracy for c in s.random("act2")])
+    assert np.isclose(band.get_paths()[0].vertices[:, 1].max(), ys.max())
+    mosaic = P.weight_mosaic(np.arange(24).reshape(2, 12), (3, 4), pad=1)
+    assert mosaic.shape == (4, 10) and mosaic[0, 3] == pytest.approx(3 / 11) and np.isnan(mosaic[3, 0])
+    plt.close("all")
+
+
+def test_explorer_slider_moves_result_and_readout(task, relu_net):
+    from nifkit.widgets.ablation import AblationExplorer
+
+    X, y = task
+    ex = AblationExplorer(relu_net, X, y, n_random=2, image_shape=(3, 4))
+    r0 = ex.result
+    assert (r0.layer, r0.measure, r0.order, r0.n_ablated) == ("act1", "mi", "descending", 6)
+    ref = A.reference_ablation_curve(relu_net, X, y, "act1", r0.curve.order, counts=[0, 6, 20])
+    assert r0.accuracy == pytest.approx(ref.accuracy[1], abs=1.5 / len(X))
+    assert "ablated 6 of 24 neurons of act1 (descending I(T;Y))" in ex.readout.text
+    n_computed, draws = ex.n_computed, ex.plot.n_draws
+    ex.controls["ablated"].value = 20
+    r1 = ex.result
+    assert r1.n_ablated == 20 and r1.accuracy == pytest.approx(ref.accuracy[2], abs=1.5 / len(X))
+    assert r1.accuracy != r0.accuracy and f"accuracy {r1.accuracy:.3f}" in ex.readout.text
+    assert ex.n_computed == n_computed and ex.plot.n_draws == draws + 1  # cached: only redrawn
+    np.testing.assert_array_equal(r1.ablated_units, np.argsort(-ex.measures.get("act1", "mi"), kind="stable")[:20])
+    ex.controls["layer"].value = "act2"  # 16 units: the slider is clamped
+    assert ex.controls["ablated"].max == 16 and ex.result.n_ablated == 16 and ex.result.layer == "act2"
+    ex.controls["order"].value = "random"
+    assert "random order, seed 0" in ex.readout.text and ex.error is None
+    ex.controls["measure"].value = "entropy"
+    ex.controls["order"].value = "ascending"
+    assert ex.result.curve.measure == "entropy" and ex.result.curve.direction == "ascending"

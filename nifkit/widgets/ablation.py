@@ -1,0 +1,191 @@
+"""Explorer of the ordered-ablation chapter: pick a layer, a measure and an order, slide
+the number of ablated neurons, watch test accuracy, the per-class accuracy and (for the
+first layer of image inputs) the incoming weights of the ablated neurons."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ipywidgets as W
+import numpy as np
+import torch
+from torch import nn
+
+from .. import ablation as A
+from ..ablation_plots import plot_ablation_curves, plot_class_accuracy, plot_weight_images
+from .base import Explorer, layer_picker
+
+__all__ = ["AblationExplorer", "AblationView"]
+
+_STYLE = {"description_width": "initial"}
+
+
+@dataclass(repr=False)
+class AblationView:
+    """What the explorer shows: the curve of (layer, measure, order) at ``n_ablated``."""
+
+    layer: str
+    measure: str
+    order: str
+    n_ablated: int
+    n_units: int
+    accuracy: float
+    base_accuracy: float
+    loss: float
+    class_accuracy: np.ndarray
+    ablated_units: np.ndarray
+    curve: A.AblationCurve
+    random_curves: list
+
+    def __repr__(self) -> str:
+        return (f"AblationView({self.layer!r}, {self.order} {self.measure}, {self.n_ablated}/{self.n_units} "
+                f"ablated, accuracy {self.accuracy:.3f})")
+
+
+class AblationExplorer(Explorer):
+    """Cumulative ablation, live.
+
+    Parameters
+    ----------
+    model : a trained ``nn.Sequential`` classifier (e.g. :func:`nifkit.models.mlp`)
+    X, y : the evaluation (test) set
+    measures : :class:`nifkit.ablation.NeuronMeasures`, or None to compute them from
+        ``measure_data=(X_train, y_train)`` (default: ``(X, y)``) with ``n_bins`` bins
+    layers : layer names (default: the measures' layers, or :func:`~nifkit.ablation.hidden_layers`)
+    image_shape : ``(H, W)`` when inputs are images: the incoming weights of ablated
+        neurons of the first layer are then drawn as pictures
+    value : ``"zero"`` or ``"mean"``; ``n_random``: random orders per layer (band)
+
+    Controls: ``layer``, ``measure``, ``order`` (ascending, descending, random) and the
+    slider ``ablated``. Curves are computed once per (layer, measure, order) and cached, so
+    moving the slider only redraws. ``.result`` is an :class:`AblationView`.
+    """
+
+    def __init__(self, model: nn.Module, X, y, measures: A.NeuronMeasures | None = None, layers=None, *,
+                 measure_data=None, n_bins: int = 8, image_shape=None, class_names=None, value: str = "zero",
+                 n_random: int = 5, seed: int = 0, engine: A.AblationEngine | None = None):
+        self.model = model
+        self.engine = engine or A.AblationEngine(model, X, y)
+        if layers is None:
+            layers = measures.names if measures is not None else A.hidden_layers(model)
+        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        if measures is None:
+            Xm, ym = measure_data if measure_data is not None else (X, y)
+            measures = A.neuron_measures(A.layer_activations(model, Xm, self.layers), ym, n_bins=n_bins)
+        for n in self.layers:
+            self.engine._index(n)
+            if n not in measures.layers:
+                raise ValueError(f"no measures for layer {n!r}; measures have {measures.names}")
+        self.measures = measures
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
+        self.class_names = class_names
+        self.ablation_value = value
+        self.n_random = int(n_random)
+        self.seed = int(seed)
+        self._cache: dict = {}
+        self.n_computed = 0
+        self._syncing = False
+        m0 = self.engine.n_units(self.layers[0])
+        controls = {
+            "layer": layer_picker(self.layers),
+            "measure": W.Dropdown(options=[(A.MEASURE_LABELS[m], m) for m in A.MEASURES], value="mi",
+                                  description="measure", style=_STYLE),
+            "order": W.Dropdown(options=list(A.DIRECTIONS), value="descending", description="order", style=_STYLE),
+            "ablated": W.IntSlider(value=min(m0 // 4, m0), min=0, max=m0, description="ablated",
+                                   continuous_update=False, style=_STYLE),
+        }
+        super().__init__(controls, title="Information-ordered cumulative ablation", figsize=(12.5, 3.6), ncols=3)
+
+    # -- curves, cached ------------------------------------------------------------------
+    def _random(self, layer):
+        key = (layer, None, "random")
+        if key not in self._cache:
+            m = self.engine.n_units(layer)
+            self._cache[key] = [self.engine.curve(layer, A.ablation_order(np.zeros(m), "random", self.seed + r),
+                                                  value=self.ablation_value, direction="random", seed=self.seed + r)
+                                for r in range(max(self.n_random, 1))]
+            self.n_computed += len(self._cache[key])
+        return self._cache[key]
+
+    def curve(self, layer: str, measure: str, order: str) -> A.AblationCurve:
+        """The cached curve (computed on first use)."""
+        if order == "random":
+            return self._random(layer)[0]
+        key = (layer, measure, order)
+        if key not in self._cache:
+            vals = self.measures.get(layer, measure)
+            self._cache[key] = self.engine.curve(layer, A.ablation_order(vals, order), value=self.ablation_value,
+                                                 measure=measure, direction=order)
+            self.n_computed += 1
+        return self._cache[key]
+
+    # -- controls ------------------------------------------------------------------------
+    def _on_change(self, change) -> None:
+        if self._syncing:
+            return
+        if change is not None and change.get("owner") is self.controls["layer"]:
+            m = self.engine.n_units(self.controls["layer"].value)
+            s = self.controls["ablated"]
+            self._syncing = True
+            try:
+                if s.value > m:
+                    s.value = m
+                s.max = m
+            finally:
+                self._syncing = False
+        self.update()
+
+    def compute(self) -> AblationView:
+        layer, measure, order = self.value("layer"), self.value("measure"), self.value("order")
+        m = self.engine.n_units(layer)
+        k = int(min(self.value("ablated"), m))
+        c = self.curve(layer, measure, order)
+        s = c.step_of(k)
+        return AblationView(layer=layer, measure=measure, order=order, n_ablated=k, n_units=m,
+                            accuracy=float(c.accuracy[s]), base_accuracy=float(c.accuracy[0]),
+                            loss=float(c.loss[s]), class_accuracy=c.class_accuracy[s].copy(),
+                            ablated_units=c.order[:k].copy(), curve=c, random_curves=self._random(layer))
+
+    def _first_layer_weights(self, layer):
+        """Incoming weights (units, inputs) when ``layer`` sits right after the model's first
+        Linear and the inputs are images, else None."""
+        flat = A._flat_sequential(self.model)
+        if flat is None or self.image_shape is None:
+            return None
+        names = [n for n, _ in flat]
+        k = names.index(layer)
+        lin = [i for i, (_, mod) in enumerate(flat) if isinstance(mod, nn.Linear)]
+        if not lin or lin[0] > k or (len(lin) > 1 and lin[1] <= k):
+            return None
+        w = flat[lin[0]][1].weight.detach().cpu().numpy()
+        return w if w.shape[1] == int(np.prod(self.image_shape)) else None
+
+    def render(self, r: AblationView) -> None:
+        if r.order == "random":
+            how = f"random order, seed {r.curve.seed}"
+        else:
+            how = f"{r.order} {A.MEASURE_LABELS[r.measure]}"
+        self.readout.set(f"ablated {r.n_ablated} of {r.n_units} neurons of {r.layer} ({how}): "
+                         f"accuracy {r.accuracy:.3f} (none ablated: {r.base_accuracy:.3f}), loss {r.loss:.3f}")
+        shown = list(r.random_curves)
+        if r.order != "random":
+            other = "ascending" if r.order == "descending" else "descending"
+            shown += [self.curve(r.layer, r.measure, r.order), self.curve(r.layer, r.measure, other)]
+        weights = self._first_layer_weights(r.layer)
+
+        def draw(axes):
+            plot_ablation_curves(shown, ax=axes[0], marker_at=r.n_ablated, marker_curve=r.curve)
+            plot_class_accuracy(r.curve, r.n_ablated, class_names=self.class_names, ax=axes[1])
+            if weights is not None:
+                last = r.ablated_units[::-1][:16]  # the most recently ablated first
+                plot_weight_images(weights[last], self.image_shape, ax=axes[2],
+                                   title=f"incoming weights of the last {len(last)} ablated")
+            else:
+                vals = self.measures.get(r.layer, r.measure)
+                order = A.ablation_order(vals, "descending")
+                colors = np.where(np.isin(order, r.ablated_units), "tab:red", "0.7")
+                axes[2].bar(np.arange(len(order)), vals[order], color=colors, width=1.0)
+                axes[2].set_xlabel("neurons, by decreasing " + A.MEASURE_LABELS[r.measure])
+                axes[2].set_ylabel("bits")
+                axes[2].set_title("ablated neurons in red", fontsize=9)
+
+        self.plot.draw(draw)
