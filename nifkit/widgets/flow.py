@@ -51,11 +51,13 @@ class FlowExplorer(Explorer):
     accepts). ``estimators``: the choices of the picker (DV and KSG cost seconds to
     minutes on larger networks; each is computed once, on first use). Other keyword
     arguments (``n_bins``, ``binning``, ``weight_scale``, ``significance``,
-    ``max_samples``, ``dv_options`` ...) go to :func:`flow_graph`. ``informative``:
-    input indices to colour in the attribution bars (planted features)."""
+    ``max_samples``, ``dv_options`` ...) go to :func:`flow_graph`. ``graphs``: flow
+    graphs computed earlier, by estimator (``{"dv": fg_dv}``), used instead of
+    recomputing. ``informative``: input indices to colour in the attribution bars."""
 
     def __init__(self, model, data, *, estimators=("binned", "gaussian"), threshold: float = 0.0,
-                 max_edges: int = 1500, informative=None, figsize=(11.0, 4.2), seed: int = 0, **flow_kw):
+                 max_edges: int = 1500, informative=None, graphs=None, figsize=(11.0, 4.2), seed: int = 0,
+                 **flow_kw):
         estimators = tuple(estimators)
         bad = [e for e in estimators if e not in ESTIMATORS]
         if not estimators or bad:
@@ -67,6 +69,10 @@ class FlowExplorer(Explorer):
         self.seed = seed
         self.n_computed = 0
         self._graphs: dict = {}
+        for est, fg in dict(graphs or {}).items():  # graphs computed earlier, e.g. a slow DV run
+            if est not in estimators or not isinstance(fg, FlowGraph) or fg.estimator != est:
+                raise ValueError(f"graphs must map estimators of the picker to FlowGraphs made with them; got {est!r}")
+            self._graphs[est] = fg
         self._adjusting = False
         first = self.graph_for(estimators[0])
         top = self._slider_max(first)
