@@ -839,7 +839,7 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
              measures=MEASURES, sampling: str = "uniform", sensitivity_method: str = "auto",
              threshold: float = 0.05, atol: float = 1e-3, auto_start: int = 10_000,
              max_samples: int = 10_000_000, memory_budget: int = DEFAULT_MEMORY_BUDGET, device=None,
-             seed: int = 0, progress=False, keep_counts: bool = False) -> LayerEI:
+             seed: int = 0, progress=False, keep_counts: bool = False, num_threads: int | None = None) -> LayerEI:
     r"""Vector EI, EI_parts, sensitivity, degeneracy and phi of one layer, in bits.
 
     Parameters
@@ -878,8 +878,21 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
         (common random numbers make EI-over-training curves smooth).
     progress : ``True`` for a tqdm bar, or a callable ``progress(done, total, what)``.
     keep_counts : keep the count tables in ``result.counts``.
+    num_threads : torch CPU threads while measuring (default 1, restored after; see
+        :class:`nifkit.models.cpu_threads`: on a shared machine extra threads mostly wait).
     """
+    from .models import cpu_threads
+
     dev = resolve_device(device)
+    with cpu_threads(num_threads, dev):
+        return _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, bins, samples,
+                         sensitivity_samples, measures, sampling, sensitivity_method, threshold, atol, auto_start,
+                         max_samples, memory_budget, dev, seed, progress, keep_counts)
+
+
+def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, bins, samples, sensitivity_samples,
+              measures, sampling, sensitivity_method, threshold, atol, auto_start, max_samples, memory_budget, dev,
+              seed, progress, keep_counts) -> LayerEI:
     lay = _as_layer(layer, activation, bias, input_shape, name, dev)
     bi, bo = _check_bins(bins)
     in_lo, in_hi = _check_range(in_range, "in_range")

@@ -385,3 +385,93 @@ def test_sensitivity_agrees_with_deep_ei(deep_ei_topology):
     assert np.all(np.abs(theirs - mean) <= 5 * sd * math.sqrt(1 + 1 / 6) + 2e-3)
     assert abs(theirs.sum() - mean.sum()) < 0.15
     assert theirs.sum() > 3.0
+
+
+# ----------------------------------------------------------------------------- training dynamics, plots, widget
+@pytest.fixture(scope="module")
+def tiny_training():
+    from nifkit import data, models
+
+    ds = data.load_iris(scale="paper")
+    net = models.mlp([4, 5, 5, 3], "sigmoid", bias=False, init="uniform_fan_in", out_activation="sigmoid", seed=0)
+    return models.train(net, ds, epochs=60, lr=0.5, optimizer="sgd", loss="mse_sum", batch_size=10,
+                        snapshot_every=20, seed=0, progress=False)
+
+
+def test_ei_over_training_tracks_every_layer_with_common_noise(tiny_training):
+    hist = causal.ei_over_training(tiny_training, samples=4000, sensitivity_samples=500)
+    assert hist.epochs.tolist() == [0, 20, 40, 60] and hist.layers == ["fc1", "fc2", "fc_out"]
+    assert hist.ei.shape == (4, 3) and np.isfinite(hist.ei).all()
+    np.testing.assert_allclose(hist.degeneracy, hist.sensitivity - hist.ei)
+    np.testing.assert_allclose(hist.phi, hist.ei - hist.ei_parts)
+    direct = model_ei(tiny_training.model_at(40), samples=4000, sensitivity_samples=500)
+    assert hist.at(40)["fc2"].ei == direct["fc2"].ei  # the same seed: the same noise at every epoch
+    assert len(set(np.round(hist.ei_parts[:, 0], 9))) > 1  # training moved the layer
+    every = causal.ei_over_training(tiny_training, every=40, measures=("ei_parts",), samples=2000)
+    assert every.epochs.tolist() == [0, 40] and np.isnan(every.ei).all()
+    with pytest.raises(KeyError, match="no snapshots at epochs"):
+        causal.ei_over_training(tiny_training, epochs=[5])
+
+
+def test_plots_draw_the_plane_the_curves_and_the_heatmap(tiny_training):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit import causal_plots as cp
+
+    hist = causal.ei_over_training(tiny_training, samples=4000, sensitivity_samples=500)
+    ax = cp.plot_causal_plane(hist, epoch=20)
+    assert "degeneracy" in ax.get_ylabel() and len(ax.lines) >= 4  # 3 paths + the EI = 0 line
+    line = ax.lines[0]
+    np.testing.assert_allclose(line.get_xdata(), hist.sensitivity[:, 0])
+    np.testing.assert_allclose(line.get_ydata(), hist.degeneracy[:, 0])
+    ax2 = cp.plot_ei_over_training(hist)
+    assert len(ax2.figure.axes) >= 2
+    ax3 = cp.plot_edge_ei(hist.results[-1]["fc1"])
+    np.testing.assert_allclose(ax3.images[0].get_array(), hist.results[-1]["fc1"].edge_ei)
+    parts = causal.ei_over_training(tiny_training, measures=("ei_parts", "sensitivity"), samples=2000,
+                                    sensitivity_samples=500)
+    ax4 = cp.plot_causal_plane(parts)
+    assert "EI_parts" in ax4.get_ylabel()
+    plt.close("all")
+
+
+def test_edge_ablation_zeroes_each_decile_once(tiny_training):
+    from nifkit import data
+
+    ds = data.load_iris(scale="paper")
+    model = tiny_training.model_at(60)
+    res = model_ei(model, samples=4000, sensitivity_samples=500)
+    groups = causal._group_masks(res["fc1"].edge_ei, 10)
+    assert groups.shape == (10, 4, 5) and np.all(groups.sum(0) == 1)  # a partition of the edges
+    assert set(groups.sum((1, 2)).tolist()) <= {2}
+    ablated = causal.ablate_edges(model, {"fc1": groups[9]})
+    w0, w1 = model.fc1.weight.detach().numpy().T, ablated.fc1.weight.detach().numpy().T
+    assert np.all(w1[groups[9]] == 0) and np.array_equal(w1[~groups[9]], w0[~groups[9]])
+    abl = causal.edge_ablation(model, ds.X_test, ds.y_test, res, n_groups=10)
+    assert set(abl.accuracy) == {"ei", "weight"} and abl.accuracy["ei"].shape == (10,)
+    assert 0 <= abl.accuracy["ei"].min() <= abl.baseline <= 1
+
+
+def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):
+    from nifkit.widgets.causal import CausalExplorer
+
+    hist = causal.ei_over_training(tiny_training, bins=8, samples=4000, sensitivity_samples=500)
+    ex = CausalExplorer(tiny_training, history=hist)
+    assert ex.error is None and ex.result.epoch == 60 and ex.result.layer == "fc1"
+    assert ex.result.layer_ei is hist.at(60)["fc1"]  # reused, not recomputed
+    first = ex.result
+    ex.controls["epoch"].value = 20
+    assert ex.result is not first and ex.result.epoch == 20
+    assert ex.result.layer_ei.ei == hist.at(20)["fc1"].ei != first.layer_ei.ei
+    assert "epoch 20 · fc1" in ex.readout.text and f"EI {hist.at(20)['fc1'].ei:.3f}" in ex.readout.text
+    ex.controls["layer"].value = "fc2"
+    assert ex.result.layer_ei.n_inputs == 5 and ex.plot.figure is not None
+    ex.controls["bins"].value = 4  # a new setting: every epoch is measured again
+    assert ex.result.bins == 4 and ex.result.layer_ei.bins == (4, 4)
+    assert ex.result.history.epochs.tolist() == [0, 20, 40, 60]
+    direct = model_ei(tiny_training.model_at(20), bins=4, samples=4000, sensitivity_samples=500)
+    assert ex.result.layer_ei.ei_parts == direct["fc2"].ei_parts
+    assert ex.progress.bar.layout.visibility == "hidden"

@@ -1,0 +1,144 @@
+"""Explorer of the effective-information chapter: scrub through training and watch each
+layer move through the causal plane."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import ipywidgets as W
+import numpy as np
+from torch import nn
+
+from ..causal import CausalHistory, LayerEI, ModelEI, _history_from_results, _which, measured_layers, model_ei
+from ..causal_plots import plot_causal_plane, plot_edge_ei
+from .base import Explorer, bins_slider, layer_picker, samples_slider
+
+__all__ = ["CausalExplorer", "CausalView"]
+
+
+@dataclass
+class CausalView:
+    """What :class:`CausalExplorer` shows: the selected layer at the selected epoch, and
+    every layer's path at the current bins and samples."""
+
+    epoch: int
+    layer: str
+    layer_ei: LayerEI
+    history: CausalHistory
+    which: str
+    bins: int
+    samples: int
+
+    @property
+    def plane_point(self):
+        return self.layer_ei.plane_point(self.which)
+
+
+class CausalExplorer(Explorer):
+    """Epoch slider (``epoch``), layer picker, bins and samples controls; the causal
+    plane with every layer's path through training (current epoch ringed) beside the
+    selected layer's edge-EI heatmap, and a readout of its EI, EI_parts, sensitivity,
+    degeneracy and phi.
+
+    ``source``: a :class:`nifkit.models.TrainResult` (its snapshots are the epochs) or
+    a model (one "epoch", 0). ``history``: an :func:`~nifkit.causal.ei_over_training`
+    result to reuse (its measurements fill the cache for its bins and samples).
+    Measurements are cached per ``(epoch, layer, bins, samples)``; recomputing more
+    than one epoch shows a progress bar. Other keywords go to
+    :func:`~nifkit.causal.model_ei` (``sensitivity_samples``, ranges, ``seed``...).
+    """
+
+    def __init__(self, source, *, history: CausalHistory | None = None, bins: int | None = None,
+                 samples: int | None = None, sensitivity_samples: int = 2000, which: str = "auto",
+                 max_samples: int = 200_000, **measure_kw):
+        if isinstance(source, nn.Module):
+            self.model, self.train_result, epochs = source, None, [0]
+        elif hasattr(source, "model_at") and hasattr(source, "epochs_snapshotted"):
+            self.model, self.train_result = source.model, source
+            epochs = list(source.epochs_snapshotted)
+            if not epochs:
+                raise ValueError("the training result has no snapshots; train with snapshot_every=k")
+        else:
+            raise TypeError(f"CausalExplorer needs a TrainResult or an nn.Module, got {type(source).__name__}")
+        self.layer_names = list(measured_layers(self.model))
+        settings = dict(history.settings) if history is not None else {}
+        bins = int(bins if bins is not None else settings.get("bins", 8))
+        samples = int(samples if samples is not None else settings.get("samples", 20_000))
+        self.sensitivity_samples = int(settings.get("sensitivity_samples", sensitivity_samples))
+        self.which = which
+        self.measure_kw = {k: v for k, v in measure_kw.items() if k not in ("bins", "samples")}
+        self._cache: dict = {}
+        if history is not None:
+            self._seed_cache(history, bins, samples)
+        self._models: dict = {}
+        controls = {
+            "epoch": W.SelectionSlider(options=epochs, value=epochs[-1], description="epoch",
+                                       continuous_update=False, style={"description_width": "initial"}),
+            "layer": layer_picker(self.layer_names),
+            "bins": bins_slider(bins, 2, 16),
+            "samples": samples_slider(samples, 1000, max(max_samples, samples)),
+        }
+        super().__init__(controls, title="Layers in the causal plane", figsize=(11, 4.2), ncols=2)
+
+    # -- caching -----------------------------------------------------------------------
+    def _seed_cache(self, history, bins, samples):
+        if int(history.settings.get("bins", 8)) != bins or int(history.settings.get("samples", -1)) != samples:
+            return
+        for e, res in zip(history.epochs, history.results):
+            for name in res.names:
+                self._cache[(int(e), name, bins, samples)] = res[name]
+
+    def _model_at(self, epoch):
+        if self.train_result is None:
+            return self.model
+        if epoch not in self._models:
+            self._models = {epoch: self.train_result.model_at(epoch)}  # keep one copy
+        return self._models[epoch]
+
+    def _measure(self, epoch, bins, samples):
+        res = model_ei(self._model_at(epoch), bins=bins, samples=samples,
+                       sensitivity_samples=max(self.sensitivity_samples, bins * bins), **self.measure_kw)
+        for name in res.names:
+            self._cache[(epoch, name, bins, samples)] = res[name]
+
+    def history_at(self, bins: int, samples: int) -> CausalHistory:
+        """Every epoch's measurements at ``bins`` and ``samples`` (computing the missing ones)."""
+        epochs = list(self.controls["epoch"].options)
+        missing = [e for e in epochs if any((e, n, bins, samples) not in self._cache for n in self.layer_names)]
+        if len(missing) > 1:
+            with self.progress.task(len(missing), f"measuring {len(missing)} epochs") as step:
+                for e in missing:  # loop over epochs
+                    self._measure(e, bins, samples)
+                    step()
+        elif missing:
+            self._measure(missing[0], bins, samples)
+        results = [ModelEI({n: self._cache[(e, n, bins, samples)] for n in self.layer_names}) for e in epochs]
+        hist = self.train_result.history if self.train_result is not None else {}
+        return _history_from_results(epochs, results, hist, dict(bins=bins, samples=samples))
+
+    # -- Explorer ----------------------------------------------------------------------
+    def compute(self) -> CausalView:
+        epoch, layer = int(self.value("epoch")), self.value("layer")
+        bins, samples = int(self.value("bins")), int(self.value("samples"))
+        hist = self.history_at(bins, samples)
+        lay = self._cache[(epoch, layer, bins, samples)]
+        which = _which(self.which, [x for r in hist.results for x in r])
+        return CausalView(epoch, layer, lay, hist, which, bins, samples)
+
+    def render(self, v: CausalView) -> None:
+        r = v.layer_ei
+
+        def f(x):
+            return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+        deg = r.degeneracy if v.which == "ei" else r.degeneracy_parts
+        self.readout.set(
+            f"epoch {v.epoch} · {v.layer}: EI {f(r.ei)} · EI_parts {f(r.ei_parts)} · sensitivity "
+            f"{f(r.sensitivity)} · degeneracy {f(deg)}{'' if v.which == 'ei' else ' (from EI_parts)'} · "
+            f"phi {f(r.phi)} bits ({v.bins} bins, {v.samples} samples)")
+
+        def draw(axes):
+            plot_causal_plane(v.history, ax=axes[0], which=v.which, epoch=v.epoch)
+            plot_edge_ei(r, ax=axes[1])
+
+        self.plot.draw(draw)
