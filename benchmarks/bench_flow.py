@@ -186,10 +186,24 @@ def main(argv=None):
               f"{b['mae_batched_vs_ksg_bits']:.3f}, loop-KSG {b['mae_loop_vs_ksg_bits']:.3f} bits; corr "
               f"batched-loop {b['corr_batched_loop']:.2f}, batched-KSG {b['corr_batched_ksg']:.2f}, "
               f"loop-KSG {b['corr_loop_ksg']:.2f}")
+    ok = True
+    if "a" in out:
+        ok_a = out["a"]["ratio"] >= 50 and out["a"]["max_abs_diff_bits"] <= 1e-12
+        print(f"claim (a) >= 50x, equal to 1e-12 bits: {'holds' if ok_a else 'FAILS'}")
+        ok &= ok_a
+    if "b" in out:
+        b = out["b"]
+        same = (abs(b["mae_batched_vs_ksg_bits"] - b["mae_loop_vs_ksg_bits"]) <= 0.05
+                and b["corr_batched_loop"] >= 0.95)
+        ok_b = b["ratio"] >= 20 and same
+        print(f"claim (b) >= 20x with the same quality (|MAE vs KSG| within 0.05 bits, corr >= 0.95): "
+              f"{'holds' if ok_b else 'FAILS'}")
+        ok &= ok_b
+    out["claims_hold"] = bool(ok)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=float))
     return out
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main()["claims_hold"] else 1)
