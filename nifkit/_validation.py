@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["to_numpy", "check_finite", "as_codes", "as_2d", "check_n_samples", "resolve_device"]
+__all__ = ["to_numpy", "to_tensor", "check_finite", "as_codes", "as_2d", "check_n_samples", "resolve_device"]
 
 
 def to_numpy(x, name: str = "x") -> np.ndarray:
@@ -22,6 +22,17 @@ def to_numpy(x, name: str = "x") -> np.ndarray:
         return np.asarray(x)
     except Exception as exc:  # pragma: no cover - numpy's own message is kept
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}") from exc
+
+
+def to_tensor(x, name: str = "x") -> torch.Tensor:
+    """Return ``x`` as a torch tensor (a tensor is detached, an array is shared, not
+    copied, when it is contiguous); non-numeric data raise ``TypeError``."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    arr = to_numpy(x, name)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def check_finite(x: np.ndarray, name: str = "x") -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import to_numpy
+from ._validation import to_numpy, to_tensor
 
 __all__ = [
     "Dataset",
@@ -187,13 +187,7 @@ class Dataset:
 
 
 def _as_float_tensor(x, name):
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        arr = to_numpy(x, name)
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = to_tensor(x, name)
     if t.ndim < 2:
         raise ValueError(f"{name} must be at least 2-D (samples, features); got shape {tuple(t.shape)}. "
                          "For one feature use x.reshape(-1, 1).")

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ._validation import resolve_device, to_numpy
+from ._validation import resolve_device, to_tensor
 
 __all__ = [
     "ACTIVATIONS",
@@ -326,7 +326,7 @@ def evaluate(model: nn.Module, X, y, loss="cross_entropy", batch_size: int = 409
     error summed over outputs, averaged over samples). Accuracy is the fraction of
     ``argmax(output) == y`` (NaN for float targets). The model's mode is restored."""
     dev = resolve_device(device) if device is not None else _device_of(model)
-    X, y = _tensor(X, "X"), _tensor(y, "y")
+    X, y = to_tensor(X, "X"), to_tensor(y, "y")
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     tot_loss, correct, n = 0.0, 0, 0
@@ -401,15 +401,6 @@ class TrainResult:
         return f"TrainResult({self.epochs_trained} epochs{last}, snapshots at {self.epochs_snapshotted}{flag})"
 
 
-def _tensor(x, name):
-    if isinstance(x, torch.Tensor):
-        return x
-    arr = to_numpy(x, name)
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
 def _device_of(model):
     for p in model.parameters():
         return p.device
@@ -424,7 +415,7 @@ def _coerce_data(data):
         return data.X_train, data.y_train, data.X_test, data.y_test
     if isinstance(data, (tuple, list)) and len(data) in (2, 4) and all(
             isinstance(d, (torch.Tensor, np.ndarray)) for d in data):
-        ts = [_tensor(d, f"data[{i}]") for i, d in enumerate(data)]
+        ts = [to_tensor(d, f"data[{i}]") for i, d in enumerate(data)]
         if len(ts[0]) != len(ts[1]) or (len(ts) == 4 and len(ts[2]) != len(ts[3])):
             raise ValueError("data: inputs and labels must have the same number of rows")
         return (ts[0], ts[1], ts[2], ts[3]) if len(ts) == 4 else (ts[0], ts[1], None, None)
@@ -514,12 +505,12 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
     if isinstance(coerced[0], str):  # ("loader", DataLoader)
         loader = coerced[1]
         Xtr = ytr = None
-        Xte, yte = (None, None) if test_data is None else (_tensor(test_data[0], "test_data[0]"),
-                                                           _tensor(test_data[1], "test_data[1]"))
+        Xte, yte = (None, None) if test_data is None else (to_tensor(test_data[0], "test_data[0]"),
+                                                           to_tensor(test_data[1], "test_data[1]"))
     else:
         Xtr, ytr, Xte, yte = coerced
         if test_data is not None:
-            Xte, yte = _tensor(test_data[0], "test_data[0]"), _tensor(test_data[1], "test_data[1]")
+            Xte, yte = to_tensor(test_data[0], "test_data[0]"), to_tensor(test_data[1], "test_data[1]")
         Xtr, ytr = Xtr.to(dev, torch.float32 if Xtr.is_floating_point() else None), ytr.to(dev)
         if len(Xtr) == 0:
             raise ValueError("data has no training samples")

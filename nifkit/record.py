@@ -24,13 +24,13 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._validation import resolve_device, to_numpy
+from ._validation import resolve_device, to_tensor
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
@@ -356,15 +356,6 @@ class Recording:
         return f"Recording({self.n_samples} samples; {shapes}{more}{extra})"
 
 
-def _as_tensor(x, name):
-    if isinstance(x, torch.Tensor):
-        return x
-    arr = to_numpy(x, name)
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
 def _batches(data, targets, batch_size, split):
     """Yield ``(x, y_or_None)`` batches and the number of batches (or None)."""
     from .data import Dataset
@@ -375,13 +366,13 @@ def _batches(data, targets, batch_size, split):
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
         if targets is not None:
             raise ValueError("targets was given but data is already an (X, y) pair; pass one of them")
-        X, y = _as_tensor(data[0], "data[0]"), _as_tensor(data[1], "data[1]")
+        X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
         if len(X) != len(y):
             raise ValueError(f"data=(X, y) with {len(X)} inputs but {len(y)} targets")
         return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
     if isinstance(data, (torch.Tensor, np.ndarray)):
-        X = _as_tensor(data, "data")
-        y = None if targets is None else _as_tensor(targets, "targets")
+        X = to_tensor(data, "data")
+        y = None if targets is None else to_tensor(targets, "targets")
         if y is not None and len(y) != len(X):
             raise ValueError(f"targets has {len(y)} rows but data has {len(X)}")
         return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
@@ -409,10 +400,10 @@ def _iter_batches(loader):
         if isinstance(b, torch.Tensor):
             yield b, None
         elif isinstance(b, (tuple, list)) and b:
-            yield _as_tensor(b[0], "batch[0]"), None if len(b) < 2 else _as_tensor(b[1], "batch[1]")
+            yield to_tensor(b[0], "batch[0]"), None if len(b) < 2 else to_tensor(b[1], "batch[1]")
         elif isinstance(b, dict) and b:
             vals = list(b.values())
-            yield _as_tensor(vals[0], "batch"), None if len(vals) < 2 else _as_tensor(vals[1], "batch")
+            yield to_tensor(vals[0], "batch"), None if len(vals) < 2 else to_tensor(vals[1], "batch")
         else:
             raise TypeError(f"each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
 
