@@ -55,7 +55,7 @@ def plot_flow_graph(fg: FlowGraph, ax=None, *, threshold: float = 0.0, highlight
     singletons grey), edge width by flow. ``highlight``: a node id whose incoming and
     outgoing edges are drawn in red over a faded graph. ``paths``: a list of node-id
     lists (e.g. from :meth:`FlowPaths.best`) drawn in orange. ``labels``: name the nodes
-    (default: when there are at most 40).
+    (default: when there are at most 100; layers of over 40 neurons stay unlabelled).
     """
     ax = _ax(ax, (7, 4.5))
     pos = layered_positions(fg)
@@ -104,7 +104,7 @@ def plot_flow_graph(fg: FlowGraph, ax=None, *, threshold: float = 0.0, highlight
         ax.plot(pts[:, 0], pts[:, 1], color="tab:orange", lw=2.2, alpha=0.9, zorder=2)
 
     if labels is None:
-        labels = len(nodes) <= 40
+        labels = len(nodes) <= 100
     if labels:
         names = fg.meta.get("feature_names")
         for d, (name, m) in enumerate(zip(fg.layers, fg.sizes)):
