@@ -352,3 +352,32 @@ def test_widget_threshold_and_selection(planted):
     ex.controls["estimator"].value = "binned"   # cached: no recomputation
     assert ex.n_computed == n_binned + 1
     assert ex.plot.figure is not None and len(ex.plot.figure.axes) >= 2
+
+
+# ------------------------------------------------------------------------------ plots
+def test_plots_draw_graph_image_attribution_and_comparisons():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.flow_plots import plot_attribution, plot_edge_comparison, plot_flow_graph, plot_rank_comparison
+
+    model = _rand_mlp([16, 6, 3], seed=0)
+    X = torch.rand(300, 16, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, n_bins=4, image_shape=(4, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    ax = plot_flow_graph(fg, ax=axes[0], threshold=0.05, highlight="fc1:2", max_edges=50,
+                         paths=[p for _, p in fg.strongest_paths().best(2)])
+    assert "of 114 edges" in ax.get_title()
+    widths = ax.collections[0].get_linewidths()
+    assert len(widths) == min(50, fg.edges_above(0.05))
+    a = fg.attribution()
+    ax = plot_attribution(a, ax=axes[1])
+    assert ax.images and ax.images[0].get_array().shape == (4, 4)   # image inputs -> picture
+    np.testing.assert_allclose(ax.images[0].get_array(), a.scores.reshape(4, 4))
+    ax = plot_attribution(fg.attribution("strength"), ax=axes[2], image=False, informative=[0, 1], top=None)
+    assert len(ax.patches) == 16
+    plot_edge_comparison(fg, flow_graph(model, X, estimator="gaussian"), ax=axes[3])
+    plot_rank_comparison(a.scores, a.scores[::-1])
+    plt.close("all")
