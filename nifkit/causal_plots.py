@@ -169,6 +169,9 @@ def plot_edge_ei(layer: LayerEI, ax=None, which: str = "ei", cmap: str = "magma"
         for (i, j), v in np.ndenumerate(m):  # at most 64 text labels
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="k" if hi and v > 0.6 * hi else "w")
+    for n, setter in ((m.shape[1], ax.set_xticks), (m.shape[0], ax.set_yticks)):
+        if n <= 16:
+            setter(range(n))
     ax.set_xlabel(f"output unit ({layer.n_outputs})")
     ax.set_ylabel(f"input unit ({layer.n_inputs})")
     name = "EI" if which == "ei" else "sensitivity"

@@ -475,3 +475,19 @@ def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):
     direct = model_ei(tiny_training.model_at(20), bins=4, samples=4000, sensitivity_samples=500)
     assert ex.result.layer_ei.ei_parts == direct["fc2"].ei_parts
     assert ex.progress.bar.layout.visibility == "hidden"
+
+
+def test_model_ei_measures_a_small_cnn_on_its_feature_maps():
+    from nifkit import models
+
+    net = models.small_cnn(1, (5, 5), channels=(2,), n_classes=3, activation="sigmoid", seed=0)
+    found = causal.measured_layers(net, input_shape=(1, 5, 5))
+    assert list(found) == ["conv1", "fc_out"] and found["conv1"][2] == (1, 5, 5)
+    res = model_ei(net, input_shape=(1, 5, 5), samples=3000, sensitivity_samples=300,
+                   measures=("ei_parts", "sensitivity"))
+    conv = res["conv1"]
+    assert conv.kind == "conv2d" and conv.n_inputs == 25 and conv.n_outputs == 2 * 25
+    assert conv.n_edges == 2 * (4 * 4 + 12 * 6 + 9 * 9)  # 3x3 'same' kernels clipped at the border
+    assert res["fc_out"].n_inputs == 2 * 2 * 2 and res["fc_out"].activation == "identity"
+    single = model_ei(net, samples=3000, sensitivity_samples=300, measures=("ei_parts",))
+    assert single["conv1"].n_inputs == 9 and single["conv1"].n_outputs == 2  # one receptive field
