@@ -136,6 +136,7 @@ def test_binner_methods():
         (lambda: pairwise_mi(np.zeros((5, 3), int), memory_budget=0), "memory_budget"),
         (lambda: pairwise_mi(np.zeros((5, 3), int), device="cuda:7"), "CUDA"),
         (lambda: PairwiseMI().mi(), "update"),
+        (lambda: pairwise_mi(np.zeros((5, 3), int), correction="jackknife"), "correction"),
         (lambda: Binner().transform(np.ones((3, 3))), "before fit"),
     ],
 )

@@ -29,7 +29,7 @@ import torch
 
 from .._validation import as_codes, check_n_samples, resolve_device
 from ..config import DEFAULT_MEMORY_BUDGET
-from .discrete import CORRECTIONS
+from .discrete import CORRECTIONS, _check_correction
 
 __all__ = ["pairwise_mi", "PairwiseMI", "mi_from_counts"]
 
@@ -67,37 +67,67 @@ def mi_from_counts(joint, count_a, count_b, n, correction=None):
     return mi.numpy() if as_np else mi
 
 
-def _one_hot(codes: torch.Tensor, n_bins: int, dtype=torch.float32) -> torch.Tensor:
-    """(n, m) codes -> (n, m * n_bins) one-hot, neuron-major columns."""
+def _one_hot(codes: torch.Tensor, n_cols: int, dtype=torch.float32) -> torch.Tensor:
+    """(n, m) codes -> (n, m * n_cols) one-hot of the values ``0..n_cols-1``,
+    neuron-major columns; larger values (the dropped last bin) give all-zero rows."""
     n, m = codes.shape
-    out = torch.zeros(n, m * n_bins, dtype=dtype, device=codes.device)
-    offsets = torch.arange(m, device=codes.device) * n_bins
-    out.scatter_(1, codes + offsets, 1)
-    return out
+    values = torch.arange(n_cols, device=codes.device, dtype=codes.dtype)
+    return (codes[:, :, None] == values).to(dtype).reshape(n, m * n_cols)
 
 
 _INT_MM = {"ok": hasattr(torch, "_int_mm")}
 
 
-def _joint_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
-    """Joint counts ``(ma * ba, mb * bb)`` float64 of code blocks ``ca (n, ma)`` and
-    ``cb (n, mb)`` (``cb=None``: ``ca`` with itself). Exact."""
+def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Tensor:
+    """``O_a^T O_b`` in float64 for one-hots of ``ca`` / ``cb`` (``None``: ``ca``). Exact."""
     n = len(ca)
     if _INT_MM["ok"] and n < 2**31:
         try:
-            oa = _one_hot(ca, ba, torch.int8)
-            ob = oa if cb is None else _one_hot(cb, bb, torch.int8)
+            oa = _one_hot(ca, ca_cols, torch.int8)
+            ob = oa if cb is None else _one_hot(cb, cb_cols, torch.int8)
             return torch._int_mm(oa.T.contiguous(), ob).to(torch.float64)
         except RuntimeError:  # device or build without int8 matmul: use float32
             _INT_MM["ok"] = False
     total = None
     for s0 in range(0, n, _MAX_F32_EXACT - 1):
         sl = slice(s0, s0 + _MAX_F32_EXACT - 1)
-        oa = _one_hot(ca[sl], ba)
-        ob = oa if cb is None else _one_hot(cb[sl], bb)
+        oa = _one_hot(ca[sl], ca_cols)
+        ob = oa if cb is None else _one_hot(cb[sl], cb_cols)
         part = (oa.T @ ob).to(torch.float64)
         total = part if total is None else total + part
     return total
+
+
+def _inner_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
+    """Joint counts of the cells ``u < ba-1, v < bb-1`` of every pair of the code blocks
+    ``ca (n, ka)``, ``cb (n, kb)`` (``cb=None``: ``ca`` with itself), as a float64
+    ``(ka, ba-1, kb, bb-1)`` tensor. The last bin of each neuron is left out of the
+    product: its cells follow from the marginals (see :func:`_mi_from_inner`), which
+    saves ``1 - (1 - 1/B)^2`` of the work (a quarter with 8 bins)."""
+    ka = ca.shape[1]
+    kb = ka if cb is None else cb.shape[1]
+    return _count_matmul(ca, cb, ba - 1, bb - 1).reshape(ka, ba - 1, kb, bb - 1)
+
+
+def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
+    """MI ``(ka, kb)`` in bits from inner counts ``(ka, ba-1, kb, bb-1)`` and marginal
+    counts ``marg_a (ka, ba)``, ``marg_b (kb, bb)``. The missing cells:
+    ``C[u, B-1] = c_a[u] - sum_v C[u, v]``, ``C[B-1, v] = c_b[v] - sum_u C[u, v]``,
+    and the corner from ``c_b[B-1]``; nothing is assembled into a full table."""
+    ba, bb = marg_a.shape[1], marg_b.shape[1]
+    last_col = marg_a[:, : ba - 1, None] - inner.sum(3)                  # (ka, ba-1, kb)
+    last_row = marg_b[None, :, : bb - 1] - inner.sum(1)                  # (ka, kb, bb-1)
+    corner = marg_b[None, :, bb - 1] - last_col.sum(1)                   # (ka, kb)
+    s_ab = (_xlog2x(inner).sum((1, 3)) + _xlog2x(last_col).sum(1) + _xlog2x(last_row).sum(2) + _xlog2x(corner))
+    s_a = _xlog2x(marg_a).sum(1)[:, None]
+    s_b = _xlog2x(marg_b).sum(1)[None, :]
+    mi = math.log2(n) - (s_a + s_b - s_ab) / n
+    if correction == "miller-madow":
+        m_ab = (inner > 0).sum((1, 3)) + (last_col > 0).sum(1) + (last_row > 0).sum(2) + (corner > 0)
+        m_a = (marg_a > 0).sum(1)[:, None]
+        m_b = (marg_b > 0).sum(1)[None, :]
+        mi = mi + (m_a + m_b - m_ab - 1).to(torch.float64) / (2 * n * LN2)
+    return mi
 
 
 def _marginal_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -155,6 +185,7 @@ def pairwise_mi(
 
     Returns ``(neurons_a, neurons_b)`` float64 array.
     """
+    _check_correction(correction)
     dev = resolve_device(device)
     ta, ba = _prepare(a, "a", n_bins, dev)
     symmetric = b is None
@@ -193,11 +224,9 @@ def pairwise_mi(
                     continue
                 jb = slice(j0, min(j0 + k, mb))
                 same = symmetric and i0 == j0
-                joint = _joint_counts(ta[:, ia], None if same else tb[:, jb], ba, bb)
-                ka, kb = ia.stop - ia.start, jb.stop - jb.start
-                joint = joint.reshape(ka, ba, kb, bb).permute(0, 2, 1, 3)
-                blk = mi_from_counts(joint, cnt_a[ia][:, None, :], cnt_b[jb][None, :, :], n, correction)
-                del joint
+                inner = _inner_counts(ta[:, ia], None if same else tb[:, jb], ba, bb)
+                blk = _mi_from_inner(inner, cnt_a[ia], cnt_b[jb], n, correction)
+                del inner
                 out[ia, jb] = blk.cpu()
                 if symmetric and j0 != i0:
                     out[jb, ia] = blk.T.cpu()
@@ -212,8 +241,8 @@ def pairwise_mi(
 class PairwiseMI:
     """Streaming all-pairs MI: add batches of codes, read the MI matrix at any time.
 
-    Keeps the full joint count table, ``neurons_a * n_bins * neurons_b * n_bins``
-    float64 numbers (8 MiB for 100 x 100 neurons with 8 bins), so it suits layers of
+    Keeps the joint count table, ``neurons_a * (n_bins-1) * neurons_b * (n_bins-1)``
+    float64 numbers (about 4 MiB for 100 x 100 neurons with 8 bins), so it suits layers of
     up to a few hundred neurons; for one-shot computation on large layers use
     :func:`pairwise_mi`, which works in blocks.
 
@@ -242,18 +271,18 @@ class PairwiseMI:
             bb = ba
         if len(tb) != len(ta):
             raise ValueError(f"a and b must have the same number of samples, got {len(ta)} and {len(tb)}")
-        if not hasattr(self, "joint_"):
+        if not hasattr(self, "inner_"):
             self.self_pairs_ = self_pairs
-            self.joint_ = torch.zeros(ta.shape[1] * ba, tb.shape[1] * bb, dtype=torch.float64, device=dev)
+            self.inner_ = torch.zeros(ta.shape[1], ba - 1, tb.shape[1], bb - 1, dtype=torch.float64, device=dev)
             self.count_a_ = torch.zeros(ta.shape[1], ba, dtype=torch.float64, device=dev)
             self.count_b_ = torch.zeros(tb.shape[1], bb, dtype=torch.float64, device=dev)
             self.n_ = 0
-        elif self.self_pairs_ != self_pairs or self.joint_.shape != (ta.shape[1] * ba, tb.shape[1] * bb):
+        elif self.self_pairs_ != self_pairs or self.inner_.shape != (ta.shape[1], ba - 1, tb.shape[1], bb - 1):
             raise ValueError(
                 "batch shape differs from earlier batches: every update needs the same neurons "
                 f"(got {ta.shape[1]} x {tb.shape[1]})"
             )
-        self.joint_ += _joint_counts(ta, None if self_pairs else tb, ba, bb)
+        self.inner_ += _inner_counts(ta, None if self_pairs else tb, ba, bb)
         self.count_a_ += _marginal_counts(ta, ba)
         self.count_b_ += _marginal_counts(tb, bb)
         self.n_ += len(ta)
@@ -261,18 +290,18 @@ class PairwiseMI:
 
     def merge(self, other: "PairwiseMI") -> "PairwiseMI":
         """Add the counts of another accumulator over the same neurons (e.g. a worker's)."""
-        if not hasattr(other, "joint_"):
+        if not hasattr(other, "inner_"):
             return self
-        if not hasattr(self, "joint_"):
-            for attr in ("self_pairs_", "joint_", "count_a_", "count_b_", "n_"):
+        if not hasattr(self, "inner_"):
+            for attr in ("self_pairs_", "inner_", "count_a_", "count_b_", "n_"):
                 v = getattr(other, attr)
                 setattr(self, attr, v.clone() if isinstance(v, torch.Tensor) else v)
             return self
-        if self.joint_.shape != other.joint_.shape:
+        if self.inner_.shape != other.inner_.shape:
             raise ValueError("cannot merge accumulators over different neurons or bins")
-        self.joint_ += other.joint_.to(self.joint_.device)
-        self.count_a_ += other.count_a_.to(self.joint_.device)
-        self.count_b_ += other.count_b_.to(self.joint_.device)
+        self.inner_ += other.inner_.to(self.inner_.device)
+        self.count_a_ += other.count_a_.to(self.inner_.device)
+        self.count_b_ += other.count_b_.to(self.inner_.device)
         self.n_ += other.n_
         return self
 
@@ -282,10 +311,8 @@ class PairwiseMI:
 
     def mi(self, correction=None) -> np.ndarray:
         """The MI matrix (bits) of everything added so far."""
+        _check_correction(correction)
         if self.n_samples < 2:
             raise ValueError("need at least 2 samples; call update() with data first")
-        ma, ba = self.count_a_.shape
-        mb, bb = self.count_b_.shape
-        joint = self.joint_.reshape(ma, ba, mb, bb).permute(0, 2, 1, 3)
-        mi = mi_from_counts(joint, self.count_a_[:, None, :], self.count_b_[None, :, :], self.n_, correction)
+        mi = _mi_from_inner(self.inner_, self.count_a_, self.count_b_, self.n_, correction)
         return mi.cpu().numpy()
