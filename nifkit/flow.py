@@ -578,7 +578,7 @@ def flow_graph(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if estimator == "binned":
-        Binner(n_bins=n_bins, method=binning, range=bin_range)._check()
+        Binner(n_bins=n_bins, method=binning, range=bin_range).validate()
     if binning not in BINNING_METHODS:
         raise ValueError(f"binning must be one of {BINNING_METHODS}, got {binning!r}")
     if significance is not None:

@@ -41,7 +41,8 @@ class Binner:
         self.method = method
         self.range = range
 
-    def _check(self):
+    def validate(self) -> "Binner":
+        """Check the settings now (fit does it too); raises ValueError naming the fix."""
         if not isinstance(self.n_bins, (int, np.integer)) or isinstance(self.n_bins, bool) or self.n_bins < 2:
             raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
         if self.method not in METHODS:
@@ -52,10 +53,11 @@ class Binner:
             lo, hi = self.range
             if not (np.isfinite(lo) and np.isfinite(hi)) or not hi > lo:
                 raise ValueError(f"range must be finite with hi > lo, got {self.range!r}")
+        return self
 
     def fit(self, x) -> "Binner":
         """Learn the edges from ``x`` of shape ``(samples, neurons)``."""
-        self._check()
+        self.validate()
         x = as_2d(x, "x")
         if self.method != "fixed" and len(x) == 0:
             raise ValueError("cannot fit bins on zero samples")
