@@ -34,7 +34,7 @@ How it is computed (no Python loop over samples, edges or pairs):
   streaming 10^7 samples through small blocks gives exactly the counts of one big block,
   and ``samples=n`` uses the first ``n`` samples of ``samples=2n``.
 * **EI_parts**: the joint counts of all input-output pairs of a block are one int8
-  one-hot matrix product (:func:`nifkit.info.pairwise`'s counting), accumulated over
+  one-hot matrix product (the counting of :func:`nifkit.info.pairwise_mi`), accumulated over
   blocks; MI of all pairs from the counts at once (:func:`nifkit.info.mi_from_counts`).
 * **Vector EI**: the codes of all inputs and of all outputs are packed into one 64-bit
   key per sample; joint states are counted with ``torch.unique`` per block and merged.
@@ -81,7 +81,7 @@ from torch import nn
 
 from ._validation import check_finite, check_n_samples, resolve_device, to_numpy
 from .config import DEFAULT_MEMORY_BUDGET
-from .info.pairwise import _joint_counts, _marginal_counts, mi_from_counts
+from .info import mi_from_counts
 
 __all__ = [
     "LayerEI",
@@ -440,33 +440,53 @@ def _rows_per_block(bytes_per_row, budget):
 _INT8 = {"ok": hasattr(torch, "_int_mm")}
 
 
+def _marginal_counts(codes, bins):
+    """``(S, m)`` codes -> ``(m, bins)`` float64 counts with one bincount."""
+    m = codes.shape[1]
+    flat = (codes.long() + torch.arange(m, device=codes.device) * bins).reshape(-1)
+    return torch.bincount(flat, minlength=m * bins).reshape(m, bins).to(torch.float64)
+
+
+def _inner_products(xc, yc, bi, bo):
+    """``O_x^T O_y`` over the first ``bi - 1`` / ``bo - 1`` bins: ``(n_in * (bi-1),
+    n_out * (bo-1))`` float64, exact. int8 x int8 -> int32 (``torch._int_mm``) where
+    available, else float32 products in chunks below 2**24 samples (exact counts)."""
+    s = len(xc)
+    dev = xc.device
+    ai = torch.arange(bi - 1, dtype=torch.uint8, device=dev)
+    ao = torch.arange(bo - 1, dtype=torch.uint8, device=dev)
+    if _INT8["ok"] and s < 2**31:
+        try:
+            ot = (xc.T.contiguous()[:, None, :] == ai[None, :, None]).view(torch.int8).reshape(-1, s)
+            oy = (yc[:, :, None] == ao).view(torch.int8).reshape(s, -1)
+            return torch._int_mm(ot, oy).to(torch.float64)
+        except RuntimeError:  # no int8 matmul on this device/build
+            _INT8["ok"] = False
+    total = None
+    for s0 in range(0, s, 2**24 - 1):  # blocks of samples
+        xb, yb = xc[s0:s0 + 2**24 - 1], yc[s0:s0 + 2**24 - 1]
+        ot = (xb.T.contiguous()[:, None, :] == ai[None, :, None]).to(torch.float32).reshape(-1, len(xb))
+        oy = (yb[:, :, None] == ao).to(torch.float32).reshape(len(yb), -1)
+        part = (ot @ oy).to(torch.float64)
+        total = part if total is None else total + part
+    return total
+
+
 def _pair_counts(xc, yc, bi, bo):
     """Joint counts ``(n_in, bi, n_out, bo)`` (float64, exact) of every input-output pair
     of a block of uint8 codes ``xc (S, n_in)``, ``yc (S, n_out)``.
 
-    One int8 one-hot matrix product ``O_x^T O_y`` counts all pairs at once. Only the
-    first ``bi - 1`` input bins and ``bo - 1`` output bins go into the product (a quarter
-    less work with 8 bins): since each sample has exactly one code per node, the last
-    row and column of every pair's table follow from the marginal counts. Without
-    ``torch._int_mm`` the counting falls back to :mod:`nifkit.info.pairwise`.
+    One one-hot matrix product ``O_x^T O_y`` counts all pairs at once, the same counting
+    as :func:`nifkit.info.pairwise_mi`. Only the first ``bi - 1`` input bins and
+    ``bo - 1`` output bins go into the product (a quarter less work with 8 bins): each
+    sample has exactly one code per node, so the last row and column of every pair's
+    table follow from the marginal counts.
     """
-    s, n_in = xc.shape
-    n_out = yc.shape[1]
-    dev = xc.device
-    if _INT8["ok"] and s < 2**31:
-        try:
-            ai = torch.arange(bi - 1, dtype=torch.uint8, device=dev)
-            ao = torch.arange(bo - 1, dtype=torch.uint8, device=dev)
-            ot = (xc.T.contiguous()[:, None, :] == ai[None, :, None]).view(torch.int8).reshape(-1, s)
-            oy = (yc[:, :, None] == ao).view(torch.int8).reshape(s, -1)
-            inner = torch._int_mm(ot, oy).to(torch.float64).reshape(n_in, bi - 1, n_out, bo - 1)
-        except RuntimeError:  # no int8 matmul on this device/build
-            _INT8["ok"] = False
-    if not _INT8["ok"] or s >= 2**31:
-        return _joint_counts(xc.long(), yc.long(), bi, bo).reshape(n_in, bi, n_out, bo)
-    cin = _marginal_counts(xc.long(), bi)  # (n_in, bi)
-    cout = _marginal_counts(yc.long(), bo)  # (n_out, bo)
-    joint = torch.empty(n_in, bi, n_out, bo, dtype=torch.float64, device=dev)
+    n_in, n_out = xc.shape[1], yc.shape[1]
+    inner = _inner_products(xc, yc, bi, bo).reshape(n_in, bi - 1, n_out, bo - 1)
+    cin = _marginal_counts(xc, bi)  # (n_in, bi)
+    cout = _marginal_counts(yc, bo)  # (n_out, bo)
+    joint = torch.empty(n_in, bi, n_out, bo, dtype=torch.float64, device=xc.device)
     joint[:, :-1, :, :-1] = inner
     joint[:, :-1, :, -1] = cin[:, :-1, None] - inner.sum(3)
     joint[:, -1, :, :] = cout[None, :, :] - joint[:, :-1, :, :].sum(1)
@@ -648,7 +668,7 @@ class _SensitivityCounts:
         lay, bi, bo = self.layer, self.bi, self.bo
         s = len(x)
         xs = torch.sort(x.T.contiguous(), dim=1).values  # (n_in, s)
-        cnt = _marginal_counts(xc.to(torch.int64), bi).to(torch.int64)  # (n_in, bi)
+        cnt = _marginal_counts(xc, bi).to(torch.int64)  # (n_in, bi)
         q = torch.cat([torch.zeros(lay.n_in, 1, dtype=torch.int64, device=self.dev), cnt.cumsum(1)], 1)
         left = torch.searchsorted(xs, self.thr, side="left")
         right = torch.searchsorted(xs, self.thr, side="right")

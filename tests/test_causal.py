@@ -107,6 +107,20 @@ def test_streaming_in_blocks_gives_exactly_the_counts_of_one_block():
     np.testing.assert_array_equal(half.counts["joint"], big.counts["joint"])
 
 
+def test_pair_counts_int8_and_float_paths_match_a_direct_count(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    xc = torch.randint(0, 5, (3000, 4), generator=g).to(torch.uint8)
+    yc = torch.randint(0, 3, (3000, 6), generator=g).to(torch.uint8)
+    direct = torch.zeros(4, 5, 6, 3, dtype=torch.float64)
+    a, b = np.meshgrid(np.arange(4), np.arange(6), indexing="ij")
+    for (i, j) in zip(a.ravel(), b.ravel()):  # the plain way, pair by pair (a test-only reference)
+        np.add.at(direct.numpy()[i, :, j], (xc[:, i].long().numpy(), yc[:, j].long().numpy()), 1)
+    fast = causal._pair_counts(xc, yc, 5, 3)
+    monkeypatch.setitem(causal._INT8, "ok", False)
+    slow = causal._pair_counts(xc, yc, 5, 3)
+    assert torch.equal(fast, direct) and torch.equal(slow, direct)
+
+
 @pytest.mark.parametrize("act,out_range", [("sigmoid", (0, 1)), ("tanh", (-1, 1)), (nn.ReLU(), (0, 2)),
                                            (nn.LeakyReLU(0.1), (-0.5, 2))])
 def test_threshold_and_dense_sensitivity_counts_agree(act, out_range):
