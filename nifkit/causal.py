@@ -588,6 +588,16 @@ class _AllNoiseCounts:
         return max(0.0, hx + hy - h(self.kcounts))
 
 
+def _sort_rows(a):
+    """Each row sorted (numpy's vectorised sort is several times faster than torch's on CPUs)."""
+    a = a.contiguous() if a.device.type != "cpu" else a.clone(memory_format=torch.contiguous_format)
+    if a.device.type == "cpu":
+        arr = a.numpy()
+        arr.sort(axis=1)  # in place, on our own contiguous copy
+        return a
+    return torch.sort(a, dim=1).values
+
+
 def _unique_counts(keys):
     """Distinct values and their counts (numpy's sort is much faster than torch's on CPUs)."""
     if keys.device.type == "cpu":
@@ -667,7 +677,7 @@ class _SensitivityCounts:
     def _update_threshold(self, x, xc):
         lay, bi, bo = self.layer, self.bi, self.bo
         s = len(x)
-        xs = torch.sort(x.T.contiguous(), dim=1).values  # (n_in, s)
+        xs = _sort_rows(x.T)  # (n_in, s)
         cnt = _marginal_counts(xc, bi).to(torch.int64)  # (n_in, bi)
         q = torch.cat([torch.zeros(lay.n_in, 1, dtype=torch.int64, device=self.dev), cnt.cumsum(1)], 1)
         left = torch.searchsorted(xs, self.thr, side="left")
