@@ -54,7 +54,10 @@ How it is computed (no Python loop over samples, edges or pairs):
   per block and count with one ``bincount``. Both give the same counts (up to samples
   within float rounding of a bin edge).
 
-Binning follows :class:`nifkit.info.Binner`'s ``method="fixed"`` rule: ``code =
+The layer is evaluated in float64, so rounding never moves a value across a bin edge
+(deep-ei evaluates in float32, where ``sigmoid(z)`` is exactly 0.5 - an edge of 8 bins
+on (0, 1) - for ``|z|`` below about 6e-8; at small initial weights that shows up as
+spurious sensitivity). Binning follows :class:`nifkit.info.Binner`'s ``method="fixed"`` rule: ``code =
 floor((v - lo) / (hi - lo) * bins)``, values outside the range fall into the edge bins
 (``deep-ei`` instead drops a pair's out-of-range samples; with the default sigmoid and
 (0, 1) nothing is out of range). ``out_range="fit"`` fits each output neuron's range to
@@ -866,7 +869,7 @@ class ModelEI:
 # ----------------------------------------------------------------------------- main entry
 def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str = "layer",
              in_range=(0.0, 1.0), out_range="default", bins=8, samples=100_000, sensitivity_samples=5000,
-             measures=MEASURES, sampling: str = "uniform", sensitivity_method: str = "auto",
+             measures="all", sampling: str = "uniform", sensitivity_method: str = "auto",
              threshold: float = 0.05, atol: float = 1e-3, auto_start: int = 10_000,
              max_samples: int = 10_000_000, memory_budget: int = DEFAULT_MEMORY_BUDGET, device=None,
              seed: int = 0, progress=False, keep_counts: bool = False, num_threads: int | None = None) -> LayerEI:
@@ -889,8 +892,10 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
     bins : bins per node, or ``(in_bins, out_bins)`` (paper: 8).
     samples : noise samples for vector EI and EI_parts, or ``"auto"``.
     sensitivity_samples : noise samples *per input* for the sensitivity, or ``"auto"``.
-    measures : any of ``"ei"`` (vector EI), ``"ei_parts"``, ``"sensitivity"``. Asking for
-        ``"ei"`` on a layer whose joint state space does not fit 63 bits is an error.
+    measures : any of ``"ei"`` (vector EI), ``"ei_parts"``, ``"sensitivity"``, or ``"all"``
+        (the default: all three, vector EI skipped with a note in ``result.notes`` when the
+        layer is too wide). Asking for ``"ei"`` explicitly on a layer whose joint state
+        space does not fit 63 bits is an error.
     sampling : ``"uniform"`` (independent uniform noise, as the paper) or ``"grid"``
         (stratified: every input bin cell equally often, uniform within the cell; needs
         ``samples`` to be a multiple of ``in_bins**n_in`` and ``sensitivity_samples`` a
