@@ -5,7 +5,6 @@ Every function draws on ``ax`` (a new figure when ``None``) and returns the Axes
 """
 from __future__ import annotations
 
-import math
 
 import matplotlib.pyplot as plt
 import numpy as np

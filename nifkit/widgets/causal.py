@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import ipywidgets as W
-import numpy as np
 from torch import nn
 
 from ..causal import CausalHistory, LayerEI, ModelEI, _history_from_results, _which, measured_layers, model_ei
