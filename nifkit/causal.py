@@ -214,7 +214,6 @@ class _Layer:
         # the layer is evaluated in float64: rounding never moves a value across a bin edge
         self.weight = self.weight.to(torch.float64)
         self.bias = self.bias.to(torch.float64)
-        self.weight64, self.bias64 = self.weight, self.bias
 
     @property
     def n_in(self):
@@ -425,7 +424,7 @@ def _fit_out_range(layer: _Layer, in_lo, in_hi, seed, dev):
     noise = _Noise(layer.n_in, in_lo, in_hi, 2, seed, _STREAM_PILOT, dev)
     x, _ = noise.block(0, 4 * CHUNK)
     with torch.no_grad():
-        y = layer.act.fn(torch.addmm(layer.bias64, x, layer.weight64.T))
+        y = layer.act.fn(torch.addmm(layer.bias, x, layer.weight.T))
     return y.min(0).values, y.max(0).values
 
 
@@ -534,7 +533,7 @@ class _AllNoiseCounts:
     def update(self, x, xc):
         lay = self.layer
         with torch.no_grad():
-            y = lay.act.fn(torch.addmm(lay.bias64, x, lay.weight64.T))
+            y = lay.act.fn(torch.addmm(lay.bias, x, lay.weight.T))
         if self.check_range:
             self.out_of_range += int(((y < self.lo) | (y > self.hi)).sum())
         yc = _out_codes(y, self.lo, self.hi, self.bo, inplace=True)
@@ -702,13 +701,13 @@ class _SensitivityCounts:
     def _update_dense(self, x, xc):
         lay, bi, bo = self.layer, self.bi, self.bo
         s = len(x)
-        wt = lay.weight64.T  # (n_in, n_out)
+        wt = lay.weight.T  # (n_in, n_out)
         per_col = max(1, int(self.budget // max(1, 40 * s * lay.n_out)))
         b_idx = torch.arange(lay.n_out, device=self.dev)
         for a0 in range(0, lay.n_in, per_col):  # loop over blocks of inputs
             a1 = min(lay.n_in, a0 + per_col)
             with torch.no_grad():
-                y = lay.act.fn(x[:, a0:a1, None] * wt[None, a0:a1, :] + lay.bias64)
+                y = lay.act.fn(x[:, a0:a1, None] * wt[None, a0:a1, :] + lay.bias)
             yc = _out_codes(y, self.lo, self.hi, bo)
             del y
             a_idx = torch.arange(a1 - a0, device=self.dev)
