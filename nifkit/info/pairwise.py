@@ -75,19 +75,21 @@ def _one_hot(codes: torch.Tensor, n_cols: int, dtype=torch.float32) -> torch.Ten
     return (codes[:, :, None] == values).to(dtype).reshape(n, m * n_cols)
 
 
-_INT_MM = {"ok": hasattr(torch, "_int_mm")}
+#: device types on which ``torch._int_mm`` failed once (then float32 is used there)
+_INT_MM_FAILED: set = set() if hasattr(torch, "_int_mm") else {"cpu", "cuda", "mps", "xpu"}
 
 
 def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Tensor:
     """``O_a^T O_b`` in float64 for one-hots of ``ca`` / ``cb`` (``None``: ``ca``). Exact."""
     n = len(ca)
-    if _INT_MM["ok"] and n < 2**31:
+    kind = ca.device.type
+    if kind not in _INT_MM_FAILED and n < 2**31:
         try:
             oa = _one_hot(ca, ca_cols, torch.int8)
             ob = oa if cb is None else _one_hot(cb, cb_cols, torch.int8)
             return torch._int_mm(oa.T.contiguous(), ob).to(torch.float64)
-        except RuntimeError:  # device or build without int8 matmul: use float32
-            _INT_MM["ok"] = False
+        except RuntimeError:  # this device or build has no int8 matmul: float32 from now on
+            _INT_MM_FAILED.add(kind)
     total = None
     for s0 in range(0, n, _MAX_F32_EXACT - 1):
         sl = slice(s0, s0 + _MAX_F32_EXACT - 1)
