@@ -44,6 +44,11 @@ def test_ablation_explorer_slider(jupyter_server, browser_page, request):
 
         old, new = move_slider(page, "ablated", steps=4)
         after = wait_for_readout_change(page, before)
+        for _ in range(120):  # each key press commits a value: wait for the last one
+            if after.startswith(f"ablated {new} of"):
+                break
+            page.wait_for_timeout(250)
+            after = readout_text(page)
         page.wait_for_timeout(800)  # let the redrawn figure land
         images_after = widget_images(page)
         m1 = READOUT.search(after)
