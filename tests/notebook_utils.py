@@ -272,6 +272,32 @@ async def _run(path: Path, run: NotebookRun, nb, timeout: float, env: dict, cwd:
         run.seconds = time.perf_counter() - start
 
 
+def _run_coroutine(coro) -> None:
+    """asyncio.run, also when this thread already runs an event loop.
+
+    Playwright's sync API (the browser tests' session fixture) keeps a loop running in
+    the main thread; then the notebook runs on a loop of its own in a helper thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="notebook-runner", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def run_notebook(
     path: Path | str,
     timeout: float = NOTEBOOK_TIMEOUT,
@@ -290,7 +316,7 @@ def run_notebook(
     run = NotebookRun(name=path.name, path=str(path))
     env = kernel_env(fast=fast, extra=extra_env)
     try:
-        asyncio.run(_run(path, run, nb, timeout, env, Path(cwd) if cwd else path.parent))
+        _run_coroutine(_run(path, run, nb, timeout, env, Path(cwd) if cwd else path.parent))
     finally:
         if save_executed:
             out = REPORTS_DIR / "executed" / path.name
@@ -301,6 +327,18 @@ def run_notebook(
 
 
 # ---------------------------------------------------------------------------- reports
+def report_line(request, message: str) -> None:
+    """Write a line on pytest's terminal even while output is captured."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    if capman is not None and reporter is not None:
+        with capman.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line(message)
+    else:  # pragma: no cover
+        print(message)
+
+
 def record_run(run: NotebookRun, report: str = "notebooks") -> Path:
     """Merge one run into tests/reports/<report>.json and rewrite <report>.md."""
     REPORTS_DIR.mkdir(parents=True, exist_ok=True)

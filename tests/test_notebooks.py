@@ -25,6 +25,7 @@ from notebook_utils import (
     NOTEBOOKS_DIR,
     notebook_paths,
     record_run,
+    report_line,
     run_notebook,
 )
 
@@ -32,15 +33,9 @@ NOTEBOOKS = notebook_paths(NOTEBOOKS_DIR)
 
 
 def _report(request, run) -> None:
-    """Print the run's summary on the terminal (even under output capture) and record it."""
+    """Record the run in tests/reports/ and print its summary on the terminal."""
     record_run(run)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"[notebook] {run.summary()}"
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:  # pragma: no cover
-        print(line)
+    report_line(request, f"[notebook] {run.summary()}")
 
 
 def test_chapter_notebooks_exist():
