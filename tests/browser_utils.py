@@ -278,21 +278,41 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
+# One JupyterLab and one Chromium for the whole test session, even though every browser
+# test module imports these fixtures (pytest then holds one fixture definition per
+# module, and Playwright's sync API allows only one instance per thread). The first
+# module's fixture starts them; the others reuse them; the first one stops them when
+# the session ends (session fixtures are torn down in reverse order of setup).
+_SHARED: dict = {}
+
+
 @pytest.fixture(scope="session")
 def jupyter_server():
+    if "lab" in _SHARED:
+        yield _SHARED["lab"]
+        return
     with lab_session() as server:
-        yield server
+        _SHARED["lab"] = server
+        try:
+            yield server
+        finally:
+            _SHARED.pop("lab", None)
 
 
 @pytest.fixture(scope="session")
 def chromium_browser():
+    if "browser" in _SHARED:
+        yield _SHARED["browser"]
+        return
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
+        _SHARED["browser"] = browser
         try:
             yield browser
         finally:
+            _SHARED.pop("browser", None)
             browser.close()
 
 
