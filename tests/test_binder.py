@@ -155,3 +155,81 @@ def test_binder_postbuild_and_runtime():
 @pytest.mark.parametrize("path", [PINS, BINDER_REQS], ids=["pins", "binder"])
 def test_requirement_files_parse(path):
     assert read_pins(path), f"{path.relative_to(ROOT)} pins nothing"
+
+
+# ------------------------------------------------- what the chapters import is installed
+def _closure(names: set[str]) -> set[str]:
+    """Distributions ``names`` pull in (installed requirements, no extras), names included."""
+    from importlib import metadata
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for spec in reqs:
+            req = Requirement(spec)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            todo.append(canonicalize_name(req.name))
+    return seen
+
+
+def _top_level_imports(source: str) -> set[str]:
+    """Top-level modules imported by ``source`` (imports inside ``try:`` are optional)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics etc.: drop lines that are not Python
+        lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        tree = ast.parse("\n".join(lines))
+    optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
+    mods = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            mods.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods.add(node.module.split(".")[0])
+    return mods
+
+
+def test_everything_the_chapters_import_comes_with_the_lab_profile():
+    """A reader who ran scripts/lab.sh (or opened Binder) can run every chapter: each
+    third-party module imported by notebooks/*.ipynb or by nifkit/ belongs to a core or
+    lab dependency (or to what those pull in)."""
+    import json
+    import sys
+    from importlib import metadata
+
+    core, extras = pyproject_deps()
+    allowed = _closure(core | extras["lab"])
+    owners = metadata.packages_distributions()
+    sources = {}
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb_path.read_text())["cells"]
+        sources[f"notebooks/{nb_path.name}"] = "\n".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "code"
+        )
+    for py in sorted((ROOT / "nifkit").rglob("*.py")):
+        sources[str(py.relative_to(ROOT))] = py.read_text()
+    assert sources, "no notebooks or nifkit sources found"
+    problems = {}
+    for where, source in sources.items():
+        for mod in sorted(_top_level_imports(source)):
+            if mod in sys.stdlib_module_names or mod in ("nifkit", "__future__"):
+                continue
+            dists = {canonicalize_name(d) for d in owners.get(mod, [])}
+            if not dists & allowed:
+                problems.setdefault(where, []).append(f"{mod} ({', '.join(sorted(dists)) or 'not installed'})")
+    assert not problems, (
+        "modules imported by the chapters or the library but not installed by the lab "
+        f"profile (add them to [project.optional-dependencies].lab and both pin files): {problems}"
+    )
