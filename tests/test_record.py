@@ -134,7 +134,7 @@ def test_reused_module_error_and_all():
 
 
 def test_resnet_shared_relu_suggests_block():
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
     net = torchvision.models.resnet18(weights=None, num_classes=4).eval()
     x = torch.randn(2, 3, 32, 32)
     with pytest.raises(RuntimeError, match=r"'layer1\.0\.relu'.*'layer1\.0'"):
