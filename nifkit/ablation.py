@@ -382,15 +382,16 @@ def hidden_layers(model: nn.Module) -> list:
     if flat is None:
         raise ValueError("hidden_layers needs an nn.Sequential model; pass layers=[...] explicitly")
     lin = [i for i, (_, m) in enumerate(flat) if isinstance(m, nn.Linear)]
+    skip = _PASS_THROUGH + (nn.BatchNorm1d, nn.LayerNorm)
     names = []
     for i in lin[:-1]:
         j = i + 1
-        while j < len(flat) and isinstance(flat[j][1], _PASS_THROUGH):
+        while j < len(flat) and isinstance(flat[j][1], skip):
             j += 1
-        if j < len(flat) and not isinstance(flat[j][1], (nn.Linear,)) and not list(flat[j][1].parameters()):
-            names.append(flat[j][0])
+        if j < lin[lin.index(i) + 1]:
+            names.append(flat[j][0])  # the activation (ReLU, Tanh, PReLU, ...) after the Linear
         else:
-            names.append(flat[i][0])
+            names.append(flat[j - 1][0])  # no activation: the Linear (or its last norm/dropout)
     return names
 
 

@@ -414,3 +414,12 @@ def test_explorer_slider_moves_result_and_readout(task, relu_net):
     ex.controls["measure"].value = "entropy"
     ex.controls["order"].value = "ascending"
     assert ex.result.curve.measure == "entropy" and ex.result.curve.direction == "ascending"
+
+
+def test_hidden_layers_names():
+    net = nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Tanh(),
+                        nn.Linear(4, 3), nn.Dropout(0.1), nn.Linear(3, 2))
+    assert A.hidden_layers(net) == ["1", "4", "6"]
+    assert A.hidden_layers(mlp([5, 4, 3, 2], activation="sigmoid")) == ["act1", "act2"]
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        A.hidden_layers(nn.Linear(2, 2))  # not a Sequential
