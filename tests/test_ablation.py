@@ -104,6 +104,19 @@ def test_identities_on_random_histograms(table):
     np.testing.assert_allclose(mm.kl_profile, m.kl_profile)
 
 
+def test_measures_accept_a_recording():
+    from nifkit.record import record
+
+    net = mlp([5, 6, 4, 3], seed=0)
+    X, y = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)), torch.arange(200) % 3
+    rec = record(net, X, ["act1", "act2"], progress=False)
+    from_rec = A.neuron_measures(rec, y, n_bins=6)
+    direct = A.neuron_measures(A.layer_activations(net, X), y, n_bins=6)
+    assert from_rec.names == ["act1", "act2"]
+    for layer in ["act1", "act2"]:
+        np.testing.assert_array_equal(from_rec[layer].counts, direct[layer].counts)
+
+
 def test_joint_counts_one_bincount_equals_loop():
     rng = np.random.default_rng(2)
     codes, y = rng.integers(0, 4, (300, 7)), rng.integers(0, 3, 300)
