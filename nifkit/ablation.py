@@ -33,18 +33,21 @@ Reading the curves (hypotheses, not proofs):
   *jointly*: a sign of *synergy*.
 * A measure that ranks importance well puts the ascending curve above the descending
   one; :func:`curve_gap` measures the area between them (positive = good ranking).
-* Quantities are comparable **within** a layer, not **across** layers: entropy and MI
-  depend on the layer's width, activation function and the bins, and a layer close to
-  the output simply has more class information per neuron (data processing). Ordering
-  the whole network by one measure therefore mostly orders layers
-  (:func:`importance_correlations` shows pooled vs within-layer rank correlations).
+* Quantities are comparable **within** a layer, not **across** layers: their scale depends
+  on the layer's width, activation function, bins and place in the network. Pooling
+  layers mixes scales, and ordering the whole network by one raw measure partly orders
+  layers instead of neurons (``network_normalize="rank"`` in :func:`ablation_study`
+  ranks within layers first; :func:`importance_correlations` gives pooled and
+  within-layer rank correlations side by side).
 
 The engine (:class:`AblationEngine`) never re-runs the model from the input per step:
 for a ``nn.Sequential`` model it runs the layers up to the ablated layer once, then
-pushes a batch of masked copies ``(steps, samples, units)`` through the remaining
+pushes a batch of masked copies ``(samples, steps, units)`` through the remaining
 layers in memory-bounded chunks. When the next layer is ``nn.Linear`` (the usual case)
-its output for *all* cumulative steps comes from one cumulative sum of rank-one
-updates, ``z_k = z_0 - sum_{j < k} (a_{o_j} - v_{o_j}) w_{o_j}`` (in float64). Any other
+its output at *every* step of a cumulative order is a partial sum of rank-one updates,
+``z_k = z_0 - sum_{j < k} (a_{o_j} - v_{o_j}) w_{o_j}``, built in blocks of 16 units
+(block totals accumulated in float64; inside a block one masked matrix product gives
+all partial sums); single-neuron ablations are one rank-one update each. Any other
 model falls back to hooks (correct, slower). :func:`reference_ablation_curve` is the
 plain approach (one hooked forward pass from the input per step) used as the anchor in
 tests and in ``benchmarks/bench_ablation.py``.
