@@ -15,14 +15,17 @@ from browser_utils import (  # noqa: F401 - fixtures are used by name
     chromium_browser,
     jupyter_server,
     move_slider,
+    notebook_kernel_peak_bytes,
     open_and_run_notebook,
     readout_text,
     screenshot,
     screenshot_on_failure,
+    shutdown_notebook_kernel,
     wait_for_readout_change,
+    wait_for_readout_settle,
     widget_images,
 )
-from notebook_utils import NOTEBOOKS_DIR, NotebookRun, record_run
+from notebook_utils import MEMORY_LIMIT_BYTES, NOTEBOOKS_DIR, NotebookRun, record_run, report_line
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -33,35 +36,34 @@ READOUT = re.compile(r"ablated (\d+) of (\d+) neurons of (\w+) \(.*\): accuracy 
 def test_ablation_explorer_slider(jupyter_server, browser_page, request):
     assert (NOTEBOOKS_DIR / NOTEBOOK).is_file(), f"notebooks/{NOTEBOOK} is missing"
     page = browser_page
-    with screenshot_on_failure(page, "ablation"):
-        seconds = open_and_run_notebook(page, jupyter_server, NOTEBOOK)
-        assert_no_widget_errors(page)
-        before = readout_text(page)
-        m0 = READOUT.search(before)
-        assert m0, f"unexpected readout {before!r}"
-        images_before = widget_images(page)
-        assert images_before, "the explorer shows no plot"
+    try:
+        with screenshot_on_failure(page, "ablation"):
+            seconds = open_and_run_notebook(page, jupyter_server, NOTEBOOK)
+            assert_no_widget_errors(page)
+            before = readout_text(page, near="ablated")
+            m0 = READOUT.search(before)
+            assert m0, f"unexpected readout {before!r}"
+            images_before = widget_images(page, near="ablated")
+            assert images_before, "the explorer shows no plot"
 
-        old, new = move_slider(page, "ablated", steps=4)
-        after = wait_for_readout_change(page, before)
-        for _ in range(120):  # each key press commits a value: wait for the last one
-            if after.startswith(f"ablated {new} of"):
-                break
-            page.wait_for_timeout(250)
-            after = readout_text(page)
-        page.wait_for_timeout(800)  # let the redrawn figure land
-        images_after = widget_images(page)
-        m1 = READOUT.search(after)
-        assert m1, f"unexpected readout {after!r}"
-        assert int(m1.group(1)) == int(m0.group(1)) + 4 == int(new), (old, new, before, after)
-        assert m1.group(3) == m0.group(3)  # same layer
-        assert m1.group(4) != m0.group(4) or int(m1.group(1)) != int(m0.group(1))
-        assert images_after != images_before, "the plot (curve marker) did not change"
-        assert_no_widget_errors(page)
-    screenshot(page, "ablation-final")
-    record_run(NotebookRun(name=NOTEBOOK, path=NOTEBOOK, seconds=seconds), report="browser")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(f"[browser] {NOTEBOOK}: run all {seconds:.1f} s; ablated {old} -> {new}; "
-                            f"readout {before!r} -> {after!r}")
+            old, new = move_slider(page, "ablated", steps=4)
+            wait_for_readout_change(page, before, near="ablated")
+            after = wait_for_readout_settle(page, near="ablated")  # every key press recomputes
+            page.wait_for_timeout(500)  # let the redrawn figure land
+            images_after = widget_images(page, near="ablated")
+
+            m1 = READOUT.search(after)
+            assert m1, f"unexpected readout {after!r}"
+            assert int(m1.group(1)) == int(m0.group(1)) + 4 == int(new), (old, new, before, after)
+            assert m1.group(2) == m0.group(2) and m1.group(3) == m0.group(3)  # same layer
+            assert images_after and images_after != images_before, "the plot (curve marker) did not change"
+            assert_no_widget_errors(page)
+            peak = notebook_kernel_peak_bytes(jupyter_server, NOTEBOOK)
+        screenshot(page, "ablation-final")
+    finally:
+        shutdown_notebook_kernel(jupyter_server, NOTEBOOK)
+    run = NotebookRun(name=NOTEBOOK, path=NOTEBOOK, seconds=seconds, peak_bytes=peak)
+    record_run(run, report="browser")
+    report_line(request, f"[browser] {run.summary()}; ablated {old} -> {new}; readout {before!r} -> {after!r}")
+    if peak is not None:
+        assert peak < MEMORY_LIMIT_BYTES, f"{NOTEBOOK}'s kernel peaked at {peak / 1e6:,.0f} MB in the browser run"
