@@ -51,18 +51,18 @@ def _move_threshold(page, box, steps: int):
     so a page-wide search can pick a different one each time)."""
     s = box.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text="threshold")).first
     value = s.locator(".widget-readout").first
-    before = value.inner_text().strip()
+    before = (value.text_content() or "").strip()
     handle = s.locator(".noUi-handle").first
     handle.focus()
     for _ in range(steps):
         handle.press("ArrowRight")
         page.wait_for_timeout(150)
     handle.evaluate("el => el.blur()")
-    return before, value.inner_text().strip()
+    return before, (value.text_content() or "").strip()
 
 
 def _readout(box) -> str:
-    return box.locator(".nifkit-readout").first.inner_text().strip()
+    return (box.locator(".nifkit-readout").first.text_content() or "").strip()
 
 
 def _images(box) -> list:
