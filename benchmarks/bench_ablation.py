@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nifkit import ablation as A  # noqa: E402
-from nifkit.models import mlp, train  # noqa: E402
+from nifkit import ablation as A
+from nifkit.models import mlp, train
 
 CLAIM = 10.0
 

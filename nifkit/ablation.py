@@ -55,8 +55,8 @@ tests and in ``benchmarks/bench_ablation.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,14 +68,35 @@ from .config import DEFAULT_MEMORY_BUDGET
 from .info import Binner, entropy_from_counts
 
 __all__ = [
-    "MEASURES", "SELECTIVITY_KINDS", "VALUES", "DIRECTIONS",
-    "LayerMeasures", "NeuronMeasures", "neuron_measures", "measures_from_counts", "joint_counts",
-    "layer_activations", "hidden_layers",
-    "AblationCurve", "AblationEngine", "ablation_curve", "reference_ablation_curve",
-    "ablation_order", "AblationStudy", "ablation_study",
-    "SingleImportance", "single_neuron_importance", "ImportanceCorrelation", "importance_correlations",
-    "curve_area", "curve_gap", "summarize_study", "compare_studies", "curves_match",
-    "check_kl_profile", "kl_profile_from_counts",
+    "DIRECTIONS",
+    "MEASURES",
+    "SELECTIVITY_KINDS",
+    "VALUES",
+    "AblationCurve",
+    "AblationEngine",
+    "AblationStudy",
+    "ImportanceCorrelation",
+    "LayerMeasures",
+    "NeuronMeasures",
+    "SingleImportance",
+    "ablation_curve",
+    "ablation_order",
+    "ablation_study",
+    "check_kl_profile",
+    "compare_studies",
+    "curve_area",
+    "curve_gap",
+    "curves_match",
+    "hidden_layers",
+    "importance_correlations",
+    "joint_counts",
+    "kl_profile_from_counts",
+    "layer_activations",
+    "measures_from_counts",
+    "neuron_measures",
+    "reference_ablation_curve",
+    "single_neuron_importance",
+    "summarize_study",
 ]
 
 MEASURES = ("entropy", "mi", "selectivity")
@@ -295,7 +316,7 @@ def measures_from_counts(counts, layer: str = "layer", correction=None, selectiv
 
 def _layer_dict(source, layers) -> dict:
     """Normalise activations input into ``{name: (samples, units) tensor}``."""
-    if hasattr(source, "activations") and isinstance(getattr(source, "activations"), dict):
+    if hasattr(source, "activations") and isinstance(source.activations, dict):
         rec = source
         names = list(rec.activations) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
         out = {}
@@ -1290,7 +1311,7 @@ def check_kl_profile(fn: Callable) -> str:
         want = kl_profile_from_counts(c)
         try:
             got = np.asarray(fn(c.copy()), dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - tell the student what broke
+        except Exception as exc:
             raise AssertionError(f"your function raised {type(exc).__name__}: {exc} on counts\n{c}") from exc
         if got.shape != want.shape:
             raise AssertionError(f"expected one value per class, shape {want.shape}, got {got.shape}. "

@@ -4,10 +4,25 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .ablation import MEASURE_LABELS, MEASURES, AblationCurve, AblationStudy, LayerMeasures, NeuronMeasures
+from .ablation import (
+    MEASURE_LABELS,
+    MEASURES,
+    AblationCurve,
+    AblationStudy,
+    LayerMeasures,
+    NeuronMeasures,
+)
 
-__all__ = ["plot_measures", "plot_ablation_curves", "plot_importance_vs_measure", "plot_kl_profile",
-           "plot_class_accuracy", "plot_weight_images", "weight_mosaic", "MEASURE_COLORS"]
+__all__ = [
+    "MEASURE_COLORS",
+    "plot_ablation_curves",
+    "plot_class_accuracy",
+    "plot_importance_vs_measure",
+    "plot_kl_profile",
+    "plot_measures",
+    "plot_weight_images",
+    "weight_mosaic",
+]
 
 MEASURE_COLORS = {"entropy": "tab:blue", "mi": "tab:orange", "selectivity": "tab:green", None: "0.4"}
 
@@ -70,7 +85,7 @@ def plot_ablation_curves(curves, ax=None, layer=None, metric: str = "accuracy", 
     if metric not in ("accuracy", "loss"):
         raise ValueError("metric must be 'accuracy' or 'loss'")
     rnd = [c for c in cs if c.direction == "random"]
-    xs = lambda c: c.fraction if fraction else c.counts  # noqa: E731
+    xs = lambda c: c.fraction if fraction else c.counts
     if rnd:
         ys = np.stack([getattr(c, metric) for c in rnd])
         ax.fill_between(xs(rnd[0]), ys.min(0), ys.max(0), color="0.75", alpha=0.6,

@@ -6,16 +6,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
-from nifkit import ablation as A  # noqa: E402
-from nifkit.info import discretize, entropy, mutual_information  # noqa: E402
-from nifkit.models import mlp  # noqa: E402
+from nifkit import ablation as A
+from nifkit.info import discretize, entropy, mutual_information
+from nifkit.models import cpu_threads, mlp
 
 
 def h2(p):
@@ -150,10 +150,11 @@ def _trained(activation, task, sizes=(12, 24, 16, 4), steps=150):
     X, y = task
     net = mlp(list(sizes), activation=activation, seed=1)
     opt = torch.optim.Adam(net.parameters(), 2e-2)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(X), y).backward()
-        opt.step()
+    with cpu_threads(1):  # tiny net: one thread is fastest on the shared machine
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(X), y).backward()
+            opt.step()
     return net
 
 

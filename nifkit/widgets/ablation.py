@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 import ipywidgets as W
 import numpy as np
-import torch
 from torch import nn
 
 from .. import ablation as A
-from ..ablation_plots import plot_ablation_curves, plot_class_accuracy, plot_weight_images
+from ..ablation_plots import (
+    plot_ablation_curves,
+    plot_class_accuracy,
+    plot_weight_images,
+)
 from .base import Explorer, layer_picker
 
 __all__ = ["AblationExplorer", "AblationView"]
@@ -127,8 +130,7 @@ class AblationExplorer(Explorer):
             s = self.controls["ablated"]
             self._syncing = True
             try:
-                if s.value > m:
-                    s.value = m
+                s.value = min(s.value, m)
                 s.max = m
             finally:
                 self._syncing = False
