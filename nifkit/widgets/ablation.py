@@ -103,10 +103,16 @@ class AblationExplorer(Explorer):
         key = (layer, None, "random")
         if key not in self._cache:
             m = self.engine.n_units(layer)
-            self._cache[key] = [self.engine.curve(layer, A.ablation_order(np.zeros(m), "random", self.seed + r),
-                                                  value=self.ablation_value, direction="random", seed=self.seed + r)
-                                for r in range(max(self.n_random, 1))]
-            self.n_computed += len(self._cache[key])
+            n = max(self.n_random, 1)
+            curves = []
+            with self.progress.task(n, f"{layer}: {n} random orders") as step:
+                for r in range(n):
+                    order = A.ablation_order(np.zeros(m), "random", self.seed + r)
+                    curves.append(self.engine.curve(layer, order, value=self.ablation_value, direction="random",
+                                                    seed=self.seed + r))
+                    step()
+            self._cache[key] = curves
+            self.n_computed += n
         return self._cache[key]
 
     def curve(self, layer: str, measure: str, order: str) -> A.AblationCurve:
@@ -116,8 +122,9 @@ class AblationExplorer(Explorer):
         key = (layer, measure, order)
         if key not in self._cache:
             vals = self.measures.get(layer, measure)
-            self._cache[key] = self.engine.curve(layer, A.ablation_order(vals, order), value=self.ablation_value,
-                                                 measure=measure, direction=order)
+            with self.progress.task(1, f"{layer}: {order} {A.MEASURE_LABELS[measure]}"):
+                self._cache[key] = self.engine.curve(layer, A.ablation_order(vals, order),
+                                                     value=self.ablation_value, measure=measure, direction=order)
             self.n_computed += 1
         return self._cache[key]
 
