@@ -1,7 +1,8 @@
 """Execute notebooks the way a reader would, and measure them.
 
-``run_notebook(path)`` executes every cell of a notebook with nbclient in a kernel of
-this very Python (the project's .venv), with the notebook's folder as working directory
+``run_notebook(path)`` executes every cell of a notebook with nbclient (in a child
+process of its own) in a kernel of this very Python (the project's .venv), with the
+notebook's folder as working directory
 and ``NIFKIT_FAST=1`` (fast mode, read by ``nifkit.config.fast_mode()``). It measures
 wall time and the kernel's peak memory (``VmHWM`` of the kernel process, plus any child
 processes such as data-loader workers, sampled while it runs) and returns a
@@ -245,7 +246,10 @@ async def _run(path: Path, run: NotebookRun, nb, timeout: float, env: dict, cwd:
                     for index, cell in enumerate(nb.cells):
                         remaining = deadline - time.perf_counter()
                         if remaining <= 0:
-                            raise CellTimeoutError(f"notebook budget of {timeout:.0f} s used up before cell {index}")
+                            run.error = (f"{run.name}: the notebook used up its {timeout:.0f} s budget "
+                                         f"before cell {index}; slowest cells: "
+                                         f"{sorted(run.cell_seconds, key=lambda c: -c['seconds'])[:3]}")
+                            break
                         client.timeout = max(1, int(remaining))
                         t0 = time.perf_counter()
                         try:
@@ -272,32 +276,6 @@ async def _run(path: Path, run: NotebookRun, nb, timeout: float, env: dict, cwd:
         run.seconds = time.perf_counter() - start
 
 
-def _run_coroutine(coro) -> None:
-    """asyncio.run, also when this thread already runs an event loop.
-
-    Playwright's sync API (the browser tests' session fixture) keeps a loop running in
-    the main thread; then the notebook runs on a loop of its own in a helper thread.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return
-    outcome: dict = {}
-
-    def target() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, name="notebook-runner", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-
-
 def run_notebook(
     path: Path | str,
     timeout: float = NOTEBOOK_TIMEOUT,
@@ -310,13 +288,70 @@ def run_notebook(
 
     ``cwd`` defaults to the notebook's folder. The executed copy is written to
     ``tests/reports/executed/`` (the source notebook is never modified).
+
+    The notebook runs in a child process of its own (this file run as a script):
+    nbclient's asyncio loop then owns a main thread, whatever the calling process does.
+    (Executed from a helper thread beside Playwright's sync API, nbclient stalled
+    until the time budget ran out: zmq events were missed.) The child is killed, with
+    its kernel, if it outlives the budget by a minute.
     """
+    import subprocess
+    import tempfile
+
     path = Path(path).resolve()
+    with tempfile.TemporaryDirectory(prefix="nifkit-nb-") as tmp:
+        result = Path(tmp) / "run.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), str(path), "--out", str(result),
+               "--timeout", str(timeout), "--cwd", str(Path(cwd) if cwd else path.parent),
+               "--extra-env", json.dumps(extra_env or {})]
+        if not fast:
+            cmd.append("--full")
+        if not save_executed:
+            cmd.append("--no-save")
+        proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=timeout + 60)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            proc.wait(timeout=30)
+            return NotebookRun(name=path.name, path=str(path), seconds=timeout + 60,
+                               error=f"{path.name}: the notebook runner hung past {timeout + 60:.0f} s and was killed")
+        try:
+            data = json.loads(result.read_text())
+        except (OSError, ValueError):
+            return NotebookRun(name=path.name, path=str(path),
+                               error=f"{path.name}: the notebook runner exited with code {proc.returncode} "
+                                     "and no result (see the captured stderr)")
+    return NotebookRun(**data)
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants, by pid (the kernel included)."""
+    import signal
+
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _run_in_this_process(path: Path, timeout: float, fast: bool, cwd: Path, extra_env: dict,
+                         save_executed: bool) -> NotebookRun:
     nb = nbformat.read(path, as_version=4)
     run = NotebookRun(name=path.name, path=str(path))
     env = kernel_env(fast=fast, extra=extra_env)
     try:
-        _run_coroutine(_run(path, run, nb, timeout, env, Path(cwd) if cwd else path.parent))
+        asyncio.run(_run(path, run, nb, timeout, env, cwd))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        if run.error is None:
+            run.error = f"{run.name}: the runner failed: {type(exc).__name__}: {strip_ansi(str(exc))}"
     finally:
         if save_executed:
             out = REPORTS_DIR / "executed" / path.name
@@ -324,6 +359,25 @@ def run_notebook(
             nbformat.write(nb, out)
             run.executed_copy = str(out)
     return run
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Execute one notebook; write a JSON NotebookRun.")
+    parser.add_argument("notebook")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--timeout", type=float, default=NOTEBOOK_TIMEOUT)
+    parser.add_argument("--cwd")
+    parser.add_argument("--extra-env", default="{}")
+    parser.add_argument("--full", action="store_true", help="not fast mode")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    path = Path(args.notebook).resolve()
+    run = _run_in_this_process(path, args.timeout, not args.full, Path(args.cwd) if args.cwd else path.parent,
+                               json.loads(args.extra_env), not args.no_save)
+    Path(args.out).write_text(json.dumps(asdict(run)))
+    return 0
 
 
 # ---------------------------------------------------------------------------- reports
@@ -372,3 +426,7 @@ def record_run(run: NotebookRun, report: str = "notebooks") -> Path:
         )
     (REPORTS_DIR / f"{report}.md").write_text("\n".join(lines) + "\n")
     return jpath
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
