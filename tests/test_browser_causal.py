@@ -50,6 +50,13 @@ def test_causal_explorer_epoch_slider(jupyter_server, browser_page, request):
             # the explorer opens at the last snapshot: scrub two snapshots back (50 epochs each)
             old, new = move_slider(page, "epoch", steps=2, key="ArrowLeft")
             after = wait_for_readout_change(page, before)
+            # each key press recomputes: wait for the readout of the slider's final epoch
+            for _ in range(240):
+                m1 = READOUT.search(after)
+                if m1 and int(m1.group(1)) == int(new):
+                    break
+                page.wait_for_timeout(250)
+                after = readout_text(page)
             page.wait_for_timeout(800)  # let the redrawn figure land
             images_after = widget_images(page)
             m1 = READOUT.search(after)
