@@ -1,7 +1,9 @@
 """Checkers for the chapters' exercises: they run your function on cases with known
 answers and say what is wrong, not just that something is.
 
-Each checker prints a verdict and returns ``True`` when every case passes.
+Each checker prints a verdict and returns ``True`` when every case passes. The primer's
+checkers live here; each chapter's own checker lives in its module and is re-exported
+here (``check_flow_attribution``, ``check_edge_sensitivity``, ``check_kl_profile``).
 """
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import math
 
 import numpy as np
 
-__all__ = ["check_entropy", "check_mutual_information"]
+__all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
+           "check_kl_profile"]
 
 _ENTROPY_CASES = [
     ("a fair coin", np.array([0.5, 0.5]), 1.0),
@@ -73,3 +76,18 @@ def check_mutual_information(fn) -> bool:
             ok = False
     print("✓ all mutual-information cases pass" if ok else "Fix the cases above and run the checker again.")
     return ok
+
+
+def __getattr__(name):
+    """The chapters' own checkers, importable from here too (loaded on first use, so
+    ``import nifkit.exercises`` stays light)."""
+    homes = {
+        "check_flow_attribution": "nifkit.flow",
+        "check_edge_sensitivity": "nifkit.causal",
+        "check_kl_profile": "nifkit.ablation",
+    }
+    if name in homes:
+        import importlib
+
+        return getattr(importlib.import_module(homes[name]), name)
+    raise AttributeError(f"module 'nifkit.exercises' has no attribute {name!r}")
