@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from queue import Empty
+
 import nbformat
 from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
@@ -192,6 +194,68 @@ def _format_cell_error(name: str, index: int, cell, exc: BaseException) -> str:
     return f"{name}: cell {index} ({cell.cell_type}) failed{hint}\n{detail}"
 
 
+class _SlicedPollClient(NotebookClient):
+    """nbclient, waiting on the kernel's sockets in slices of ``POLL_SLICE`` seconds.
+
+    nbclient waits for a cell's reply with one poll lasting the whole cell timeout. In
+    full-suite runs (busy machine, browser tests beside) that poll sometimes missed
+    the socket's wake-up: the kernel had answered in under a second, yet the reply was
+    only read when the poll timed out, ten minutes later (pyzmq's asyncio poller reacts
+    to edge-triggered fd events, and only checks the socket itself when it wakes). A
+    poll that wakes every second re-checks the socket, so a missed event costs at most
+    a second. Otherwise the logic is nbclient 0.11's.
+    """
+
+    POLL_SLICE = 1.0
+
+    async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                task_poll_kernel_alive.cancel()
+                await self._async_check_alive()
+                msg = await self._async_handle_timeout(timeout, cell)  # raises unless interrupt_on_timeout
+                msg["parent_header"] = {"msg_id": msg_id}
+            else:
+                wait = self.POLL_SLICE if remaining is None else min(self.POLL_SLICE, remaining)
+                try:
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=wait))
+                except Empty:
+                    continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if self.record_timing:
+                from nbclient.client import timestamp
+
+                cell["metadata"]["execution"]["shell.execute_reply"] = timestamp(msg)
+            try:
+                await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)
+            except (asyncio.TimeoutError, Empty):
+                if self.raise_on_iopub_timeout:
+                    task_poll_kernel_alive.cancel()
+                    raise CellTimeoutError.error_from_timeout_and_cell(
+                        "Timeout waiting for IOPub output", self.iopub_timeout, cell
+                    ) from None
+                self.log.warning("Timeout waiting for IOPub output")
+            task_poll_kernel_alive.cancel()
+            return msg
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        from nbclient.exceptions import CellExecutionComplete
+
+        while True:
+            try:
+                msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=self.POLL_SLICE))
+            except Empty:
+                continue
+            if msg["parent_header"].get("msg_id") == parent_msg_id:
+                try:
+                    self.process_message(msg, cell, cell_index)  # raises CellExecutionComplete at the end
+                except CellExecutionComplete:
+                    return
+
+
 async def _kernel_identity(client: NotebookClient) -> tuple[int, str]:
     """Ask the kernel itself for its pid and sys.prefix (no effect on its namespace)."""
     msg_id = client.kc.execute(
@@ -217,7 +281,7 @@ def _provisioner_pid(km) -> int | None:
 
 
 async def _run(path: Path, run: NotebookRun, nb, timeout: float, env: dict, cwd: Path) -> None:
-    client = NotebookClient(
+    client = _SlicedPollClient(
         nb,
         timeout=timeout,
         kernel_name="python3",

@@ -87,3 +87,15 @@ def test_harness_reports_failing_cell_with_source_and_traceback(tmp_path):
     assert "cell 1" in run.error and "y = x / 0  # boom" in run.error
     assert "ZeroDivisionError" in run.error
     assert "\x1b[" not in run.error, "ANSI colour codes should be stripped"
+
+
+@pytest.mark.notebook
+def test_harness_enforces_the_notebook_time_budget(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("import time"), new_code_cell("time.sleep(120)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "slow.ipynb"
+    nbformat.write(nb, path)
+    run = run_notebook(path, timeout=8, save_executed=False)
+    assert run.error is not None and "time budget" in run.error, run.error
+    assert "time.sleep(120)" in run.error
+    assert run.seconds < 60
