@@ -318,7 +318,9 @@ def chromium_browser():
 
 @pytest.fixture
 def browser_page(chromium_browser, request):
-    """A fresh page (1400x1000); screenshot to tests/reports/ when the test fails."""
+    """A fresh page (1400x1000) in its own browser context; JupyterLab's kernels are
+    shut down afterwards. Wrap a test's steps in ``screenshot_on_failure(page, name)``
+    for a screenshot of a failure (or let a conftest hook set ``item.rep_call``)."""
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -332,9 +334,15 @@ def browser_page(chromium_browser, request):
         failed = any(getattr(request.node, f"rep_{w}", None) and getattr(request.node, f"rep_{w}").failed
                      for w in ("setup", "call"))
         name = request.node.name.replace("/", "_")
-        if failed or getattr(request.node, "_nifkit_failed", False):
+        if failed:
             screenshot(page, f"{name}-failure")
         context.close()
+        # end the kernels this test started: each chapter kernel holds about 1 GB
+        server = _SHARED.get("lab")
+        if server is not None:
+            with contextlib.suppress(Exception):
+                for sess in server.api("/api/sessions") or []:
+                    server.api(f"/api/sessions/{sess['id']}", method="DELETE")
 
 
 def screenshot(page, name: str) -> Path | None:
