@@ -23,6 +23,10 @@ if [ "$(id -u)" -eq 0 ]; then
   ARGS+=(--allow-root)
 fi
 
+# The venv's own "python3" kernelspec first, so a user-level kernelspec of another Python
+# cannot shadow it: the chapters then always run in .venv's Python.
+export JUPYTER_PATH="$ROOT/.venv/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
+
 echo "lab: starting JupyterLab on the chapters in $ROOT/notebooks"
 echo "lab: open the http://127.0.0.1:...?token=... URL printed below; stop with Ctrl-C"
 # JupyterLab logs to stderr; send it to stdout too so the URL is never lost in a pipe
