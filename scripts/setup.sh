@@ -131,4 +131,15 @@ if [ "$PROFILE" = test ] && [ ! -x "$CHROMIUM" ]; then
   fi
 fi
 
+# ---------------------------------------------------------------- FashionMNIST (offline data)
+# Debian ships FashionMNIST's files; chapter 4 and tests/test_data.py use them when present.
+FMNIST_DIR=/usr/share/datasets/fashion-mnist
+if [ "$PROFILE" = test ] && [ ! -d "$FMNIST_DIR" ] && command -v apt-get >/dev/null 2>&1 && as_root true; then
+  say "installing Debian's dataset-fashion-mnist (offline FashionMNIST)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dataset-fashion-mnist ||
+    { as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dataset-fashion-mnist; } ||
+    say "WARNING: apt-get could not install dataset-fashion-mnist (chapter 4 then uses digits only)"
+fi
+
 say "done ($VPY)"

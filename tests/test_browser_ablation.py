@@ -1,5 +1,5 @@
 """Real-browser test of the ordered-ablation chapter: JupyterLab in headless Chromium runs
-notebooks/05_ordered_ablation.ipynb (fast mode), the ``ablated`` slider of the
+notebooks/04_ordered_ablation.ipynb (fast mode), the ``ablated`` slider of the
 AblationExplorer is moved with the keyboard, and the readout (number ablated and test
 accuracy) and the plot (the marker on the accuracy curve) must change, with no widget
 error on the page."""
@@ -29,7 +29,7 @@ from notebook_utils import MEMORY_LIMIT_BYTES, NOTEBOOKS_DIR, NotebookRun, recor
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-NOTEBOOK = "05_ordered_ablation.ipynb"
+NOTEBOOK = "04_ordered_ablation.ipynb"
 READOUT = re.compile(r"ablated (\d+) of (\d+) neurons of (\w+) \(.*\): accuracy ([0-9.]+)")
 
 

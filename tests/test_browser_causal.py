@@ -1,5 +1,5 @@
 """Real-browser test of the effective-information chapter: JupyterLab in headless Chromium
-runs notebooks/04_effective_information.ipynb (fast mode), the ``epoch`` slider of the
+runs notebooks/05_effective_information.ipynb (fast mode), the ``epoch`` slider of the
 CausalExplorer is moved back with the keyboard, and the readout (epoch, EI, sensitivity,
 ...) and the plot (the ringed epoch on the causal plane, the edge-EI heatmap) must change,
 with no widget error on the page."""
@@ -28,7 +28,7 @@ from notebook_utils import MEMORY_LIMIT_BYTES, NOTEBOOKS_DIR, NotebookRun, recor
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-NOTEBOOK = "04_effective_information.ipynb"
+NOTEBOOK = "05_effective_information.ipynb"
 READOUT = re.compile(r"epoch (\d+) · (\w+): EI ([0-9.]+) · EI_parts ([0-9.]+) · sensitivity ([0-9.]+) · "
                      r"degeneracy (-?[0-9.]+) · phi (-?[0-9.]+) bits \((\d+) bins, (\d+) samples\)")
 
