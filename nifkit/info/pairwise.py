@@ -80,14 +80,15 @@ _INT_MM_FAILED: set = set() if hasattr(torch, "_int_mm") else {"cpu", "cuda", "m
 
 
 def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Tensor:
-    """``O_a^T O_b`` in float64 for one-hots of ``ca`` / ``cb`` (``None``: ``ca``). Exact."""
+    """``O_a^T O_b`` for one-hots of ``ca`` / ``cb`` (``None``: ``ca``), exact: int32 from
+    the int8 product, else float64."""
     n = len(ca)
     kind = ca.device.type
     if kind not in _INT_MM_FAILED and n < 2**31:
         try:
             oa = _one_hot(ca, ca_cols, torch.int8)
             ob = oa if cb is None else _one_hot(cb, cb_cols, torch.int8)
-            return torch._int_mm(oa.T.contiguous(), ob).to(torch.float64)
+            return torch._int_mm(oa.T.contiguous(), ob)
         except RuntimeError:  # this device or build has no int8 matmul: float32 from now on
             _INT_MM_FAILED.add(kind)
     total = None
@@ -103,12 +104,26 @@ def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Ten
 def _inner_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
     """Joint counts of the cells ``u < ba-1, v < bb-1`` of every pair of the code blocks
     ``ca (n, ka)``, ``cb (n, kb)`` (``cb=None``: ``ca`` with itself), as a float64
-    ``(ka, ba-1, kb, bb-1)`` tensor. The last bin of each neuron is left out of the
+    ``(ka, ba-1, kb, bb-1)`` tensor (int32 or float64). The last bin of each neuron is left out of the
     product: its cells follow from the marginals (see :func:`_mi_from_inner`), which
     saves ``1 - (1 - 1/B)^2`` of the work (a quarter with 8 bins)."""
     ka = ca.shape[1]
     kb = ka if cb is None else cb.shape[1]
     return _count_matmul(ca, cb, ba - 1, bb - 1).reshape(ka, ba - 1, kb, bb - 1)
+
+
+_LUT_MAX = 2**22  # largest sample count with a c*log2(c) table (32 MiB)
+_LUT_CACHE: dict = {}
+
+
+def _xlog2x_table(n: int, device) -> torch.Tensor:
+    """``c * log2(c)`` for ``c = 0..n`` (float64), cached per size and device."""
+    key = (n, str(device))
+    if key not in _LUT_CACHE:
+        if len(_LUT_CACHE) > 8:
+            _LUT_CACHE.clear()
+        _LUT_CACHE[key] = _xlog2x(torch.arange(n + 1, dtype=torch.float64, device=device))
+    return _LUT_CACHE[key]
 
 
 def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
@@ -117,10 +132,15 @@ def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
     ``C[u, B-1] = c_a[u] - sum_v C[u, v]``, ``C[B-1, v] = c_b[v] - sum_u C[u, v]``,
     and the corner from ``c_b[B-1]``; nothing is assembled into a full table."""
     ba, bb = marg_a.shape[1], marg_b.shape[1]
-    last_col = marg_a[:, : ba - 1, None] - inner.sum(3)                  # (ka, ba-1, kb)
-    last_row = marg_b[None, :, : bb - 1] - inner.sum(1)                  # (ka, kb, bb-1)
-    corner = marg_b[None, :, bb - 1] - last_col.sum(1)                   # (ka, kb)
-    s_ab = (_xlog2x(inner).sum((1, 3)) + _xlog2x(last_col).sum(1) + _xlog2x(last_row).sum(2) + _xlog2x(corner))
+    last_col = marg_a[:, : ba - 1, None] - inner.sum(3).to(torch.float64)   # (ka, ba-1, kb)
+    last_row = marg_b[None, :, : bb - 1] - inner.sum(1).to(torch.float64)   # (ka, kb, bb-1)
+    corner = marg_b[None, :, bb - 1] - last_col.sum(1)                      # (ka, kb)
+    if not inner.is_floating_point() and n <= _LUT_MAX:
+        # integer counts: c log2 c from a table instead of a float64 copy + xlogy
+        s_inner = _xlog2x_table(n, inner.device)[inner].sum((1, 3))
+    else:
+        s_inner = _xlog2x(inner.to(torch.float64)).sum((1, 3))
+    s_ab = s_inner + _xlog2x(last_col).sum(1) + _xlog2x(last_row).sum(2) + _xlog2x(corner)
     s_a = _xlog2x(marg_a).sum(1)[:, None]
     s_b = _xlog2x(marg_b).sum(1)[None, :]
     mi = math.log2(n) - (s_a + s_b - s_ab) / n
@@ -284,7 +304,7 @@ class PairwiseMI:
                 "batch shape differs from earlier batches: every update needs the same neurons "
                 f"(got {ta.shape[1]} x {tb.shape[1]})"
             )
-        self.inner_ += _inner_counts(ta, None if self_pairs else tb, ba, bb)
+        self.inner_ += _inner_counts(ta, None if self_pairs else tb, ba, bb).to(torch.float64)
         self.count_a_ += _marginal_counts(ta, ba)
         self.count_b_ += _marginal_counts(tb, bb)
         self.n_ += len(ta)
