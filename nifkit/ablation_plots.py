@@ -4,6 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .plots import new_ax
 from .ablation import (
     MEASURE_LABELS,
     MEASURES,
@@ -27,10 +28,8 @@ __all__ = [
 MEASURE_COLORS = {"entropy": "tab:blue", "mi": "tab:orange", "selectivity": "tab:green", None: "0.4"}
 
 
-def _ax(ax):
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.6))
-    return ax
+def _ax(ax, figsize=(5.5, 3.6)):
+    return new_ax(ax, figsize)
 
 
 def plot_measures(measures, layer=None, x: str = "entropy", y: str = "mi", color: str | None = "selectivity",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .plots import new_ax
 from .causal import CausalHistory, EdgeAblation, LayerEI, ModelEI, _which
 
 __all__ = ["plot_causal_plane", "plot_ei_over_training", "plot_edge_ei", "plot_sample_dependence",
@@ -18,9 +19,7 @@ LAYER_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def _ax(ax, figsize=(5.2, 4.2)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return new_ax(ax, figsize)
 
 
 def _zero_ei_line(ax, top):

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 
+from .plots import new_ax
 from .flow import Attribution, FlowGraph
 
 __all__ = ["layered_positions", "plot_flow_graph", "plot_attribution", "plot_edge_comparison",
@@ -21,9 +22,7 @@ __all__ = ["layered_positions", "plot_flow_graph", "plot_attribution", "plot_edg
 
 
 def _ax(ax, figsize=(6, 4)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return new_ax(ax, figsize)
 
 
 def layered_positions(fg: FlowGraph) -> list:

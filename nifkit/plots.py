@@ -8,13 +8,18 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_mi_matrix", "plot_bias_curve", "plot_history", "plot_estimators", "plot_profile"]
+__all__ = ["new_ax", "plot_mi_matrix", "plot_bias_curve", "plot_history", "plot_estimators", "plot_profile"]
 
 
-def _ax(ax, figsize=(5, 4)):
+def new_ax(ax=None, figsize=(5, 4)):
+    """``ax`` itself, or the axes of a new figure of ``figsize`` when ``ax`` is None:
+    the first line of every ``plot_x(..., ax=None)`` function."""
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
+
+
+_ax = new_ax
 
 
 def plot_mi_matrix(mi, ax=None, labels=None, selected=None, title="pairwise MI (bits)", cmap="viridis",
