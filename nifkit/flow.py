@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from ._validation import check_n_samples, to_numpy
-from .info import Binner, dv_mi_pairs, pairwise_mi
+from .info import Binner, dv_mi_pairs, gaussian_mi_pairs, ksg_mi_pairs, pairwise_mi
 from .info.binning import METHODS as BINNING_METHODS
 
 __all__ = [
@@ -76,8 +76,6 @@ __all__ = [
     "communities",
     "strongest_paths",
     "attribution",
-    "ksg_mi_pairs",
-    "gaussian_mi_pairs",
     "check_flow_attribution",
     "DV_DEFAULTS",
 ]
@@ -280,69 +278,6 @@ def _n_units(module) -> int:
 # ---------------------------------------------------------------------------------------
 # Vectorised pair estimators (beyond the core's)
 # ---------------------------------------------------------------------------------------
-def gaussian_mi_pairs(a, b) -> np.ndarray:
-    """``-0.5 log2(1 - rho_ij^2)`` for every column ``i`` of ``a`` and ``j`` of ``b``,
-    from one correlation matrix (equals :func:`nifkit.info.gaussian_mi` per pair).
-    A constant column has no linear dependence: its MI is 0."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    za = a - a.mean(0)
-    zb = b - b.mean(0)
-    na = np.sqrt((za**2).sum(0))
-    nb = np.sqrt((zb**2).sum(0))
-    rho = (za.T @ zb) / np.where(na > 0, na, np.inf)[:, None] / np.where(nb > 0, nb, np.inf)[None, :]
-    r2 = np.clip(rho**2, 0.0, 1.0 - 1e-15)
-    return -0.5 * np.log2(1.0 - r2)
-
-
-def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
-                 memory_budget: int = 2 * 2**20) -> np.ndarray:
-    """KSG (algorithm 1) estimates in bits of ``I(a[:, i]; b[:, j])`` for the ``(i, j)``
-    rows of ``pairs``, vectorised over blocks of pairs (and of sample rows).
-
-    Each block builds the exact max-norm distance matrices ``(pairs, rows, n)`` in
-    torch, takes the ``k``-th neighbour distance with ``kthvalue`` and counts marginal
-    neighbours strictly closer, so with ``jitter=0`` every value equals
-    :func:`nifkit.info.ksg_mi` ``(jitter=0)`` of that pair. ``jitter`` (relative to each
-    column's std) breaks ties such as a ReLU's zeros; it is drawn once per column.
-    Memory: about ``5 * 8 * n`` bytes per pair and sample row (distances, their maximum,
-    comparison masks); blocks fit ``memory_budget``. Time grows as ``pairs * n**2``.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    n = len(a)
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if n <= k + 1:
-        raise ValueError(f"KSG with k={k} needs more than {k + 1} samples, got {n}")
-    if jitter:
-        rng = np.random.default_rng(seed)
-        a = a + jitter * (a.std(0) + 1e-300) * rng.standard_normal(a.shape)
-        b = b + jitter * (b.std(0) + 1e-300) * rng.standard_normal(b.shape)
-    ta = torch.from_numpy(np.ascontiguousarray(a.T))
-    tb = torch.from_numpy(np.ascontiguousarray(b.T))
-    per_row = 5 * 8 * n                      # bytes per (pair, sample row)
-    rows = int(min(n, max(1, memory_budget // per_row)))
-    block = int(max(1, memory_budget // (per_row * rows)))
-    out = np.empty(len(pairs))
-    const = float(torch.special.digamma(torch.tensor([float(k), float(n)], dtype=torch.float64)).sum())
-    for s in range(0, len(pairs), block):    # blocks of pairs ...
-        p = torch.from_numpy(pairs[s:s + block])
-        x = ta[p[:, 0]]
-        y = tb[p[:, 1]]
-        psi = torch.zeros(len(p), dtype=torch.float64)
-        for r in range(0, n, rows):          # ... and of sample rows
-            dx = (x[:, r:r + rows, None] - x[:, None, :]).abs_()
-            dy = (y[:, r:r + rows, None] - y[:, None, :]).abs_()
-            eps = torch.maximum(dx, dy).kthvalue(k + 1, dim=2).values  # self (distance 0) is the first
-            nx_ = (dx < eps[:, :, None]).sum(2) - 1
-            ny_ = (dy < eps[:, :, None]).sum(2) - 1
-            psi += (torch.special.digamma(nx_.double() + 1) + torch.special.digamma(ny_.double() + 1)).sum(1)
-        out[s:s + block] = ((const - psi / n) / math.log(2)).numpy()
-    return out
-
-
 # ---------------------------------------------------------------------------------------
 # The graph
 # ---------------------------------------------------------------------------------------

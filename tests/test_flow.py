@@ -15,11 +15,17 @@ from nifkit.flow import (
     check_flow_attribution,
     flow_graph,
     flow_layers,
-    gaussian_mi_pairs,
-    ksg_mi_pairs,
     strongest_paths,
 )
-from nifkit.info import Binner, gaussian_mi, gaussian_mi_analytic, ksg_mi, pairwise_mi
+from nifkit.info import (
+    Binner,
+    gaussian_mi,
+    gaussian_mi_analytic,
+    gaussian_mi_pairs,
+    ksg_mi,
+    ksg_mi_pairs,
+    pairwise_mi,
+)
 from nifkit.models import mlp, small_cnn, train
 from nifkit.record import record
 

@@ -5,12 +5,13 @@ Discrete (codes -> bits): :func:`entropy`, :func:`conditional_entropy`,
 :func:`co_information`, :func:`entropy_from_counts`.
 Binning: :class:`Binner`, :func:`discretize`.
 All pairs: :func:`pairwise_mi`, :class:`PairwiseMI` (streaming), :func:`mi_from_counts`.
-Continuous: :func:`gaussian_mi`, :func:`ksg_mi`, :func:`dv_mi`, :func:`dv_mi_pairs`.
+Continuous: :func:`gaussian_mi`, :func:`ksg_mi`, :func:`dv_mi`; for many pairs at once
+:func:`gaussian_mi_pairs`, :func:`ksg_mi_pairs`, :func:`dv_mi_pairs`.
 Significance: :func:`shuffle_test`, :func:`pairwise_shuffle_test`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
 """
 from .binning import METHODS, Binner, discretize
-from .continuous import gaussian_mi, gaussian_mi_analytic, ksg_mi
+from .continuous import gaussian_mi, gaussian_mi_analytic, gaussian_mi_pairs, ksg_mi, ksg_mi_pairs
 from .discrete import (
     co_information,
     conditional_entropy,
@@ -40,6 +41,6 @@ __all__ = [
     "entropy", "conditional_entropy", "mutual_information", "conditional_mutual_information",
     "co_information", "entropy_from_counts", "pack",
     "pairwise_mi", "PairwiseMI", "mi_from_counts",
-    "gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "dv_mi", "dv_mi_pairs",
+    "gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs", "dv_mi", "dv_mi_pairs",
     "shuffle_test", "pairwise_shuffle_test", "ShuffleTest", "plugin_bias",
 ]
