@@ -16,12 +16,9 @@ import re
 
 import pytest
 
-from browser_utils import (  # noqa: F401 - fixtures are used by name
+from browser_utils import (
     READOUT_SELECTOR,
     assert_no_widget_errors,
-    browser_page,
-    chromium_browser,
-    jupyter_server,
     move_slider,
     notebook_kernel_peak_bytes,
     open_and_run_notebook,

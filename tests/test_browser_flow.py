@@ -12,11 +12,8 @@ import re
 
 import pytest
 
-from browser_utils import (  # noqa: F401 - fixtures are used by name
+from browser_utils import (
     assert_no_widget_errors,
-    browser_page,
-    chromium_browser,
-    jupyter_server,
     open_and_run_notebook,
     screenshot,
     screenshot_on_failure,

@@ -2,7 +2,6 @@
 the pretrained-weights cache."""
 import math
 import os
-import warnings
 
 import pytest
 import torch
