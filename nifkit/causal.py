@@ -85,6 +85,7 @@ from torch import nn
 from ._validation import check_finite, check_n_samples, resolve_device, to_numpy
 from .config import DEFAULT_MEMORY_BUDGET
 from .info import mi_from_counts
+from .info.pairwise import _inner_counts, _marginal_counts
 
 __all__ = [
     "LayerEI",
@@ -439,53 +440,18 @@ def _rows_per_block(bytes_per_row, budget):
 
 
 # ----------------------------------------------------------------------------- counting
-_INT8 = {"ok": hasattr(torch, "_int_mm")}
-
-
-def _marginal_counts(codes, bins):
-    """``(S, m)`` codes -> ``(m, bins)`` float64 counts with one bincount."""
-    m = codes.shape[1]
-    flat = (codes.long() + torch.arange(m, device=codes.device) * bins).reshape(-1)
-    return torch.bincount(flat, minlength=m * bins).reshape(m, bins).to(torch.float64)
-
-
-def _inner_products(xc, yc, bi, bo):
-    """``O_x^T O_y`` over the first ``bi - 1`` / ``bo - 1`` bins: ``(n_in * (bi-1),
-    n_out * (bo-1))`` float64, exact. int8 x int8 -> int32 (``torch._int_mm``) where
-    available, else float32 products in chunks below 2**24 samples (exact counts)."""
-    s = len(xc)
-    dev = xc.device
-    ai = torch.arange(bi - 1, dtype=torch.uint8, device=dev)
-    ao = torch.arange(bo - 1, dtype=torch.uint8, device=dev)
-    if _INT8["ok"] and s < 2**31:
-        try:
-            ot = (xc.T.contiguous()[:, None, :] == ai[None, :, None]).view(torch.int8).reshape(-1, s)
-            oy = (yc[:, :, None] == ao).view(torch.int8).reshape(s, -1)
-            return torch._int_mm(ot, oy).to(torch.float64)
-        except RuntimeError:  # no int8 matmul on this device/build
-            _INT8["ok"] = False
-    total = None
-    for s0 in range(0, s, 2**24 - 1):  # blocks of samples
-        xb, yb = xc[s0:s0 + 2**24 - 1], yc[s0:s0 + 2**24 - 1]
-        ot = (xb.T.contiguous()[:, None, :] == ai[None, :, None]).to(torch.float32).reshape(-1, len(xb))
-        oy = (yb[:, :, None] == ao).to(torch.float32).reshape(len(yb), -1)
-        part = (ot @ oy).to(torch.float64)
-        total = part if total is None else total + part
-    return total
-
-
 def _pair_counts(xc, yc, bi, bo):
     """Joint counts ``(n_in, bi, n_out, bo)`` (float64, exact) of every input-output pair
     of a block of uint8 codes ``xc (S, n_in)``, ``yc (S, n_out)``.
 
-    One one-hot matrix product ``O_x^T O_y`` counts all pairs at once, the same counting
-    as :func:`nifkit.info.pairwise_mi`. Only the first ``bi - 1`` input bins and
+    One one-hot matrix product ``O_x^T O_y`` counts all pairs at once: the core's
+    counting (``nifkit.info.pairwise``), as in :func:`nifkit.info.pairwise_mi`. Only the first ``bi - 1`` input bins and
     ``bo - 1`` output bins go into the product (a quarter less work with 8 bins): each
     sample has exactly one code per node, so the last row and column of every pair's
     table follow from the marginal counts.
     """
     n_in, n_out = xc.shape[1], yc.shape[1]
-    inner = _inner_products(xc, yc, bi, bo).reshape(n_in, bi - 1, n_out, bo - 1)
+    inner = _inner_counts(xc, yc, bi, bo).to(torch.float64)  # (n_in, bi-1, n_out, bo-1)
     cin = _marginal_counts(xc, bi)  # (n_in, bi)
     cout = _marginal_counts(yc, bo)  # (n_out, bo)
     joint = torch.empty(n_in, bi, n_out, bo, dtype=torch.float64, device=xc.device)

@@ -72,7 +72,10 @@ def _one_hot(codes: torch.Tensor, n_cols: int, dtype=torch.float32) -> torch.Ten
     neuron-major columns; larger values (the dropped last bin) give all-zero rows."""
     n, m = codes.shape
     values = torch.arange(n_cols, device=codes.device, dtype=codes.dtype)
-    return (codes[:, :, None] == values).to(dtype).reshape(n, m * n_cols)
+    hot = codes[:, :, None] == values
+    # bool and int8 share a layout: a view, not a copy
+    hot = hot.view(torch.int8) if dtype == torch.int8 else hot.to(dtype)
+    return hot.reshape(n, m * n_cols)
 
 
 #: device types on which ``torch._int_mm`` failed once (then float32 is used there)
@@ -86,9 +89,11 @@ def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Ten
     kind = ca.device.type
     if kind not in _INT_MM_FAILED and n < 2**31:
         try:
-            oa = _one_hot(ca, ca_cols, torch.int8)
-            ob = oa if cb is None else _one_hot(cb, cb_cols, torch.int8)
-            return torch._int_mm(oa.T.contiguous(), ob)
+            ob = _one_hot(ca if cb is None else cb, cb_cols, torch.int8)
+            # O_a^T built from the transposed codes: transposing codes moves B times less data
+            values = torch.arange(ca_cols, device=ca.device, dtype=ca.dtype)
+            oa_t = (ca.T.contiguous()[:, None, :] == values[None, :, None]).view(torch.int8).reshape(-1, n)
+            return torch._int_mm(oa_t, ob)
         except RuntimeError:  # this device or build has no int8 matmul: float32 from now on
             _INT_MM_FAILED.add(kind)
     total = None
@@ -155,8 +160,10 @@ def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
 def _marginal_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
     """(n, m) codes -> (m, n_bins) float64 counts, one bincount for all neurons."""
     n, m = codes.shape
-    offsets = torch.arange(m, device=codes.device) * n_bins
-    flat = (codes + offsets).reshape(-1)
+    # int32 labels when they fit: bincount over them is several times faster than int64
+    dtype = torch.int32 if m * n_bins < 2**31 else torch.int64
+    offsets = torch.arange(m, device=codes.device, dtype=dtype) * n_bins
+    flat = (codes.to(dtype) + offsets).reshape(-1)
     return torch.bincount(flat, minlength=m * n_bins).reshape(m, n_bins).to(torch.float64)
 
 
@@ -168,7 +175,9 @@ def _prepare(codes, name, n_bins, device):
         n_bins = int(c.max()) + 1 if c.size else 2
     if c.size and c.max() >= n_bins:
         raise ValueError(f"{name} has code {int(c.max())} but n_bins={n_bins}; codes must lie in 0..n_bins-1")
-    return torch.from_numpy(c).to(device), int(max(n_bins, 2))
+    # small codes travel as uint8: one-hot comparisons and transposes move 8x less data
+    t = torch.from_numpy(c.astype(np.uint8) if n_bins <= 256 else c)
+    return t.to(device), int(max(n_bins, 2))
 
 
 def _block_size(n_rows, ba, bb, budget, symmetric):
