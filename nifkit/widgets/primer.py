@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 
 from .. import plots
-from ..info import discretize, entropy_from_counts, gaussian_mi_analytic, mutual_information, pairwise_mi, plugin_bias
+from ..info import discretize, gaussian_mi_analytic, mutual_information, pairwise_mi, plugin_bias
 from .._validation import as_2d, to_numpy
 from .base import Explorer, bins_slider, layer_picker, neuron_picker, samples_slider
 
@@ -167,10 +167,3 @@ class MIMapExplorer(Explorer):
 
         self.plot.draw(draw)
 
-
-def layer_entropies(codes, n_bins):
-    """Entropy (bits) of every column of ``codes`` in one bincount."""
-    codes = np.asarray(codes, dtype=np.int64)
-    m = codes.shape[1]
-    counts = np.bincount((codes + np.arange(m) * n_bins).ravel(), minlength=m * n_bins).reshape(m, n_bins)
-    return entropy_from_counts(counts, axis=1)
