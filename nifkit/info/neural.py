@@ -119,6 +119,17 @@ def _defaults(kwargs):
     return opts
 
 
+def _inputs(x, y, nx, ny):
+    """Standardised float32 ``(n, d)`` arrays, checked for matching and sufficient samples."""
+    x = _standardise(as_2d(x, nx).astype(np.float32))
+    y = _standardise(as_2d(y, ny).astype(np.float32))
+    if len(x) != len(y):
+        raise ValueError(f"{nx} and {ny} must have the same number of samples, got {len(x)} and {len(y)}")
+    if len(x) < 16:
+        raise ValueError(f"the DV estimator needs at least 16 samples, got {len(x)}")
+    return x, y
+
+
 def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
     """DV estimates (bits) of ``I(a[:, i]; b[:, j])`` for each ``(i, j)`` in ``pairs``.
 
@@ -130,12 +141,7 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
     ``progress=False``.
     """
     o = _defaults(options)
-    a = _standardise(as_2d(a, "a").astype(np.float32))
-    b = _standardise(as_2d(b, "b").astype(np.float32))
-    if len(a) != len(b):
-        raise ValueError(f"a and b must have the same number of samples, got {len(a)} and {len(b)}")
-    if len(a) < 16:
-        raise ValueError(f"the DV estimator needs at least 16 samples, got {len(a)}")
+    a, b = _inputs(a, b, "a", "b")
     if pairs is None:
         ii, jj = np.meshgrid(np.arange(a.shape[1]), np.arange(b.shape[1]), indexing="ij")
         pairs = np.stack([ii.ravel(), jj.ravel()], axis=1)
@@ -153,12 +159,7 @@ def dv_mi(x, y, **options) -> float:
     """DV estimate (bits) of ``I(X;Y)`` for one pair of (possibly multi-dimensional)
     variables ``x (n,) | (n, dx)``, ``y (n,) | (n, dy)``. Options as :func:`dv_mi_pairs`."""
     o = _defaults(options)
-    x = _standardise(as_2d(x, "x").astype(np.float32))
-    y = _standardise(as_2d(y, "y").astype(np.float32))
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
-    if len(x) < 16:
-        raise ValueError(f"the DV estimator needs at least 16 samples, got {len(x)}")
+    x, y = _inputs(x, y, "x", "y")
     dev = resolve_device(o.pop("device"))
     gen = torch.Generator().manual_seed(o.pop("seed"))
     xs = torch.from_numpy(x).to(dev)[None]
