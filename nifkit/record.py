@@ -31,65 +31,11 @@ import torch
 from torch import nn
 
 from ._validation import resolve_device, to_tensor
+from .models.walk import resolve_layers
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
 REUSED_MODES = ("error", "all", "first")
-
-
-# --------------------------------------------------------------------------------------
-# Layer names
-# --------------------------------------------------------------------------------------
-def _unknown_layer_error(name, available) -> ValueError:
-    close = difflib.get_close_matches(str(name), available, n=5, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    shown = available if len(available) <= 40 else available[:40] + [f"... ({len(available) - 40} more)"]
-    return ValueError(
-        f"layers: no module named {name!r} in the model.{hint} "
-        f"Available names (from model.named_modules()): {', '.join(shown)}"
-    )
-
-
-def resolve_layers(model: nn.Module, layers=None) -> list[str]:
-    """Turn a ``layers`` specification into a list of module names, in the order of
-    ``model.named_modules()`` for filters and in the order given for lists.
-
-    ``layers`` may be ``None`` (every leaf module, i.e. without children), one name, a
-    list of names, or a callable ``name -> bool`` applied to every named module (the
-    root, named ``""``, excluded). Unknown names raise ``ValueError`` listing close
-    matches and the available names.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    modules = dict(model.named_modules())
-    available = [n for n in modules if n != ""]
-    if layers is None:
-        names = [n for n, m in modules.items() if n != "" and not any(True for _ in m.children())]
-        if not names:  # the model itself is a leaf (e.g. a bare nn.Linear)
-            names = [""]
-        return names
-    if isinstance(layers, str):
-        layers = [layers]
-    if callable(layers) and not isinstance(layers, (list, tuple)):
-        names = [n for n in available if layers(n)]
-        if not names:
-            raise ValueError("layers: the filter function selected no module; "
-                             f"available names: {', '.join(available[:40])}")
-        return names
-    if not isinstance(layers, Iterable):
-        raise TypeError("layers must be None, a module name, a list of names or a callable name -> bool; "
-                        f"got {type(layers).__name__}")
-    names = []
-    for n in layers:
-        if not isinstance(n, str):
-            raise TypeError(f"layers must contain module names (str), got {n!r} of type {type(n).__name__}")
-        if n not in modules:
-            raise _unknown_layer_error(n, available)
-        if n not in names:
-            names.append(n)
-    if not names:
-        raise ValueError("layers is an empty list; pass None to record every leaf module")
-    return names
 
 
 def _first_tensor(x, what, name):

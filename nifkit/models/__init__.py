@@ -1,0 +1,16 @@
+"""Models: builders and the zoo (:mod:`.zoo`), training with snapshots
+(:mod:`.training`), and the one layer walker with the neuron address (:mod:`.walk`).
+
+Every name is importable from ``nifkit.models`` directly.
+"""
+from ..runtime import set_seed
+from .training import LOSSES, TrainResult, cpu_threads, evaluate, train
+from .training import _batch_loss  # noqa: F401  (tests check the EI paper's loss)
+from .walk import ModelWalk, Neuron, WalkedLayer, layer_names, resolve_layers, walk
+from .zoo import ACTIVATIONS, INITS, PRETRAINED, init_weights, load_pretrained, mlp, pretrained_path, small_cnn
+
+__all__ = [
+    "ACTIVATIONS", "INITS", "mlp", "small_cnn", "layer_names", "init_weights", "set_seed", "cpu_threads",
+    "train", "evaluate", "TrainResult", "LOSSES", "PRETRAINED", "load_pretrained", "pretrained_path",
+    "walk", "ModelWalk", "WalkedLayer", "Neuron", "resolve_layers",
+]
