@@ -7,7 +7,10 @@ Binning: :class:`Binner`, :func:`discretize`.
 All pairs: :func:`pairwise_mi`, :class:`PairwiseMI` (streaming), :func:`mi_from_counts`.
 Continuous: :func:`gaussian_mi`, :func:`ksg_mi`, :func:`dv_mi`; for many pairs at once
 :func:`gaussian_mi_pairs`, :func:`ksg_mi_pairs`, :func:`dv_mi_pairs`.
-Significance: :func:`shuffle_test`, :func:`pairwise_shuffle_test`.
+Significance: :func:`shuffle_test`, :func:`pairwise_shuffle_test`, :func:`p_values`.
+Counting (:mod:`.counts`): marginal, pair, label and group counts, packed keys, mergeable
+accumulators and :func:`reduce_across_processes` (``torch.distributed``).
+Label measures: :func:`kl_profile_from_counts`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
 """
 from .binning import METHODS, Binner, discretize
@@ -22,8 +25,23 @@ from .discrete import (
     pack,
 )
 from .neural import dv_mi, dv_mi_pairs
-from .null import ShuffleTest, pairwise_shuffle_test, shuffle_test
+from .null import ShuffleTest, p_values, pairwise_shuffle_test, shuffle_test
 from .pairwise import PairwiseMI, mi_from_counts, pairwise_mi
+from .counts import (
+    KeyCounts,
+    LabelCounts,
+    MarginalCounts,
+    PairCounts,
+    entropy_from_keys,
+    group_counts,
+    group_keys,
+    label_counts,
+    marginal_counts,
+    pack_keys,
+    pair_counts,
+    reduce_across_processes,
+)
+from .labels import kl_profile_from_counts
 
 
 def plugin_bias(n_bins_x: int, n_bins_y: int, n_samples: int) -> float:
@@ -42,5 +60,8 @@ __all__ = [
     "co_information", "entropy_from_counts", "pack",
     "pairwise_mi", "PairwiseMI", "mi_from_counts",
     "gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs", "dv_mi", "dv_mi_pairs",
-    "shuffle_test", "pairwise_shuffle_test", "ShuffleTest", "plugin_bias",
+    "shuffle_test", "pairwise_shuffle_test", "ShuffleTest", "p_values", "plugin_bias",
+    "marginal_counts", "pair_counts", "label_counts", "pack_keys", "group_keys", "group_counts",
+    "MarginalCounts", "PairCounts", "LabelCounts", "KeyCounts", "reduce_across_processes", "entropy_from_keys",
+    "kl_profile_from_counts",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 from .._validation import to_numpy
 from .pairwise import pairwise_mi
 
-__all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test"]
+__all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test", "p_values"]
 
 
 @dataclass
@@ -62,3 +62,21 @@ def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> 
     null = np.stack([pairwise_mi(a, other[rng.permutation(len(other))], **kwargs) for _ in range(n_shuffles)])
     p = (1 + (null >= obs[None]).sum(axis=0)) / (1 + n_shuffles)
     return ShuffleTest(obs, null, p)
+
+
+def p_values(observed, null) -> np.ndarray:
+    """One-sided permutation p-values ``(1 + #{null >= observed}) / (1 + n_null)``,
+    vectorised: ``null`` is a sequence (or an array stacked on axis 0) of null
+    estimates shaped like ``observed``. Where ``observed`` is NaN the p-value is NaN;
+    NaN null values never count as ``>= observed``."""
+    obs = np.asarray(observed, dtype=np.float64)
+    nl = np.asarray([np.asarray(v, dtype=np.float64) for v in null]) if not isinstance(null, np.ndarray) \
+        else null.astype(np.float64, copy=False)
+    if nl.ndim == 0 or nl.shape[1:] != obs.shape:
+        raise ValueError(f"null must stack estimates shaped like observed {obs.shape}, got {nl.shape}")
+    if len(nl) < 1:
+        raise ValueError("null holds no estimates; use n_shuffles >= 1")
+    with np.errstate(invalid="ignore"):
+        ge = (nl >= obs[None]).sum(axis=0)
+    p = (1.0 + ge) / (1.0 + len(nl))
+    return np.where(np.isnan(obs), np.nan, p)
