@@ -64,8 +64,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validation import to_numpy
-from .config import DEFAULT_MEMORY_BUDGET
-from .info import Binner, entropy_from_counts
+from .info import Binner, entropy_from_counts, kl_profile_from_counts, label_counts
+from .intervene import VALUES, Knockouts, as_float_tensor, check_labels, cumulative_masks
+from .models.walk import unknown_layer_error, walk
+from .record import record
+from .runtime import ModelState, model_device
 
 __all__ = [
     "DIRECTIONS",
@@ -89,7 +92,6 @@ __all__ = [
     "curves_match",
     "hidden_layers",
     "importance_correlations",
-    "joint_counts",
     "kl_profile_from_counts",
     "layer_activations",
     "measures_from_counts",
@@ -102,56 +104,8 @@ __all__ = [
 MEASURES = ("entropy", "mi", "selectivity")
 MEASURE_LABELS = {"entropy": "H(T)", "mi": "I(T;Y)", "selectivity": "KL selectivity"}
 SELECTIVITY_KINDS = ("max", "max_minus_mean", "ratio")
-VALUES = ("zero", "mean")
 DIRECTIONS = ("ascending", "descending", "random")
 _LN2 = math.log(2.0)
-
-
-# ======================================================================================
-# Input checks
-# ======================================================================================
-def _labels(y, n: int, what: str, n_classes: int | None = None) -> np.ndarray:
-    arr = to_numpy(y, "labels")
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be 1-D class indices (samples,), got shape {arr.shape}; "
-                         "pass integer labels, not one-hot rows (use y.argmax(1))")
-    if len(arr) != n:
-        raise ValueError(
-            f"labels has {len(arr)} entries but {what} has {n} samples; pass the labels of the same "
-            "samples (e.g. data.y_test together with data.X_test)")
-    if arr.dtype.kind == "f":
-        if not np.all(arr == np.round(arr)):
-            raise ValueError("labels must be integer class indices, got non-integer floats")
-    elif arr.dtype.kind not in "iub":
-        raise TypeError(f"labels must hold integer class indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if n and arr.min() < 0:
-        raise ValueError(f"labels must be class indices >= 0, found {int(arr.min())}")
-    if n_classes is not None and n and arr.max() >= n_classes:
-        raise ValueError(f"labels go up to {int(arr.max())} but there are only {n_classes} classes "
-                         f"(0..{n_classes - 1}); pass n_classes= or labels that match the model's outputs")
-    return arr
-
-
-def _unknown_layer(name, available) -> ValueError:
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(available), n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    return ValueError(f"unknown layer {name!r}.{hint} Available layers: {', '.join(map(str, available))}")
-
-
-def _as_float_tensor(x, name: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        arr = to_numpy(x, name)
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if not t.is_floating_point():
-        t = t.float()
-    return t
 
 
 # ======================================================================================
@@ -212,7 +166,7 @@ class NeuronMeasures:
 
     def __getitem__(self, layer: str) -> LayerMeasures:
         if layer not in self.layers:
-            raise _unknown_layer(layer, self.layers)
+            raise unknown_layer_error(layer, list(self.layers), what="layer")
         return self.layers[layer]
 
     def __iter__(self):
@@ -231,43 +185,6 @@ class NeuronMeasures:
 
     def __repr__(self) -> str:
         return "NeuronMeasures(" + ", ".join(f"{k}: {v.n_units} units" for k, v in self.layers.items()) + ")"
-
-
-def joint_counts(codes, labels, n_bins: int, n_classes: int, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
-    """Joint histogram ``(units, bins, classes)`` of every unit's code with the label,
-    in one ``bincount`` over flat indices ``(unit * bins + code) * classes + label``
-    (sample chunks of at most ``chunk_bytes`` of indices)."""
-    codes = to_numpy(codes, "codes")
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be (samples, units), got shape {codes.shape}")
-    n, m = codes.shape
-    y = _labels(labels, n, "codes", n_classes)
-    size = m * n_bins * n_classes
-    base = (np.arange(m, dtype=np.int64) * n_bins)[None, :]
-    out = np.zeros(size, dtype=np.int64)
-    rows = max(1, chunk_bytes // max(1, 8 * m))
-    for s in range(0, n, rows):
-        c = codes[s:s + rows].astype(np.int64)
-        if c.size and (c.min() < 0 or c.max() >= n_bins):
-            raise ValueError(f"codes must lie in 0..{n_bins - 1}")
-        idx = (base + c) * n_classes + y[s:s + rows, None]
-        out += np.bincount(idx.ravel(), minlength=size)
-    return out.reshape(m, n_bins, n_classes)
-
-
-def kl_profile_from_counts(counts) -> np.ndarray:
-    """Per-class KL profile ``KL(P_T|y || P_T)`` in bits from joint counts
-    ``(..., bins, classes)``; returns ``(..., classes)``. Classes without samples get 0."""
-    c = np.asarray(counts, dtype=np.float64)
-    n = c.sum(axis=(-2, -1), keepdims=True)
-    ct = c.sum(axis=-1, keepdims=True)  # (..., B, 1)
-    cy = c.sum(axis=-2, keepdims=True)  # (..., 1, C)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p_t_given_y = np.where(cy > 0, c / np.where(cy > 0, cy, 1), 0.0)
-        p_t = ct / np.where(n > 0, n, 1)
-        ratio = np.where(c > 0, p_t_given_y / np.where(p_t > 0, p_t, 1), 1.0)
-        kl = (p_t_given_y * np.log2(ratio)).sum(axis=-2)
-    return np.maximum(kl, 0.0)
 
 
 def _selectivity(profile: np.ndarray, prior: np.ndarray, kind: str) -> np.ndarray:
@@ -322,7 +239,7 @@ def _layer_dict(source, layers) -> dict:
         out = {}
         for n in names:
             if n not in rec.activations:
-                raise _unknown_layer(n, rec.activations)
+                raise unknown_layer_error(n, list(rec.activations))
             t = rec.activations[n]
             out[n] = t.reshape(len(t), -1)
         return out
@@ -331,7 +248,7 @@ def _layer_dict(source, layers) -> dict:
         out = {}
         for n in names:
             if n not in source:
-                raise _unknown_layer(n, source)
+                raise unknown_layer_error(n, list(source))
             out[n] = source[n]
         return out
     name = layers if isinstance(layers, str) else "layer"
@@ -361,7 +278,7 @@ def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, method
         if a.ndim != 2:
             a = a.reshape(len(a), -1)
         if y_np is None or len(y_np) != len(a):
-            y_np = _labels(labels, len(a), f"activations of {name!r}", n_classes)
+            y_np = check_labels(labels, len(a), f"activations of {name!r}", n_classes)
         k = int(n_classes) if n_classes is not None else int(y_np.max()) + 1 if len(y_np) else 1
         if binner is not None and hasattr(binner, "edges_") and binner.n_features_ == a.shape[1]:
             b = binner
@@ -370,110 +287,36 @@ def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, method
             b = Binner(n_bins=binner.n_bins, method=binner.method, range=binner.range) if binner is not None \
                 else Binner(n_bins=n_bins, method=method, range=range)
             codes = b.fit_transform(a)
-        counts = joint_counts(codes, y_np, b.n_bins, k)
+        counts = label_counts(codes, y_np, b.n_bins, k)
         out[name] = measures_from_counts(counts, layer=name, correction=correction, selectivity=selectivity,
                                          binning=b.method)
     return NeuronMeasures(out)
 
 
 # ======================================================================================
-# Model plumbing: flat view of a (nested) nn.Sequential
+# Which layers
 # ======================================================================================
-def _flat_sequential(model: nn.Module):
-    """``[(name, module)]`` of the leaves of a (nested) ``nn.Sequential``, or None."""
-    if not isinstance(model, nn.Sequential):
-        return None
-    out = []
-
-    def walk(seq, prefix):
-        for n, m in seq.named_children():
-            full = f"{prefix}{n}"
-            if isinstance(m, nn.Sequential):
-                walk(m, full + ".")
-            else:
-                out.append((full, m))
-    walk(model, "")
-    return out
-
-
-_PASS_THROUGH = (nn.Dropout, nn.Identity, nn.AlphaDropout)
-
-
 def hidden_layers(model: nn.Module) -> list:
-    """Names of the hidden neurons' outputs of an MLP: for each ``nn.Linear`` but the last,
-    the activation module right after it (or the Linear itself when none follows)."""
-    flat = _flat_sequential(model)
-    if flat is None:
-        raise ValueError("hidden_layers needs an nn.Sequential model; pass layers=[...] explicitly")
-    lin = [i for i, (_, m) in enumerate(flat) if isinstance(m, nn.Linear)]
-    skip = _PASS_THROUGH + (nn.BatchNorm1d, nn.LayerNorm)
-    names = []
-    for i in lin[:-1]:
-        j = i + 1
-        while j < len(flat) and isinstance(flat[j][1], skip):
-            j += 1
-        if j < lin[lin.index(i) + 1]:
-            names.append(flat[j][0])  # the activation (ReLU, Tanh, PReLU, ...) after the Linear
-        else:
-            names.append(flat[j - 1][0])  # no activation: the Linear (or its last norm/dropout)
+    """Names of the hidden units' outputs, from the one walker
+    (:func:`nifkit.models.walk`): for each weight layer but the last, the activation
+    module that follows it in the data flow (or the layer itself, or its last
+    norm/dropout, when none follows)."""
+    names = walk(model).hidden()
+    if not names:
+        raise ValueError("the model has no hidden layer (fewer than two Linear/Conv layers); pass layers=[...] "
+                         "explicitly")
     return names
-
-
-class _ModelState:
-    """Put the model in eval mode for the duration; restore every module's flag."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        self.grad = torch.is_grad_enabled()
-        torch.set_grad_enabled(False)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_grad_enabled(self.grad)
-        for m, f in self.flags:
-            m.training = f
-        return False
-
-
-def _model_dtype(model):
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
 
 
 def layer_activations(model: nn.Module, X, layers=None, batch_size: int = 4096) -> dict:
     """Outputs ``(samples, units)`` of the named layers (default :func:`hidden_layers`),
-    computed in eval mode without gradients; the model is left as it was."""
-    flat = _flat_sequential(model)
+    recorded in eval mode without gradients (:func:`nifkit.record.record`); the model is
+    left as it was."""
     if layers is None:
         layers = hidden_layers(model)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    X = _as_float_tensor(X, "X")
-    if flat is None:
-        from .record import record
-
-        rec = record(model, X, layers, batch_size=batch_size, progress=False)
-        return {n: rec.flat(n) for n in layers}
-    names = [n for n, _ in flat]
-    for n in layers:
-        if n not in names:
-            raise _unknown_layer(n, names)
-    last = max(names.index(n) for n in layers)
-    dev, dt = _model_dtype(model)
-    parts = {n: [] for n in layers}
-    with _ModelState(model):
-        for s in range(0, len(X), batch_size):
-            h = X[s:s + batch_size].to(dev, dt)
-            for i, (n, m) in enumerate(flat[:last + 1]):
-                h = m(h)
-                if n in parts:
-                    parts[n].append(h.reshape(len(h), -1).clone().cpu())
-    return {n: torch.cat(v) for n, v in parts.items()}
+    rec = record(model, as_float_tensor(X, "X"), layers, batch_size=batch_size, progress=False)
+    return {n: rec.flat(n) for n in layers}
 
 
 # ======================================================================================
@@ -558,303 +401,14 @@ def _counts_arg(counts, n_units: int, what: str) -> np.ndarray:
     return c.astype(np.int64)
 
 
-class AblationEngine:
-    """Evaluate many ablations of one model on one evaluation set, fast.
-
-    Construction stores the model and ``(X, y)``; the output of each layer up to an
-    ablated one is computed once and cached (``prefix``), so build the engine after
-    training. Methods: :meth:`curve` (one layer, one order), :meth:`network_curve`
-    (an order over units of several layers), :meth:`single` (each neuron alone),
-    :meth:`evaluate_masks` (any masks). ``value`` is ``"zero"``, ``"mean"`` (the mean of
-    each neuron over ``X``) or an array per layer. The model is put in eval mode
-    during each call and restored afterwards; no hooks are left behind and no weight is
-    touched.
-
-    ``memory_budget`` bounds the bytes of temporaries (default 512 MiB);
-    ``method="auto"`` uses the fast path for ``nn.Sequential`` models and hooks
-    otherwise (``"hooks"`` forces the slow, generic path).
+class AblationEngine(Knockouts):
+    """Evaluate many ablations of one model on one evaluation set, fast: the knockouts
+    of :class:`nifkit.intervene.Knockouts` (prefix cached, masked copies batched,
+    rank-one updates through a following ``nn.Linear``) plus the chapter's questions:
+    :meth:`curve` (one layer, one order), :meth:`network_curve` (an order over units of
+    several layers), :meth:`single` (each neuron alone), and :meth:`evaluate_masks`
+    (any masks). ``value`` is ``"zero"``, ``"mean"`` or an array per layer.
     """
-
-    def __init__(self, model: nn.Module, X, y, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 method: str = "auto", batch_size: int = 4096):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if method not in ("auto", "fast", "hooks"):
-            raise ValueError(f"method must be 'auto', 'fast' or 'hooks', got {method!r}")
-        self.model = model
-        self.X = _as_float_tensor(X, "X")
-        self.flat = _flat_sequential(model)
-        if method == "fast" and self.flat is None:
-            raise ValueError("method='fast' needs an nn.Sequential model; use method='auto' or 'hooks'")
-        self.method = "hooks" if (method == "hooks" or self.flat is None) else "fast"
-        self.memory_budget = int(memory_budget)
-        self.batch_size = int(batch_size)
-        self.chunk_samples = 32  # samples per chunk: small, so temporaries stay in cache
-        self.block = 16  # units per block of the cumulative sums
-        self.device, self.dtype = _model_dtype(model)
-        self._prefix: dict = {}
-        self._layer_names = [n for n, _ in self.flat] if self.flat is not None else \
-            [n for n, _ in model.named_modules() if n]
-        with _ModelState(model):
-            logits = self._forward_full(self.X)
-        if logits.ndim != 2:
-            raise ValueError(f"the model's output must be (samples, classes) logits, got shape {tuple(logits.shape)}")
-        self.n_classes = logits.shape[1]
-        self.y_np = _labels(y, len(self.X), "X", self.n_classes)
-        self.y = torch.from_numpy(self.y_np).to(self.device)
-        self.class_counts = np.bincount(self.y_np, minlength=self.n_classes)
-        self._onehot = F.one_hot(self.y, self.n_classes).to(self.dtype)
-        self.base_logits = logits
-        self.base_accuracy = float((logits.argmax(1) == self.y).double().mean())
-
-    # -- plumbing -----------------------------------------------------------------------
-    @property
-    def layer_names(self) -> list:
-        return list(self._layer_names)
-
-    def _forward_full(self, X):
-        outs = []
-        for s in range(0, len(X), self.batch_size):
-            out = self.model(X[s:s + self.batch_size].to(self.device, self.dtype))
-            outs.append(out[0] if isinstance(out, (tuple, list)) else out)
-        return torch.cat(outs)
-
-    def _index(self, layer: str) -> int:
-        if not isinstance(layer, str):
-            raise TypeError(f"layer must be a module name (str), got {type(layer).__name__}")
-        if layer not in self._layer_names:
-            raise _unknown_layer(layer, self._layer_names)
-        return self._layer_names.index(layer)
-
-    def activations(self, layer: str) -> torch.Tensor:
-        """Output ``(samples, units)`` of ``layer`` on the evaluation set (cached)."""
-        if layer not in self._prefix:
-            k = self._index(layer)
-            if self.method == "fast":
-                parts = []
-                with _ModelState(self.model):
-                    for s in range(0, len(self.X), self.batch_size):
-                        h = self.X[s:s + self.batch_size].to(self.device, self.dtype)
-                        for _, m in self.flat[:k + 1]:
-                            h = m(h)
-                        parts.append(h.clone())
-                a = torch.cat(parts)
-            else:
-                a = layer_activations(self.model, self.X, [layer])[layer].to(self.device)
-            if a.ndim != 2:
-                raise ValueError(
-                    f"layer {layer!r} outputs shape {tuple(a.shape[1:])} per sample; ablation works on "
-                    "layers with one unit axis (samples, units), e.g. the Linear/activation layers of an MLP")
-            self._prefix[layer] = a
-        return self._prefix[layer]
-
-    def n_units(self, layer: str) -> int:
-        return self.activations(layer).shape[1]
-
-    def _value(self, layer: str, value) -> torch.Tensor:
-        a = self.activations(layer)
-        if isinstance(value, str):
-            if value == "zero":
-                return torch.zeros(a.shape[1], dtype=a.dtype, device=a.device)
-            if value == "mean":
-                return a.mean(0)
-            raise ValueError(f"value must be 'zero', 'mean' or an array of per-neuron values, got {value!r}")
-        v = _as_float_tensor(value, "value").to(a.device, a.dtype).reshape(-1)
-        if v.numel() != a.shape[1]:
-            raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} neurons")
-        return v
-
-    # -- the core: masks per touched layer ------------------------------------------------
-    def evaluate_masks(self, layers: Sequence[str], masks: Sequence, value="zero", *,
-                       cumulative: Sequence | None = None, single: bool = False):
-        """Accuracy ``(S,)``, mean loss ``(S,)`` and per-class accuracy ``(S, C)`` with
-        the outputs of ``layers[i]`` replaced by ``value`` where ``masks[i]`` (bool
-        ``(S, units_i)``) is True.
-
-        ``cumulative[i] = (order, counts)`` may replace ``masks[i]`` (None) for the first
-        layer: step ``s`` ablates ``order[:counts[s]]``. ``single=True`` says that the
-        first layer's mask is the identity (step ``j`` ablates unit ``j`` alone). Both
-        let a following ``nn.Linear`` be evaluated with rank-one updates instead of one
-        matrix product per step.
-        """
-        if self.method == "hooks":
-            return self._evaluate_hooks(layers, masks, value, cumulative)
-        layers = list(layers)
-        idx = [self._index(n) for n in layers]
-        if sorted(idx) != idx or len(set(idx)) != len(idx):
-            raise ValueError("layers must be distinct and given in the model's order")
-        vals = [self._value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
-        cum = list(cumulative) if cumulative is not None else [None] * len(layers)
-        masks = list(masks)
-        for i, n in enumerate(layers):
-            if masks[i] is None and cum[i] is None:
-                raise ValueError(f"no mask for layer {n!r}")
-            if masks[i] is None:
-                order, counts = cum[i]
-                masks[i] = _cumulative_masks(order, counts, self.n_units(n))
-            masks[i] = torch.as_tensor(masks[i], dtype=torch.bool, device=self.device)
-            if masks[i].ndim != 2 or masks[i].shape[1] != self.n_units(n):
-                raise ValueError(f"mask for {n!r} must be (steps, {self.n_units(n)}), got {tuple(masks[i].shape)}")
-        S = masks[0].shape[0]
-        if any(m.shape[0] != S for m in masks):
-            raise ValueError("all masks must have the same number of steps")
-
-        a0 = self.activations(layers[0])
-        k0 = idx[0]
-        # the Linear right after the first ablated layer (skipping pass-through modules)?
-        j = k0 + 1
-        while j < len(self.flat) and isinstance(self.flat[j][1], _PASS_THROUGH):
-            j += 1
-        lin = self.flat[j][1] if (j < len(self.flat) and isinstance(self.flat[j][1], nn.Linear)
-                                  and (len(idx) == 1 or idx[1] > j)) else None
-        kind = "general"
-        if lin is not None and cum[0] is not None:
-            kind = "cumulative"
-        elif lin is not None and single:
-            kind = "single"
-        start = j + 1 if lin is not None else k0 + 1
-        rest = self.flat[start:]
-        touched = {ix: i for i, ix in enumerate(idx)}
-
-        N, m0 = a0.shape
-        out_f = lin.out_features if lin is not None else m0
-        width = max([m0, out_f, self.n_classes] + [getattr(m, "out_features", 0) for _, m in rest])
-        budget = max(self.memory_budget, 1 << 20)
-        if kind == "general":
-            per_sample = 4 * 3 * m0
-        else:  # (units+1, out) outputs, the masked products and a copy per sample
-            per_sample = 4 * (m0 + 16) * out_f * 4
-        # small sample chunks keep the temporaries in cache; never above the budget
-        n_chunk = int(min(N, self.chunk_samples, max(1, (budget // 2) // per_sample)))
-        s_chunk = int(min(S, max(1, (budget // 2) // max(n_chunk * width * 4 * 4, 1))))
-
-        correct = torch.zeros(S, self.n_classes, dtype=torch.float64, device=self.device)
-        loss_sum = torch.zeros(S, dtype=torch.float64, device=self.device)
-        with _ModelState(self.model):
-            if kind != "general":
-                W = lin.weight.detach()
-                if kind == "cumulative":
-                    order0 = torch.as_tensor(np.asarray(cum[0][0]), dtype=torch.long, device=self.device)
-                    steps0 = torch.as_tensor(np.asarray(cum[0][1]), dtype=torch.long, device=self.device)
-                    full = len(order0) == m0
-                else:
-                    order0 = torch.arange(m0, device=self.device)
-                    steps0 = torch.arange(S, device=self.device)
-                K = len(order0)
-                W_ordT = W[:, order0].T.contiguous()  # (K, out): row j = weights leaving unit order[j]
-                v_ord = vals[0][order0]
-                zf = lin(vals[0][None])  # all ablated, exactly as the model computes it
-                steps_np = steps0.cpu().numpy()
-                B = self.block
-                nb = -(-K // B)
-                pad = nb * B - K
-                Wb = F.pad(W_ordT, (0, 0, 0, pad)).view(nb, B, out_f)  # blocks of rows
-                Wb64 = Wb.double()
-                L = torch.tril(torch.ones(B, B, dtype=self.dtype, device=self.device), -1)
-                all_steps = kind == "cumulative" and np.array_equal(steps_np, np.arange(K + 1))
-            for ns in range(0, N, n_chunk):
-                a = a0[ns:ns + n_chunk]
-                n = len(a)
-                yb = self.y[ns:ns + n]
-                oh = self._onehot[ns:ns + n]
-                if kind != "general":
-                    z0 = lin(a)  # nothing ablated, exactly as the model computes it
-                    d = a[:, order0] - v_ord  # (n, K): change of each unit when ablated
-                    if kind == "cumulative":
-                        # zz[:, c] = output of the Linear with order[:c] ablated
-                        #   = z0 - sum_{j<c} d_j w_j, in blocks of B units: the block totals are
-                        #   accumulated in float64, inside a block one small matmul with a
-                        #   strictly lower-triangular mask gives every partial sum at once.
-                        db = F.pad(d, (0, pad)).view(n, nb, B)
-                        tot = torch.bmm(db.transpose(0, 1).double(), Wb64)  # (nb, n, out)
-                        Zb = z0.double()[None] - torch.cumsum(tot, 0)  # after each block
-                        Zb = torch.cat([z0.double()[None], Zb]).to(self.dtype)  # (nb+1, n, out)
-                        zz = torch.empty(n, nb * B + 1, out_f, dtype=self.dtype, device=self.device)
-                        for bi in range(nb):
-                            part = (db[:, bi, None, :] * L).reshape(n * B, B) @ Wb[bi]  # (n*B, out)
-                            torch.sub(Zb[bi][:, None, :], part.view(n, B, out_f),
-                                      out=zz[:, bi * B:(bi + 1) * B])
-                        zz[:, K] = zf if full else Zb[nb]
-                        zz = zz[:, :K + 1]
-                    else:  # single: zz[:, j] = output with unit j alone ablated
-                        zz = torch.addcmul(z0[:, None, :], d[:, :, None], W_ordT[None], value=-1)
-                for ss in range(0, S, s_chunk):
-                    sl = slice(ss, ss + s_chunk)
-                    s = min(ss + s_chunk, S) - ss
-                    if kind != "general":
-                        if all_steps and s == S:
-                            h = zz
-                        else:
-                            c = steps_np[sl]
-                            h = zz[:, int(c[0]):int(c[0]) + s] if np.array_equal(c, c[0] + np.arange(s)) \
-                                else zz.index_select(1, steps0[sl])
-                    else:
-                        h = torch.where(masks[0][sl][None], vals[0], a[:, None, :])  # (n, s, m0)
-                        if lin is not None:
-                            h = lin(h)
-                    h = h.reshape(n * s, -1)
-                    for off, (_, mod) in enumerate(rest):
-                        h = mod(h)
-                        i = touched.get(start + off)
-                        if i is not None:
-                            h = torch.where(masks[i][sl][None], vals[i], h.reshape(n, s, -1)).reshape(n * s, -1)
-                    logits = h.reshape(n, s, -1)
-                    ok = (logits.argmax(-1) == yb[:, None]).to(self.dtype)  # (n, s)
-                    correct[sl] += (oh.T @ ok).T.double()
-                    # cross-entropy = logsumexp - logit of the class (4x faster than F.cross_entropy
-                    # on many rows of 10 classes)
-                    mx = logits.amax(-1, keepdim=True)
-                    lse = (logits - mx).exp_().sum(-1).log_().add_(mx[..., 0])
-                    picked = logits.gather(2, yb[:, None, None].expand(n, s, 1))[..., 0]
-                    loss_sum[sl] += (lse - picked).double().sum(0)
-        return self._finish(correct, loss_sum)
-
-    def _finish(self, correct, loss_sum):
-        correct = correct.cpu().numpy()
-        N = len(self.y_np)
-        acc = correct.sum(1) / N
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cls = np.where(self.class_counts > 0, correct / np.maximum(self.class_counts, 1), np.nan)
-        return acc, loss_sum.cpu().numpy() / N, cls
-
-    def _evaluate_hooks(self, layers, masks, value, cumulative):
-        """Generic path: one hooked forward pass from the input per step."""
-        layers = list(layers)
-        for n in layers:
-            self._index(n)
-        modules = dict(self.model.named_modules())
-        vals = [self._value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
-        masks = list(masks)
-        cum = list(cumulative) if cumulative is not None else [None] * len(layers)
-        for i, n in enumerate(layers):
-            if masks[i] is None:
-                masks[i] = _cumulative_masks(*cum[i], self.n_units(n))
-            masks[i] = torch.as_tensor(masks[i], dtype=torch.bool, device=self.device)
-        S = masks[0].shape[0]
-        correct = torch.zeros(S, self.n_classes, dtype=torch.float64)
-        loss_sum = torch.zeros(S, dtype=torch.float64)
-        current = {}
-        handles = []
-
-        def make(i):
-            def hook(mod, args, out):
-                return torch.where(current[i], vals[i], out)
-            return hook
-        try:
-            with _ModelState(self.model):
-                for i, n in enumerate(layers):
-                    handles.append(modules[n].register_forward_hook(make(i)))
-                for s in range(S):
-                    for i in range(len(layers)):
-                        current[i] = masks[i][s]
-                    logits = self._forward_full(self.X)
-                    ok = (logits.argmax(1) == self.y).to(self.dtype)
-                    correct[s] = (ok @ self._onehot).double().cpu()
-                    loss_sum[s] = F.cross_entropy(logits, self.y, reduction="sum").double().cpu()
-        finally:
-            for h in handles:
-                h.remove()
-        return self._finish(correct, loss_sum)
 
     # -- user-facing ---------------------------------------------------------------------
     def curve(self, layer: str, order, counts=None, value="zero", *, measure=None,
@@ -878,7 +432,7 @@ class AblationEngine:
         ``counts[s]`` pairs ``(layers[order_layer[i]], order[i])``. The prefix up to the
         first layer is computed once and reused."""
         layers = list(layers)
-        pos = [self._index(n) for n in layers]
+        pos = [self.index(n) for n in layers]
         srt = np.argsort(pos, kind="stable")
         if not np.array_equal(srt, np.arange(len(layers))):
             raise ValueError("layers must be given in the model's order, e.g. " + str([layers[i] for i in srt]))
@@ -906,7 +460,7 @@ class AblationEngine:
                 masks.append(None)
                 cum.append((sub, c_i))
             else:
-                masks.append(_cumulative_masks(sub, c_i, sizes[i]))
+                masks.append(cumulative_masks(sub, c_i, sizes[i]))
                 cum.append(None)
         acc, loss, cls = self.evaluate_masks(layers, masks, value, cumulative=cum)
         return AblationCurve(layer="network", layers=tuple(layers), measure=measure, direction=direction,
@@ -920,15 +474,6 @@ class AblationEngine:
         m = self.n_units(layer)
         eye = torch.eye(m, dtype=torch.bool)
         return self.evaluate_masks([layer], [eye], value, single=True)
-
-
-def _cumulative_masks(order, counts, m: int) -> torch.Tensor:
-    """Bool ``(steps, m)``: step ``s`` masks ``order[:counts[s]]`` (no loop)."""
-    order = torch.as_tensor(np.asarray(order), dtype=torch.long)
-    counts = torch.as_tensor(np.asarray(counts), dtype=torch.long)
-    rank = torch.full((m,), len(order) + 1, dtype=torch.long)
-    rank[order] = torch.arange(len(order))
-    return rank[None, :] < counts[:, None]
 
 
 def _check_order(order, m: int, layer: str) -> np.ndarray:
@@ -970,11 +515,10 @@ def reference_ablation_curve(model: nn.Module, X, y, layer: str, order, counts=N
     ``value="mean"`` uses the mean over ``X``. Slow by design; hooks always removed."""
     modules = dict(model.named_modules())
     if layer not in modules or layer == "":
-        raise _unknown_layer(layer, [n for n in modules if n])
-    X = _as_float_tensor(X, "X")
-    dev, dt = _model_dtype(model)
+        raise unknown_layer_error(layer, [n for n in modules if n], what="layer")
+    X = as_float_tensor(X, "X")
+    dev, dt = model_device(model)
     X = X.to(dev, dt)
-    flags = [(m, m.training) for m in model.modules()]
     handles = []
     state = {"mask": None}
     captured = []
@@ -986,22 +530,21 @@ def reference_ablation_curve(model: nn.Module, X, y, layer: str, order, counts=N
         return None
 
     try:
-        model.eval()
-        with torch.no_grad():
+        with ModelState(model, eval=True, no_grad=True):
             handles.append(modules[layer].register_forward_hook(hook))
             base = torch.cat([model(X[s:s + batch_size]) for s in range(0, len(X), batch_size)])
             acts_all = torch.cat(captured)
             if acts_all.ndim != 2:
                 raise ValueError(f"layer {layer!r} must output (samples, units)")
             m = acts_all.shape[1]
-            y_np = _labels(y, len(X), "X", base.shape[1])
+            y_np = check_labels(y, len(X), "X", base.shape[1])
             yt = torch.from_numpy(y_np).to(dev)
             if isinstance(value, str):
                 if value not in VALUES:
                     raise ValueError(f"value must be one of {VALUES} or an array, got {value!r}")
                 v = acts_all.mean(0) if value == "mean" else torch.zeros(m, dtype=dt, device=dev)
             else:
-                v = _as_float_tensor(value, "value").to(dev, dt)
+                v = as_float_tensor(value, "value").to(dev, dt)
             order = _check_order(order, m, layer)
             counts = _counts_arg(counts, len(order), f"layer {layer!r}")
             state["value"] = v
@@ -1023,8 +566,6 @@ def reference_ablation_curve(model: nn.Module, X, y, layer: str, order, counts=N
     finally:
         for h in handles:
             h.remove()
-        for mod, f in flags:
-            mod.training = f
     return AblationCurve(layer=layer, layers=(layer,), measure=None, direction="custom", counts=counts,
                          accuracy=acc, loss=loss, class_accuracy=cls, order=order,
                          order_layer=np.zeros(len(order), dtype=np.int64),
@@ -1095,7 +636,7 @@ def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None
             raise ValueError(f"measure {mname!r} unknown; choose from {MEASURES}")
     eng = engine or AblationEngine(model, X, y, **engine_kw)
     for n in layers:
-        eng._index(n)
+        eng.index(n)
         if n not in measures.layers:
             raise ValueError(f"no measures for layer {n!r}; compute neuron_measures(..., layers=[..., {n!r}])")
         if measures[n].n_units != eng.n_units(n):

@@ -10,6 +10,7 @@ import numpy as np
 from torch import nn
 
 from .. import ablation as A
+from ..models import walk
 from ..ablation_plots import (
     plot_ablation_curves,
     plot_class_accuracy,
@@ -75,7 +76,7 @@ class AblationExplorer(Explorer):
             Xm, ym = measure_data if measure_data is not None else (X, y)
             measures = A.neuron_measures(A.layer_activations(model, Xm, self.layers), ym, n_bins=n_bins)
         for n in self.layers:
-            self.engine._index(n)
+            self.engine.index(n)
             if n not in measures.layers:
                 raise ValueError(f"no measures for layer {n!r}; measures have {measures.names}")
         self.measures = measures
@@ -157,15 +158,13 @@ class AblationExplorer(Explorer):
     def _first_layer_weights(self, layer):
         """Incoming weights (units, inputs) when ``layer`` sits right after the model's first
         Linear and the inputs are images, else None."""
-        flat = A._flat_sequential(self.model)
-        if flat is None or self.image_shape is None:
+        if self.image_shape is None:
             return None
-        names = [n for n, _ in flat]
-        k = names.index(layer)
-        lin = [i for i, (_, mod) in enumerate(flat) if isinstance(mod, nn.Linear)]
-        if not lin or lin[0] > k or (len(lin) > 1 and lin[1] <= k):
+        first = walk(self.model).layers[0]
+        if layer not in (first.name, first.units, first.activation_name, *first.between) \
+                or not isinstance(first.module, nn.Linear):
             return None
-        w = flat[lin[0]][1].weight.detach().cpu().numpy()
+        w = first.module.weight.detach().cpu().numpy()
         return w if w.shape[1] == int(np.prod(self.image_shape)) else None
 
     def render(self, r: AblationView) -> None:

@@ -1,0 +1,81 @@
+"""Any measure over training snapshots.
+
+:func:`over_snapshots` applies a measure ``measure(model) -> result`` to the model at
+each snapshot epoch of a :class:`nifkit.models.TrainResult` and returns a
+:class:`Trajectory`: the epochs, the results, and (for results with numeric fields) one
+array per field. The same ``seed`` passed to the measure at every epoch (common random
+numbers) makes changes over training reflect the weights, not sampling noise.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .runtime import Progress
+
+__all__ = ["Trajectory", "over_snapshots", "snapshot_epochs"]
+
+
+def snapshot_epochs(train_result, epochs=None, every: int | None = None) -> list:
+    """The snapshot epochs of ``train_result`` to visit: all, the listed ``epochs``
+    (``KeyError`` naming the missing ones), and/or those that are multiples of ``every``."""
+    snaps = list(getattr(train_result, "epochs_snapshotted", []))
+    if not snaps:
+        raise ValueError("train_result has no snapshots; train with snapshot_every=k (nifkit.models.train)")
+    chosen = snaps if epochs is None else [int(e) for e in epochs]
+    missing = [e for e in chosen if e not in snaps]
+    if missing:
+        raise KeyError(f"no snapshots at epochs {missing}; snapshots exist for {snaps}")
+    if every is not None:
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        chosen = [e for e in chosen if e % int(every) == 0]
+    if not chosen:
+        raise ValueError(f"no snapshot epoch selected (snapshots at {snaps}, every={every})")
+    return chosen
+
+
+@dataclass(repr=False)
+class Trajectory:
+    """``results[i]`` is ``measure(model at epochs[i])``; ``history`` the training
+    history; :meth:`values` one field of every result as an array."""
+
+    epochs: np.ndarray
+    results: list
+    history: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def values(self, getter) -> np.ndarray:
+        """``getter`` (an attribute name or a function ``result -> value``) of every result."""
+        fn = getter if callable(getter) else (lambda r: getattr(r, getter))
+        return np.asarray([fn(r) for r in self.results], dtype=float)
+
+    def at(self, epoch: int):
+        idx = np.flatnonzero(self.epochs == epoch)
+        if not len(idx):
+            raise KeyError(f"no measurement at epoch {epoch}; measured epochs: {self.epochs.tolist()}")
+        return self.results[int(idx[0])]
+
+    def __len__(self):
+        return len(self.results)
+
+    def __repr__(self) -> str:
+        return f"Trajectory({len(self)} epochs {self.epochs.tolist()})"
+
+
+def over_snapshots(train_result, measure: Callable, *, epochs=None, every: int | None = None, progress=False,
+                   what: str = "over training") -> Trajectory:
+    """``measure(model)`` at the chosen snapshot epochs of ``train_result`` (see
+    :func:`snapshot_epochs`); ``progress``: the one progress contract (True, False or
+    ``progress(done, total, what)``), one step per epoch."""
+    if not callable(measure):
+        raise TypeError(f"measure must be a callable model -> result, got {type(measure).__name__}")
+    chosen = snapshot_epochs(train_result, epochs, every)
+    results = []
+    with Progress(progress, total=len(chosen), what=what, unit="epoch") as bar:
+        for e in chosen:  # loop over epochs
+            results.append(measure(train_result.model_at(e)))
+            bar(len(results), len(chosen), f"{what}: epoch {e}")
+    return Trajectory(np.asarray(chosen, dtype=int), results, dict(getattr(train_result, "history", {}) or {}))

@@ -1,0 +1,116 @@
+"""The one intervention mechanism (knockouts of units and edges, batched) and
+measures over training snapshots."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nifkit.dynamics import over_snapshots
+from nifkit.intervene import Knockouts, evaluate_edge_knockouts, knock_out, knock_out_edges
+from nifkit.models import mlp, train
+
+
+@pytest.fixture(scope="module")
+def net_xy():
+    torch.manual_seed(0)
+    X = torch.randn(300, 6)
+    y = (X[:, 0] + X[:, 1] > 0).long() + (X[:, 2] > 1).long()
+    net = mlp([6, 8, 5, 3], seed=0)
+    tr = train(net, (X, y), epochs=5, progress=False, snapshot_every=2, seed=0)
+    return net, X, y, tr
+
+
+def _acc(model, X, y):
+    with torch.no_grad():
+        return float((model(X).argmax(1) == y).double().mean())
+
+
+def test_unit_knockouts_batched_equal_one_at_a_time(net_xy):
+    net, X, y, _ = net_xy
+    masks = torch.zeros(4, 8, dtype=torch.bool)
+    masks[1, :3] = True
+    masks[2, 5] = True
+    masks[3] = True
+    res = Knockouts(net, X, y).evaluate(["act1"], [masks])
+    for s in range(4):
+        with knock_out(net, {"act1": masks[s]}):
+            want = _acc(net, X, y)
+        assert res.accuracy[s] == pytest.approx(want, abs=1e-9)
+    hooks = Knockouts(net, X, y, method="hooks").evaluate("act1", masks)
+    np.testing.assert_allclose(hooks.accuracy, res.accuracy)
+    acc, loss, cls = res  # unpacks as a triple
+    assert cls.shape == (4, 3)
+
+
+def test_edge_knockouts_batched_equal_a_copy_with_zeroed_weights(net_xy):
+    net, X, y, _ = net_xy
+    rng = np.random.default_rng(0)
+    edges = {"fc1": rng.random((5, 6, 8)) < 0.3, "fc2": rng.random((5, 8, 5)) < 0.3}
+    res = evaluate_edge_knockouts(net, X, y, edges)
+    for s in range(5):
+        ref = copy.deepcopy(net)
+        with torch.no_grad():
+            ref.fc1.weight[torch.from_numpy(edges["fc1"][s]).T] = 0
+            ref.fc2.weight[torch.from_numpy(edges["fc2"][s]).T] = 0
+        assert res.accuracy[s] == pytest.approx(_acc(ref, X, y), abs=1e-9)
+    w = net.fc1.weight.detach().clone()
+    with knock_out_edges(net, {"fc1": edges["fc1"][0]}):
+        assert int((net.fc1.weight == 0).sum()) >= int(edges["fc1"][0].sum())
+    assert torch.equal(net.fc1.weight, w)
+
+
+def test_knockouts_use_eval_mode_and_restore_it():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2))
+    X, y = torch.randn(200, 4), torch.randint(0, 2, (200,))
+    net.train()
+    edges = {"3": np.zeros((3, 16, 2), dtype=bool)}
+    a = evaluate_edge_knockouts(net, X, y, edges).accuracy
+    b = evaluate_edge_knockouts(net, X, y, edges).accuracy
+    np.testing.assert_array_equal(a, b)  # Dropout off: the same answer every call
+    assert net.training and net[2].training
+
+
+def test_bad_input_gives_clear_errors(net_xy):
+    net, X, y, _ = net_xy
+    Xn = X.clone()
+    Xn[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="X contains NaN"):
+        Knockouts(net, Xn, y)
+    with pytest.raises(ValueError, match="labels has 299 entries"):
+        evaluate_edge_knockouts(net, X, y[:-1], {"fc1": np.zeros((1, 6, 8), bool)})
+    with pytest.raises(ValueError, match="only 3 classes"):
+        Knockouts(net, X, y + 3)
+    with pytest.raises(ValueError, match="unknown layer 'fc9'.*Did you mean"):
+        evaluate_edge_knockouts(net, X, y, {"fc9": np.zeros((1, 6, 8), bool)})
+    with pytest.raises(TypeError, match="nn.Linear"):
+        evaluate_edge_knockouts(net, X, y, {"act1": np.zeros((1, 6, 8), bool)})
+
+
+class _Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.out(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+def test_a_reused_module_names_the_fix():
+    X, y = torch.randn(50, 4), torch.randint(0, 2, (50,))
+    eng = Knockouts(_Shared(), X, y)
+    with pytest.raises(ValueError, match="'act' is called 2 times.*own module.*nn.ReLU"):
+        eng.evaluate(["act"], [torch.ones(1, 4, dtype=torch.bool)])
+
+
+def test_over_snapshots(net_xy):
+    net, X, y, tr = net_xy
+    seen = []
+    traj = over_snapshots(tr, lambda m: _acc(m, X, y), progress=lambda d, t, w: seen.append((d, t)))
+    assert traj.epochs.tolist() == tr.epochs_snapshotted and seen[-1] == (len(traj), len(traj))
+    assert traj.values(lambda r: r)[-1] == pytest.approx(_acc(net, X, y))
+    with pytest.raises(KeyError, match="no snapshots at epochs"):
+        over_snapshots(tr, len, epochs=[3])
