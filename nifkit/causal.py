@@ -84,8 +84,11 @@ from torch import nn
 
 from ._validation import check_finite, check_n_samples, resolve_device, to_numpy
 from .config import DEFAULT_MEMORY_BUDGET
-from .info import mi_from_counts
-from .info.pairwise import _inner_counts, _marginal_counts
+from .dynamics import over_snapshots
+from .info import KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys, plugin_bias
+from .intervene import Knockouts, evaluate_edge_knockouts
+from .models.walk import ELEMENTWISE_TYPES, MONOTONE_TYPES, walk
+from .runtime import Progress, check_seed
 
 __all__ = [
     "LayerEI",
@@ -96,7 +99,8 @@ __all__ = [
     "model_ei",
     "ei_over_training",
     "edge_ablation",
-    "ablate_edges",
+    "plane_kind",
+    "history_from_results",
     "measured_layers",
     "identity_ei",
     "check_edge_sensitivity",
@@ -123,9 +127,9 @@ def _identity(z):
     return z
 
 
-_MONOTONE_MODULES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.Softplus,
-                     nn.SELU, nn.Identity, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink)
-_OTHER_ELEMENTWISE = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Softshrink, nn.Hardshrink)
+# the activation tables are the walker's (one home): parametric ones are checked first below
+_MONOTONE_MODULES = MONOTONE_TYPES
+_OTHER_ELEMENTWISE = tuple(t for t in ELEMENTWISE_TYPES if t not in MONOTONE_TYPES)
 _NAMED = {
     "sigmoid": (torch.sigmoid, True),
     "tanh": (torch.tanh, True),
@@ -157,6 +161,11 @@ def _resolve_activation(act) -> _Act:
         act = act()
     if isinstance(act, nn.Module):
         name = type(act).__name__
+        if getattr(act, "inplace", False):
+            # an in-place activation would overwrite the tensors it is evaluated on (the bisection
+            # bounds of _z_thresholds, the noise block): evaluate a copy that returns a new tensor
+            act = copy.deepcopy(act)
+            act.inplace = False
         if isinstance(act, nn.LeakyReLU):
             return _Act(name, act, act.negative_slope >= 0)
         if isinstance(act, (nn.ELU, nn.CELU)):
@@ -440,27 +449,6 @@ def _rows_per_block(bytes_per_row, budget):
 
 
 # ----------------------------------------------------------------------------- counting
-def _pair_counts(xc, yc, bi, bo):
-    """Joint counts ``(n_in, bi, n_out, bo)`` (float64, exact) of every input-output pair
-    of a block of uint8 codes ``xc (S, n_in)``, ``yc (S, n_out)``.
-
-    One one-hot matrix product ``O_x^T O_y`` counts all pairs at once: the core's
-    counting (``nifkit.info.pairwise``), as in :func:`nifkit.info.pairwise_mi`. Only the first ``bi - 1`` input bins and
-    ``bo - 1`` output bins go into the product (a quarter less work with 8 bins): each
-    sample has exactly one code per node, so the last row and column of every pair's
-    table follow from the marginal counts.
-    """
-    n_in, n_out = xc.shape[1], yc.shape[1]
-    inner = _inner_counts(xc, yc, bi, bo).to(torch.float64)  # (n_in, bi-1, n_out, bo-1)
-    cin = _marginal_counts(xc, bi)  # (n_in, bi)
-    cout = _marginal_counts(yc, bo)  # (n_out, bo)
-    joint = torch.empty(n_in, bi, n_out, bo, dtype=torch.float64, device=xc.device)
-    joint[:, :-1, :, :-1] = inner
-    joint[:, :-1, :, -1] = cin[:, :-1, None] - inner.sum(3)
-    joint[:, -1, :, :] = cout[None, :, :] - joint[:, :-1, :, :].sum(1)
-    return joint
-
-
 class _AllNoiseCounts:
     """Counts of the all-inputs-noised run: pair tables for EI_parts and the packed
     joint-state table for vector EI. ``update`` adds one block."""
@@ -477,13 +465,10 @@ class _AllNoiseCounts:
             rlo, rhi = _fit_out_range(layer, in_lo, in_hi, None, dev)
             self.check_range = bool(((rlo < out_lo) | (rhi > out_hi)).any())
         if parts:
-            self.joint = torch.zeros(layer.n_in, bi, layer.n_out, bo, dtype=torch.float64, device=dev)
+            self.pairs = PairCounts(bi, bo)  # the core's pair counts: (n_in, bi, n_out, bo)
         if vector:
-            self.pow_in = bi ** torch.arange(layer.n_in, device=dev, dtype=torch.int64)
-            self.pow_out = bo ** torch.arange(layer.n_out, device=dev, dtype=torch.int64)
             self.k_out = bo ** layer.n_out
-            self.keys = torch.zeros(0, dtype=torch.int64, device=dev)
-            self.kcounts = torch.zeros(0, dtype=torch.int64, device=dev)
+            self.states = KeyCounts()  # joint (input, output) states, packed keys
             self.pending = []
             self.pending_size = 0
 
@@ -505,9 +490,9 @@ class _AllNoiseCounts:
         yc = _out_codes(y, self.lo, self.hi, self.bo, inplace=True)
         del y
         if self.parts:
-            self.joint += _pair_counts(xc, yc, self.bi, self.bo)
+            self.pairs.update(xc, yc)
         if self.vector:
-            key = _pack(xc, self.pow_in) * self.k_out + _pack(yc, self.pow_out)
+            key = pack_keys(xc, self.bi) * self.k_out + pack_keys(yc, self.bo)
             self.pending.append(key)
             self.pending_size += len(key)
             if self.pending_size * 8 * 4 > min(self.budget, _BLOCK_BYTES):  # fold raw keys into the table
@@ -520,40 +505,31 @@ class _AllNoiseCounts:
             return
         raw = self.pending[0] if len(self.pending) == 1 else torch.cat(self.pending)
         self.pending, self.pending_size = [], 0
-        k, c = _unique_counts(raw)
-        del raw
-        if len(self.keys) == 0:
-            self.keys, self.kcounts = k, c
-            return
-        keys, inv = _unique_inverse(torch.cat([self.keys, k]))
-        self.kcounts = torch.zeros(len(keys), dtype=torch.int64, device=self.dev).index_add_(
-            0, inv, torch.cat([self.kcounts, c]))
-        self.keys = keys
+        self.states.update(raw)
+
+    @property
+    def joint(self):
+        return self.pairs.joint
 
     @property
     def count_in(self):  # every sample has one code per input: any output's table gives the marginal
-        return self.joint[:, :, 0, :].sum(2)
+        return self.pairs.count_a
 
     @property
     def count_out(self):
-        return self.joint[0].sum(0)
+        return self.pairs.count_b
 
     def edge_mi(self):
-        joint = self.joint.permute(0, 2, 1, 3)
-        # plug-in MI is >= 0; clamp the float rounding of log2(n) - S/n (about 1e-14)
-        return mi_from_counts(joint, self.count_in[:, None, :], self.count_out[None, :, :], self.n).clamp_(min=0)
+        # plug-in MI is >= 0; clamped against the float rounding of log2(n) - S/n (about 1e-14)
+        return self.pairs.mi()
 
     def vector_mi(self):
+        """I(inputs; outputs) = H(in) + H(out) - H(in, out) from the packed joint states."""
         self._merge()
-        n = float(self.kcounts.sum())
-
-        def h(counts):
-            c = counts.to(torch.float64)
-            return math.log2(n) - float(torch.special.xlogy(c, c).sum()) / (n * LN2)
-
-        hx = h(_group_counts(self.keys // self.k_out, self.kcounts, self.bi ** self.layer.n_in))
-        hy = h(_group_counts(self.keys % self.k_out, self.kcounts, self.k_out))
-        return max(0.0, hx + hy - h(self.kcounts))
+        k = self.k_out
+        h_in = self.states.grouped(lambda key: key // k).entropy()
+        h_out = self.states.grouped(lambda key: key % k).entropy()
+        return max(0.0, h_in + h_out - self.states.entropy())
 
 
 def _sort_rows(a):
@@ -564,35 +540,6 @@ def _sort_rows(a):
         arr.sort(axis=1)  # in place, on our own contiguous copy
         return a
     return torch.sort(a, dim=1).values
-
-
-def _unique_counts(keys):
-    """Distinct values and their counts (numpy's sort is much faster than torch's on CPUs)."""
-    if keys.device.type == "cpu":
-        k, c = np.unique(keys.numpy(), return_counts=True)
-        return torch.from_numpy(k), torch.from_numpy(c.astype(np.int64))
-    return torch.unique(keys, return_counts=True)
-
-
-def _unique_inverse(keys):
-    if keys.device.type == "cpu":
-        k, inv = np.unique(keys.numpy(), return_inverse=True)
-        return torch.from_numpy(k), torch.from_numpy(inv.reshape(-1).astype(np.int64))
-    return torch.unique(keys, return_inverse=True)
-
-
-def _pack(codes, powers):
-    """Mixed-radix int64 key of each row of uint8 ``codes``: ``sum_i codes[:, i] * powers[i]``."""
-    if int(powers[-1]) < 2**45:  # bins <= 256, so every key < 2**53: one float64 product is exact
-        return torch.mv(codes.to(torch.float64), powers.to(torch.float64)).to(torch.int64)
-    return (codes.to(torch.int64) * powers).sum(1)
-
-
-def _group_counts(keys, counts, n_keys=None):
-    if n_keys is not None and n_keys <= 2**26:  # small key space: one bincount, no sort
-        return torch.bincount(keys, weights=counts.to(torch.float64), minlength=n_keys)
-    _, inv = _unique_inverse(keys)
-    return torch.zeros(int(inv.max()) + 1, dtype=torch.int64, device=keys.device).index_add_(0, inv, counts)
 
 
 class _SensitivityCounts:
@@ -646,7 +593,7 @@ class _SensitivityCounts:
         lay, bi, bo = self.layer, self.bi, self.bo
         s = len(x)
         xs = _sort_rows(x.T)  # (n_in, s)
-        cnt = _marginal_counts(xc, bi).to(torch.int64)  # (n_in, bi)
+        cnt = marginal_counts(xc, bi).to(torch.int64)  # (n_in, bi)
         q = torch.cat([torch.zeros(lay.n_in, 1, dtype=torch.int64, device=self.dev), cnt.cumsum(1)], 1)
         left = torch.searchsorted(xs, self.thr, side="left")
         right = torch.searchsorted(xs, self.thr, side="right")
@@ -709,8 +656,7 @@ def _drive(noise, counter, samples, block_rows, estimate, auto, progress_cb, wha
             counter.update(x, xc)
             del x, xc
             done = stop
-            if progress_cb is not None:
-                progress_cb(done, total, what)
+            progress_cb(done, total, what)
         est = estimate()
         trace.append((done, est))
         if samples == "auto" and i > 0:
@@ -773,7 +719,7 @@ class LayerEI:
     def plane_point(self, which: str = "auto") -> tuple:
         """``(sensitivity, degeneracy)`` with vector EI (``"ei"``), EI_parts (``"parts"``)
         or whichever is available (``"auto"``: vector EI when measured)."""
-        which = _which(which, [self])
+        which = plane_kind(which, [self])
         return self.sensitivity, (self.degeneracy if which == "ei" else self.degeneracy_parts)
 
     def __repr__(self) -> str:
@@ -785,7 +731,9 @@ class LayerEI:
                 f"phi={f(self.phi)} bits; {self.n_samples} samples, {self.bins[0]}x{self.bins[1]} bins)")
 
 
-def _which(which, layers):
+def plane_kind(which, layers) -> str:
+    """``"ei"`` or ``"parts"``: which EI places layers in the causal plane. ``"auto"``
+    means vector EI when every layer in ``layers`` has it, else EI_parts."""
     if which not in ("auto", "ei", "parts"):
         raise ValueError(f"which must be 'auto', 'ei' or 'parts', got {which!r}")
     if which == "auto":
@@ -954,7 +902,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
             raise ValueError(f"sampling='grid' needs sensitivity_samples to be a multiple of in_bins = {bi}, "
                              f"got {sensitivity_samples}")
 
-    cb = _progress_callback(progress)
+    cb = Progress(progress, unit="sample")
     counts = {}
     nan = float("nan")
     ei = ei_parts = sens = nan
@@ -1002,8 +950,8 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
                     counts["count_out"] = acc.count_out.cpu().numpy()
             if acc.vector and keep_counts:
                 acc._merge()
-                counts["vector_keys"] = acc.keys.cpu().numpy()
-                counts["vector_counts"] = acc.kcounts.cpu().numpy()
+                counts["vector_keys"] = acc.states.keys.cpu().numpy()
+                counts["vector_counts"] = acc.states.counts.cpu().numpy()
             del acc
         if "sensitivity" in measures:
             sacc = _SensitivityCounts(lay, bi, bo, out_lo, out_hi, sensitivity_method, dev, memory_budget)
@@ -1027,15 +975,14 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
         else:
             sens_method = ""
     finally:
-        if cb is not None and hasattr(cb, "close"):
-            cb.close()
+        cb.close()
 
     if out_of_range > 0.01:
         notes.append(f"{100 * out_of_range:.1f}% of output values fell outside out_range and were put in the edge "
                      "bins; consider out_range='fit'")
     mask_np = None if mask is None else mask.cpu().numpy()
     n_edges = int(mask_np.sum()) if mask_np is not None else lay.n_in * lay.n_out
-    bias_parts = n_edges * (bi - 1) * (bo - 1) / (2 * n_noise * LN2) if n_noise else nan
+    bias_parts = n_edges * plugin_bias(bi, bo, n_noise) if n_noise else nan
     return LayerEI(
         name=name, ei=ei, ei_parts=ei_parts, edge_ei=edge_ei, sensitivity=sens, edge_sensitivity=edge_sens,
         degeneracy=sens - ei, degeneracy_parts=sens - ei_parts, phi=ei - ei_parts,
@@ -1063,67 +1010,45 @@ def _check_measures(measures):
     return out
 
 
-class _TqdmCallback:
-    def __init__(self):
-        self.bar = None
-        self.what = None
-
-    def __call__(self, done, total, what):
-        from tqdm.auto import tqdm
-
-        if self.bar is None or self.what != what:
-            self.close()
-            self.bar = tqdm(total=total, desc=what, unit="sample", unit_scale=True, leave=False)
-            self.what = what
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _progress_callback(progress):
-    if progress is True:
-        return _TqdmCallback()
-    if progress in (False, None):
-        return None
-    if callable(progress):
-        return progress
-    raise TypeError("progress must be True/False or a callable progress(done, total, what)")
-
-
 # ----------------------------------------------------------------------------- models
-_SKIP = (nn.Flatten, nn.Dropout, nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-         nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d, nn.Unflatten)
-_ELEMENTWISE = _MONOTONE_MODULES + _OTHER_ELEMENTWISE + (nn.LeakyReLU, nn.ELU, nn.CELU, nn.PReLU)
-
-
 def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tuple]":
     """The layers :func:`model_ei` measures: name -> ``(module, activation, conv_input_shape)``.
 
-    Walks the model's leaf modules in registration order (a feedforward model, e.g. an
-    ``nn.Sequential``). Each ``nn.Linear``/``nn.Conv2d`` is a layer; the elementwise
-    activation right after it (if any) is its activation. Pooling, flattening and
-    dropout between layers are fine (the next layer's input is set by intervention
-    anyway). Any other module with parameters is an error: it would change what a layer
-    computes. ``input_shape`` (of one model input, e.g. ``(1, 5, 5)``) lets convolutions
-    be measured on their whole feature map; without it each is measured on one
-    receptive field.
+    Found by the one walker (:func:`nifkit.models.walk`), which follows the **data
+    flow**: each ``nn.Linear``/``nn.Conv2d`` is a layer, and its activation is the
+    elementwise activation its output really goes through - a module (also one shared
+    by several layers) or a function such as ``torch.sigmoid``. Dropout between them is
+    fine; pooling and flattening between layers too (the next layer's input is set by
+    intervention anyway). A normalisation between a layer and its activation, any other
+    module with parameters, a layer used twice, or a skip connection is an error: each
+    would change what a layer computes. ``input_shape`` (of one model input, e.g.
+    ``(1, 5, 5)``) lets convolutions be measured on their whole feature map; without it
+    each is measured on one receptive field.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    w = walk(model)
+    w.require_chain("model_ei")
+    for st in w.steps:
+        if st.module is None or st.kind in ("activation", "pass", "reshape"):
+            continue
+        if st.kind == "weight" and isinstance(st.module, (nn.Linear, nn.Conv2d)):
+            continue
+        if st.kind == "norm" or any(True for _ in st.module.parameters(recurse=False)):
+            raise TypeError(f"unsupported layer type {type(st.module).__name__} at {st.target!r}: model_ei measures "
+                            "nn.Linear and nn.Conv2d layers (with elementwise activations) of feedforward models. "
+                            "Measure the other layers one by one with layer_ei(weight_matrix, activation) if they "
+                            "are linear.")
+    w.require_not_reused([lay.name for lay in w.layers], "model_ei")
     conv_shapes = {}
-    if input_shape is not None and any(isinstance(m, nn.Conv2d) for _, m in leaves):
+    convs = [lay.name for lay in w.layers if isinstance(lay.module, nn.Conv2d)]
+    if input_shape is not None and convs:
+        modules = dict(model.named_modules())
         hooks = []
         try:
-            for n, m in leaves:
-                if isinstance(m, nn.Conv2d):
-                    hooks.append(m.register_forward_hook(
-                        lambda mod, inp, out, n=n: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))))
+            for n in convs:
+                hooks.append(modules[n].register_forward_hook(
+                    lambda mod, inp, out, n=n: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))))
             p = next(model.parameters())
             with torch.no_grad():
                 model(torch.zeros((1, *tuple(input_shape)), dtype=p.dtype, device=p.device))
@@ -1131,22 +1056,11 @@ def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tup
             for h in hooks:
                 h.remove()
     out = OrderedDict()
-    i = 0
-    while i < len(leaves):
-        n, m = leaves[i]
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
+    for lay in w.layers:
+        act = lay.activation
+        if isinstance(act, nn.Module) and not isinstance(act, ELEMENTWISE_TYPES):
             act = None
-            if i + 1 < len(leaves) and isinstance(leaves[i + 1][1], _ELEMENTWISE):
-                act = leaves[i + 1][1]
-                i += 1
-            out[n] = (m, act, conv_shapes.get(n))
-        elif isinstance(m, _ELEMENTWISE + _SKIP) or not any(True for _ in m.parameters(recurse=False)):
-            pass
-        else:
-            raise TypeError(f"unsupported layer type {type(m).__name__} at {n!r}: model_ei measures nn.Linear and "
-                            "nn.Conv2d layers (with elementwise activations) of feedforward models. Measure the "
-                            "other layers one by one with layer_ei(weight_matrix, activation) if they are linear.")
-        i += 1
+        out[lay.name] = (lay.module, act, conv_shapes.get(lay.name))
     if not out:
         raise ValueError("the model has no nn.Linear or nn.Conv2d layer to measure")
     return out
@@ -1203,7 +1117,7 @@ class CausalHistory:
 
     def plane(self, which: str = "auto") -> tuple:
         """``(sensitivity, degeneracy, which)`` arrays ``(n_epochs, n_layers)``."""
-        which = _which(which, [lay for r in self.results for lay in r])
+        which = plane_kind(which, [lay for r in self.results for lay in r])
         return self.sensitivity, (self.degeneracy if which == "ei" else self.degeneracy_parts), which
 
     def __repr__(self) -> str:
@@ -1211,7 +1125,7 @@ class CausalHistory:
                 f"layers {self.layers})")
 
 
-def _history_from_results(epochs, results, history=None, settings=None) -> CausalHistory:
+def history_from_results(epochs, results, history=None, settings=None) -> CausalHistory:
     layers = results[0].names
 
     def arr(f):
@@ -1231,53 +1145,13 @@ def ei_over_training(train_result, *, epochs=None, every: int | None = None, lay
     whose epoch is a multiple of ``k``. Other keywords go to :func:`model_ei`. The same
     noise seed is used at every epoch, so changes over training are not sampling noise.
     """
-    snaps = list(getattr(train_result, "epochs_snapshotted", []))
-    if not snaps:
-        raise ValueError("train_result has no snapshots; train with snapshot_every=k")
-    chosen = snaps if epochs is None else [int(e) for e in epochs]
-    missing = [e for e in chosen if e not in snaps]
-    if missing:
-        raise KeyError(f"no snapshots at epochs {missing}; snapshots exist for {snaps}")
-    if every is not None:
-        chosen = [e for e in chosen if e % int(every) == 0]
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
+    traj = over_snapshots(train_result, lambda m: model_ei(m, layers=layers, **kwargs), epochs=epochs,
+                          every=every, progress=progress, what="EI over training")
+    return history_from_results(traj.epochs, traj.results, traj.history, kwargs)
 
-        bar = tqdm(total=len(chosen), desc="EI over training", unit="epoch")
-    results = []
-    try:
-        for e in chosen:  # loop over epochs
-            results.append(model_ei(train_result.model_at(e), layers=layers, **kwargs))
-            if bar is not None:
-                bar.update(1)
-            elif callable(progress):
-                progress(len(results), len(chosen), f"epoch {e}")
-    finally:
-        if bar is not None:
-            bar.close()
-    return _history_from_results(chosen, results, getattr(train_result, "history", {}), kwargs)
 
 
 # ----------------------------------------------------------------------------- edge ablation
-def ablate_edges(model: nn.Module, masks: dict) -> nn.Module:
-    """A copy of ``model`` with the edges ``masks[name][A, B] == True`` of each named
-    Linear layer set to 0 (``masks`` are ``(n_in, n_out)`` like ``LayerEI.edge_ei``)."""
-    m = copy.deepcopy(model)
-    mods = dict(m.named_modules())
-    with torch.no_grad():
-        for name, mask in masks.items():
-            lin = mods.get(name)
-            if not isinstance(lin, nn.Linear):
-                raise TypeError(f"edge ablation needs an nn.Linear layer, {name!r} is {type(lin).__name__}")
-            mk = torch.as_tensor(np.asarray(mask, dtype=bool)).T.to(lin.weight.device)
-            if mk.shape != lin.weight.shape:
-                raise ValueError(f"mask for {name!r} has shape {tuple(mk.T.shape)}, expected "
-                                 f"{tuple(lin.weight.T.shape)} (inputs, outputs)")
-            lin.weight[mk] = 0.0
-    return m
-
-
 @dataclass(repr=False)
 class EdgeAblation:
     """Accuracy after zeroing one decile (group) of edges at a time.
@@ -1313,21 +1187,28 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
                   scores=("ei", "weight"), seed: int = 0) -> EdgeAblation:
     """Zero the edges of one decile at a time and measure accuracy on ``(X, y)``.
 
+    The model runs in eval mode (Dropout off, BatchNorm statistics untouched) and is
+    restored; all groups of one score are evaluated in one batch
+    (:func:`nifkit.intervene.evaluate_edge_knockouts`); labels are checked.
+
     Deciles are taken within each layer of ``layers`` (default: every Linear layer in
     ``measures``) by ``"ei"`` (``edge_ei``), ``"sensitivity"`` (``edge_sensitivity``),
     ``"weight"`` (``|W|``) or ``"random"``; decile ``k`` is zeroed in all those layers
     at once.
     """
-    names = measures.names if layers is None else list(layers)
+    names = measures.names if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 1:
+        raise ValueError(f"n_groups must be a positive integer, got {n_groups!r}")
+    rng = np.random.default_rng(check_seed(seed))
     mods = dict(model.named_modules())
-    X = torch.as_tensor(to_numpy(X, "X"), dtype=torch.float32)
-    y = torch.as_tensor(to_numpy(y, "y")).long()
-    rng = np.random.default_rng(seed)
-
-    def acc(m):
-        with torch.no_grad():
-            p = next(m.parameters())
-            return float((m(X.to(p.device)).argmax(1).cpu() == y).float().mean())
+    for n in names:
+        measures[n]  # KeyError naming the measured layers
+        if not isinstance(mods.get(n), nn.Linear):
+            raise TypeError(f"edge ablation needs nn.Linear layers; {n!r} is a {type(mods.get(n)).__name__}")
+    lay0 = measures[names[0]]
+    if lay0.n_inputs * lay0.n_outputs < n_groups:
+        raise ValueError(f"n_groups={n_groups} is more than the {lay0.n_inputs * lay0.n_outputs} edges of "
+                         f"{names[0]!r}; use fewer groups")
 
     def score_of(kind, name):
         lay = measures[name]
@@ -1342,10 +1223,11 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
         raise ValueError(f"scores must be among 'ei', 'sensitivity', 'weight', 'random'; got {kind!r}")
 
     out = {}
-    for kind in scores:
+    baseline = Knockouts(model, X, y).base_accuracy  # eval mode, labels checked
+    for kind in scores:  # all groups of one score in one batched evaluation
         masks = {n: _group_masks(score_of(kind, n), n_groups) for n in names}
-        out[kind] = np.array([acc(ablate_edges(model, {n: masks[n][k] for n in names})) for k in range(n_groups)])
-    return EdgeAblation(np.arange(n_groups), out, acc(model), names, n_groups)
+        out[kind] = evaluate_edge_knockouts(model, X, y, masks).accuracy
+    return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups)
 
 
 # ----------------------------------------------------------------------------- teaching helpers

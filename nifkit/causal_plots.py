@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .plots import new_ax
-from .causal import CausalHistory, EdgeAblation, LayerEI, ModelEI, _which
+from .causal import CausalHistory, EdgeAblation, LayerEI, ModelEI, plane_kind
 
 __all__ = ["plot_causal_plane", "plot_ei_over_training", "plot_edge_ei", "plot_sample_dependence",
            "plot_edge_ablation", "LAYER_COLORS"]
@@ -46,7 +46,7 @@ def plot_causal_plane(result, ax=None, which: str = "auto", epoch=None, layers=N
     if isinstance(result, LayerEI):
         result = ModelEI({result.name: result})
     if isinstance(result, ModelEI):
-        which = _which(which, list(result))
+        which = plane_kind(which, list(result))
         names = result.names if layers is None else list(layers)
         xs, ys = [], []
         for i, n in enumerate(names):

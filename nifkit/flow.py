@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import operator
 import time
 from dataclasses import dataclass, field
 
@@ -62,7 +61,8 @@ import torch
 from torch import nn
 
 from ._validation import check_n_samples, to_numpy
-from .info import Binner, dv_mi_pairs, gaussian_mi_pairs, ksg_mi_pairs, pairwise_mi
+from .info import Binner, dv_mi_pairs, gaussian_mi_pairs, ksg_mi_pairs, p_values, pairwise_mi
+from .models.walk import walk
 from .info.binning import METHODS as BINNING_METHODS
 
 __all__ = [
@@ -95,33 +95,8 @@ DV_DEFAULTS = dict(hidden=16, batch_size=64, steps=1000, lr=3e-3)
 # Walking the model
 # ---------------------------------------------------------------------------------------
 _WEIGHT = (nn.Linear, nn.Conv1d, nn.Conv2d)
-_ACTS = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus,
-         nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.PReLU, nn.Softmax, nn.LogSoftmax,
-         nn.Identity, nn.Dropout, nn.AlphaDropout, nn.Dropout1d, nn.Dropout2d, nn.BatchNorm1d, nn.BatchNorm2d,
-         nn.LayerNorm, nn.GroupNorm)
-_RESHAPE = (nn.Flatten, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-            nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
 _RECURRENT = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention, nn.Transformer, nn.TransformerEncoderLayer,
               nn.TransformerDecoderLayer)
-_FUNCS = {"relu", "relu_", "sigmoid", "tanh", "gelu", "leaky_relu", "elu", "selu", "silu", "softplus", "mish",
-          "hardtanh", "softmax", "log_softmax", "dropout", "flatten", "view", "reshape", "contiguous", "squeeze",
-          "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-          "adaptive_max_pool2d", "identity", "float"}
-_META_METHODS = {"size", "dim"}
-
-
-def _fname(target) -> str:
-    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
-
-
-def _is_meta(node) -> bool:
-    """Shape look-ups (``x.size(0)``, ``x.shape``) are not data flow."""
-    if node.op == "call_method" and node.target in _META_METHODS:
-        return True
-    if node.op == "call_function" and node.target in (getattr, operator.getitem):
-        return any(_is_meta(a) or (a.op == "placeholder" and node.target is getattr)
-                   for a in node.all_input_nodes)
-    return False
 
 
 def _not_feedforward(msg: str) -> ValueError:
@@ -136,67 +111,43 @@ def _not_feedforward(msg: str) -> ValueError:
 def flow_layers(model: nn.Module) -> list[str]:
     """Names of the Linear/Conv layers of a feedforward ``model``, in data-flow order.
 
-    The model is traced with ``torch.fx``; it must be a chain (every operation reads
-    exactly one tensor and feeds exactly one), built from Linear/Conv1d/Conv2d layers
-    and elementwise, normalisation, dropout, pooling or flatten steps. Anything else
-    raises ``ValueError`` (not feedforward: skip connections, branches, recurrent or
-    attention modules, a module called twice) or ``TypeError`` (not a module, or not
-    traceable).
+    The model is walked by the one walker (:func:`nifkit.models.walk`, a ``torch.fx``
+    trace); it must be a chain (every operation reads exactly one tensor and feeds
+    exactly one), built from Linear/Conv1d/Conv2d layers and elementwise,
+    normalisation, dropout, pooling or flatten steps. Anything else raises
+    ``ValueError`` (not feedforward: skip connections, branches, recurrent or attention
+    modules, a module called twice) or ``TypeError`` (not a module, or not traceable).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, m in model.named_modules():
         if isinstance(m, _RECURRENT):
             raise _not_feedforward(f"module {name or '<root>'!r} is a {type(m).__name__} (recurrent/attention)")
-    import torch.fx
-
-    try:
-        gm = torch.fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many kinds
-        raise TypeError(
-            f"cannot trace the model with torch.fx to find its layers ({type(exc).__name__}: {exc}). "
-            "Data-dependent control flow in forward() cannot be walked; wrap the layers in an nn.Sequential."
-        ) from exc
-    nodes = [n for n in gm.graph.nodes if not _is_meta(n)]
-    placeholders = [n for n in nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise _not_feedforward(f"forward() takes {len(placeholders)} tensor inputs, not one")
-    weight_names, seen = [], set()
-    for n in nodes:
-        if n.op in ("placeholder", "output"):
-            continue
-        if n.op == "get_attr":
-            raise _not_feedforward(f"forward() uses the parameter {n.target!r} directly (functional layer)")
-        ins = [a for a in n.all_input_nodes if not _is_meta(a)]
-        if len(ins) != 1:
-            raise _not_feedforward(
-                f"operation {n.name!r} combines {len(ins)} tensors ({', '.join(a.name for a in ins)}): "
-                "a skip connection or merge")
-        users = [u for u in n.users if not _is_meta(u)]
-        if len(users) > 1:
-            raise _not_feedforward(
-                f"the output of {n.name!r} feeds {len(users)} operations ({', '.join(u.name for u in users)}): "
-                "a branch or skip connection")
-        if n.op == "call_module":
-            m = gm.get_submodule(n.target)
-            if isinstance(m, _WEIGHT):
-                if n.target in seen:
-                    raise _not_feedforward(f"layer {n.target!r} is applied more than once (weight sharing)")
-                seen.add(n.target)
-                weight_names.append(str(n.target))
-            elif not isinstance(m, _ACTS + _RESHAPE):
-                raise _not_feedforward(f"module {n.target!r} is a {type(m).__name__}, which flow_graph does not "
-                                       "know how to pass through")
-        elif n.op in ("call_function", "call_method"):
-            if _fname(n.target) not in _FUNCS:
-                raise _not_feedforward(f"operation {n.name!r} ({_fname(n.target)}) is not elementwise, pooling "
-                                       "or reshaping")
-    for n in placeholders:
-        if len([u for u in n.users if not _is_meta(u)]) > 1:
-            raise _not_feedforward("the input feeds more than one operation (a branch or skip connection)")
-    if not weight_names:
+    w = walk(model)
+    n_inputs = sum(st.kind == "input" for st in w.steps)
+    if n_inputs != 1:
+        raise _not_feedforward(f"forward() takes {n_inputs} tensor inputs, not one")
+    if w.merges:
+        raise _not_feedforward(f"operation {w.merges[0]} combines several tensors: a skip connection or merge")
+    if w.branches:
+        raise _not_feedforward(f"the output of {w.branches[0]} feeds several operations: a branch or skip "
+                               "connection")
+    for st in w.steps:
+        if st.kind == "parameter":
+            raise _not_feedforward(f"forward() uses the parameter {st.target!r} directly (functional layer)")
+        if st.kind == "weight" and not isinstance(st.module, _WEIGHT):
+            raise _not_feedforward(f"module {st.target!r} is a {type(st.module).__name__}, which flow_graph does "
+                                   "not know how to pass through")
+        if st.kind == "weight" and st.call > 0:
+            raise _not_feedforward(f"layer {st.target!r} is applied more than once (weight sharing)")
+        if st.kind == "other":
+            if st.module is not None:
+                raise _not_feedforward(f"module {st.target!r} is a {type(st.module).__name__}, which flow_graph "
+                                       "does not know how to pass through")
+            raise _not_feedforward(f"operation {st.node!r} ({st.target}) is not elementwise, pooling or reshaping")
+    if not w.layers:
         raise _not_feedforward("it has no Linear or Conv layer")
-    return weight_names
+    return w.names
 
 
 def _select_layers(model, weight_names, layers):
@@ -589,11 +540,6 @@ def flow_graph(
                      flows=flows, p_values=pv, estimator=estimator, n_samples=int(n), meta=meta)
 
 
-def _p_values(obs, nulls):
-    ge = sum((nl >= obs) for nl in nulls)
-    return (1.0 + ge) / (1.0 + len(nulls))
-
-
 def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correction, significance, n_shuffles,
               seed, dv_options, ksg_k, budget, progress):
     """MI matrices (NaN where not estimated) and p-values per adjacent layer pair."""
@@ -610,7 +556,7 @@ def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correct
             obs = pairwise_mi(codes[l], codes[l + 1], **kw)
             mi.append(obs)
             if perms:
-                pv.append(_p_values(obs, [pairwise_mi(codes[l], codes[l + 1][p], **kw) for p in perms]))
+                pv.append(p_values(obs, [pairwise_mi(codes[l], codes[l + 1][p], **kw) for p in perms]))
         return mi, pv
 
     if estimator == "gaussian":
@@ -618,7 +564,7 @@ def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correct
             obs = gaussian_mi_pairs(acts[l], acts[l + 1])
             mi.append(obs)
             if perms:
-                pv.append(_p_values(obs, [gaussian_mi_pairs(acts[l], acts[l + 1][p]) for p in perms]))
+                pv.append(p_values(obs, [gaussian_mi_pairs(acts[l], acts[l + 1][p]) for p in perms]))
         return mi, pv
 
     if estimator == "ksg":
@@ -637,7 +583,7 @@ def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correct
                     nl[src, dst] = ksg_mi_pairs(acts[l], acts[l + 1][p], pairs, k=ksg_k, seed=seed,
                                                 memory_budget=ksg_budget)
                     nulls.append(nl)
-                pv.append(_p_values(full, nulls))
+                pv.append(p_values(full, nulls))
         return mi, pv
 
     # DV: every edge of the network (and of every shuffled copy) in one batched training
@@ -666,7 +612,7 @@ def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correct
         mi.append(full)
         if perms:
             p = np.full(connected[l].shape, np.nan)
-            p[src, dst] = _p_values(obs_flat[sl], [nf[sl] for nf in null_flat])
+            p[src, dst] = p_values(obs_flat[sl], [nf[sl] for nf in null_flat])
             pv.append(p)
     return mi, pv
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .._validation import resolve_device, to_tensor
+from .._validation import check_finite, resolve_device, to_tensor
 from ..runtime import ModelState, set_seed
 
 __all__ = ["cpu_threads", "train", "evaluate", "TrainResult", "LOSSES"]
@@ -164,15 +164,23 @@ def _device_of(model):
     return torch.device("cpu")
 
 
+def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
+    """NaN/inf inputs would train to NaN weights and report an accuracy: refuse them."""
+    if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        check_finite(t.cpu().numpy(), name)
+    return t
+
+
 def _coerce_data(data):
     """-> (X_train, y_train, X_test, y_test) tensors, or ('loader', train, test)."""
     from ..data import Dataset
 
     if isinstance(data, Dataset):
-        return data.X_train, data.y_train, data.X_test, data.y_test
+        return (_finite(data.X_train, "data.X_train"), data.y_train,
+                None if data.X_test is None else _finite(data.X_test, "data.X_test"), data.y_test)
     if isinstance(data, (tuple, list)) and len(data) in (2, 4) and all(
             isinstance(d, (torch.Tensor, np.ndarray)) for d in data):
-        ts = [to_tensor(d, f"data[{i}]") for i, d in enumerate(data)]
+        ts = [_finite(to_tensor(d, f"data[{i}]"), f"data[{i}]") for i, d in enumerate(data)]
         if len(ts[0]) != len(ts[1]) or (len(ts) == 4 and len(ts[2]) != len(ts[3])):
             raise ValueError("data: inputs and labels must have the same number of rows")
         return (ts[0], ts[1], ts[2], ts[3]) if len(ts) == 4 else (ts[0], ts[1], None, None)
@@ -262,12 +270,13 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
     if isinstance(coerced[0], str):  # ("loader", DataLoader)
         loader = coerced[1]
         Xtr = ytr = None
-        Xte, yte = (None, None) if test_data is None else (to_tensor(test_data[0], "test_data[0]"),
+        Xte, yte = (None, None) if test_data is None else (_finite(to_tensor(test_data[0], "test_data[0]"), "test_data[0]"),
                                                            to_tensor(test_data[1], "test_data[1]"))
     else:
         Xtr, ytr, Xte, yte = coerced
         if test_data is not None:
-            Xte, yte = to_tensor(test_data[0], "test_data[0]"), to_tensor(test_data[1], "test_data[1]")
+            Xte, yte = (_finite(to_tensor(test_data[0], "test_data[0]"), "test_data[0]"),
+                        to_tensor(test_data[1], "test_data[1]"))
         Xtr, ytr = Xtr.to(dev, torch.float32 if Xtr.is_floating_point() else None), ytr.to(dev)
         if len(Xtr) == 0:
             raise ValueError("data has no training samples")

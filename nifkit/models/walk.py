@@ -180,8 +180,9 @@ class Neuron(NamedTuple):
 class Step:
     """One operation of the forward pass, in data-flow order.
 
-    ``kind``: ``"input"``, ``"weight"``, ``"activation"`` (elementwise), ``"pass"``
-    (dropout, identity), ``"norm"``, ``"reshape"`` (flatten, pooling), ``"merge"``
+    ``kind``: ``"input"``, ``"weight"``, ``"activation"`` (elementwise), ``"softmax"``
+    (couples units), ``"pass"`` (dropout, identity), ``"norm"``, ``"reshape"`` (flatten,
+    pooling), ``"merge"``
     (reads several tensors: a skip connection), ``"parameter"`` (a parameter used
     directly), ``"output"`` or ``"other"``. ``target``: the module name, or the
     function's name; ``call``: which call of that module this is (0, 1, ...)."""
@@ -302,6 +303,8 @@ def _is_meta(node) -> bool:
 
 
 def _module_kind(m: nn.Module) -> str:
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        return "softmax"
     if isinstance(m, WEIGHT_TYPES):
         return "weight"
     if isinstance(m, _PASS_TYPES):
@@ -329,7 +332,7 @@ def _function_step(node) -> tuple[str, object]:
     if name in _RESHAPE_FUNCS:
         return "reshape", None
     if name in _OTHER_ACT_FUNCS:
-        return "other", None
+        return "softmax", None
     return "other", None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ipywidgets as W
 from torch import nn
 
-from ..causal import CausalHistory, LayerEI, ModelEI, _history_from_results, _which, measured_layers, model_ei
+from ..causal import CausalHistory, LayerEI, ModelEI, history_from_results, measured_layers, model_ei, plane_kind
 from ..causal_plots import plot_causal_plane, plot_edge_ei
 from .base import Explorer, bins_slider, layer_picker, samples_slider
 
@@ -113,7 +113,7 @@ class CausalExplorer(Explorer):
             self._measure(missing[0], bins, samples)
         results = [ModelEI({n: self._cache[(e, n, bins, samples)] for n in self.layer_names}) for e in epochs]
         hist = self.train_result.history if self.train_result is not None else {}
-        return _history_from_results(epochs, results, hist, dict(bins=bins, samples=samples))
+        return history_from_results(epochs, results, hist, dict(bins=bins, samples=samples))
 
     # -- Explorer ----------------------------------------------------------------------
     def compute(self) -> CausalView:
@@ -121,7 +121,7 @@ class CausalExplorer(Explorer):
         bins, samples = int(self.value("bins")), int(self.value("samples"))
         hist = self.history_at(bins, samples)
         lay = self._cache[(epoch, layer, bins, samples)]
-        which = _which(self.which, [x for r in hist.results for x in r])
+        which = plane_kind(self.which, [x for r in hist.results for x in r])
         return CausalView(epoch, layer, lay, hist, which, bins, samples)
 
     def render(self, v: CausalView) -> None:
