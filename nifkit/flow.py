@@ -875,10 +875,18 @@ def _maxflow_scores(fg: FlowGraph) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # Exercise checker
 # ---------------------------------------------------------------------------------------
-def check_flow_attribution(fg: FlowGraph, scores) -> str:
+def check_flow_attribution(fg: FlowGraph, scores) -> bool:
     """Checker for the chapter's exercise: compute the ``"flow"`` attribution of ``fg``
-    yourself from ``fg.flows`` and pass your scores. Returns a message saying what is
-    right or wrong (and raises nothing), e.g. about the normalisation direction."""
+    yourself from ``fg.flows`` and pass your scores. Prints what is right or wrong (e.g.
+    about the normalisation direction) and returns True when correct; never raises
+    (the one checker contract of :mod:`nifkit.exercises`)."""
+    msg = flow_attribution_verdict(fg, scores)
+    print(msg)
+    return msg.startswith("✓")
+
+
+def flow_attribution_verdict(fg: FlowGraph, scores) -> str:
+    """The message :func:`check_flow_attribution` prints."""
     ref = attribution(fg, "flow").scores
     try:
         s = np.asarray(to_numpy(scores, "scores"), dtype=np.float64).ravel()

@@ -32,6 +32,7 @@ from torch import nn
 
 from ._validation import resolve_device, to_tensor
 from .models.walk import resolve_layers
+from .runtime import ModelState, Progress
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
@@ -432,30 +433,24 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < 1):
         raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
-    from tqdm.auto import tqdm
-
     model_device, dtype = _model_device_dtype(model)
     dev = model_device if device is None else resolve_device(device)
     batches, n_batches, n_total = _batches(data, targets, int(batch_size), split)
     if max_samples is not None and n_total is not None:
         n_batches = math.ceil(min(n_total, max_samples) / batch_size)
 
-    modes = [(m, m.training) for m in model.modules()]  # per module: mixed modes survive
     flags = [(p, p.requires_grad) for p in model.parameters()]
     moved = dev != model_device
     outputs, ys = [], []
     rec = Recorder(model, layers, inputs=inputs, grads=grads, to_cpu=to_cpu, reused=reused)
-    bar = None
+    bar = Progress(progress, total=n_batches, what="record", unit="batch")
+    # modes of every submodule and requires_grad flags are restored by ModelState
+    state = ModelState(model, eval=True, freeze=grads)
     try:
         if moved:
             model.to(dev)
-        model.eval()
-        if grads:
-            for p, _ in flags:
-                p.requires_grad_(False)
-        bar = tqdm(total=n_batches, desc="record", unit="batch", disable=not progress, leave=False)
         seen = 0
-        with rec:
+        with state, rec:
             for xb, yb in batches:
                 if max_samples is not None and seen + len(xb) > max_samples:
                     keep = max_samples - seen
@@ -473,17 +468,12 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
                 if yb is not None:
                     ys.append(yb.detach().cpu())
                 seen += len(xb)
-                bar.update(1)
+                bar.update()
                 if max_samples is not None and seen >= max_samples:
                     break
         acts, ins, grs, names = rec.activations, rec.inputs, rec.gradients, rec.names
     finally:
-        if bar is not None:
-            bar.close()
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
+        bar.close()
         if moved:
             model.to(model_device)
     if not outputs:

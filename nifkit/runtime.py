@@ -106,6 +106,7 @@ class Progress:
         self.total, self.what, self.unit, self.leave = total, what, unit, leave
         self.done = 0
         self.bar = None
+        self.postfix: dict = {}
 
     @property
     def active(self) -> bool:

@@ -202,7 +202,7 @@ def test_attribution_ranks_planted_features_first(planted):
         assert a.feature_names[a.ranking()[0]] in {"x2", "x5", "x7"}
 
 
-def test_flow_attribution_is_the_product_of_target_normalised_matrices(planted):
+def test_flow_attribution_is_the_product_of_target_normalised_matrices(planted, capsys):
     d, model = planted
     fg = flow_graph(model, d)
     N = [f / f.sum(0, keepdims=True) for f in fg.flows]
@@ -215,11 +215,14 @@ def test_flow_attribution_is_the_product_of_target_normalised_matrices(planted):
     col = (N[0] @ N[1])[:, 3]
     np.testing.assert_allclose(a.scores, col / col.sum(), atol=1e-12)
     # the checker recognises the right answer and the classic mistake
-    assert check_flow_attribution(fg, r.sum(1) / r.sum()).startswith("✓")
+    assert check_flow_attribution(fg, r.sum(1) / r.sum()) is True
+    assert capsys.readouterr().out.startswith("✓")
     rows = [f / f.sum(1, keepdims=True) for f in fg.flows]
     wrong = (rows[0] @ rows[1] @ rows[2]).sum(1)
-    assert "outgoing" in check_flow_attribution(fg, wrong / wrong.sum())
-    assert "one score per input" in check_flow_attribution(fg, np.ones(3))
+    assert check_flow_attribution(fg, wrong / wrong.sum()) is False
+    assert "outgoing" in capsys.readouterr().out
+    assert check_flow_attribution(fg, np.ones(3)) is False
+    assert "one score per input" in capsys.readouterr().out
 
 
 def test_strongest_paths_match_brute_force():

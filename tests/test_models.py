@@ -125,7 +125,7 @@ def test_mse_sum_equals_manual():
         out = net(iris.X_train)
     onehot = torch.nn.functional.one_hot(iris.y_train, 3).float()
     manual_sum = float(((out - onehot) ** 2).sum())
-    from nifkit.models import _batch_loss
+    from nifkit.models.training import _batch_loss
 
     assert float(_batch_loss("mse_sum", out, iris.y_train)) == pytest.approx(manual_sum, rel=1e-6)
     assert float(_batch_loss("mse", out, iris.y_train)) == pytest.approx(manual_sum / out.numel(), rel=1e-6)

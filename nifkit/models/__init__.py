@@ -5,7 +5,6 @@ Every name is importable from ``nifkit.models`` directly.
 """
 from ..runtime import set_seed
 from .training import LOSSES, TrainResult, cpu_threads, evaluate, train
-from .training import _batch_loss  # noqa: F401  (tests check the EI paper's loss)
 from .walk import ModelWalk, Neuron, WalkedLayer, layer_names, resolve_layers, walk
 from .zoo import ACTIVATIONS, INITS, PRETRAINED, init_weights, load_pretrained, mlp, pretrained_path, small_cnn
 

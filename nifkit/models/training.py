@@ -20,7 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .._validation import check_finite, resolve_device, to_tensor
-from ..runtime import ModelState, set_seed
+from ..runtime import ModelState, Progress, set_seed
 
 __all__ = ["cpu_threads", "train", "evaluate", "TrainResult", "LOSSES"]
 
@@ -206,7 +206,7 @@ def _make_optimizer(optimizer, params, lr, weight_decay, momentum):
 
 def train(model: nn.Module, data, *, epochs: int = 20, lr: float = 1e-3, optimizer="adam",
           loss="cross_entropy", batch_size: int = 64, snapshot_every: int | None = None,
-          seed: int | None = 0, device=None, progress: bool = True, eval_every: int = 1,
+          seed: int | None = 0, device=None, progress=True, eval_every: int = 1,
           callback: Callable | None = None, test_data=None, weight_decay: float = 0.0,
           momentum: float = 0.0, num_threads: int | None = None) -> TrainResult:
     """Train a classifier and record its history and weight snapshots.
@@ -261,8 +261,6 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     if not (callable(loss) or loss in LOSSES):
         raise ValueError(f"loss must be one of {LOSSES} or a callable loss(output, y); got {loss!r}")
-    from tqdm.auto import tqdm
-
     dev = resolve_device(device) if device is not None else _device_of(model)
     model.to(dev)
     coerced = _coerce_data(data)
@@ -308,7 +306,7 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
 
     completed = 0
     interrupted = stopped_early = False
-    bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress)
+    bar = Progress(progress, total=epochs, what="train", unit="epoch", leave=True)
     try:
         log(0)
         snapshot(0)
@@ -336,10 +334,12 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
                 post = {"loss": f"{hist['train_loss'][-1]:.4g}", "acc": f"{hist['train_acc'][-1]:.3f}"}
                 if Xte is not None:
                     post["test_acc"] = f"{hist['test_acc'][-1]:.3f}"
-                bar.set_postfix(post, refresh=False)
+                bar.postfix = post
             if (snapshot_every is not None and epoch % snapshot_every == 0) or last:
                 snapshot(epoch)
-            bar.update(1)
+            bar.update()
+            if bar.bar is not None:
+                bar.bar.set_postfix(bar.postfix, refresh=True)
             if callback is not None and callback(epoch, model, hist):
                 stopped_early = True
                 if hist["epoch"][-1] != epoch:
