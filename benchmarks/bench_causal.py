@@ -1,4 +1,4 @@
-"""Claims: nifkit.causal against deep-ei 0.7.0 on the same layers, ranges, bins and
+"""Claims: nifkit.ei against deep-ei 0.7.0 on the same layers, ranges, bins and
 sample counts, in one run:
 
 * EI_parts of a 100x100 sigmoid layer, 8 bins, 10^5 samples: >= 10x faster;
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nifkit.causal import layer_ei  # noqa: E402
+from nifkit.ei import layer_ei  # noqa: E402
 
 BINS = dict(in_range=(0, 1), in_bins=8, out_range=(0, 1), out_bins=8)
 

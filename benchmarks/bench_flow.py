@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import networkx as nx  # noqa: E402
 
 from nifkit.data import load_digits, make_planted  # noqa: E402
-from nifkit.flow import DV_DEFAULTS, flow_graph, flow_layers  # noqa: E402
+from nifkit.nif import DV_DEFAULTS, flow_graph, flow_layers  # noqa: E402
 from nifkit.info import ksg_mi_pairs  # noqa: E402
 from nifkit.info import dv_mi  # noqa: E402
 from nifkit.models import mlp, train  # noqa: E402

@@ -82,8 +82,8 @@ def __getattr__(name):
     """The chapters' own checkers, importable from here too (loaded on first use, so
     ``import nifkit.exercises`` stays light)."""
     homes = {
-        "check_flow_attribution": "nifkit.flow",
-        "check_edge_sensitivity": "nifkit.causal",
+        "check_flow_attribution": "nifkit.nif",
+        "check_edge_sensitivity": "nifkit.ei",
         "check_kl_profile": "nifkit.ablation",
     }
     if name in homes:

@@ -1,7 +1,7 @@
 """Shared plots: pure matplotlib functions ``plot_x(..., ax=None) -> Axes``.
 
-Chapter-specific plots live next to their chapter (``flow_plots``, ``causal_plots``,
-``ablation_plots``); what several chapters draw lives here.
+Chapter-specific plots live in their chapter package (``nifkit.nif.plots``, ``nifkit.ei.plots``,
+``nifkit.ablation.plots``); what several chapters draw lives here.
 """
 from __future__ import annotations
 

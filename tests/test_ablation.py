@@ -384,7 +384,7 @@ def test_bad_input_errors(task, relu_net):
 def test_plots_return_axes(task, relu_net):
     import matplotlib.pyplot as plt
 
-    from nifkit import ablation_plots as P
+    from nifkit.ablation import plots as P
 
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
@@ -406,7 +406,7 @@ def test_plots_return_axes(task, relu_net):
 
 
 def test_explorer_slider_moves_result_and_readout(task, relu_net):
-    from nifkit.widgets.ablation import AblationExplorer
+    from nifkit.ablation import AblationExplorer
 
     X, y = task
     ex = AblationExplorer(relu_net, X, y, n_random=2, image_shape=(3, 4))

@@ -1,4 +1,4 @@
-"""Tests for nifkit.causal: effective information, sensitivity, degeneracy, phi.
+"""Tests for nifkit.ei: effective information, sensitivity, degeneracy, phi.
 
 Exact checks (identity layers on a stratified grid, zero weights, streaming vs one
 block, the two sensitivity counting methods), error messages, and side-by-side
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from nifkit import causal
-from nifkit.causal import CHUNK, identity_ei, layer_ei, model_ei
+from nifkit import ei as causal
+from nifkit.ei import CHUNK, identity_ei, layer_ei, model_ei
 from nifkit.info import Binner, pair_counts
 from nifkit.intervene import knock_out_edges
 
@@ -87,7 +87,7 @@ def test_output_codes_follow_the_core_binner_rule():
     y[:10] = np.linspace(0, 1, 9)[:, None].repeat(4, 1)[:9].tolist() + [[1.0] * 4]  # exact edges
     ref = Binner(8, method="fixed", range=(0, 1)).fit_transform(y)
     lo, hi = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
-    ours = causal._out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
+    ours = causal.sampling._out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
     np.testing.assert_array_equal(ours, ref)
 
 
@@ -436,7 +436,7 @@ def test_plots_draw_the_plane_the_curves_and_the_heatmap(tiny_training):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nifkit import causal_plots as cp
+    from nifkit.ei import plots as cp
 
     hist = causal.ei_over_training(tiny_training, samples=4000, sensitivity_samples=500)
     ax = cp.plot_causal_plane(hist, epoch=20)
@@ -461,7 +461,7 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
     ds = data.load_iris(scale="paper")
     model = tiny_training.model_at(60)
     res = model_ei(model, samples=4000, sensitivity_samples=500)
-    groups = causal._group_masks(res["fc1"].edge_ei, 10)
+    groups = causal.model._group_masks(res["fc1"].edge_ei, 10)
     assert groups.shape == (10, 4, 5) and np.all(groups.sum(0) == 1)  # a partition of the edges
     assert set(groups.sum((1, 2)).tolist()) <= {2}
     w0 = model.fc1.weight.detach().numpy().T.copy()
@@ -475,7 +475,7 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
 
 
 def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):
-    from nifkit.widgets.causal import CausalExplorer
+    from nifkit.ei import CausalExplorer
 
     hist = causal.ei_over_training(tiny_training, bins=8, samples=4000, sensitivity_samples=500)
     ex = CausalExplorer(tiny_training, history=hist)

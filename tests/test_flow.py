@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from nifkit.data import make_planted
-from nifkit.flow import (
+from nifkit.nif import (
     attribution,
     check_flow_attribution,
     flow_graph,
@@ -339,7 +339,7 @@ def test_too_few_samples_and_bad_options():
 
 # ------------------------------------------------------------------------------ widget
 def test_widget_threshold_and_selection(planted):
-    from nifkit.widgets.flow import FlowExplorer
+    from nifkit.nif import FlowExplorer
 
     d, model = planted
     ex = FlowExplorer(model, d, estimators=("binned", "gaussian"))
@@ -370,7 +370,7 @@ def test_plots_draw_graph_image_attribution_and_comparisons():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nifkit.flow_plots import plot_attribution, plot_edge_comparison, plot_flow_graph, plot_rank_comparison
+    from nifkit.nif.plots import plot_attribution, plot_edge_comparison, plot_flow_graph, plot_rank_comparison
 
     model = _rand_mlp([16, 6, 3], seed=0)
     X = torch.rand(300, 16, generator=torch.Generator().manual_seed(0))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nifkit.ablation import AblationEngine
-from nifkit.causal import ModelEI, edge_ablation, layer_ei, measured_layers, model_ei
+from nifkit.ei import ModelEI, edge_ablation, layer_ei, measured_layers, model_ei
 from nifkit.models import mlp, train
 
 KW = dict(samples=20_000, sensitivity_samples=2000, seed=0)

@@ -9,14 +9,15 @@ import ipywidgets as W
 import numpy as np
 from torch import nn
 
-from .. import ablation as A
 from ..models import walk
-from ..ablation_plots import (
+from ..widgets.base import Explorer, layer_picker
+from .curves import DIRECTIONS, AblationCurve, AblationEngine, ablation_order
+from .measures import MEASURE_LABELS, MEASURES, NeuronMeasures, hidden_layers, layer_activations, neuron_measures
+from .plots import (
     plot_ablation_curves,
     plot_class_accuracy,
     plot_weight_images,
 )
-from .base import Explorer, layer_picker
 
 __all__ = ["AblationExplorer", "AblationView"]
 
@@ -37,7 +38,7 @@ class AblationView:
     loss: float
     class_accuracy: np.ndarray
     ablated_units: np.ndarray
-    curve: A.AblationCurve
+    curve: AblationCurve
     random_curves: list
 
     def __repr__(self) -> str:
@@ -64,17 +65,17 @@ class AblationExplorer(Explorer):
     moving the slider only redraws. ``.result`` is an :class:`AblationView`.
     """
 
-    def __init__(self, model: nn.Module, X, y, measures: A.NeuronMeasures | None = None, layers=None, *,
+    def __init__(self, model: nn.Module, X, y, measures: NeuronMeasures | None = None, layers=None, *,
                  measure_data=None, n_bins: int = 8, image_shape=None, class_names=None, value: str = "zero",
-                 n_random: int = 5, seed: int = 0, engine: A.AblationEngine | None = None):
+                 n_random: int = 5, seed: int = 0, engine: AblationEngine | None = None):
         self.model = model
-        self.engine = engine or A.AblationEngine(model, X, y)
+        self.engine = engine or AblationEngine(model, X, y)
         if layers is None:
-            layers = measures.names if measures is not None else A.hidden_layers(model)
+            layers = measures.names if measures is not None else hidden_layers(model)
         self.layers = [layers] if isinstance(layers, str) else list(layers)
         if measures is None:
             Xm, ym = measure_data if measure_data is not None else (X, y)
-            measures = A.neuron_measures(A.layer_activations(model, Xm, self.layers), ym, n_bins=n_bins)
+            measures = neuron_measures(layer_activations(model, Xm, self.layers), ym, n_bins=n_bins)
         for n in self.layers:
             self.engine.index(n)
             if n not in measures.layers:
@@ -91,9 +92,9 @@ class AblationExplorer(Explorer):
         m0 = self.engine.n_units(self.layers[0])
         controls = {
             "layer": layer_picker(self.layers),
-            "measure": W.Dropdown(options=[(A.MEASURE_LABELS[m], m) for m in A.MEASURES], value="mi",
+            "measure": W.Dropdown(options=[(MEASURE_LABELS[m], m) for m in MEASURES], value="mi",
                                   description="measure", style=_STYLE),
-            "order": W.Dropdown(options=list(A.DIRECTIONS), value="descending", description="order", style=_STYLE),
+            "order": W.Dropdown(options=list(DIRECTIONS), value="descending", description="order", style=_STYLE),
             "ablated": W.IntSlider(value=min(m0 // 4, m0), min=0, max=m0, description="ablated",
                                    continuous_update=False, style=_STYLE),
         }
@@ -108,7 +109,7 @@ class AblationExplorer(Explorer):
             curves = []
             with self.progress.task(n, f"{layer}: {n} random orders") as step:
                 for r in range(n):
-                    order = A.ablation_order(np.zeros(m), "random", self.seed + r)
+                    order = ablation_order(np.zeros(m), "random", self.seed + r)
                     curves.append(self.engine.curve(layer, order, value=self.ablation_value, direction="random",
                                                     seed=self.seed + r))
                     step()
@@ -116,15 +117,15 @@ class AblationExplorer(Explorer):
             self.n_computed += n
         return self._cache[key]
 
-    def curve(self, layer: str, measure: str, order: str) -> A.AblationCurve:
+    def curve(self, layer: str, measure: str, order: str) -> AblationCurve:
         """The cached curve (computed on first use)."""
         if order == "random":
             return self._random(layer)[0]
         key = (layer, measure, order)
         if key not in self._cache:
             vals = self.measures.get(layer, measure)
-            with self.progress.task(1, f"{layer}: {order} {A.MEASURE_LABELS[measure]}"):
-                self._cache[key] = self.engine.curve(layer, A.ablation_order(vals, order),
+            with self.progress.task(1, f"{layer}: {order} {MEASURE_LABELS[measure]}"):
+                self._cache[key] = self.engine.curve(layer, ablation_order(vals, order),
                                                      value=self.ablation_value, measure=measure, direction=order)
             self.n_computed += 1
         return self._cache[key]
@@ -171,7 +172,7 @@ class AblationExplorer(Explorer):
         if r.order == "random":
             how = f"random order, seed {r.curve.seed}"
         else:
-            how = f"{r.order} {A.MEASURE_LABELS[r.measure]}"
+            how = f"{r.order} {MEASURE_LABELS[r.measure]}"
         self.readout.set(f"ablated {r.n_ablated} of {r.n_units} neurons of {r.layer} ({how}): "
                          f"accuracy {r.accuracy:.3f} (none ablated: {r.base_accuracy:.3f}), loss {r.loss:.3f}")
         shown = list(r.random_curves)
@@ -189,10 +190,10 @@ class AblationExplorer(Explorer):
                                    title=f"incoming weights of the last {len(last)} ablated")
             else:
                 vals = self.measures.get(r.layer, r.measure)
-                order = A.ablation_order(vals, "descending")
+                order = ablation_order(vals, "descending")
                 colors = np.where(np.isin(order, r.ablated_units), "tab:red", "0.7")
                 axes[2].bar(np.arange(len(order)), vals[order], color=colors, width=1.0)
-                axes[2].set_xlabel("neurons, by decreasing " + A.MEASURE_LABELS[r.measure])
+                axes[2].set_xlabel("neurons, by decreasing " + MEASURE_LABELS[r.measure])
                 axes[2].set_ylabel("bits")
                 axes[2].set_title("ablated neurons in red", fontsize=9)
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import ipywidgets as W
 from torch import nn
 
-from ..causal import CausalHistory, LayerEI, ModelEI, history_from_results, measured_layers, model_ei, plane_kind
-from ..causal_plots import plot_causal_plane, plot_edge_ei
-from .base import Explorer, bins_slider, layer_picker, samples_slider
+from ..widgets.base import Explorer, bins_slider, layer_picker, samples_slider
+from .measure import LayerEI, ModelEI, plane_kind
+from .model import CausalHistory, history_from_results, measured_layers, model_ei
+from .plots import plot_causal_plane, plot_edge_ei
 
 __all__ = ["CausalExplorer", "CausalView"]
 
@@ -40,11 +41,11 @@ class CausalExplorer(Explorer):
     degeneracy and phi.
 
     ``source``: a :class:`nifkit.models.TrainResult` (its snapshots are the epochs) or
-    a model (one "epoch", 0). ``history``: an :func:`~nifkit.causal.ei_over_training`
+    a model (one "epoch", 0). ``history``: an :func:`~nifkit.ei.ei_over_training`
     result to reuse (its measurements fill the cache for its bins and samples).
     Measurements are cached per ``(epoch, layer, bins, samples)``; recomputing more
     than one epoch shows a progress bar. Other keywords go to
-    :func:`~nifkit.causal.model_ei` (``sensitivity_samples``, ranges, ``seed``...).
+    :func:`~nifkit.ei.model_ei` (``sensitivity_samples``, ranges, ``seed``...).
     """
 
     def __init__(self, source, *, history: CausalHistory | None = None, bins: int | None = None,

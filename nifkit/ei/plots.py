@@ -9,8 +9,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .plots import new_ax
-from .causal import CausalHistory, EdgeAblation, LayerEI, ModelEI, plane_kind
+from ..plots import new_ax
+from .measure import LayerEI, ModelEI, plane_kind
+from .model import CausalHistory, EdgeAblation
 
 __all__ = ["plot_causal_plane", "plot_ei_over_training", "plot_edge_ei", "plot_sample_dependence",
            "plot_edge_ablation", "LAYER_COLORS"]
@@ -36,9 +37,9 @@ def plot_causal_plane(result, ax=None, which: str = "auto", epoch=None, layers=N
     """Each layer as a point ``(sensitivity, degeneracy)``; the dashed line is EI = 0
     (degeneracy = sensitivity), and a layer's distance below it is its EI.
 
-    ``result``: a :class:`~nifkit.causal.CausalHistory` (each layer's path through
+    ``result``: a :class:`~nifkit.ei.CausalHistory` (each layer's path through
     training, points coloured by epoch, ``arrows`` arrowheads along it, ``epoch``
-    ringed), a :class:`~nifkit.causal.ModelEI` or a single :class:`~nifkit.causal.LayerEI`.
+    ringed), a :class:`~nifkit.ei.ModelEI` or a single :class:`~nifkit.ei.LayerEI`.
     ``which``: degeneracy from vector EI (``"ei"``), from EI_parts (``"parts"``, the
     paper's proxy for wide layers) or ``"auto"`` (vector EI when every layer has it).
     """

@@ -4,15 +4,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .plots import new_ax
-from .ablation import (
-    MEASURE_LABELS,
-    MEASURES,
-    AblationCurve,
-    AblationStudy,
-    LayerMeasures,
-    NeuronMeasures,
-)
+from ..plots import new_ax
+from .curves import AblationCurve
+from .measures import MEASURE_LABELS, MEASURES, LayerMeasures, NeuronMeasures
+from .study import AblationStudy
 
 __all__ = [
     "MEASURE_COLORS",
@@ -112,7 +107,7 @@ def plot_importance_vs_measure(importance, measures: NeuronMeasures, measure: st
                                by: str = "loss_increase", ax=None):
     """Single-neuron importance against a measure, one colour per layer, Spearman's rho of
     each layer in the legend (and pooled over layers in the title)."""
-    from .ablation import importance_correlations
+    from .study import importance_correlations
 
     ax = _ax(ax)
     if measure not in MEASURES:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import ipywidgets as W
 import numpy as np
 
-from ..flow import ESTIMATORS, Attribution, FlowGraph, attribution, flow_graph
-from ..flow_plots import plot_attribution, plot_flow_graph
-from .base import Explorer
+from ..widgets.base import Explorer
+from .build import ESTIMATORS, flow_graph
+from .graph import Attribution, FlowGraph, attribution
+from .plots import plot_attribution, plot_flow_graph
 
 __all__ = ["FlowExplorer", "FlowView"]
 

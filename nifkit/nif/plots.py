@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from .plots import new_ax
-from .flow import Attribution, FlowGraph
+from ..plots import new_ax
+from .graph import Attribution, FlowGraph
 
 __all__ = ["layered_positions", "plot_flow_graph", "plot_attribution", "plot_edge_comparison",
            "plot_rank_comparison"]

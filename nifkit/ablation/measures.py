@@ -1,0 +1,234 @@
+"""Per-neuron measures of the ordered-ablation chapter: H(T), I(T;Y) and KL selectivity
+of every neuron, from one label count per layer (:func:`nifkit.info.label_counts`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from .._validation import to_numpy
+from ..info import Binner, entropy_from_counts, kl_profile_from_counts, label_counts
+from ..intervene import as_float_tensor, check_labels
+from ..models.walk import unknown_layer_error, walk
+from ..record import record
+
+__all__ = [
+    "MEASURES", "MEASURE_LABELS", "SELECTIVITY_KINDS", "LayerMeasures", "NeuronMeasures", "measures_from_counts",
+    "neuron_measures", "hidden_layers", "layer_activations",
+]
+
+
+MEASURES = ("entropy", "mi", "selectivity")
+
+
+MEASURE_LABELS = {"entropy": "H(T)", "mi": "I(T;Y)", "selectivity": "KL selectivity"}
+
+
+SELECTIVITY_KINDS = ("max", "max_minus_mean", "ratio")
+
+
+@dataclass(repr=False)
+class LayerMeasures:
+    """The three quantities for every neuron of one layer, in bits.
+
+    ``entropy``, ``mi``, ``selectivity``: arrays ``(units,)``. ``kl_profile``:
+    ``(units, classes)``, entry ``[j, y] = KL(P_{T_j|y} || P_{T_j})`` (plug-in).
+    ``class_prior``: ``p(y)`` ``(classes,)``; ``label_entropy``: ``H(Y)``; ``counts``:
+    the joint histogram ``(units, bins, classes)``. With ``correction="miller-madow"``
+    ``entropy`` and ``mi`` are corrected while the profile (and so the selectivity) is
+    plug-in: then ``mi`` = ``kl_profile @ class_prior`` + the Miller-Madow term.
+    """
+
+    layer: str
+    entropy: np.ndarray
+    mi: np.ndarray
+    selectivity: np.ndarray
+    kl_profile: np.ndarray
+    class_prior: np.ndarray
+    label_entropy: float
+    counts: np.ndarray
+    n_bins: int
+    correction: str | None = None
+    selectivity_kind: str = "max"
+    binning: str = "minmax"
+
+    @property
+    def n_units(self) -> int:
+        return len(self.entropy)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts[0].sum()) if len(self.counts) else 0
+
+    def get(self, measure: str) -> np.ndarray:
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+        return getattr(self, measure)
+
+    def __repr__(self) -> str:
+        return (f"LayerMeasures({self.layer!r}, {self.n_units} units, mean H={self.entropy.mean():.3f}, "
+                f"mean I={self.mi.mean():.3f}, mean sel={self.selectivity.mean():.3f} bits)")
+
+
+@dataclass(repr=False)
+class NeuronMeasures:
+    """Measures of several layers: ``layers[name] -> LayerMeasures``."""
+
+    layers: dict
+
+    @property
+    def names(self) -> list:
+        return list(self.layers)
+
+    def __getitem__(self, layer: str) -> LayerMeasures:
+        if layer not in self.layers:
+            raise unknown_layer_error(layer, list(self.layers), what="layer")
+        return self.layers[layer]
+
+    def __iter__(self):
+        return iter(self.layers.values())
+
+    def get(self, layer: str, measure: str) -> np.ndarray:
+        return self[layer].get(measure)
+
+    def network(self, measure: str, layers=None):
+        """``(values, layer_index, unit)`` of all neurons of ``layers`` concatenated."""
+        layers = list(self.layers) if layers is None else list(layers)
+        vals = [self.get(n, measure) for n in layers]
+        li = np.concatenate([np.full(len(v), i) for i, v in enumerate(vals)])
+        unit = np.concatenate([np.arange(len(v)) for v in vals])
+        return np.concatenate(vals), li, unit
+
+    def __repr__(self) -> str:
+        return "NeuronMeasures(" + ", ".join(f"{k}: {v.n_units} units" for k, v in self.layers.items()) + ")"
+
+
+def _selectivity(profile: np.ndarray, prior: np.ndarray, kind: str) -> np.ndarray:
+    present = prior > 0
+    prof = profile[:, present]
+    if prof.shape[1] == 0:
+        return np.zeros(len(profile))
+    mx = prof.max(axis=1)
+    if kind == "max":
+        return mx
+    k = prof.shape[1]
+    rest = (prof.sum(axis=1) - mx) / max(k - 1, 1)
+    if kind == "max_minus_mean":
+        return mx - rest
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mx + rest > 0, (mx - rest) / np.where(mx + rest > 0, mx + rest, 1), 0.0)
+
+
+def measures_from_counts(counts, layer: str = "layer", correction=None, selectivity: str = "max",
+                         binning: str = "codes") -> LayerMeasures:
+    """All three quantities from joint counts ``(units, bins, classes)``, vectorised."""
+    if selectivity not in SELECTIVITY_KINDS:
+        raise ValueError(f"selectivity must be one of {SELECTIVITY_KINDS}, got {selectivity!r}")
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim != 3:
+        raise ValueError(f"counts must be (units, bins, classes), got shape {c.shape}")
+    m, b, k = c.shape
+    ct = c.sum(axis=2)
+    cy = c.sum(axis=(0, 1)) / max(m, 1)
+    n = cy.sum()
+    h_t = entropy_from_counts(ct, axis=-1, correction=correction)
+    h_y = float(entropy_from_counts(cy, correction=correction))
+    h_ty = entropy_from_counts(c.reshape(m, b * k), axis=-1, correction=correction)
+    mi = np.atleast_1d(h_t + h_y - h_ty).astype(np.float64)
+    if correction is None:
+        mi = np.maximum(mi, 0.0)  # rounding only: plug-in MI is >= 0
+    prof = kl_profile_from_counts(c)
+    prior = cy / n if n > 0 else np.zeros(k)
+    return LayerMeasures(
+        layer=layer, entropy=np.atleast_1d(np.asarray(h_t, dtype=np.float64)), mi=mi,
+        selectivity=_selectivity(prof, prior, selectivity), kl_profile=prof, class_prior=prior,
+        label_entropy=h_y, counts=np.asarray(counts).astype(np.int64), n_bins=b, correction=correction,
+        selectivity_kind=selectivity, binning=binning,
+    )
+
+
+def _layer_dict(source, layers) -> dict:
+    """Normalise activations input into ``{name: (samples, units) tensor}``."""
+    if hasattr(source, "activations") and isinstance(source.activations, dict):
+        rec = source
+        names = list(rec.activations) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+        out = {}
+        for n in names:
+            if n not in rec.activations:
+                raise unknown_layer_error(n, list(rec.activations))
+            t = rec.activations[n]
+            out[n] = t.reshape(len(t), -1)
+        return out
+    if isinstance(source, dict):
+        names = list(source) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+        out = {}
+        for n in names:
+            if n not in source:
+                raise unknown_layer_error(n, list(source))
+            out[n] = source[n]
+        return out
+    name = layers if isinstance(layers, str) else "layer"
+    return {name: source}
+
+
+def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, method: str = "minmax",
+                    range=None, binner: Binner | None = None, correction=None, selectivity: str = "max",
+                    n_classes: int | None = None) -> NeuronMeasures:
+    """H(T), I(T;Y) and KL selectivity of every neuron of every layer.
+
+    ``activations``: a dict ``name -> (samples, units)`` (tensor or array), a
+    :class:`nifkit.record.Recording`, or one array (named ``layers`` or ``"layer"``).
+    ``labels``: class indices ``(samples,)``. Each layer is binned with its own
+    :class:`nifkit.info.Binner` (``n_bins``, ``method``, ``range``; or a copy of the
+    settings of ``binner``; a binner that is already fitted is used as is), then one
+    joint count ``(units, bins, classes)`` gives all measures at once.
+    ``correction="miller-madow"`` corrects ``entropy`` and ``mi``.
+    """
+    acts = _layer_dict(activations, layers)
+    if not acts:
+        raise ValueError("no layers to measure")
+    out = {}
+    y_np = None
+    for name, a in acts.items():
+        a = to_numpy(a, f"activations[{name!r}]")
+        if a.ndim != 2:
+            a = a.reshape(len(a), -1)
+        if y_np is None or len(y_np) != len(a):
+            y_np = check_labels(labels, len(a), f"activations of {name!r}", n_classes)
+        k = int(n_classes) if n_classes is not None else int(y_np.max()) + 1 if len(y_np) else 1
+        if binner is not None and hasattr(binner, "edges_") and binner.n_features_ == a.shape[1]:
+            b = binner
+            codes = b.transform(a)
+        else:
+            b = Binner(n_bins=binner.n_bins, method=binner.method, range=binner.range) if binner is not None \
+                else Binner(n_bins=n_bins, method=method, range=range)
+            codes = b.fit_transform(a)
+        counts = label_counts(codes, y_np, b.n_bins, k)
+        out[name] = measures_from_counts(counts, layer=name, correction=correction, selectivity=selectivity,
+                                         binning=b.method)
+    return NeuronMeasures(out)
+
+
+def hidden_layers(model: nn.Module) -> list:
+    """Names of the hidden units' outputs, from the one walker
+    (:func:`nifkit.models.walk`): for each weight layer but the last, the activation
+    module that follows it in the data flow (or the layer itself, or its last
+    norm/dropout, when none follows)."""
+    names = walk(model).hidden()
+    if not names:
+        raise ValueError("the model has no hidden layer (fewer than two Linear/Conv layers); pass layers=[...] "
+                         "explicitly")
+    return names
+
+
+def layer_activations(model: nn.Module, X, layers=None, batch_size: int = 4096) -> dict:
+    """Outputs ``(samples, units)`` of the named layers (default :func:`hidden_layers`),
+    recorded in eval mode without gradients (:func:`nifkit.record.record`); the model is
+    left as it was."""
+    if layers is None:
+        layers = hidden_layers(model)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    rec = record(model, as_float_tensor(X, "X"), layers, batch_size=batch_size, progress=False)
+    return {n: rec.flat(n) for n in layers}

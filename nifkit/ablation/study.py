@@ -1,0 +1,255 @@
+"""All curves of several layers (:func:`ablation_study`), single-neuron importance and
+its rank correlations with the measures, and the areas that summarise curves.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch.nn.functional as F
+from torch import nn
+
+from ..runtime import Progress
+from .curves import AblationCurve, AblationEngine, ablation_order
+from .measures import MEASURES, NeuronMeasures, hidden_layers
+
+__all__ = [
+    "AblationStudy", "ablation_study", "SingleImportance", "single_neuron_importance", "ImportanceCorrelation",
+    "importance_correlations", "curve_area", "curve_gap", "summarize_study", "compare_studies",
+]
+
+
+@dataclass(repr=False)
+class AblationStudy:
+    """Curves for several layers, measures, directions and random seeds, plus the
+    network-wide curves (``layer == "network"``). Look-ups: :meth:`get`, :meth:`random`."""
+
+    curves: list
+    measures: NeuronMeasures
+    base_accuracy: float
+    layers: list
+    value: str = "zero"
+    meta: dict = field(default_factory=dict)
+
+    def get(self, layer: str, measure: str, direction: str) -> AblationCurve:
+        for c in self.curves:
+            if c.layer == layer and c.measure == measure and c.direction == direction:
+                return c
+        raise KeyError(f"no curve for layer={layer!r}, measure={measure!r}, direction={direction!r}; "
+                       f"have layers {sorted({c.layer for c in self.curves})}")
+
+    def random(self, layer: str) -> list:
+        return [c for c in self.curves if c.layer == layer and c.direction == "random"]
+
+    def for_layer(self, layer: str) -> list:
+        return [c for c in self.curves if c.layer == layer]
+
+    def __repr__(self) -> str:
+        return (f"AblationStudy({len(self.curves)} curves, layers={self.layers}, "
+                f"base accuracy {self.base_accuracy:.3f}, value={self.value!r})")
+
+
+def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None, *,
+                   measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
+                   n_random: int = 5, seed: int = 0, value="zero", counts=None, network: bool = False,
+                   network_normalize: str | None = None, engine: AblationEngine | None = None,
+                   progress: bool = False, **engine_kw) -> AblationStudy:
+    """All curves: for each layer (default: the layers of ``measures``), each measure and
+    direction, plus ``n_random`` random orders (seeds ``seed .. seed+n_random-1``).
+    ``network=True`` adds whole-network curves ordered by each measure over all
+    ``layers`` (``network_normalize="rank"`` first turns each layer's values into
+    within-layer ranks in ``[0, 1]``, the fix for the cross-layer pitfall)."""
+    layers = list(measures.names) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    for mname in measure_names:
+        if mname not in MEASURES:
+            raise ValueError(f"measure {mname!r} unknown; choose from {MEASURES}")
+    eng = engine or AblationEngine(model, X, y, **engine_kw)
+    for n in layers:
+        eng.index(n)
+        if n not in measures.layers:
+            raise ValueError(f"no measures for layer {n!r}; compute neuron_measures(..., layers=[..., {n!r}])")
+        if measures[n].n_units != eng.n_units(n):
+            raise ValueError(f"measures of {n!r} have {measures[n].n_units} neurons but the model's layer has "
+                             f"{eng.n_units(n)}; compute the measures from this model")
+    jobs = [(n, mn, d) for n in layers for mn in measure_names for d in directions if d != "random"]
+    jobs += [(n, None, "random", seed + r) for n in layers for r in range(n_random)]
+    if network:
+        jobs += [("network", mn, d) for mn in measure_names for d in directions if d != "random"]
+        jobs += [("network", None, "random", seed + r) for r in range(n_random)]
+    bar = Progress(progress, total=len(jobs), what="ablation curves", unit="curve")
+    curves = []
+    try:
+        for job in jobs:
+            layer, mname, d = job[:3]
+            sd = job[3] if len(job) > 3 else None
+            if layer != "network":
+                vals = measures.get(layer, mname) if mname else np.zeros(eng.n_units(layer))
+                order = ablation_order(vals, d, sd)
+                curves.append(eng.curve(layer, order, counts, value, measure=mname, direction=d, seed=sd))
+            else:
+                if mname:
+                    vals, li, unit = measures.network(mname, layers)
+                    if network_normalize == "rank":
+                        vals = _within_layer_rank(vals, li)
+                    elif network_normalize is not None:
+                        raise ValueError("network_normalize must be None or 'rank'")
+                else:
+                    vals, li, unit = measures.network("entropy", layers)
+                perm = ablation_order(vals, d, sd)
+                curves.append(eng.network_curve(layers, li[perm], unit[perm], counts, value,
+                                                measure=mname, direction=d, seed=sd))
+            bar.update()
+    finally:
+        bar.close()
+    return AblationStudy(curves=curves, measures=measures, base_accuracy=eng.base_accuracy, layers=layers,
+                         value=value if isinstance(value, str) else "custom",
+                         meta={"n_random": n_random, "seed": seed, "network_normalize": network_normalize})
+
+
+def _within_layer_rank(vals, li):
+    """Each value's rank within its layer scaled to [0, 1] (vectorised: one lexsort)."""
+    o = np.lexsort((vals, li))
+    rank = np.empty(len(vals))
+    sizes = np.bincount(li)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pos = np.arange(len(vals)) - starts[li[o]]
+    rank[o] = pos / np.maximum(sizes[li[o]] - 1, 1)
+    return rank
+
+
+@dataclass(repr=False)
+class SingleImportance:
+    """Importance of each neuron alone: ``accuracy_drop[j] = base - acc(without j)``,
+    ``loss_increase`` likewise, ``class_drop (units, classes)``."""
+
+    layer: str
+    accuracy_drop: np.ndarray
+    loss_increase: np.ndarray
+    class_drop: np.ndarray
+    base_accuracy: float
+    value: str = "zero"
+
+    def __repr__(self) -> str:
+        return (f"SingleImportance({self.layer!r}, {len(self.accuracy_drop)} units, "
+                f"max drop {self.accuracy_drop.max():.4f})")
+
+
+def single_neuron_importance(model_or_engine, X=None, y=None, layers=None, value="zero", **engine_kw) -> dict:
+    """``{layer: SingleImportance}``: the drop in accuracy (and rise in loss) when one
+    neuron alone is ablated, all neurons of a layer in one batched evaluation."""
+    eng = model_or_engine if isinstance(model_or_engine, AblationEngine) else \
+        AblationEngine(model_or_engine, X, y, **engine_kw)
+    if layers is None:
+        layers = hidden_layers(eng.model)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    out = {}
+    base_loss = float(F.cross_entropy(eng.base_logits, eng.y).double())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        base_cls = np.where(eng.class_counts > 0,
+                            np.bincount(eng.y_np, weights=(eng.base_logits.argmax(1) == eng.y).cpu().numpy()
+                                        .astype(np.float64), minlength=eng.n_classes) / np.maximum(eng.class_counts, 1),
+                            np.nan)
+    for n in layers:
+        acc, loss, cls = eng.single(n, value)
+        out[n] = SingleImportance(layer=n, accuracy_drop=eng.base_accuracy - acc, loss_increase=loss - base_loss,
+                                  class_drop=base_cls[None] - cls, base_accuracy=eng.base_accuracy,
+                                  value=value if isinstance(value, str) else "custom")
+    return out
+
+
+@dataclass(repr=False)
+class ImportanceCorrelation:
+    """Spearman rank correlations between single-neuron importance and each measure:
+    ``within[layer][measure]`` (and p-values ``p_within``) and ``pooled[measure]`` over
+    all neurons of all layers together (the cross-layer comparison)."""
+
+    within: dict
+    p_within: dict
+    pooled: dict
+    p_pooled: dict
+    importance: str = "loss_increase"
+
+    def table(self) -> list:
+        rows = [{"layer": l, "measure": m, "spearman": r, "p": self.p_within[l][m]}
+                for l, d in self.within.items() for m, r in d.items()]
+        rows += [{"layer": "all (pooled)", "measure": m, "spearman": r, "p": self.p_pooled[m]}
+                 for m, r in self.pooled.items()]
+        return rows
+
+    def __repr__(self) -> str:
+        lines = [f"{r['layer']:>14} {r['measure']:>12}: rho = {r['spearman']:+.3f}" for r in self.table()]
+        return "ImportanceCorrelation(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def importance_correlations(importance: dict, measures: NeuronMeasures, measure_names=MEASURES,
+                            by: str = "loss_increase") -> ImportanceCorrelation:
+    """Spearman's rho between importance (``by="loss_increase"`` or
+    ``"accuracy_drop"``) and each measure, within each layer and pooled across layers.
+    A constant vector (e.g. a layer where no single ablation changes accuracy) gives NaN."""
+    from scipy.stats import spearmanr
+
+    if by not in ("loss_increase", "accuracy_drop"):
+        raise ValueError("by must be 'loss_increase' or 'accuracy_drop'")
+    within, pw, pooled, pp = {}, {}, {}, {}
+    imps, vals = [], {m: [] for m in measure_names}
+
+    def rho(a, b):
+        if np.ptp(a) == 0 or np.ptp(b) == 0 or len(a) < 3:
+            return float("nan"), float("nan")
+        r = spearmanr(a, b)
+        return float(r.statistic if hasattr(r, "statistic") else r[0]), float(r.pvalue if hasattr(r, "pvalue") else r[1])
+
+    for layer, imp in importance.items():
+        v = getattr(imp, by)
+        if len(v) != measures[layer].n_units:
+            raise ValueError(f"importance of {layer!r} has {len(v)} neurons but the measures {measures[layer].n_units}")
+        within[layer], pw[layer] = {}, {}
+        imps.append(v)
+        for m in measure_names:
+            mv = measures.get(layer, m)
+            within[layer][m], pw[layer][m] = rho(v, mv)
+            vals[m].append(mv)
+    all_imp = np.concatenate(imps)
+    for m in measure_names:
+        pooled[m], pp[m] = rho(all_imp, np.concatenate(vals[m]))
+    return ImportanceCorrelation(within=within, p_within=pw, pooled=pooled, p_pooled=pp, importance=by)
+
+
+def curve_area(curve: AblationCurve) -> float:
+    """Area under accuracy against the *fraction* ablated (trapezoid), in ``[0, 1]``."""
+    x = curve.fraction
+    return float(np.trapezoid(curve.accuracy, x) if hasattr(np, "trapezoid") else np.trapz(curve.accuracy, x))
+
+
+def curve_gap(ascending: AblationCurve, descending: AblationCurve) -> float:
+    """Area between the ascending and descending curves (ascending minus descending,
+    over the fraction ablated). Positive: removing low-measure neurons first hurts less,
+    so the measure ranks importance; near zero: no better than any order; negative: the
+    measure ranks backwards."""
+    if not np.array_equal(ascending.counts, descending.counts):
+        raise ValueError("the two curves must share their counts")
+    return curve_area(ascending) - curve_area(descending)
+
+
+def summarize_study(study: AblationStudy, name: str = "") -> list:
+    """Rows ``{net, layer, measure, gap, area_asc, area_desc, area_random}`` per layer
+    (and ``"network"``) and measure."""
+    rows = []
+    layers = sorted({c.layer for c in study.curves}, key=lambda l: (l == "network", str(l)))
+    for layer in layers:
+        rnd = study.random(layer)
+        area_r = float(np.mean([curve_area(c) for c in rnd])) if rnd else float("nan")
+        for m in MEASURES:
+            try:
+                a, d = study.get(layer, m, "ascending"), study.get(layer, m, "descending")
+            except KeyError:
+                continue
+            rows.append({"net": name, "layer": layer, "measure": m, "gap": curve_gap(a, d),
+                         "area_asc": curve_area(a), "area_desc": curve_area(d), "area_random": area_r})
+    return rows
+
+
+def compare_studies(studies: dict) -> list:
+    """``summarize_study`` rows of several nets (e.g. ``{"relu": s1, "tanh": s2}``)."""
+    return [row for name, s in studies.items() for row in summarize_study(s, name)]
