@@ -24,7 +24,7 @@ def correlated_codes(seed=0, n=1500, m=24, bins=6):
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, 4))
     x = z @ rng.standard_normal((4, m)) + 0.7 * rng.standard_normal((n, m))
-    return discretize(x, n_bins=bins, method="quantile")
+    return discretize(x, n_bins=bins, binning="quantile")
 
 
 @pytest.mark.parametrize("correction", [None, "miller-madow"])
@@ -106,15 +106,15 @@ def test_shuffle_null_flags_dependent_pairs_only():
 def test_binner_methods():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1000, 3)) * [1, 10, 0.1]
-    q = discretize(x, n_bins=4, method="quantile")
+    q = discretize(x, n_bins=4, binning="quantile")
     for j in range(3):
         np.testing.assert_array_equal(np.bincount(q[:, j], minlength=4), [250] * 4)
     mm = discretize(x, n_bins=5)
     assert mm.min() == 0 and mm.max() == 4
-    f = discretize(np.array([[-1.0], [0.0], [0.49], [0.5], [0.99], [2.0]]), n_bins=2, method="fixed", range=(0, 1))
+    f = discretize(np.array([[-1.0], [0.0], [0.49], [0.5], [0.99], [2.0]]), n_bins=2, binning="fixed", bin_range=(0, 1))
     np.testing.assert_array_equal(f[:, 0], [0, 0, 0, 1, 1, 1])
     # a fitted binner applies the same edges to new batches
-    bn = Binner(n_bins=5, method="minmax").fit(x)
+    bn = Binner(n_bins=5, binning="minmax").fit(x)
     np.testing.assert_array_equal(bn.transform(x[:10]), mm[:10])
     assert bn.transform(x[:10] + 1e6).max() == 4  # outside the fitted range: last bin
     # constant neuron: one bin
@@ -125,9 +125,9 @@ def test_binner_methods():
     "call, match",
     [
         (lambda: discretize(np.ones((5, 2)), n_bins=1), "n_bins"),
-        (lambda: discretize(np.ones((5, 2)), method="kmeans"), "method"),
-        (lambda: discretize(np.ones((5, 2)), method="fixed"), "range"),
-        (lambda: discretize(np.ones((5, 2)), method="fixed", range=(1, 1)), "hi > lo"),
+        (lambda: discretize(np.ones((5, 2)), binning="kmeans"), "binning"),
+        (lambda: discretize(np.ones((5, 2)), binning="fixed"), "bin_range"),
+        (lambda: discretize(np.ones((5, 2)), binning="fixed", bin_range=(1, 1)), "hi > lo"),
         (lambda: discretize(np.array([[0.0, np.nan]])), "NaN"),
         (lambda: discretize(np.ones((2, 3, 4))), "2-D"),
         (lambda: pairwise_mi(np.zeros((1, 3), int)), "too few samples"),

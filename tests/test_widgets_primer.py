@@ -40,7 +40,7 @@ def test_mi_map_explorer_values_and_neuron_selection():
     assert r.layer == "act1" and r.mi.shape == (6, 6)
     assert int(np.argmax(r.mi_label)) == 2
     from nifkit.info import discretize
-    codes = discretize(act1, n_bins=4, method="quantile")
+    codes = discretize(act1, n_bins=4, binning="quantile")
     np.testing.assert_allclose(r.mi, pairwise_mi(codes, n_bins=4), atol=1e-12)
     assert r.mi_label[2] == pytest.approx(mutual_information(codes[:, 2], y), abs=1e-12)
     ex.controls["neuron"].value = 2

@@ -57,7 +57,7 @@ How it is computed (no Python loop over samples, edges or pairs):
 The layer is evaluated in float64, so rounding never moves a value across a bin edge
 (deep-ei evaluates in float32, where ``sigmoid(z)`` is exactly 0.5 - an edge of 8 bins
 on (0, 1) - for ``|z|`` below about 6e-8; at small initial weights that shows up as
-spurious sensitivity). Binning follows :class:`nifkit.info.Binner`'s ``method="fixed"`` rule: ``code =
+spurious sensitivity). Binning follows :class:`nifkit.info.Binner`'s ``binning="fixed"`` rule: ``code =
 floor((v - lo) / (hi - lo) * bins)``, values outside the range fall into the edge bins
 (``deep-ei`` instead drops a pair's out-of-range samples; with the default sigmoid and
 (0, 1) nothing is out of range). ``out_range="fit"`` fits each output neuron's range to

@@ -27,12 +27,12 @@ class BiasResult:
     grid_estimate: np.ndarray
 
 
-def binned_mi_curve(x, y, n_bins, sizes, method="minmax", correction=None):
+def binned_mi_curve(x, y, n_bins, sizes, binning="minmax", correction=None):
     """Binned MI of the first ``n`` samples of ``(x, y)`` for each ``n`` in ``sizes``
     (bins re-fitted on each subsample, as a user with ``n`` samples would)."""
     out = []
     for n in sizes:
-        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=n_bins, method=method)
+        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=n_bins, binning=binning)
         out.append(mutual_information(c[:, 0], c[:, 1], correction=correction))
     return np.array(out)
 
@@ -45,9 +45,9 @@ class BiasExplorer(Explorer):
     """
 
     def __init__(self, rho: float = 0.8, n_bins: int = 8, n_samples: int = 500, max_samples: int = 20000,
-                 seed: int = 0, method: str = "minmax"):
+                 seed: int = 0, binning: str = "minmax"):
         self.seed = seed
-        self.method = method
+        self.binning = binning
         self.max_samples = max_samples
         self._cache = {}
         controls = {
@@ -71,14 +71,14 @@ class BiasExplorer(Explorer):
         b, n, rho = self.value("bins"), self.value("samples"), self.value("rho")
         x, y = self._data(rho)
         grid = np.unique(np.geomspace(20, self.max_samples, 14).astype(int))
-        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=b, method=self.method)
+        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=b, binning=self.binning)
         return BiasResult(
             rho=rho, n_bins=b, n_samples=n,
             estimate=mutual_information(c[:, 0], c[:, 1]),
             estimate_mm=mutual_information(c[:, 0], c[:, 1], correction="miller-madow"),
             truth=gaussian_mi_analytic(rho) if rho > 0 else 0.0,
             bias_term=plugin_bias(b, b, n),
-            grid_n=grid, grid_estimate=binned_mi_curve(x, y, b, grid, self.method),
+            grid_n=grid, grid_estimate=binned_mi_curve(x, y, b, grid, self.binning),
         )
 
     def render(self, r: BiasResult) -> None:
@@ -110,7 +110,7 @@ class MIMapExplorer(Explorer):
     ``labels``: ``(samples,)`` class labels.
     """
 
-    def __init__(self, activations: dict, labels, n_bins: int = 8, method: str = "quantile"):
+    def __init__(self, activations: dict, labels, n_bins: int = 8, binning: str = "quantile"):
         if not activations:
             raise ValueError("activations is empty: record at least one layer")
         self.acts = {k: as_2d(to_numpy(v).reshape(len(v), -1), k) for k, v in activations.items()}
@@ -118,7 +118,7 @@ class MIMapExplorer(Explorer):
         for k, v in self.acts.items():
             if len(v) != len(self.labels):
                 raise ValueError(f"layer {k!r} has {len(v)} samples but labels has {len(self.labels)}")
-        self.method = method
+        self.binning = binning
         self._cache = {}
         first = next(iter(self.acts))
         controls = {
@@ -131,7 +131,7 @@ class MIMapExplorer(Explorer):
     def _measures(self, layer, b):
         key = (layer, b)
         if key not in self._cache:
-            codes = discretize(self.acts[layer], n_bins=b, method=self.method)
+            codes = discretize(self.acts[layer], n_bins=b, binning=self.binning)
             mi = pairwise_mi(codes, n_bins=b)
             y = np.unique(self.labels, return_inverse=True)[1]
             mi_label = pairwise_mi(codes, y[:, None], n_bins=b, n_bins_b=int(y.max()) + 1)[:, 0]
