@@ -25,6 +25,7 @@ import argparse
 import ast
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -161,10 +162,19 @@ def hygiene_problems(nb: dict) -> list[str]:
 def _heading_before(nb: dict, index: int) -> str:
     for cell in reversed(nb["cells"][:index]):
         if cell["cell_type"] == "markdown":
-            for line in source(cell).splitlines():
+            for line in reversed(source(cell).splitlines()):
                 if line.startswith("#"):
                     return line.lstrip("#").strip()
     return "the exercise"
+
+
+def exercise_title(nb: dict, index: int) -> str:
+    """The exercise's name from the heading above it: '12. Exercise — the flow ...' ->
+    'the flow ...' (section numbers and the word Exercise dropped)."""
+    title = _heading_before(nb, index)
+    title = re.sub(r"^\d+(\.\d+)*\.?\s*", "", title)
+    title = re.sub(r"^(Exercise|Exercises)\s*\d*\s*[—:–-]?\s*", "", title, flags=re.I)
+    return title or "the exercise"
 
 
 def stub_source(nb: dict, index: int) -> str:
@@ -186,7 +196,7 @@ def stub_source(nb: dict, index: int) -> str:
             check_lines.extend(lines[node.lineno - 1: node.end_lineno])
     names = ", ".join(f"`{f}`" for f in funcs) or "your answer"
     text = [
-        f"# Your turn — {_heading_before(nb, index)}.",
+        f"# Your turn — exercise: {exercise_title(nb, index)}.",
         f"# Write a corrected {names}: start from the first attempt in the cell above and fix",
         "# the mistake the checker points at (here or in the cell above).",
         "# Check it: run this cell; the checker prints what is right or wrong and how to fix it.",
