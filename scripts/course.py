@@ -12,6 +12,7 @@ Commands (run from anywhere; paths default to the repository's)::
     python scripts/course.py tag [--check] [NOTEBOOK ...]   # tag exercise/solution pairs
     python scripts/course.py versions [--out build/course]  # student/ and instructor/ copies
     python scripts/course.py strip [--check] [NOTEBOOK ...] # drop outputs and counts
+    python scripts/course.py workspace [--refresh] [--student]  # the working copy (lab.sh)
 
 ``tag`` finds each exercise by its shape: a code cell that defines a function and calls a
 checker (``check_*``), directly followed by a code cell that defines the same function
@@ -233,6 +234,70 @@ def has_solution(nb: dict) -> bool:
     return any(SOLUTION in tags(c) for c in nb["cells"])
 
 
+# ------------------------------------------------------------------ working copies
+MANIFEST = ".nifkit-workspace.json"
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _chapter_bytes(path: Path, student: bool) -> bytes:
+    nb = read(path)
+    nb = student_version(nb) if student else instructor_version(nb)
+    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def sync_workspace(workspace: Path, refresh: bool = False, student: bool = False,
+                   source: Path = NOTEBOOKS_DIR, stamp: str | None = None) -> list[str]:
+    """Make or update the working copy of the chapters; returns what it did, line by line.
+
+    A chapter missing from ``workspace`` is copied (the student version with ``student``).
+    An existing copy is never overwritten without ``refresh``; with it, a copy that differs
+    from what was last copied there (the student ran or edited it) is first moved to
+    ``workspace/.backup/<stamp>/``. The manifest ``.nifkit-workspace.json`` records what
+    was copied (hashes), so an untouched copy is refreshed without a backup.
+    """
+    import time
+
+    workspace.mkdir(parents=True, exist_ok=True)
+    mpath = workspace / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    edition = "student" if student else "full"
+    notes = []
+    for path in notebook_paths(source):
+        fresh = _chapter_bytes(path, student)
+        target = workspace / path.name
+        entry = manifest.get(path.name, {})
+        if target.exists():
+            current = target.read_bytes()
+            touched = _digest(current) != entry.get("copied")
+            outdated = _digest(fresh) != entry.get("copied") or entry.get("edition") != edition
+            if not refresh:
+                if outdated:
+                    notes.append(f"{path.name}: the chapter has a newer version; your copy is kept "
+                                 "(bash scripts/lab.sh --refresh updates it and backs your copy up first)")
+                continue
+            if not outdated and not touched:
+                continue
+            if touched:
+                backup = workspace / ".backup" / stamp / path.name
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                backup.write_bytes(current)
+                notes.append(f"{path.name}: your copy was backed up to {backup.relative_to(workspace)}")
+        target.write_bytes(fresh)
+        manifest[path.name] = {"copied": _digest(fresh), "edition": edition}
+        notes.append(f"{path.name}: {'refreshed' if entry else 'copied'} ({edition} edition)")
+    mpath.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return notes
+
+
 # ------------------------------------------------------------------ commands
 def _targets(paths: list[str]) -> list[Path]:
     return [Path(p) for p in paths] if paths else notebook_paths()
@@ -285,6 +350,15 @@ def cmd_versions(args) -> int:
     return 0
 
 
+def cmd_workspace(args) -> int:
+    notes = sync_workspace(Path(args.dir), refresh=args.refresh, student=args.student)
+    for line in notes:
+        print(f"workspace: {line}")
+    if not notes:
+        print(f"workspace: {args.dir} is up to date")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -300,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default=str(NOTEBOOKS_DIR))
     p.add_argument("--out", default=str(REPO / "build" / "course"))
     p.set_defaults(func=cmd_versions)
+    p = sub.add_parser("workspace", help="make or refresh the working copy of the chapters")
+    p.add_argument("--dir", default=str(REPO / "workspace"))
+    p.add_argument("--refresh", action="store_true", help="update copies (edited ones are backed up)")
+    p.add_argument("--student", action="store_true", help="student versions (solutions replaced)")
+    p.set_defaults(func=cmd_workspace)
     args = parser.parse_args(argv)
     return args.func(args)
 
