@@ -47,6 +47,10 @@ BINDER_REPO = "nifkit/nifkit"  # the Binder badge of README.md
 VARIANTS = ("student", "instructor")
 
 
+class BookError(RuntimeError):
+    """The book cannot be built (the message says why and what to do)."""
+
+
 # ------------------------------------------------------------------ executed copies
 def stale_reason(src_nb: dict, executed: Path) -> str | None:
     """Why the executed copy cannot stand for the chapter (None: it can)."""
@@ -83,7 +87,7 @@ def executed_chapter(path: Path, rerun: bool = False) -> dict:
         print(f"book: {path.name}: executing in fast mode ({reason}) ...", flush=True)
         run = run_notebook(path, fast=True)
         if run.error is not None:
-            raise SystemExit(f"book: {path.name} failed to execute:\n{run.error}")
+            raise BookError(f"book: {path.name} failed to execute:\n{run.error}")
         print(f"book: {run.summary()}")
     executed = course.read(copy_path)
     # tags come from the source (the executed copy carries the same cells)
@@ -212,9 +216,9 @@ bash scripts/lab.sh     # JupyterLab on a working copy of the chapters (workspac
 def jupyter_book() -> list[str]:
     exe = Path(sys.executable).with_name("jupyter-book")
     if not exe.exists():
-        raise SystemExit("book: jupyter-book is not installed: run `bash scripts/setup.sh book`")
+        raise BookError("book: jupyter-book is not installed: run `bash scripts/setup.sh book`")
     if shutil.which("node") is None:
-        raise SystemExit("book: Node.js is missing (jupyter-book runs on it): `apt-get install nodejs`, "
+        raise BookError("book: Node.js is missing (jupyter-book runs on it): `apt-get install nodejs`, "
                          "or run `bash scripts/setup.sh book` as root")
     return [str(exe)]
 
@@ -232,7 +236,7 @@ def run_myst(src: Path) -> None:
     for ln in problems:
         print(f"book: MyST: {ln}")
     if proc.returncode != 0 or not (src / "_build" / "site" / "config.json").is_file():
-        raise SystemExit(f"book: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{log[-3000:]}")
+        raise BookError(f"book: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{log[-3000:]}")
 
 
 def build(variant: str, out: Path, rerun: bool = False) -> Path:
@@ -261,8 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun", action="store_true", help="execute every chapter again")
     args = parser.parse_args(argv)
     variants = VARIANTS if args.variant == "both" else (args.variant,)
-    for v in variants:
-        build(v, Path(args.out), rerun=args.rerun)
+    try:
+        for i, v in enumerate(variants):
+            build(v, Path(args.out), rerun=args.rerun and i == 0)  # executed once for both
+    except BookError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 

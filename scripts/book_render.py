@@ -260,7 +260,7 @@ def render_site(site: Path, src: Path, pages: list[dict], out: Path, variant: st
     project = config["projects"][0]
     slugs = [project.get("index", "index")] + [p["slug"] for p in project.get("pages", []) if "slug" in p]
     if len(slugs) != len(pages):
-        raise SystemExit(f"book: MyST built {len(slugs)} pages for {len(pages)} files: {slugs}")
+        raise RuntimeError(f"book: MyST built {len(slugs)} pages for {len(pages)} files: {slugs}")
     for p, slug in zip(pages, slugs):
         p["slug"] = slug
         p["html"] = "index.html" if p["file"] == "index.md" else f"{slug}.html"
