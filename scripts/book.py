@@ -89,6 +89,7 @@ def executed_chapter(path: Path, rerun: bool = False) -> dict:
         if run.error is not None:
             raise BookError(f"book: {path.name} failed to execute:\n{run.error}")
         print(f"book: {run.summary()}")
+        copy_path = Path(run.executed_copy)
     executed = course.read(copy_path)
     # tags come from the source (the executed copy carries the same cells)
     for cell, src_cell in zip(executed["cells"], src_nb["cells"]):

@@ -116,6 +116,28 @@ def test_student_book_has_no_solution_and_instructor_book_has_each(built_book):
         assert sum(course.STUB in course.tags(c) for c in dl["cells"]) == len(solutions)
 
 
+def test_an_executed_copy_stands_for_the_chapter_only_when_it_is_fresh(tmp_path):
+    src = course.read(CHAPTERS[0])
+    ex = course.read(CHAPTERS[0])
+    for i, c in enumerate(ex["cells"]):
+        if c["cell_type"] == "code":
+            c["execution_count"] = i
+    path = tmp_path / "executed.ipynb"
+    course.write(ex, path)
+    assert book.stale_reason(src, path) is None
+    assert book.stale_reason(src, tmp_path / "missing.ipynb") == "no executed copy"
+    code = next(c for c in ex["cells"] if c["cell_type"] == "code" and c["source"])
+    code["outputs"] = [{"output_type": "error", "ename": "NameError", "evalue": "x", "traceback": []}]
+    course.write(ex, path)
+    assert "error" in book.stale_reason(src, path)
+    code["outputs"], code["execution_count"] = [], None
+    course.write(ex, path)
+    assert "not executed" in book.stale_reason(src, path)
+    edited = course.read(CHAPTERS[0])
+    edited["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "new text"})
+    assert book.stale_reason(edited, path) == "the chapter changed since it was executed"
+
+
 # ------------------------------------------------------------------ in the browser
 def _check_page(page, base: str, p: dict, src: Path, edition: str, checked_links: set) -> dict:
     url = urljoin(base, p["html"])
