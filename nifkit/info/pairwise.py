@@ -28,6 +28,7 @@ import math
 import numpy as np
 import torch
 
+from ..runtime import with_thread_policy
 from .._validation import as_codes, check_n_samples, resolve_device
 from ..config import DEFAULT_MEMORY_BUDGET
 from .discrete import CORRECTIONS, _check_correction
@@ -160,6 +161,7 @@ def _block_size(n_rows, ba, bb, budget, symmetric):
     return max(1, int(k))
 
 
+@with_thread_policy
 def pairwise_mi(
     a,
     b=None,
