@@ -1,23 +1,21 @@
-"""Runtime policies shared by every chapter: how many CPU threads heavy steps use.
+"""Runtime policies shared by every chapter.
 
-# ---------------------------------------------------------------------------------------
-# Thread policy (one place; every heavy step goes through :class:`cpu_threads`)
-# ---------------------------------------------------------------------------------------
+Thread policy (the first section below): the heavy steps of every chapter (training,
+recording, the primer's estimators, all-pairs MI, flow graphs, EI, ablation) run torch
+on **one** CPU thread unless told otherwise, and restore the caller's setting after.
+``num_threads=n`` on an entry point, ``with cpu_threads(n):`` around a cell, or the
+environment variable ``NIFKIT_NUM_THREADS=n`` (every default of the process) choose
+another count; chapter notebooks call :func:`apply_thread_policy` in their first cell.
+Devices other than the CPU are left alone.
 
-Policy: the heavy steps of every chapter (training, recording, the estimators of the
-primer, all-pairs MI, flow graphs, EI, ablation) run torch on **one** CPU thread unless
-told otherwise, and restore the caller's setting afterwards. ``num_threads=n`` on an
-entry point, ``with cpu_threads(n):`` around a cell, or the environment variable
-``NIFKIT_NUM_THREADS=n`` (for all defaults of the process) choose another count. Devices
-other than the CPU are left alone.
-
-Why (measured, see ``docs/engineers.md`` and ``benchmarks/README.md``): these models and
-estimators are small (layers of tens to hundreds of units, DV critics of 16 units, KSG
-on a few thousand samples), so per-op threading overhead and waiting on a core that
-another process holds outweigh any parallel gain. On a 2-core AMD EPYC (AVX2) a
-newcomer's primer estimators cell took 151 s with torch's default 2 threads and 7 s with
-1; measurements on this project's 2-core machine, shared with other work, are recorded in
-the docstring's table below (``THREAD_MEASUREMENTS``).
+Why, measured: these models and estimators are small (layers of tens to hundreds of
+units, DV critics of 16 hidden units, KSG on at most 10^4 samples), so per-op threading
+overhead and waiting for a core that another process holds outweigh any parallel gain.
+On a 2-core AMD EPYC (AVX2 only) a newcomer's full-mode primer estimators cell took
+151 s with torch's default 2 threads and 7 s with 1. ``benchmarks/bench_threads.py``
+times the typical chapter workloads with 1 and 2 threads side by side; its figures on the
+project's 2-core machine (shared with other work while measured) are in
+``benchmarks/README.md`` ("Threads").
 """
 from __future__ import annotations
 
@@ -27,6 +25,11 @@ import os
 import threading
 
 import torch
+
+# =======================================================================================
+# Thread policy  (self-contained section: cpu_threads, default_threads,
+# apply_thread_policy, with_thread_policy)
+# =======================================================================================
 
 __all__ = ["cpu_threads", "default_threads", "apply_thread_policy", "with_thread_policy", "THREAD_ENV_VAR"]
 

@@ -70,7 +70,7 @@ def test_every_kernel_gives_the_bincount_counts_and_the_reference_mi(fresh_kerne
         for j in range(7):
             ref[i, :, j, :] = np.bincount(c[:, i] * 6 + c[:, 5 + j], minlength=36).reshape(6, 6)
     mi_ref = np.array([[drv.information_mutual(c[:, i], c[:, j], base=2) for j in range(12)] for i in range(12)])
-    assert set(kernels.KERNELS) == {"int8", "float32"}
+    assert set(kernels.KERNELS) == {"int8", "float32", "float32_packed"}
     for name in kernels.KERNELS:
         counts = kernels.count_pairs(ta, tb, 6, 6, kernel=name).to(torch.float64).reshape(5, 6, 7, 6)
         np.testing.assert_array_equal(counts.numpy(), ref)
@@ -86,6 +86,13 @@ def test_float32_kernel_sums_sample_blocks_beyond_the_exact_range(fresh_kernel_c
     whole = kernels.count_pairs(c, None, 5, 5, kernel="float32")
     monkeypatch.setattr(kernels, "MAX_F32_EXACT", 64)  # 500 samples -> 8 blocks
     assert torch.equal(kernels.count_pairs(c, None, 5, 5, kernel="float32"), whole)
+    # the packed kernel: chunks of 4,095 samples, each packed sum < 2**24; odd and even bins
+    big = torch.from_numpy(np.random.default_rng(9).integers(0, 7, (9000, 3)).astype(np.uint8))
+    big[:5000, 0] = 5  # one cell with 5,000 > 4,095 counts: exact only through the chunking
+    for cols in (6, 5):
+        ref = kernels.count_pairs(big, big[:, 1:], cols, cols, kernel="float32")
+        packed = kernels.count_pairs(big, big[:, 1:], cols, cols, kernel="float32_packed")
+        assert packed.dtype == torch.int32 and torch.equal(packed.to(torch.float64), ref)
 
 
 def test_the_measured_choice_takes_the_faster_kernel(fresh_kernel_choice, monkeypatch):
@@ -93,6 +100,8 @@ def test_the_measured_choice_takes_the_faster_kernel(fresh_kernel_choice, monkey
     assert kernels.choose_fastest({"int8": 0.1, "float32": 0.5}) == "int8"
     with pytest.raises(RuntimeError, match="no counting kernel"):
         kernels.choose_fastest({})
+    # two candidates, so that the stand-ins below decide alone
+    monkeypatch.setattr(kernels, "KERNELS", {"float32": kernels.KERNELS["float32"], "int8": kernels.KERNELS["int8"]})
     calls = []
 
     def slow_int8(*args):  # a stand-in int8 kernel made slow on purpose: it must lose

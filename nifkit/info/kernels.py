@@ -15,6 +15,11 @@ on the CPU, not on the code:
 * ``"float32"``: a float32 product, exact while every count stays below 2**24; longer
   runs of samples are cut into blocks of fewer than 2**24 samples whose counts are summed
   in float64.
+* ``"float32_packed"``: a float32 product with two output bins packed into one column
+  (``[b = 2h] + 4096 [b = 2h+1]``) over chunks of 4,095 samples, so every packed sum stays
+  below 2**24 and is exact; about half the output columns, ~1.5x faster than ``float32``
+  with 8 bins on an AVX2 CPU (measured: 10,000 samples x 100 x 100 neurons, 1 thread,
+  2.3 s vs 3.4-4.0 s on the loaded project machine).
 
 (A third candidate, ``torch.bincount`` of packed pair codes, was measured and left out:
 its cost grows with samples x pairs whatever the bins and it needs one int32 label per
@@ -28,7 +33,7 @@ candidate is timed on a small representative block (a few milliseconds for the w
 kernel already 3x slower than the best is not timed again), the fastest is kept for the
 rest of the process, and :func:`counting_kernel_info` says which one and why, with the
 timings. :func:`set_counting_kernel` or the environment variable
-``NIFKIT_COUNT_KERNEL=int8|float32|auto`` forces one (tests, benchmarks).
+``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` forces one (tests, benchmarks).
 """
 from __future__ import annotations
 
@@ -90,10 +95,40 @@ def _count_float32(ca, cb, ca_cols, cb_cols):
     return total
 
 
+PACK_BASE = 2**12      # two counts per float32: lo + 4096 * hi, exact while both stay < 4096
+_PACK_CHUNK = PACK_BASE - 1
+
+
+def _count_float32_packed(ca, cb, ca_cols, cb_cols):
+    """int32 counts from float32 products with two output bins per column: the column of
+    output bins ``(2h, 2h+1)`` holds ``[b = 2h] + 4096 [b = 2h+1]``, so one product gives
+    ``C[u, 2h] + 4096 C[u, 2h+1]``, exact in float32 over chunks of 4,095 samples (both
+    counts < 4096, the sum < 2**24), and decoded by one division. ``ceil(B/2)`` instead of
+    ``B`` columns on the output side: ~1.5x less time than ``float32`` with 8 bins on the
+    project's AVX2 CPU, ~2x with 16, a little more with 4."""
+    cbb = ca if cb is None else cb
+    n, kb = cbb.shape
+    half = (cb_cols + 1) // 2
+    hv = torch.arange(half, device=ca.device, dtype=cbb.dtype)
+    total = None
+    for s0 in range(0, max(n, 1), _PACK_CHUNK):  # loop over sample chunks
+        b = cbb[s0:s0 + _PACK_CHUNK]
+        a_t = _one_hot_t(ca[s0:s0 + _PACK_CHUNK], ca_cols, torch.float32)
+        weight = torch.where(b % 2 == 0, 1.0, float(PACK_BASE)) * (b < cb_cols)
+        packed = ((b // 2)[:, :, None] == hv).to(torch.float32).mul_(weight[:, :, None]).reshape(len(b), kb * half)
+        r = a_t @ packed
+        hi = torch.floor_(r / PACK_BASE)
+        lo = r - hi * PACK_BASE
+        c = torch.stack([lo, hi], -1).reshape(r.shape[0], kb, 2 * half)[:, :, :cb_cols].to(torch.int32)
+        total = c if total is None else total + c
+    return total.reshape(-1, kb * cb_cols)
+
+
 #: name -> kernel ``f(ca, cb, ca_cols, cb_cols) -> (ka*ca_cols, kb*cb_cols)`` exact counts
 #: (float32 first: it runs everywhere, and a kernel timed later stops early once it is
 #: clearly slower)
-KERNELS: dict[str, Callable] = {"float32": _count_float32, "int8": _count_int8}
+KERNELS: dict[str, Callable] = {"float32": _count_float32, "float32_packed": _count_float32_packed,
+                                "int8": _count_int8}
 
 
 @dataclass
@@ -127,7 +162,8 @@ def _check_name(name, where):
 
 
 def set_counting_kernel(name: str | None) -> None:
-    """Force a counting kernel for this process (``"int8"``, ``"float32"``), or ``None`` /
+    """Force a counting kernel for this process (``"int8"``, ``"float32"``,
+    ``"float32_packed"``), or ``None`` /
     ``"auto"`` to go back to choosing by measurement. Takes precedence over the
     ``NIFKIT_COUNT_KERNEL`` environment variable."""
     global _FORCED
@@ -199,7 +235,8 @@ def counting_kernel_info(device=None) -> KernelChoice:
 
 
 def counting_kernel(device=None) -> str:
-    """Name of the counting kernel used on ``device`` (``"int8"`` or ``"float32"``); see
+    """Name of the counting kernel used on ``device`` (``"int8"``, ``"float32"`` or
+    ``"float32_packed"``); see
     :func:`counting_kernel_info` for why."""
     return counting_kernel_info(device).name
 
@@ -207,7 +244,7 @@ def counting_kernel(device=None) -> str:
 def count_pairs(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int, kernel: str | None = None) -> torch.Tensor:
     """``O_a^T O_b`` for one-hots of the codes ``ca (n, ka)`` / ``cb (n, kb)`` (``cb=None``:
     ``ca`` with itself) over the values ``0..cols-1``: exact counts ``(ka*ca_cols, kb*cb_cols)``,
-    int32 (int8 kernel) or float64 (float32 kernel). ``kernel=None``: the chosen one."""
+    int32 (int8, float32_packed) or float64 (float32). ``kernel=None``: the chosen one."""
     name = counting_kernel(ca.device) if kernel is None else _check_name(kernel, "kernel")
     try:
         return KERNELS[name](ca, cb, ca_cols, cb_cols)

@@ -184,6 +184,11 @@ def pairwise_mi(
     correction : None or ``"miller-madow"``.
     memory_budget : bytes of temporaries allowed (default 512 MiB).
     device : torch device for the counting (``None``: CPU).
+    num_threads : torch CPU threads (default: nifkit's thread policy, 1; see
+        :mod:`nifkit.runtime`).
+
+    The counting kernel (int8 or float32 product, both exact) is the one measured fastest
+    on this machine: :func:`nifkit.info.counting_kernel_info` says which and why.
 
     Returns ``(neurons_a, neurons_b)`` float64 array.
     """
