@@ -46,7 +46,6 @@ def main(argv=None):
     layer = torch.nn.Linear(100, 100)
 
     work = {
-        "primer estimators cell (KSG + DV, 5 sizes)": estimators_cell,
         "primer all-pairs MI 48 units x20": lambda: [info.pairwise_mi(codes, n_bins=8, num_threads=torch.get_num_threads())
                                                      for _ in range(20)],
         "NIF binned flow graph (digits 64-128-64-10)": lambda: flow_graph(net, digits, split="all",
@@ -56,6 +55,7 @@ def main(argv=None):
         "train 64-48-24-10 on digits, 5 epochs": lambda: models.train(
             models.mlp([64, 48, 24, 10], seed=0), digits, epochs=5, seed=0, progress=False,
             num_threads=torch.get_num_threads()),
+        "primer estimators cell (KSG + DV, 5 sizes)": estimators_cell,
     }
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"counting kernel: {info.counting_kernel_info()}")

@@ -29,8 +29,9 @@ slower on a 10,000 x 100 x 100 block with 8 bins, and only 1.2x faster there wit
 bins.)
 
 So nifkit does not assume: the first time counts are needed on a device type, each
-candidate is timed on a small representative block (a few milliseconds for the winner; a
-kernel already 3x slower than the best is not timed again), the fastest is kept for the
+candidate is timed on a small representative block (best of 3 round-robin runs, a few
+milliseconds each for the winner; a kernel 3x slower than the best after the first round
+is not timed again), the fastest is kept for the
 rest of the process, and :func:`counting_kernel_info` says which one and why, with the
 timings. :func:`set_counting_kernel` or the environment variable
 ``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` forces one (tests, benchmarks).
@@ -196,26 +197,27 @@ def _sync(device):
 
 def measure_kernels(device=None, repeats: int = 3) -> KernelChoice:
     """Time every kernel of :data:`KERNELS` on the probe block on ``device`` and return the
-    choice (not cached; :func:`counting_kernel_info` caches). A kernel that raises is
-    recorded in ``failed``; one already 3x slower than the best so far is timed once."""
+    choice (not cached; :func:`counting_kernel_info` caches): the best of ``repeats``
+    round-robin runs. A kernel that raises is recorded in ``failed``; one 3x slower than
+    the best after the first round is not timed again."""
     device = torch.device("cpu" if device is None else device)
     ca, cb, cols = _probe_codes(device)
     timings, failed = {}, {}
-    for name, fn in KERNELS.items():  # loop over a handful of kernels
+    for name, fn in KERNELS.items():  # warm-up: thread pools, allocator; drops kernels that cannot run
         try:
-            fn(ca[:64, :4], cb[:64, :4], cols, cols)  # warm-up: thread pools, allocator
-            best = float("inf")
-            for _ in range(repeats):
-                _sync(device)
-                t0 = time.perf_counter()
-                fn(ca, cb, cols, cols)
-                _sync(device)
-                best = min(best, time.perf_counter() - t0)
-                if timings and best > 3 * min(timings.values()):
-                    break  # clearly slower: no need to wait for it again
-            timings[name] = best
+            fn(ca[:64, :4], cb[:64, :4], cols, cols)
         except RuntimeError as exc:
             failed[name] = str(exc).splitlines()[0][:120]
+    alive = [k for k in KERNELS if k not in failed]
+    for r in range(repeats):  # round-robin: a burst of other load does not hit one kernel only
+        for name in alive:
+            if r and timings[name] > 3 * min(timings.values()):
+                continue  # clearly slower: no need to wait for it again
+            _sync(device)
+            t0 = time.perf_counter()
+            KERNELS[name](ca, cb, cols, cols)
+            _sync(device)
+            timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - t0)
     return KernelChoice(choose_fastest(timings), device.type, "measured", timings, failed)
 
 
