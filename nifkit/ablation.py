@@ -66,6 +66,7 @@ from torch import nn
 from ._validation import to_numpy
 from .config import DEFAULT_MEMORY_BUDGET
 from .info import Binner, entropy_from_counts
+from .runtime import with_thread_policy
 
 __all__ = [
     "DIRECTIONS",
@@ -1079,6 +1080,7 @@ class AblationStudy:
                 f"base accuracy {self.base_accuracy:.3f}, value={self.value!r})")
 
 
+@with_thread_policy
 def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None, *,
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
                    n_random: int = 5, seed: int = 0, value="zero", counts=None, network: bool = False,
@@ -1173,6 +1175,7 @@ class SingleImportance:
                 f"max drop {self.accuracy_drop.max():.4f})")
 
 
+@with_thread_policy
 def single_neuron_importance(model_or_engine, X=None, y=None, layers=None, value="zero", **engine_kw) -> dict:
     """``{layer: SingleImportance}``: the drop in accuracy (and rise in loss) when one
     neuron alone is ablated, all neurons of a layer in one batched evaluation."""

@@ -9,6 +9,9 @@ Continuous: :func:`gaussian_mi`, :func:`ksg_mi`, :func:`dv_mi`; for many pairs a
 :func:`gaussian_mi_pairs`, :func:`ksg_mi_pairs`, :func:`dv_mi_pairs`.
 Significance: :func:`shuffle_test`, :func:`pairwise_shuffle_test`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
+Counting kernel: :func:`counting_kernel` / :func:`counting_kernel_info` (which exact
+product counts pairs on this machine, chosen by measurement, and why),
+:func:`set_counting_kernel` or ``NIFKIT_COUNT_KERNEL=int8|float32|auto`` to force one.
 """
 from .binning import METHODS, Binner, discretize
 from .continuous import gaussian_mi, gaussian_mi_analytic, gaussian_mi_pairs, ksg_mi, ksg_mi_pairs
@@ -21,6 +24,7 @@ from .discrete import (
     mutual_information,
     pack,
 )
+from .kernels import counting_kernel, counting_kernel_info, set_counting_kernel
 from .neural import dv_mi, dv_mi_pairs
 from .null import ShuffleTest, pairwise_shuffle_test, shuffle_test
 from .pairwise import PairwiseMI, mi_from_counts, pairwise_mi
@@ -43,4 +47,5 @@ __all__ = [
     "pairwise_mi", "PairwiseMI", "mi_from_counts",
     "gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs", "dv_mi", "dv_mi_pairs",
     "shuffle_test", "pairwise_shuffle_test", "ShuffleTest", "plugin_bias",
+    "counting_kernel", "counting_kernel_info", "set_counting_kernel",
 ]
