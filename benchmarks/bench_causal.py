@@ -16,12 +16,18 @@ the 8 bins, and deep-ei's float32 evaluation puts a few samples on the wrong sid
 its "sensitivity" there is mostly rounding, which nifkit (float64, exact thresholds) does
 not reproduce. ``--init-demo`` prints that comparison too.
 
-Run:  python benchmarks/bench_causal.py [--json out.json] [--init-demo]
+The counting kernel that ran is printed (``nifkit.info.counting_kernel_info``); then
+nifkit's EI_parts of the same 100x100 layer is timed with every kernel the machine has,
+on a sub-problem of 10^4 samples (``--kernel-samples``: the int8 kernel is ~50x slower
+than float32 on a CPU without VNNI), next to the automatic choice.
+
+Run:  python benchmarks/bench_causal.py [--json out.json] [--init-demo] [--kernel-samples 10000]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import platform
 import statistics
@@ -35,6 +41,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nifkit.ei import layer_ei  # noqa: E402
+from nifkit.info import counting_kernel_info, kernels, set_counting_kernel  # noqa: E402
+from nifkit.runtime import THREAD_ENV_VAR  # noqa: E402
 
 BINS = dict(in_range=(0, 1), in_bins=8, out_range=(0, 1), out_bins=8)
 
@@ -107,9 +115,12 @@ def main(argv=None):
     ap.add_argument("--init-demo", action="store_true", help="also show the rounding artefact at init weights")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads for both implementations (default: torch's own)")
+    ap.add_argument("--kernel-samples", type=int, default=10_000,
+                    help="samples of the per-kernel EI_parts comparison (0: skip it)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ[THREAD_ENV_VAR] = str(args.threads)  # nifkit's thread policy: the same count
     import deep_ei
 
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -154,6 +165,22 @@ def main(argv=None):
                            sensitivity_samples=5000, measures="sensitivity").sensitivity
         print(f"   deep-ei (float32): {d:.4f} bits; nifkit (float64, threshold): {ours.sensitivity:.4f} bits; "
               f"nifkit dense: {dense32:.4f} bits")
+
+    print(f"\ncounting kernel: {counting_kernel_info()}")
+    if args.kernel_samples:
+        print(f"== nifkit EI_parts 100x100, {args.kernel_samples} samples, with each counting kernel")
+        per = {}
+        for name in list(kernels.KERNELS) + ["auto"]:  # loop over a handful of kernels
+            set_counting_kernel(name)
+            try:
+                val, per[name] = timed(lambda: layer_ei(net, samples=args.kernel_samples, measures="ei_parts").ei_parts)
+                print(f"   {name:8s}: {per[name]:.3f} s ({val:.4f} bits)", flush=True)
+            except RuntimeError as exc:
+                print(f"   {name:8s}: unavailable ({exc})")
+        set_counting_kernel(None)
+        best = min(v for k, v in per.items() if k != "auto")
+        print(f"   automatic choice / best kernel: {per['auto'] / best:.2f}")
+        results.append(dict(name="kernels", seconds=per, ok=per["auto"] <= 1.2 * best, speedup=best / per["auto"]))
 
     ok = all(r["ok"] for r in results)
     print("\nsummary: " + "; ".join(f"{r['name'].split(',')[0]} {r['speedup']:.1f}x" for r in results)

@@ -34,7 +34,7 @@ from torch import nn
 
 from ._validation import check_finite, to_numpy
 from .config import DEFAULT_MEMORY_BUDGET
-from .models import cpu_threads
+from .runtime import cpu_threads
 from .models.walk import unknown_layer_error
 from .runtime import ModelState, model_device
 
@@ -147,7 +147,7 @@ class Knockouts:
     otherwise (``"hooks"`` forces the slow, generic path). ``device``: where to compute:
     the model's device (``None``), or the same device named (move the model there
     first); ``num_threads``: torch CPU threads while evaluating (None: the package's
-    thread policy, see :class:`nifkit.models.cpu_threads`).
+    thread policy, see :class:`nifkit.runtime.cpu_threads`).
     """
 
     def __init__(self, model: nn.Module, X, y, *, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,

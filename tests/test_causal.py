@@ -116,12 +116,15 @@ def test_pair_counts_int8_and_float_paths_match_a_direct_count(monkeypatch):
     a, b = np.meshgrid(np.arange(4), np.arange(6), indexing="ij")
     for (i, j) in zip(a.ravel(), b.ravel()):  # the plain way, pair by pair (a test-only reference)
         np.add.at(direct.numpy()[i, :, j], (xc[:, i].long().numpy(), yc[:, j].long().numpy()), 1)
-    fast = pair_counts(xc, yc, 5, 3)
-    from nifkit.info import pairwise
+    from nifkit.info import kernels
 
-    monkeypatch.setattr(pairwise, "_INT_MM_FAILED", {"cpu"})
-    slow = pair_counts(xc, yc, 5, 3)
-    assert torch.equal(fast, direct) and torch.equal(slow, direct)
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    try:
+        for name in kernels.KERNELS:  # every counting kernel gives the same table
+            kernels.set_counting_kernel(name)
+            assert torch.equal(pair_counts(xc, yc, 5, 3), direct), name
+    finally:
+        kernels.set_counting_kernel(None)
 
 
 @pytest.mark.parametrize("act,out_range", [("sigmoid", (0, 1)), ("tanh", (-1, 1)), (nn.ReLU(), (0, 2)),
@@ -488,7 +491,18 @@ def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):
     assert "epoch 20 · fc1" in ex.readout.text and f"EI {hist.at(20)['fc1'].ei:.3f}" in ex.readout.text
     ex.controls["layer"].value = "fc2"
     assert ex.result.layer_ei.n_inputs == 5 and ex.plot.figure is not None
-    ex.controls["bins"].value = 4  # a new setting: every epoch is measured again
+    order, texts, bar_max = [], [], []
+    measure, set_text, task = ex._measure, ex.readout.set, ex.progress.task
+    ex._measure = lambda e, b, n: (order.append(e), measure(e, b, n))[1]
+    ex.readout.set = lambda text, **kw: (texts.append(text), set_text(text, **kw))[1]
+    ex.progress.task = lambda total, text="": (bar_max.append((total, text)), task(total, text))[1]
+    ex.controls["bins"].value = 4  # a new setting: the shown epoch first, then the rest behind the bar
+    assert order == [20, 0, 40, 60]
+    assert bar_max == [(3, "measuring 3 more epochs at 4 bins")]
+    assert texts[0].startswith("⟳ recomputing epoch 20 at 4 bins")  # stale readout marked
+    assert texts[1].startswith("epoch 20 · fc2") and "(4 bins" in texts[1]  # the shown epoch, at once
+    assert "recomputing 3 other epochs" in texts[2]
+    assert texts[-1].startswith("epoch 20 · fc2") and "recomputing" not in texts[-1]
     assert ex.result.bins == 4 and ex.result.layer_ei.bins == (4, 4)
     assert ex.result.history.epochs.tolist() == [0, 20, 40, 60]
     direct = model_ei(tiny_training.model_at(20), bins=4, samples=4000, sensitivity_samples=500)

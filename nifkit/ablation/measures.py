@@ -188,7 +188,7 @@ def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, binnin
     ``memory_budget`` bytes, with ``num_threads`` CPU threads) gives all measures at once.
     ``correction="miller-madow"`` corrects ``entropy`` and ``mi``.
     """
-    from ..models import cpu_threads
+    from ..runtime import cpu_threads
     from .._validation import resolve_device
 
     dev = resolve_device(device)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..runtime import Progress
+from ..runtime import Progress, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURES, NeuronMeasures, hidden_layers
 
@@ -51,6 +51,7 @@ class AblationStudy:
                 f"base accuracy {self.base_accuracy:.3f}, value={self.value!r})")
 
 
+@with_thread_policy
 def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None, *,
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
                    n_random: int = 5, seed: int = 0, value="zero", counts=None, network: bool = False,
@@ -138,6 +139,7 @@ class SingleImportance:
                 f"max drop {self.accuracy_drop.max():.4f})")
 
 
+@with_thread_policy
 def single_neuron_importance(model_or_engine, X=None, y=None, layers=None, value="zero", **engine_kw) -> dict:
     """``{layer: SingleImportance}``: the drop in accuracy (and rise in loss) when one
     neuron alone is ablated, all neurons of a layer in one batched evaluation."""

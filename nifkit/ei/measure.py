@@ -179,9 +179,9 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
     progress : ``True`` for a tqdm bar, or a callable ``progress(done, total, what)``.
     keep_counts : keep the count tables in ``result.counts``.
     num_threads : torch CPU threads while measuring (default 1, restored after; see
-        :class:`nifkit.models.cpu_threads`: on a shared machine extra threads mostly wait).
+        :class:`nifkit.runtime.cpu_threads`: on a shared machine extra threads mostly wait).
     """
-    from ..models import cpu_threads
+    from ..runtime import cpu_threads
 
     dev = resolve_device(device)
     with cpu_threads(num_threads, dev):

@@ -43,8 +43,10 @@ class CausalExplorer(Explorer):
     ``source``: a :class:`nifkit.models.TrainResult` (its snapshots are the epochs) or
     a model (one "epoch", 0). ``history``: an :func:`~nifkit.ei.ei_over_training`
     result to reuse (its measurements fill the cache for its bins and samples).
-    Measurements are cached per ``(epoch, layer, bins, samples)``; recomputing more
-    than one epoch shows a progress bar. Other keywords go to
+    Measurements are cached per ``(epoch, layer, bins, samples)``. A new ``bins`` or
+    ``samples`` measures the shown epoch first and shows it (the readout says
+    "recomputing" while it is stale), then fills in the other epochs behind the progress
+    bar and redraws the plane with the full paths. Other keywords go to
     :func:`~nifkit.ei.model_ei` (``sensitivity_samples``, ranges, ``seed``...).
     """
 
@@ -101,29 +103,59 @@ class CausalExplorer(Explorer):
         for name in res.names:
             self._cache[(epoch, name, bins, samples)] = res[name]
 
-    def history_at(self, bins: int, samples: int) -> CausalHistory:
-        """Every epoch's measurements at ``bins`` and ``samples`` (computing the missing ones)."""
-        epochs = list(self.controls["epoch"].options)
-        missing = [e for e in epochs if any((e, n, bins, samples) not in self._cache for n in self.layer_names)]
-        if len(missing) > 1:
-            with self.progress.task(len(missing), f"measuring {len(missing)} epochs") as step:
-                for e in missing:  # loop over epochs
-                    self._measure(e, bins, samples)
-                    step()
-        elif missing:
-            self._measure(missing[0], bins, samples)
+    def _missing(self, bins, samples):
+        return [e for e in self.controls["epoch"].options
+                if any((e, n, bins, samples) not in self._cache for n in self.layer_names)]
+
+    def _fill(self, missing, bins, samples):
+        """Measure the epochs ``missing`` behind the progress bar (loop over epochs)."""
+        with self.progress.task(len(missing), f"measuring {len(missing)} more epochs at {bins} bins") as step:
+            for e in missing:
+                self._measure(e, bins, samples)
+                step()
+
+    def history_at(self, bins: int, samples: int, fill: bool = True) -> CausalHistory:
+        """Every epoch's measurements at ``bins`` and ``samples`` (computing the missing
+        ones behind the progress bar; ``fill=False``: only the epochs measured so far)."""
+        if fill:
+            missing = self._missing(bins, samples)
+            if missing:
+                self._fill(missing, bins, samples)
+        epochs = [e for e in self.controls["epoch"].options
+                  if all((e, n, bins, samples) in self._cache for n in self.layer_names)]
         results = [ModelEI({n: self._cache[(e, n, bins, samples)] for n in self.layer_names}) for e in epochs]
         hist = self.train_result.history if self.train_result is not None else {}
         return history_from_results(epochs, results, hist, dict(bins=bins, samples=samples))
 
     # -- Explorer ----------------------------------------------------------------------
     def compute(self) -> CausalView:
+        """The shown epoch first: measured now if it is new (the readout says so
+        meanwhile); the plane's paths hold the epochs measured so far at these settings."""
         epoch, layer = int(self.value("epoch")), self.value("layer")
         bins, samples = int(self.value("bins")), int(self.value("samples"))
-        hist = self.history_at(bins, samples)
+        if any((epoch, n, bins, samples) not in self._cache for n in self.layer_names):
+            self.readout.set(f"⟳ recomputing epoch {epoch} at {bins} bins, {samples} samples ...")
+            self._measure(epoch, bins, samples)
+        hist = self.history_at(bins, samples, fill=False)
         lay = self._cache[(epoch, layer, bins, samples)]
         which = plane_kind(self.which, [x for r in hist.results for x in r])
         return CausalView(epoch, layer, lay, hist, which, bins, samples)
+
+    def update(self) -> None:
+        """Show the selected epoch at once, then measure the other epochs at the new
+        settings behind the progress bar (the readout marks the plane as being filled
+        in) and redraw with every layer's full path."""
+        super().update()
+        if self.error is not None:
+            return
+        bins, samples = int(self.value("bins")), int(self.value("samples"))
+        missing = self._missing(bins, samples)
+        if not missing:
+            return
+        shown = self.readout.text
+        self.readout.set(f"{shown} · ⟳ recomputing {len(missing)} other epochs for the causal plane ...")
+        self._fill(missing, bins, samples)
+        super().update()
 
     def render(self, v: CausalView) -> None:
         r = v.layer_ei

@@ -251,7 +251,7 @@ def flow_graph(
     device : where to record and count (the binned estimator's all-pairs counts and the
         recording and the DV critics run there; the Gaussian and KSG estimators run on the CPU).
     num_threads : torch CPU threads for recording and estimation (None: 1 on the CPU,
-        restored after; see :class:`nifkit.models.cpu_threads`: on a shared machine
+        restored after; see :class:`nifkit.runtime.cpu_threads`: on a shared machine
         one thread is often several times faster for these small matrices).
     feature_names, image_shape : labels of the input nodes and, for images, their
         ``(H, W)`` (taken from a ``Dataset`` when not given).
@@ -303,7 +303,7 @@ def flow_graph(
     from ..config import DEFAULT_MEMORY_BUDGET
 
     budget = memory_budget or DEFAULT_MEMORY_BUDGET
-    from ..models import cpu_threads
+    from ..runtime import cpu_threads
 
     with cpu_threads(num_threads):
         mi, pv = _estimate(estimator, acts, connected, n_bins=n_bins, binning=binning, bin_range=bin_range,
