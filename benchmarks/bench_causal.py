@@ -134,8 +134,8 @@ def main(argv=None):
     results.append(compare(
         "EI_parts, 100x100 sigmoid, 8 bins, 1e5 samples", 10,
         lambda: deep_ei.ei_parts(net[0], top, samples=n, **BINS),
-        lambda: layer_ei(net, samples=n, measures="ei_parts").ei_parts,
-        lambda s: layer_ei(net, samples=n, measures="ei_parts", seed=s).ei_parts))
+        lambda: layer_ei(net, n_samples=n, measures="ei_parts").ei_parts,
+        lambda s: layer_ei(net, n_samples=n, measures="ei_parts", seed=s).ei_parts))
 
     # 2. vector EI, 6x6, 1e6 samples
     net6 = layer(6, 6, seed=0)
@@ -144,8 +144,8 @@ def main(argv=None):
     results.append(compare(
         "vector EI, 6x6 sigmoid, 8 bins, 1e6 samples", 20,
         lambda: deep_ei.ei(net6[0], top6, samples=n, **BINS),
-        lambda: layer_ei(net6, samples=n, measures="ei").ei,
-        lambda s: layer_ei(net6, samples=n, measures="ei", seed=s).ei))
+        lambda: layer_ei(net6, n_samples=n, measures="ei").ei,
+        lambda s: layer_ei(net6, n_samples=n, measures="ei", seed=s).ei))
 
     # 3. sensitivity, 100x100, 5000 samples per input
     nets = layer(100, 100, seed=0, scale=4.0, bias=True)
@@ -154,15 +154,15 @@ def main(argv=None):
     results.append(compare(
         "sensitivity, 100x100 sigmoid (W~U(+-4), b~U(+-1)), 8 bins, 5000 samples/input", 50,
         lambda: deep_ei.sensitivity(nets[0], tops, samples=n, **BINS),
-        lambda: layer_ei(nets, sensitivity_samples=n, measures="sensitivity").sensitivity,
-        lambda s: layer_ei(nets, sensitivity_samples=n, measures="sensitivity", seed=s).sensitivity))
+        lambda: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity").sensitivity,
+        lambda s: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity", seed=s).sensitivity))
 
     if args.init_demo:
         print("\n== rounding artefact: sensitivity at the paper's init weights (100x100, no bias)")
         d = deep_ei.sensitivity(net[0], top, samples=5000, **BINS)
-        ours = layer_ei(net, sensitivity_samples=5000, measures="sensitivity")
+        ours = layer_ei(net, n_sensitivity_samples=5000, measures="sensitivity")
         dense32 = layer_ei((net[0].weight.detach().float().double(), None), "sigmoid",
-                           sensitivity_samples=5000, measures="sensitivity").sensitivity
+                           n_sensitivity_samples=5000, measures="sensitivity").sensitivity
         print(f"   deep-ei (float32): {d:.4f} bits; nifkit (float64, threshold): {ours.sensitivity:.4f} bits; "
               f"nifkit dense: {dense32:.4f} bits")
 
@@ -173,7 +173,7 @@ def main(argv=None):
         for name in list(kernels.KERNELS) + ["auto"]:  # loop over a handful of kernels
             set_counting_kernel(name)
             try:
-                val, per[name] = timed(lambda: layer_ei(net, samples=args.kernel_samples, measures="ei_parts").ei_parts)
+                val, per[name] = timed(lambda: layer_ei(net, n_samples=args.kernel_samples, measures="ei_parts").ei_parts)
                 print(f"   {name:8s}: {per[name]:.3f} s ({val:.4f} bits)", flush=True)
             except RuntimeError as exc:
                 print(f"   {name:8s}: unavailable ({exc})")

@@ -50,7 +50,7 @@ def main(argv=None):
                                                      for _ in range(20)],
         "NIF binned flow graph (digits 64-128-64-10)": lambda: flow_graph(net, digits, split="all",
                                                                            num_threads=torch.get_num_threads()),
-        "EI_parts 100x100, 1e5 samples": lambda: layer_ei(layer, "sigmoid", samples=100_000, measures="ei_parts",
+        "EI_parts 100x100, 1e5 samples": lambda: layer_ei(layer, "sigmoid", n_samples=100_000, measures="ei_parts",
                                                          num_threads=torch.get_num_threads()),
         "train 64-48-24-10 on digits, 5 epochs": lambda: models.train(
             models.mlp([64, 48, 24, 10], seed=0), digits, epochs=5, seed=0, progress=False,
