@@ -60,14 +60,14 @@ def gaussian_mi(x, y) -> float:
     return float(0.5 * (ld_x + ld_y - ld_xy) / LN2)
 
 
-def _ksg_prepare(x, y, k, jitter, seed):
+def _ksg_prepare(x, y, k, jitter, seed, names="x and y"):
     """Check ``k`` against the sample count and add the tie-breaking jitter."""
     n = len(x)
     k = check_int(k, "k", minimum=1)
     jitter = check_number(jitter, "jitter", minimum=0)
     seed = check_seed(seed)
     if n <= k + 1:
-        raise ValueError(f"too few samples in x and y: KSG with k={k} needs more than {k + 1} samples, got {n}")
+        raise ValueError(f"too few samples in {names}: KSG with k={k} needs more than {k + 1} samples, got {n}")
     if jitter:
         rng = np.random.default_rng(seed)
         x = x + jitter * (x.std(axis=0) + 1e-300) * rng.standard_normal(x.shape)
@@ -127,7 +127,7 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
     pairs = check_pairs(pairs, "pairs", a.shape[1], b.shape[1])
     memory_budget = check_memory_budget(memory_budget)
     n = len(a)
-    a, b, k = _ksg_prepare(a, b, k, jitter, seed)
+    a, b, k = _ksg_prepare(a, b, k, jitter, seed, "a and b")
     ta = torch.from_numpy(np.ascontiguousarray(a.T))
     tb = torch.from_numpy(np.ascontiguousarray(b.T))
     per_row = 5 * 8 * n                      # bytes per (pair, sample row)

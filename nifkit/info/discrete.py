@@ -111,6 +111,8 @@ def pack(*variables, names=None) -> np.ndarray:
             raise ValueError(
                 f"all variables must have the same number of samples; {names[0]} has {n}, {name} has {len(v)}"
             )
+        if len(v) == 0:
+            raise ValueError(f"{name} has no samples; pass at least one sample (row) per variable")
         if v.ndim == 2 and v.shape[1] == 0:
             raise ValueError(f"{name} has no columns (shape {v.shape}); pass at least one variable column")
         cols.append(v.reshape(len(v), -1))
@@ -172,8 +174,10 @@ def co_information(*variables, correction=None) -> float:
         raise ValueError(f"co_information needs at least two variables, got {k}")
     if k > 12:
         raise ValueError(f"co_information over {k} variables needs 2^{k} entropies; pack some variables together")
+    pack(*variables)  # every variable checked (and named) before any entropy
     total = 0.0
     for size in range(1, k + 1):
         for subset in combinations(range(k), size):
-            total -= (-1) ** size * _H(correction, *(variables[i] for i in subset))
+            total -= (-1) ** size * _H(correction, *(variables[i] for i in subset),
+                                       names=[f"variable {i}" for i in subset])
     return total
