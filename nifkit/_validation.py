@@ -76,12 +76,16 @@ def to_numpy(x, name: str = "x") -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     try:
-        return np.asarray(x)
+        arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like: numpy's message would not name x
         raise TypeError(
             f"{name} must be a numpy array, a torch tensor or a rectangular list of numbers; "
             f"got {type(x).__name__} that numpy cannot turn into an array (ragged rows?)"
         ) from exc
+    if arr.dtype == object and arr.ndim == 0:
+        raise TypeError(f"{name} must be a numpy array, a torch tensor or a list of numbers; "
+                        f"got {type(x).__name__}")
+    return arr
 
 
 def _check_kind(arr: np.ndarray, name: str, kinds: str = "fiub") -> None:
@@ -100,7 +104,7 @@ def to_tensor(x, name: str = "x") -> torch.Tensor:
         return x.detach()
     arr = to_numpy(x, name)
     _check_kind(arr, name)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape))  # 0-d stays 0-d
 
 
 def check_finite(x, name: str = "x"):
@@ -236,15 +240,16 @@ def check_n_samples(n: int, needed: int, what: str, name: str | None = None) -> 
 def check_pairs(pairs, name: str = "pairs", size_a: int | None = None, size_b: int | None = None,
                 names=("a", "b")) -> np.ndarray:
     """``(P, 2)`` int64 index pairs ``(i, j)`` with ``0 <= i < size_a``, ``0 <= j < size_b``.
-    A single pair may be given as ``(i, j)``. Negative indices are refused (they would
-    silently wrap around to the last neuron), as are fractional floats and empty lists."""
+    A single pair may be given as ``(i, j)``; no pairs give a ``(0, 2)`` array. Negative
+    indices are refused (they would silently wrap around to the last neuron), as are
+    fractional floats."""
     arr = to_numpy(pairs, name)
+    if arr.size == 0 and arr.ndim <= 2 and (arr.ndim < 2 or arr.shape[1] in (0, 2)):
+        return np.zeros((0, 2), dtype=np.int64)  # no pairs asked, none estimated
     if arr.ndim == 1 and arr.shape[0] == 2:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"{name} must be (P, 2) rows of (i, j) indices; got shape {arr.shape}")
-    if len(arr) == 0:
-        raise ValueError(f"{name} is empty; pass at least one (i, j) row")
     if arr.dtype.kind == "f":
         check_finite(arr, name)
         if not np.all(arr == np.round(arr)):

@@ -408,14 +408,18 @@ def _tensor_batches(X, y, batch_size):
 def _iter_batches(loader):
     for b in loader:
         if isinstance(b, torch.Tensor):
-            yield b, None
+            xb, yb = b, None
         elif isinstance(b, (tuple, list)) and b:
-            yield to_tensor(b[0], "batch[0]"), None if len(b) < 2 else to_tensor(b[1], "batch[1]")
+            xb, yb = to_tensor(b[0], "batch[0]"), None if len(b) < 2 else to_tensor(b[1], "batch[1]")
         elif isinstance(b, dict) and b:
             vals = list(b.values())
-            yield to_tensor(vals[0], "batch"), None if len(vals) < 2 else to_tensor(vals[1], "batch")
+            xb, yb = to_tensor(vals[0], "batch"), None if len(vals) < 2 else to_tensor(vals[1], "batch")
         else:
-            raise TypeError(f"each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
+            raise TypeError(f"data: each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
+        if xb.ndim == 0:
+            raise TypeError("data: a batch's inputs are a single number, so data was read as an iterable of "
+                            "batches; pass inputs as one tensor or array instead, e.g. np.asarray(data)")
+        yield xb, yb
 
 
 def _model_device_dtype(model):
@@ -538,11 +542,17 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
                 xb = xb.to(dev, dtype) if xb.is_floating_point() else xb.to(dev)
                 if yb is not None:
                     yb = yb.to(dev)
-                if grads:
-                    out = _grad_step(model, xb, yb, loss_fn, flags)
-                else:
-                    with torch.no_grad():
-                        out = _first_tensor(model(xb), "output", "<model>")
+                try:
+                    if grads:
+                        out = _grad_step(model, xb, yb, loss_fn, flags)
+                    else:
+                        with torch.no_grad():
+                            out = _first_tensor(model(xb), "output", "<model>")
+                except RuntimeError as exc:  # same error, with the data's side of the story
+                    exc.add_note(f"nifkit.record: the model raised on a batch of data with shape "
+                                 f"{tuple(xb.shape)} and dtype {xb.dtype}; check that data has the "
+                                 "shape and dtype the model expects")
+                    raise
                 outputs.append(out.detach().to("cpu" if to_cpu else out.device))
                 if yb is not None:
                     ys.append(yb.detach().cpu())

@@ -148,7 +148,7 @@ BAD: dict[str, list] = {
     "choice": [("unknown", "nonsense"), ("int", 3)],
     "split": [("unknown", "validation"), ("int", 0)],
     "pairs": [("negative index", [[-1, 0]]), ("index too large", [[0, 99]]), ("float-for-int", [[0.5, 0]]),
-              ("wrong shape", [[0, 1, 2]]), ("empty", np.zeros((0, 2), int)), ("wrong dtype", [["a", "b"]])],
+              ("wrong shape", [[0, 1, 2]]), ("wrong dtype", [["a", "b"]])],
     "callable": [("string", "mutual_information"), ("int", 3)],
     "indices": [("negative", [-1]), ("too large", [99]), ("float-for-int", [0.5]), ("string", "ab")],
     "size": [("zero", 0), ("float-for-int", 2.5), ("three values", (2, 2, 2)), ("string", "5")],

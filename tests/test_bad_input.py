@@ -222,6 +222,9 @@ def test_pair_indices_never_wrap_around():
             dv_mi_pairs(a, b, bad, steps=1)
     with pytest.raises(ValueError, match=r"\(P, 2\)"):  # used to be reshaped into other pairs
         ksg_mi_pairs(a, b, [[0, 1, 1], [0, 0, 1]])
+    # no pairs: nothing estimated (a layer whose edges were all pruned)
+    assert ksg_mi_pairs(a, b, np.zeros((0, 2), int)).shape == (0,)
+    assert dv_mi_pairs(a, b, [], steps=1).shape == (0,)
     # a single (i, j) pair is still fine
     assert ksg_mi_pairs(a, b, (2, 1), jitter=0) == pytest.approx(ksg_mi(a[:, 2], b[:, 1], jitter=0), abs=1e-12)
 

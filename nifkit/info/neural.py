@@ -162,6 +162,8 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
         ii, jj = np.meshgrid(np.arange(a.shape[1]), np.arange(b.shape[1]), indexing="ij")
         pairs = np.stack([ii.ravel(), jj.ravel()], axis=1)
     pairs = check_pairs(pairs, "pairs", a.shape[1], b.shape[1])
+    if len(pairs) == 0:
+        return np.zeros(0)
     dev = o.pop("device")
     gen = torch.Generator().manual_seed(o.pop("seed"))
     xs = torch.from_numpy(a[:, pairs[:, 0]].T.copy()).to(dev)[..., None]  # (P, n, 1)
