@@ -49,7 +49,11 @@ def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     y = to_numpy(y, "y")
     if y.ndim == 0:
         raise ValueError(f"y must hold one value per sample, got a scalar {y!r}")
-    if hasattr(x, "__len__") and len(x) != len(y):
+    try:
+        n_x = len(x)
+    except TypeError:  # a scalar or a 0-d array: the estimator will say what it needs
+        n_x = len(y)
+    if n_x != len(y):
         raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
     rng = np.random.default_rng(seed)
     obs = check_estimate(estimator(x, y), "estimator", " on the observed (unshuffled) data")
