@@ -6,7 +6,8 @@ says how to fix it, never a message from deep inside torch, numpy, sklearn or ``
 
 Arrays
     :func:`to_numpy`, :func:`to_tensor`, :func:`as_array`, :func:`as_2d`,
-    :func:`as_codes`, :func:`as_labels`, :func:`check_finite`, :func:`check_same_length`,
+    :func:`as_codes`, :func:`as_labels`, :func:`as_counts`, :func:`check_finite`,
+    :func:`check_same_length`,
     :func:`check_n_samples`, :func:`check_pairs`
 Settings
     :func:`check_int` (sizes, counts, orders), :func:`check_seed`, :func:`check_n_bins`,
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "to_numpy", "to_tensor", "as_array", "as_2d", "as_codes", "as_labels", "check_finite",
+    "to_numpy", "to_tensor", "as_array", "as_2d", "as_codes", "as_labels", "as_counts", "check_finite",
     "check_same_length", "check_n_samples", "check_pairs",
     "check_int", "check_seed", "check_n_bins", "check_bin_range", "check_number", "check_choice",
     "check_correction", "check_memory_budget", "check_num_threads", "check_callable",
@@ -216,6 +217,33 @@ def as_labels(y, name: str = "labels", n_samples: int | None = None,
         raise ValueError(f"{name} holds label {int(arr.max())} but n_classes={n_classes}; "
                          f"labels must lie in 0..{n_classes - 1}")
     return arr
+
+
+def as_counts(x, name: str = "counts"):
+    """Histogram counts (or unnormalised weights): numbers, finite, non-negative. A torch
+    tensor comes back as a float64 tensor on its device, anything else as a float64 numpy
+    array."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} must hold real numbers (counts), got dtype {x.dtype}")
+        c = x.detach().to(torch.float64)
+        finite = bool(torch.isfinite(c).all())
+    else:
+        c = to_numpy(x, name)
+        if c.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must hold numbers (counts), got dtype {c.dtype}")
+        c = c.astype(np.float64, copy=False)
+        finite = bool(np.isfinite(c).all())
+    if not finite:
+        arr = to_numpy(c, name)
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} contains {'NaN' if np.isnan(arr[bad]) else 'inf'} (first at index {bad}); "
+                         "counts must be finite non-negative numbers")
+    if c.numel() if isinstance(c, torch.Tensor) else c.size:
+        low = float(c.min())
+        if low < 0:
+            raise ValueError(f"{name} must be non-negative counts; found {low}")
+    return c
 
 
 def check_same_length(name_a: str, a, name_b: str, b) -> int:

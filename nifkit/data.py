@@ -39,7 +39,6 @@ from ._validation import (
     check_int,
     check_number,
     check_seed,
-    to_numpy,
     to_tensor,
 )
 

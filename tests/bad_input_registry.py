@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from nifkit import data as D
-from nifkit import info
 from nifkit.info import (
     Binner,
     PairwiseMI,

@@ -28,7 +28,7 @@ from itertools import combinations
 
 import numpy as np
 
-from .._validation import CORRECTIONS, as_codes, check_correction, to_numpy
+from .._validation import CORRECTIONS, as_codes, as_counts, check_correction, to_numpy
 
 __all__ = [
     "CORRECTIONS",
@@ -47,16 +47,7 @@ _check_correction = check_correction  # the name other modules import
 
 def _check_counts(counts, axis):
     """Counts as a finite, non-negative float64 array and ``axis`` as valid axes."""
-    c = to_numpy(counts, "counts")
-    if c.dtype.kind not in "fiub":
-        raise TypeError(f"counts must hold numbers, got dtype {c.dtype}")
-    c = c.astype(np.float64, copy=False)
-    if c.size and not np.isfinite(c).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(c))[0])
-        raise ValueError(f"counts contains {'NaN' if np.isnan(c[bad]) else 'inf'} (first at index {bad}); "
-                         "counts must be finite non-negative numbers")
-    if c.size and c.min() < 0:
-        raise ValueError(f"counts must be non-negative; found {c.min()}")
+    c = as_counts(to_numpy(counts, "counts"), "counts")
     axes = axis if isinstance(axis, tuple) else (axis,)
     for ax in axes:
         if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, (int, np.integer)):

@@ -29,13 +29,13 @@ import torch
 
 from .._validation import (
     as_codes,
+    as_counts,
     check_correction,
     check_memory_budget,
     check_n_bins,
     check_n_samples,
     check_number,
     resolve_device,
-    to_numpy,
 )
 from ..config import DEFAULT_MEMORY_BUDGET
 from .discrete import _check_correction
@@ -61,8 +61,8 @@ def mi_from_counts(joint, count_a, count_b, n, correction=None):
     """
     check_correction(correction)
     as_np = not isinstance(joint, torch.Tensor)
-    j, ca, cb = (_count_tensor(v, name) for v, name in ((joint, "joint"), (count_a, "count_a"),
-                                                         (count_b, "count_b")))
+    j, ca, cb = (torch.as_tensor(as_counts(v, name)) for v, name in ((joint, "joint"), (count_a, "count_a"),
+                                                                       (count_b, "count_b")))
     if j.ndim < 2:
         raise ValueError(f"joint must have shape (..., Ba, Bb); got shape {tuple(j.shape)}")
     if ca.ndim < 1 or cb.ndim < 1 or ca.shape[-1] != j.shape[-2] or cb.shape[-1] != j.shape[-1]:
@@ -79,23 +79,6 @@ def mi_from_counts(joint, count_a, count_b, n, correction=None):
         m_b = (cb > 0).sum(dim=-1)
         mi = mi + (m_a + m_b - m_ab - 1).to(torch.float64) / (2 * n * LN2)
     return mi.numpy() if as_np else mi
-
-
-def _count_tensor(v, name) -> torch.Tensor:
-    """A float64 tensor of counts, checked finite and non-negative."""
-    if isinstance(v, torch.Tensor):
-        t = v.detach().to(torch.float64)
-    else:
-        arr = to_numpy(v, name)
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must hold numbers (counts), got dtype {arr.dtype}")
-        t = torch.as_tensor(arr, dtype=torch.float64)
-    if t.numel():
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or inf; counts must be finite non-negative numbers")
-        if float(t.min()) < 0:
-            raise ValueError(f"{name} must be non-negative counts; found {float(t.min())}")
-    return t
 
 
 def _one_hot(codes: torch.Tensor, n_cols: int, dtype=torch.float32) -> torch.Tensor:
