@@ -580,7 +580,7 @@ def read_idx(path) -> np.ndarray:
     Header: two zero bytes, a type byte (0x08 = uint8 ...), the number of dimensions,
     then one big-endian int32 per dimension; the data follow in C order.
     """
-    path = Path(path)
+    path = _as_path(path, "path")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         raw = fh.read()
@@ -652,9 +652,15 @@ def _torchvision_fetch(cls_name, root, download):
             te.data.numpy(), te.targets.numpy().astype(np.int64))
 
 
+def _as_path(p, name):
+    if not isinstance(p, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file or folder path (str or pathlib.Path), got {type(p).__name__}")
+    return Path(p)
+
+
 def _data_root(root):
     if root is not None:
-        return Path(root)
+        return _as_path(root, "root")
     return Path(os.environ.get("NIFKIT_DATA", DEFAULT_DATA_ROOT))
 
 
@@ -776,7 +782,7 @@ def load_banknote(path=None, *, scale: str | None = "standard", test_size: float
     """
     check_choice(scale, "scale", (None, "standard", "minmax"))
     seed = check_seed(seed)
-    p = Path(path) if path is not None else _data_root(None) / BANKNOTE_FILE
+    p = _as_path(path, "path") if path is not None else _data_root(None) / BANKNOTE_FILE
     if p.is_dir():
         p = p / BANKNOTE_FILE
     if not p.is_file():

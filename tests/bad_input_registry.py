@@ -152,6 +152,7 @@ BAD: dict[str, list] = {
     "indices": [("negative", [-1]), ("too large", [99]), ("float-for-int", [0.5]), ("string", "ab")],
     "size": [("zero", 0), ("float-for-int", 2.5), ("three values", (2, 2, 2)), ("string", "5")],
     "flag": [("string", "yes"), ("int", 2)],
+    "path": [("int", 3), ("list", ["a", "b"])],
 }
 
 
@@ -174,6 +175,8 @@ _fitted = Binner(n_bins=3).fit(X40)
 _IMAGES = _rng.random((3, 8, 8))
 _DS = D.Dataset("tiny", np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((2, 2)), [0, 1], n_classes=2)
 _NET = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+_IDX = Path(tempfile.mkdtemp(prefix="nifkit_bad_input_")) / "labels-idx1-ubyte"
+_IDX.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 1, 2, 3]))
 _BANKNOTE = Path(tempfile.mkdtemp(prefix="nifkit_bad_input_")) / "banknote.txt"
 _BANKNOTE.write_text("\n".join(f"{a:.3f},{b:.3f},{a - b:.3f},{a * b:.3f},{i % 2}"
                                for i, (a, b) in enumerate(_rng.standard_normal((24, 2)))))
@@ -305,12 +308,13 @@ ENTRIES: list[Entry] = [
           dict(images="features", size="size", mode="choice", chunk="count")),
     Entry("data.load_mnist", D.load_mnist, dict(n_train=50, n_test=20, seed=0),
           dict(seed="seed", n_train="count_or_none", n_test="count_or_none", size="size", resize_mode="choice",
-               classes="indices", test_size="test_size")),
+               classes="indices", test_size="test_size", root="path")),
     Entry("data.load_fashion_mnist", D.load_fashion_mnist, dict(n_train=50, n_test=20, seed=0),
           dict(seed="seed", n_train="count_or_none", n_test="count_or_none", size="size", resize_mode="choice",
-               classes="indices")),
+               classes="indices", root="path")),
     Entry("data.load_banknote", D.load_banknote, dict(path=_BANKNOTE, seed=0),
-          dict(seed="seed", scale="choice", test_size="test_size")),
+          dict(seed="seed", scale="choice", test_size="test_size", path="path")),
+    Entry("data.read_idx", D.read_idx, dict(path=_IDX), dict(path="path")),
     # ---- nifkit.record ---------------------------------------------------------------
     Entry("record.record", _record, dict(data=X40, targets=np.zeros(40, dtype=np.int64)),
           dict(data="inputs", batch_size="count", max_samples="count_or_none", device="device",
