@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_finite, to_numpy
+from .._validation import as_labels, check_finite, to_numpy
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
@@ -27,25 +27,14 @@ _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.AlphaDropout)
 
 
 def check_labels(y, n: int, what: str, n_classes: int | None = None) -> np.ndarray:
-    """Class indices ``(samples,)`` as int64, checked against ``n`` samples of ``what``
-    and ``n_classes``."""
-    arr = to_numpy(y, "labels")
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be 1-D class indices (samples,), got shape {arr.shape}; "
-                         "pass integer labels, not one-hot rows (use y.argmax(1))")
+    """Class indices ``(samples,)`` as int64 (:func:`nifkit._validation.as_labels`: dtype,
+    NaN, fractions, negatives), checked against ``n`` samples of ``what`` and the
+    model's ``n_classes``."""
+    arr = as_labels(y, "labels")
     if len(arr) != n:
         raise ValueError(
             f"labels has {len(arr)} entries but {what} has {n} samples; pass the labels of the same "
             "samples (e.g. data.y_test together with data.X_test)")
-    if arr.dtype.kind == "f":
-        check_finite(arr, "labels")
-        if not np.all(arr == np.round(arr)):
-            raise ValueError("labels must be integer class indices, got non-integer floats")
-    elif arr.dtype.kind not in "iub":
-        raise TypeError(f"labels must hold integer class indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if n and arr.min() < 0:
-        raise ValueError(f"labels must be class indices >= 0, found {int(arr.min())}")
     if n_classes is not None and n and arr.max() >= n_classes:
         raise ValueError(f"labels go up to {int(arr.max())} but there are only {n_classes} classes "
                          f"(0..{n_classes - 1}); pass n_classes= or labels that match the model's outputs")
