@@ -116,52 +116,65 @@ class KnockoutEvaluator:
         return mk.astype(bool)
 
     # -- every subset of the layer for one class ----------------------------------------
-    def all_subsets(self, cls: int, *, sample_chunk: int = 8, progress=None) -> np.ndarray:
+    def all_subsets(self, cls: int, *, sample_chunk: int = 4, block_bytes: int = 1 << 20,
+                    progress=None) -> np.ndarray:
         """Balanced accuracy of class ``cls`` for all ``2^m`` knockout sets (entry ``b``
-        knocks out the neurons whose bits are set in ``b``), by the split sums."""
+        knocks out the neurons whose bits are set in ``b``), by the split sums.
+
+        The layer is split into a high half ``h`` and a low half ``l``; for each sample
+        ``z_c(b) = P_c[h] + Q_c[l]``. Class ``cls`` wins where ``z_cls`` beats the running
+        maximum of the lower classes strictly and of the higher ones or equals it (argmax
+        ties go to the lowest class). The ``(samples, 2^h, block)`` tiles are sized to
+        ``block_bytes`` so that they stay in the CPU cache, and every buffer is reused.
+        """
         m, C = self.n_neurons, self.n_classes
         if m > 24:
             raise ValueError(f"all_subsets enumerates 2^m knockouts; m = {m} is over the limit of 24 neurons")
         if not 0 <= cls < C or self.class_counts[cls] == 0:
             raise ValueError(f"class {cls} does not occur in y (or is not an output); classes with samples: "
                              f"{np.flatnonzero(self.class_counts).tolist()}")
-        ma = m // 2
-        mb = m - ma
-        keepA = torch.from_numpy(~masks_from_bits(np.arange(1 << ma), ma)).float()  # (2^ma, ma)
-        keepB = torch.from_numpy(~masks_from_bits(np.arange(1 << mb), mb)).float()
-        tp = torch.zeros(1 << m, dtype=torch.int64)
-        pp = torch.zeros(1 << m, dtype=torch.int64)
+        ml = m // 2  # low bits: neurons 0..ml-1 (trailing axis)
+        mh = m - ml  # high bits: neurons ml..m-1 (leading axis), index b = h * 2^ml + l
+        keepL = torch.from_numpy(~masks_from_bits(np.arange(1 << ml), ml)).float()
+        keepH = torch.from_numpy(~masks_from_bits(np.arange(1 << mh), mh)).float()
+        tp = torch.zeros(1 << mh, 1 << ml, dtype=torch.int64)
+        pp = torch.zeros(1 << mh, 1 << ml, dtype=torch.int64)
         is_c = torch.from_numpy(self.y == cls)
         N = len(self.y)
+        n_max = int(min(sample_chunk, N))
+        bs = int(max(1, min(1 << ml, block_bytes // (4 * n_max * (1 << mh)))))
+        others_lo = [c for c in range(C) if c < cls]
+        others_hi = [c for c in range(C) if c > cls]
         with cpu_threads(self.num_threads), torch.no_grad():
-            for s in range(0, N, sample_chunk):  # blocks of samples
-                Hs = self.H[s:s + sample_chunk]
+            for s in range(0, N, n_max):  # blocks of samples
+                Hs = self.H[s:s + n_max]
                 n = len(Hs)
-                # P[c, n, a]: contribution of the kept neurons of each half (bias in A)
-                PA = torch.einsum("am,nm,cm->cna", keepA, Hs[:, :ma], self.W[:, :ma]) + self.b[:, None, None]
-                PB = torch.einsum("bm,nm,cm->cnb", keepB, Hs[:, ma:], self.W[:, ma:])
-                zc = PA[cls][:, :, None] + PB[cls][:, None, :]  # (n, 2^ma, 2^mb)
-                lo = hi = None
-                for c in range(C):  # classes: running maxima below and above cls
-                    if c == cls:
-                        continue
-                    v = PA[c][:, :, None] + PB[c][:, None, :]
-                    if c < cls:
-                        lo = v if lo is None else torch.maximum(lo, v, out=lo)
-                    else:
-                        hi = v if hi is None else torch.maximum(hi, v, out=hi)
-                win = torch.ones_like(zc, dtype=torch.bool)
-                if lo is not None:
-                    win &= zc > lo
-                if hi is not None:
-                    win &= zc >= hi
-                # index b = a + 2^ma * bb  <->  layout (a, bb) transposed
-                w = win.transpose(1, 2).reshape(n, -1)
-                pp += w.sum(0)
-                tp += w[is_c[s:s + n]].sum(0)
+                # P[c, n, h] (bias included) and Q[c, n, l]: sums over the kept neurons of each half
+                P = (torch.einsum("hm,nm,cm->cnh", keepH, Hs[:, ml:], self.W[:, ml:]) + self.b[:, None, None])
+                Q = torch.einsum("lm,nm,cm->cnl", keepL, Hs[:, :ml], self.W[:, :ml])
+                Pu, Qu = P[:, :, :, None], Q[:, :, None, :]
+                pos = is_c[s:s + n]
+                for l0 in range(0, 1 << ml, bs):  # tiles of the low half
+                    sl = slice(l0, l0 + bs)
+                    k = min(bs, (1 << ml) - l0)
+                    shape = (n, 1 << mh, k)
+                    zc = torch.add(Pu[cls], Qu[cls][..., sl])
+                    win = torch.ones(shape, dtype=torch.bool)
+                    buf = torch.empty(shape)
+                    for group, strict in ((others_lo, True), (others_hi, False)):
+                        if not group:
+                            continue
+                        mx = torch.add(Pu[group[0]], Qu[group[0]][..., sl])
+                        for c in group[1:]:  # classes: running maximum
+                            torch.add(Pu[c], Qu[c][..., sl], out=buf)
+                            torch.maximum(mx, buf, out=mx)
+                        win &= (zc > mx) if strict else (zc >= mx)
+                    pp[:, sl] += win.sum(0)
+                    if pos.any():
+                        tp[:, sl] += win[pos].sum(0)
                 if progress is not None:
                     progress(min(s + n, N), N, "samples")
-        return balanced_accuracy(tp.numpy(), pp.numpy(), int(self.class_counts[cls]), N)
+        return balanced_accuracy(tp.reshape(-1).numpy(), pp.reshape(-1).numpy(), int(self.class_counts[cls]), N)
 
 
 # ----------------------------------------------------------------------------- regression
