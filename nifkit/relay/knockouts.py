@@ -97,14 +97,23 @@ class KnockoutEvaluator:
                 out[s:s + chunk] = z.argmax(-1).numpy()
         return out
 
-    def accuracies(self, masks) -> dict:
+    def accuracies(self, masks, chunk: int = 256) -> dict:
         """``{"accuracy": (S,), "balanced": (S, C)}``: overall accuracy and per-class
-        balanced accuracy of each knockout."""
-        pred = self.predict(masks)
+        balanced accuracy of each knockout (counts accumulated per block of masks, so
+        memory does not grow with ``S * samples``)."""
+        mk = self._masks(masks)
         C, N = self.n_classes, len(self.y)
-        tp = np.stack([((pred == c) & (self.y == c)[None]).sum(1) for c in range(C)], 1)
-        pp = np.stack([(pred == c).sum(1) for c in range(C)], 1)
-        return {"accuracy": (pred == self.y[None]).mean(1),
+        onehot = torch.nn.functional.one_hot(torch.from_numpy(self.y), C).float()  # (N, C)
+        keep = torch.from_numpy(~mk).float()
+        tp = np.empty((len(mk), C))
+        pp = np.empty((len(mk), C))
+        with cpu_threads(self.num_threads), torch.no_grad():
+            for s in range(0, len(mk), chunk):  # blocks of masks
+                z = torch.einsum("sm,nm,cm->snc", keep[s:s + chunk], self.H, self.W) + self.b
+                hit = torch.nn.functional.one_hot(z.argmax(-1), C).float()  # (S, N, C) predicted class
+                pp[s:s + chunk] = hit.sum(1).numpy()
+                tp[s:s + chunk] = (hit * onehot[None]).sum(1).numpy()
+        return {"accuracy": tp.sum(1) / N,
                 "balanced": balanced_accuracy(tp, pp, np.maximum(self.class_counts, 1), N)}
 
     def _masks(self, masks):
