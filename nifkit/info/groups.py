@@ -209,7 +209,7 @@ def _as_masks(masks, m):
     return mk
 
 
-def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 256 * 2**20) -> np.ndarray:
+def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.ndarray:
     """``I(X;Y | codes[:, mask_s])`` in bits for every row ``mask_s`` of ``masks``
     (bool ``(S, m)``; an all-False row conditions on nothing).
 
@@ -231,7 +231,8 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 256 * 2**20) -> np.n
     if np.sum(np.log2(np.maximum(card, 1))) >= 62:
         raise ValueError("the joint code of all variables does not fit 62 bits; binarise or use fewer variables")
     radix = np.concatenate([[1], np.cumprod(card[:-1])]).astype(np.int64)
-    step = int(max(1, min(S, memory_budget // max(8 * 6 * U, 1))))
+    # about a dozen (sets, distinct rows) int64 temporaries per block
+    step = int(max(1, min(S, memory_budget // max(8 * 12 * U, 1))))
     for s in range(0, S, step):  # blocks of sets
         mb = mk[s:s + step]
         k = len(mb)
