@@ -487,11 +487,13 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
         f_base = fb[torch.arange(n), tt].double().numpy()
         # chunking: points per chunk P (>= 2) and inputs per batch
         n_pts = len(alphas)
-        per_point_input = 3 * per_input  # graph + clones + gradients, roughly
+        per_point_input = 2 * per_input  # the autograd graph plus clones and gradients, roughly
+        cap = max(2, budget // per_point_input)  # input-points one chunk may hold
+        want = min(n_pts, 9)  # >= 8 steps per chunk keeps the shared end points cheap
         if batch_size is None:
-            batch_size = int(max(1, min(n, budget // (2 * per_point_input))))
+            batch_size = n if cap >= n * want else max(1, cap // want)
         if chunk_steps is None:
-            chunk_steps = int(max(1, budget // (per_point_input * batch_size) - 1))
+            chunk_steps = int(max(1, cap // batch_size - 1))
         pts = min(int(chunk_steps) + 1, n_pts)
         starts = list(range(0, n_pts - 1, pts - 1)) or [0]
         acc = {nm: None for nm in names}
