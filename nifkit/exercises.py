@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 __all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
-           "check_kl_profile"]
+           "check_kl_profile", "check_conductance"]
 
 _ENTROPY_CASES = [
     ("a fair coin", np.array([0.5, 0.5]), 1.0),
@@ -85,6 +85,7 @@ def __getattr__(name):
         "check_flow_attribution": "nifkit.flow",
         "check_edge_sensitivity": "nifkit.causal",
         "check_kl_profile": "nifkit.ablation",
+        "check_conductance": "nifkit.conductance",
     }
     if name in homes:
         import importlib

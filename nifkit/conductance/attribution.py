@@ -458,7 +458,17 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
         taps = _Taps(model, names, keep_graph=False)
         try:
             with torch.no_grad():
-                _apply_output(model(x[:1].to(dev)), output)
+                try:
+                    probe = _apply_output(model(x[:1].to(dev)), output)
+                except RuntimeError as exc:
+                    raise ValueError(f"inputs of shape {tuple(x.shape)} do not fit the model ({exc}). inputs must "
+                                     "be a batch (samples, ...) of what the model takes; for one input use x[None]"
+                                     ) from exc
+            if not isinstance(probe, torch.Tensor) or probe.ndim != 2 or len(probe) != 1:
+                raise ValueError(f"the model (after output={output!r}) must map a batch of inputs to (samples, "
+                                 f"classes); one input of shape {tuple(x.shape[1:])} gave "
+                                 f"{tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__}."
+                                 " Is the batch axis missing (use x[None])?")
         finally:
             for h in probe_handles:
                 h.remove()
