@@ -11,6 +11,7 @@
 from .attribution import (  # noqa: F401
     BASELINES, METHODS, OUTPUTS, Conductance, blocks, layer_conductance, make_baseline, path_alphas, path_gradients,
 )
+from . import zoo  # noqa: F401
 from .exercises import check_conductance, reference_conductance  # noqa: F401
 from .plane import (  # noqa: F401
     ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, InformationPlane, Knockout, Trajectory, information_plane, ite,
