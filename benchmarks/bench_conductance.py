@@ -7,7 +7,7 @@ Both sides: the same photos (foolbox's ImageNet photos, EfficientNet preprocessi
 the same zero baseline, true-class logit targets, steps and alpha rule (Captum's default
 Gauss–Legendre), the same torch threads. nifkit runs twice: with one chunk holding the
 whole interpolation batch, as Captum's single call does (values must equal Captum's to
-1e-5 x max(1, max |value|)), and with its default 512 MiB memory budget (chunks sharing
+1e-5 x max(1, max |value|)), and with its default 256 MiB memory budget (chunks sharing
 end points, inputs in batches), whose tiny differences come from float32 rounding in
 batches of another size; for scale, Captum against itself with ``internal_batch_size``
 is printed for one block.
@@ -49,7 +49,9 @@ def main(argv=None) -> int:
     x, y = photos.X, photos.y
     names = [f"_blocks.{i}" for i in range(16)]
     mods = dict(model.named_modules())
-    kw = dict(baselines="zeros", target="true", labels=y, steps=args.steps, method=args.method)
+    kw = dict(baselines="zeros", target="true", labels=y, steps=args.steps, method=args.method,
+              num_threads=args.threads)
+    layer_conductance(model, x[:1], names[:1], steps=1, num_threads=args.threads)  # warm-up (kernel selection), untimed
 
     t = time.perf_counter()
     one = layer_conductance(model, x, names, chunk_steps=args.steps, batch_size=len(x), **kw)

@@ -35,7 +35,10 @@ import torch
 from torch import nn
 
 from .._validation import resolve_device, to_tensor
-from ..config import DEFAULT_MEMORY_BUDGET
+
+#: default bytes of temporaries per chunk: half the project's default, because the autograd
+#: graph of a chunk comes on top of a model (and torch) already in memory
+DEFAULT_BUDGET = 256 * 2**20
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_baseline", "layer_conductance",
            "Conductance", "path_gradients"]
@@ -406,12 +409,13 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
 
     The ``steps + 1`` points are processed in chunks of ``chunk_steps + 1`` points that
     share end points, ``batch_size`` inputs at a time; by default both are sized from
-    ``memory_budget`` bytes (a probe forward pass measures the activation memory of one
-    input). One forward and one backward pass per chunk serve all layers.
+    ``memory_budget`` bytes (default :data:`DEFAULT_BUDGET`, 256 MiB; a probe forward pass
+    measures the activation memory of one input). One forward and one backward pass per chunk serve all layers.
 
     The model runs in eval mode on ``device`` with frozen parameters; its modes,
     ``requires_grad`` flags and device are restored and all hooks removed afterwards,
-    also on errors. ``num_threads``: CPU threads (None = leave torch's setting).
+    also on errors. ``num_threads``: torch CPU threads for the run (None = 1 on the CPU,
+    the project's policy for a shared machine; restored after).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -423,7 +427,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
     for arg, v in (("chunk_steps", chunk_steps), ("batch_size", batch_size)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise ValueError(f"{arg} must be a positive integer or None, got {v!r}")
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    budget = DEFAULT_BUDGET if memory_budget is None else int(memory_budget)
     if budget <= 0:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     params = list(model.parameters())
@@ -435,12 +439,11 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
 
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in params]
-    prev_threads = torch.get_num_threads()
     moved = dev != model_dev
     taps = None
+    threads = _cpu_threads(num_threads, dev)
     try:
-        if num_threads is not None:
-            torch.set_num_threads(int(num_threads))
+        threads.__enter__()
         if moved:
             model.to(dev)
         model.eval()
@@ -552,8 +555,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
             m.training = mode
         if moved:
             model.to(model_dev)
-        if torch.get_num_threads() != prev_threads:
-            torch.set_num_threads(prev_threads)
+        threads.__exit__(None, None, None)
     settings = {"steps": int(steps), "method": method, "baselines": baselines if isinstance(baselines, str)
                 else "given", "target": target if isinstance(target, str) else "given", "output":
                 output if isinstance(output, str) else "callable", "chunk_steps": int(pts - 1),
@@ -563,6 +565,15 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
         notes.append("Gauss-Legendre alphas lie strictly inside (0, 1): the completeness gap does not close")
     return Conductance(names=list(names), maps=maps, activations=activations, f_input=f_in, f_baseline=f_base,
                        target=t, predicted=fx.argmax(1).numpy(), settings=settings, notes=notes)
+
+
+def _cpu_threads(n, device):
+    """The project's thread policy (``cpu_threads``: None = 1 thread on the CPU)."""
+    try:
+        from ..runtime import cpu_threads
+    except ImportError:  # before the runtime module exists
+        from ..models import cpu_threads
+    return cpu_threads(n, device)
 
 
 def _progress(progress, total):
