@@ -5,6 +5,7 @@ gap) and the plot must change, with no widget error on the page."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -29,6 +30,20 @@ NOTEBOOK = "02_conductance_information_plane.ipynb"
 READOUT = re.compile(r"(\S+), (\d+) steps \((\w+)\), .*completeness gap ([0-9.]+)")
 
 
+def _wait_for_steps(page, steps: int, timeout: float = 180) -> str:
+    """The readout once it reports ``steps`` (each key press queued one recomputation,
+    and each takes a moment on a busy machine), then settled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = readout_text(page, near="steps")
+        m = READOUT.search(text)
+        if m and int(m.group(2)) == steps:
+            return wait_for_readout_settle(page, near="steps")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the readout never reported {steps} steps; last: {text!r}")
+        page.wait_for_timeout(250)
+
+
 def test_conductance_explorer_steps(jupyter_server, browser_page, request):
     assert (NOTEBOOKS_DIR / NOTEBOOK).is_file(), f"notebooks/{NOTEBOOK} is missing"
     page = browser_page
@@ -44,7 +59,7 @@ def test_conductance_explorer_steps(jupyter_server, browser_page, request):
 
             old, new = move_slider(page, "steps", steps=4)
             wait_for_readout_change(page, before, near="steps")
-            after = wait_for_readout_settle(page, near="steps")  # every key press recomputes
+            after = _wait_for_steps(page, int(new))  # every key press recomputes, one after another
             page.wait_for_timeout(500)  # let the redrawn figure land
             images_after = widget_images(page, near="steps")
 

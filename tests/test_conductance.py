@@ -337,7 +337,7 @@ def test_widget_recomputes_and_reports_completeness(trained):
     assert "completeness gap" in before and ex.result.conductance.settings["steps"] == 2
     ex.controls["steps"].value = 16
     assert ex.readout.text != before and ex.result.relative_gap >= 0 and ex.n_computed == 2
-    assert ex.result.mean_abs_gap < float(np.abs(ex._cache[(2, "zeros", "riemann_trapezoid", "true")][0]
+    assert ex.result.mean_abs_gap < float(np.abs(ex._cache[(2, "zeros", "riemann_trapezoid", "predicted")][0]
                                                  .gap[:, ex.result.conductance.names.index(ex.result.layer)]).mean())
     n = ex.n_computed
     ex.controls["layer"].value = "act1"

@@ -77,7 +77,7 @@ class ConductanceExplorer(Explorer):
         self.n_computed = 0
         controls = {
             "layer": layer_picker(self.layers, value=self.layers[len(self.layers) // 2]),
-            "target": W.Dropdown(options=[("true class", "true"), ("predicted class", "predicted")], value="true",
+            "target": W.Dropdown(options=[("predicted class", "predicted"), ("true class", "true")], value="predicted",
                                  description="target", style=_STYLE),
             "baseline": W.Dropdown(options=list(BASELINES), value="zeros", description="baseline", style=_STYLE),
             "steps": W.IntSlider(value=int(steps), min=1, max=int(max_steps), description="steps",
