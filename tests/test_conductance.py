@@ -284,11 +284,19 @@ def test_inplace_relu_after_hooked_layer_does_not_corrupt():
     assert torch.allclose(ra["0"], rb["0"]) and torch.allclose(ra.activations["0"], rb.activations["0"])
 
 
-def test_softmax_output_shrinks_conductance(trained):
+def test_softmax_saturates_near_the_input(trained):
     d, m, _ = trained
-    lg = layer_conductance(m, d.X_test[:40], ["act2"], steps=8, target="predicted")
-    sm = layer_conductance(m, d.X_test[:40], ["act2"], steps=8, target="predicted", output="softmax")
-    assert np.abs(sm.delta_f).max() <= 1 and np.abs(sm.total("act2")).mean() < np.abs(lg.total("act2")).mean()
+    x = d.X_test[:80]
+    with torch.no_grad():
+        confident = (torch.softmax(m(x), 1).max(1).values > 0.9).numpy()
+    assert confident.sum() >= 5
+    shares = {}
+    for out in ("logits", "softmax"):
+        whole = layer_conductance(m, x, ["act2"], target="predicted", steps=32, output=out)
+        near = layer_conductance(m, x, ["act2"], target=whole.target, baselines=0.5 * x, steps=16, output=out)
+        shares[out] = np.median((near.total("act2") / whole.total("act2"))[confident])
+    assert shares["softmax"] < shares["logits"], shares
+    assert np.abs(whole.delta_f).max() <= 1
 
 
 # ------------------------------------------------------------------ models and data
@@ -343,6 +351,8 @@ def test_widget_recomputes_and_reports_completeness(trained):
     ex.controls["layer"].value = "act1"
     ex.controls["sample"].value = 3
     assert ex.n_computed == n and ex.result.layer == "act1" and ex.error is None
+    ex.controls["target"].value = 3
+    assert ex.error is None and set(ex.result.conductance.target) == {3} and "target 3" in ex.readout.text
     ex.controls["baseline"].value = "blur"
     ex.controls["method"].value = "gausslegendre"
     assert ex.error is None and ex.plot.figure is not None

@@ -402,7 +402,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
 
     ``target``: ``"predicted"`` (argmax of ``F(x)``), ``"true"`` (``labels``), an index,
     or one index per input; attributed to ``output`` = ``"logits"`` (default; a softmax
-    saturates and its conductance shrinks toward 0), ``"softmax"``, ``"log_softmax"`` or a
+    saturates, so the path near the input adds almost nothing and the total is capped at 1), ``"softmax"``, ``"log_softmax"`` or a
     callable on the model output. ``baselines``: see :func:`make_baseline`. ``steps``,
     ``method``: the alpha rule (:func:`path_alphas`; ``"gausslegendre"`` is Captum's
     default, ``"riemann_trapezoid"`` ours because its gap closes).
@@ -557,7 +557,8 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
             model.to(model_dev)
         threads.__exit__(None, None, None)
     settings = {"steps": int(steps), "method": method, "baselines": baselines if isinstance(baselines, str)
-                else "given", "target": target if isinstance(target, str) else "given", "output":
+                else "given", "target": (target if isinstance(target, str) else int(target)
+                           if isinstance(target, (int, np.integer)) else "given"), "output":
                 output if isinstance(output, str) else "callable", "chunk_steps": int(pts - 1),
                 "batch_size": int(batch_size), "layers": list(names)}
     notes = []
