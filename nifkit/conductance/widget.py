@@ -12,7 +12,7 @@ from torch import nn
 
 from ..widgets.base import Explorer, layer_picker
 from .attribution import BASELINES, Conductance, blocks, layer_conductance
-from .plane import ITE, InformationPlane, information_plane, ite
+from .plane import information_plane, ite
 from .plots import plot_information_plane, plot_ite, plot_overlay
 
 __all__ = ["ConductanceExplorer", "ConductanceView"]
