@@ -76,6 +76,22 @@ def test_random_resnet18_blocks_equal_captum(method):
         assert _close(r[n], ref), (n, float((r[n] - ref).abs().max()))
 
 
+@pytest.mark.reference
+def test_vgg_style_inplace_relus_are_the_default_layers_and_equal_captum():
+    torch.manual_seed(0)
+    m = nn.Sequential()
+    m.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                           nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)))
+    m.add_module("flatten", nn.Flatten())
+    m.add_module("classifier", nn.Sequential(nn.Linear(96, 8), nn.ReLU(inplace=True), nn.Linear(8, 5)))
+    m.eval()
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    assert blocks(m) == ["features.1", "features.4", "classifier.1"]  # VGG: its (in-place) ReLUs
+    r = layer_conductance(m, x, steps=6, target=2)
+    for n in r.names:
+        assert _close(r[n], _captum(m, n, x, torch.zeros_like(x), 2, 6, "riemann_trapezoid")), n
+
+
 def test_path_gradients_and_reference_conductance_agree(cnn, xs):
     ys, gs, alphas = path_gradients(cnn, xs, ["act1", "act2"], steps=5, target=4)
     r = layer_conductance(cnn, xs, ["act1", "act2"], steps=5, target=4)
