@@ -386,3 +386,26 @@ def test_exercise_checker(capsys):
     from nifkit.exercises import check_conductance as reexported
 
     assert reexported is check_conductance
+
+
+def test_imagenette_loader_reads_files_where_torchvision_keeps_them(tmp_path):
+    from PIL import Image
+    from torchvision.datasets import Imagenette
+
+    from nifkit.conductance.zoo import IMAGENETTE_TO_IMAGENET, imagenet_classes, load_imagenette
+
+    names = imagenet_classes()
+    wnids = sorted(Imagenette._WNID_TO_CLASS)
+    for wnid, idx in zip(wnids, IMAGENETTE_TO_IMAGENET):  # the 10 classes map to their ImageNet names
+        assert names[idx] == Imagenette._WNID_TO_CLASS[wnid][0]
+    rng = np.random.default_rng(0)
+    for wnid in wnids:  # a fake Imagenette 160px validation split: 2 photos per class
+        folder = tmp_path / "imagenette2-160" / "val" / wnid
+        folder.mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(folder / f"{wnid}_{k}.JPEG")
+    ph = load_imagenette(12, root=tmp_path, size=48)
+    assert ph.X.shape == (12, 3, 48, 48) and ph.images.shape == (12, 48, 48, 3)
+    assert sorted(set(ph.y.tolist()))[:10] == sorted(IMAGENETTE_TO_IMAGENET)  # balanced: every class first
+    with pytest.raises(ValueError, match="size"):
+        load_imagenette(4, root=tmp_path, size=8)
