@@ -409,3 +409,26 @@ def test_imagenette_loader_reads_files_where_torchvision_keeps_them(tmp_path):
     assert sorted(set(ph.y.tolist()))[:10] == sorted(IMAGENETTE_TO_IMAGENET)  # balanced: every class first
     with pytest.raises(ValueError, match="size"):
         load_imagenette(4, root=tmp_path, size=8)
+
+
+def test_online_setup_runs_from_cached_files_without_network(tmp_path, monkeypatch):
+    import torchvision
+    from PIL import Image
+    from torchvision.datasets import Imagenette
+
+    from nifkit.conductance.zoo import load_imagenet_setup
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(),
+               folder / os.path.basename(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url))
+    rng = np.random.default_rng(1)
+    for wnid in sorted(Imagenette._WNID_TO_CLASS):
+        d = tmp_path / "datasets" / "imagenette2-160" / "val" / wnid
+        d.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(d / "a.JPEG")
+    net, ph = load_imagenet_setup(online=True, model="resnet18", n_images=3, size=40)  # files found: no download
+    assert len(ph) == 3 and ph.source.startswith("Imagenette")
+    r = layer_conductance(net, ph.X, steps=2, target="predicted")
+    assert r.names == blocks(net) and np.isfinite(r.gap).all()
