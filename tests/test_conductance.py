@@ -192,7 +192,7 @@ def test_ite_formulas_and_critical_layer():
     p = plane_from_values(vals, y, n_bins=32)
     r = ite(p, "ratio")
     assert np.allclose(r.values, [0.0, 1.0, 2.0 / 5.0])  # I(T;Y) / I(X;T)
-    assert r.critical == "b"
+    assert r.critical == "b" and [row["critical"] for row in r.table()] == [False, True, False]
     g = ite(p, "gain")
     assert np.isnan(g.values[0]) and np.allclose(g.values[1:], [1.0, -0.6]) and g.critical == "b"
     with pytest.raises(ValueError, match="formula"):
@@ -209,6 +209,7 @@ def test_knockout_check_restores_and_ranks(trained):
     assert all(torch.equal(sd[k], v) for k, v in m.state_dict().items())
     assert np.all(ko.drop > 0.2)  # a whole layer at its mean leaves little
     part = knockout(m, d.X_test, d.y_test, names, fraction=0.5, n_repeats=3, seed=0)
+    assert [row["layer"] for row in part.table()] == names
     assert np.all(part.drop <= ko.drop + 1e-9)
     c = layer_conductance(m, d.X_test, names, target="true", labels=d.y_test, steps=4)
     rows = verdict_check([ite(information_plane(c, d.y_test, n_bins=4), "ratio")], part)
