@@ -4,7 +4,7 @@ answers and say what is wrong, not just that something is.
 Each checker prints a verdict and returns ``True`` when every case passes. The primer's
 checkers live here; each chapter's own checker lives in its module and is re-exported
 here (``check_flow_attribution``, ``check_edge_sensitivity``, ``check_kl_profile``,
-``check_relay_information``).
+``check_relay_information``, ``check_conductance``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 __all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
-           "check_kl_profile", "check_relay_information"]
+           "check_kl_profile", "check_relay_information", "check_conductance"]
 
 _ENTROPY_CASES = [
     ("a fair coin", np.array([0.5, 0.5]), 1.0),
@@ -87,6 +87,7 @@ def __getattr__(name):
         "check_edge_sensitivity": "nifkit.ei",
         "check_kl_profile": "nifkit.ablation",
         "check_relay_information": "nifkit.relay",
+        "check_conductance": "nifkit.conductance",
     }
     if name in homes:
         import importlib
