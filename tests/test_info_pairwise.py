@@ -96,10 +96,11 @@ def test_float32_kernel_sums_sample_blocks_beyond_the_exact_range(fresh_kernel_c
 
 
 def _busy(seconds):
-    """Burn CPU time (the probe times kernels in CPU time on the CPU, so a stand-in made
-    slow on purpose must work, not sleep)."""
-    t0 = time.process_time()
-    while time.process_time() - t0 < seconds:
+    """Burn CPU time for at least ``seconds`` of wall time and of this thread's CPU time
+    (with one torch thread the probe times kernels in CPU time, so a stand-in made slow
+    on purpose must work, not sleep)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    while time.thread_time() - c0 < seconds or time.perf_counter() - t0 < seconds:
         pass
 
 

@@ -305,19 +305,28 @@ class KernelChoice:
     name: str
     device_type: str
     source: str                      # "measured", "set_counting_kernel" or "NIFKIT_COUNT_KERNEL"
-    timings: dict = field(default_factory=dict)   # seconds per probe block (measured choices)
+    timings: dict = field(default_factory=dict)   # seconds per small probe block (measured choices)
     failed: dict = field(default_factory=dict)    # kernel -> error, kernels that did not run
+    timings_large: dict = field(default_factory=dict)  # seconds per large probe block (the finalists)
 
     def __str__(self) -> str:
         if self.source != "measured":
             return f"{self.name} on {self.device_type} (forced by {self.source})"
-        t = ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in sorted(self.timings.items(), key=lambda kv: kv[1]))
+
+        def fmt(d):
+            return ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in sorted(d.items(), key=lambda kv: kv[1]))
+
         f = "".join(f"; {k} unavailable ({e})" for k, e in self.failed.items())
+        large = (f"; then {_PROBE_LARGE[0]} samples x {_PROBE_LARGE[1]}x{_PROBE_LARGE[2]} neurons: "
+                 f"{fmt(self.timings_large)}" if self.timings_large else "")
         return (f"{self.name} on {self.device_type}: fastest on a {_PROBE[0]} samples x "
-                f"{_PROBE[1]}x{_PROBE[1]} neurons x {_PROBE[2] + 1} bins probe ({t}){f}")
+                f"{_PROBE[1]}x{_PROBE[1]} neurons x {_PROBE[2] + 1} bins probe ({fmt(self.timings)}){large}{f}")
 
 
 _PROBE = (2048, 32, 7)            # samples, neurons per side, one-hot columns (8 bins)
+# the finalists (within 3x of the best on the small probe) again on a block shaped like the
+# all-pairs blocks: on the small probe fixed costs hide float32_packed's halved product
+_PROBE_LARGE = (4095, 64, 128)    # samples, neurons left, neurons right (8 bins)
 _CHOSEN: dict[str, KernelChoice] = {}   # device type -> measured choice (once per process)
 _FORCED: str | None = None              # set_counting_kernel
 
@@ -348,12 +357,11 @@ def choose_fastest(timings: dict) -> str:
     return min(timings, key=lambda k: (timings[k], order.index(k) if k in order else len(order)))
 
 
-def _probe_codes(device):
-    n, k, cols = _PROBE
+def _probe_codes(device, n, ka, kb, cols):
     g = torch.Generator().manual_seed(0)
-    ca = torch.randint(0, cols + 1, (n, k), generator=g, dtype=torch.uint8)
-    cb = torch.randint(0, cols + 1, (n, k), generator=g, dtype=torch.uint8)
-    return ca.to(device), cb.to(device), cols
+    ca = torch.randint(0, cols + 1, (n, ka), generator=g, dtype=torch.uint8)
+    cb = torch.randint(0, cols + 1, (n, kb), generator=g, dtype=torch.uint8)
+    return ca.to(device), cb.to(device)
 
 
 def _sync(device):
@@ -362,30 +370,22 @@ def _sync(device):
 
 
 def _clock(device):
-    """The probe's clock: on the CPU the process's CPU time (the work done: a kernel
-    that waits for a core another process holds is not charged for the wait, so a busy
-    machine does not flip the choice), elsewhere the wall clock after a sync."""
-    return time.process_time if device.type == "cpu" else time.perf_counter
+    """The probe's clock: with one torch thread on the CPU, the calling thread's CPU time
+    (all the work runs on it; a kernel that waits for a core that another process holds
+    is not charged for the wait, so a busy machine does not flip the choice); otherwise
+    the wall clock (after a sync): other threads' CPU time would include their spinning."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time
+    return time.perf_counter
 
 
-def measure_kernels(device=None, repeats: int = 3) -> KernelChoice:
-    """Time every kernel of :data:`KERNELS` on the probe block on ``device`` and return the
-    choice (not cached; :func:`counting_kernel_info` caches): the best of ``repeats``
-    round-robin runs, in CPU time on the CPU (see :func:`_clock`). A kernel that raises
-    is recorded in ``failed``; one 3x slower than the best after the first round is not
-    timed again."""
-    device = torch.device("cpu" if device is None else device)
-    ca, cb, cols = _probe_codes(device)
+def _time_round_robin(names, ca, cb, cols, device, repeats, timings):
+    """Best of ``repeats`` round-robin runs of each kernel on ``ca``, ``cb`` (a burst of
+    other load does not hit one kernel only); a kernel 3x slower than the best after the
+    first round is not timed again."""
     clock = _clock(device)
-    timings, failed = {}, {}
-    for name, fn in KERNELS.items():  # warm-up: thread pools, allocator; drops kernels that cannot run
-        try:
-            fn(ca[:64, :4], cb[:64, :4], cols, cols)
-        except RuntimeError as exc:
-            failed[name] = str(exc).splitlines()[0][:120]
-    alive = [k for k in KERNELS if k not in failed]
-    for r in range(repeats):  # round-robin: a burst of other load does not hit one kernel only
-        for name in alive:
+    for r in range(repeats):
+        for name in names:
             if r and timings[name] > 3 * min(timings.values()):
                 continue  # clearly slower: no need to wait for it again
             _sync(device)
@@ -393,7 +393,33 @@ def measure_kernels(device=None, repeats: int = 3) -> KernelChoice:
             KERNELS[name](ca, cb, cols, cols)
             _sync(device)
             timings[name] = min(timings.get(name, float("inf")), clock() - t0)
-    return KernelChoice(choose_fastest(timings), device.type, "measured", timings, failed)
+    return timings
+
+
+def measure_kernels(device=None, repeats: int = 3) -> KernelChoice:
+    """Time every kernel of :data:`KERNELS` on the probe block on ``device`` and return the
+    choice (not cached; :func:`counting_kernel_info` caches): the best of ``repeats``
+    round-robin runs, in CPU time on one CPU thread (see :func:`_clock`); the kernels within 3x
+    of the best are then timed again on a larger block shaped like the all-pairs blocks
+    (``_PROBE_LARGE``), which decides. A kernel that raises is recorded in ``failed``;
+    one 3x slower than the best after the first round is not timed again."""
+    device = torch.device("cpu" if device is None else device)
+    n, k, cols = _PROBE
+    ca, cb = _probe_codes(device, n, k, k, cols)
+    timings, failed = {}, {}
+    for name, fn in KERNELS.items():  # warm-up: thread pools, allocator; drops kernels that cannot run
+        try:
+            fn(ca[:64, :4], cb[:64, :4], cols, cols)
+        except RuntimeError as exc:
+            failed[name] = str(exc).splitlines()[0][:120]
+    _time_round_robin([k for k in KERNELS if k not in failed], ca, cb, cols, device, repeats, timings)
+    finalists = [k for k in KERNELS if k in timings and timings[k] <= 3 * min(timings.values())]
+    large = {}
+    if len(finalists) > 1:
+        n, ka, kb = _PROBE_LARGE
+        ca, cb = _probe_codes(device, n, ka, kb, cols)
+        _time_round_robin(finalists, ca, cb, cols, device, repeats, large)
+    return KernelChoice(choose_fastest(large or timings), device.type, "measured", timings, failed, large)
 
 
 def counting_kernel_info(device=None) -> KernelChoice:
