@@ -122,11 +122,12 @@ def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
     inner = inner.contiguous()
     if inner.is_floating_point():
         inner = inner.to(torch.int64)   # streaming totals: integer counts held in float64
-    ma = marg_a.to(torch.int64)
-    mb = marg_b.to(torch.int64)
-    last_col = ma[:, :ca, None] - inner.sum(3)                  # (ka, ca, kb)
-    last_row = mb[None, :, :cb] - inner.sum(1)                  # (ka, kb, cb)
-    corner = mb[None, :, cb] - last_col.sum(1)                  # (ka, kb)
+    it = inner.dtype if n < 2**31 else torch.int64   # sums of counts stay below n
+    ma = marg_a.to(it)
+    mb = marg_b.to(it)
+    last_col = ma[:, :ca, None] - inner.sum(3, dtype=it)        # (ka, ca, kb)
+    last_row = mb[None, :, :cb] - inner.sum(1, dtype=it)        # (ka, kb, cb)
+    corner = mb[None, :, cb] - last_col.sum(1, dtype=it)        # (ka, kb)
     s_inner = _xlog2x_counts(inner, n).view(ka, ca, kb * cb).sum(1).view(ka, kb, cb).sum(2)
     s_ab = (s_inner + _xlog2x_counts(last_col, n).sum(1) + _xlog2x_counts(last_row, n).sum(2)
             + _xlog2x_counts(corner, n))
