@@ -266,6 +266,8 @@ def _all_pairs(ta, tb, ba, bb, symmetric, correction, budget, progress) -> torch
     finally:
         if bar is not None:
             bar.close()
+    if symmetric:  # one value per pair (a diagonal block holds both orders, equal to ~1e-15)
+        out = torch.triu(out) + torch.triu(out, 1).T
     return out
 
 
