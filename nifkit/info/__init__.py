@@ -11,7 +11,8 @@ Significance: :func:`shuffle_test`, :func:`pairwise_shuffle_test`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
 Counting kernel: :func:`counting_kernel` / :func:`counting_kernel_info` (which exact
 product counts pairs on this machine, chosen by measurement, and why),
-:func:`set_counting_kernel` or ``NIFKIT_COUNT_KERNEL=int8|float32|auto`` to force one.
+:func:`set_counting_kernel` or ``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` to
+force one.
 """
 from .binning import METHODS, Binner, discretize
 from .continuous import gaussian_mi, gaussian_mi_analytic, gaussian_mi_pairs, ksg_mi, ksg_mi_pairs

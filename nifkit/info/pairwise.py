@@ -13,12 +13,18 @@ and with :math:`S(c) = \sum c \log_2 c` the plug-in MI of pair ``(i, j)`` is
 
     I(a_i; b_j) = \log_2 n - \frac{S(c_{a_i}) + S(c_{b_j}) - S(C_{ij})}{n}.
 
-The product is done in blocks of neurons whose temporaries fit ``memory_budget``
-bytes. The product is exact whichever kernel computes it: an int8 x int8 -> int32
-product (``torch._int_mm``) or a float32 product (exact for counts below 2**24; blocks
-of samples beyond that are summed in float64). Which one is fastest depends on the CPU
-(int8 wins with AVX-512 VNNI and loses 50x without), so it is chosen by measurement once
-per process: see :func:`nifkit.info.counting_kernel` and :mod:`nifkit.info.kernels`. :class:`PairwiseMI` keeps the counts so that a data
+The product is done in blocks whose temporaries fit ``memory_budget`` bytes: the
+one-hot of a column block of ``b`` (all of ``b`` when it fits) is built once and reused
+by every row block of ``a`` (~64 neurons: in the symmetric case each row block starts at
+its own diagonal, so only ``j >= i`` is counted, plus half a row block's square). Each
+neuron's last bin is left out of the product (its cells follow from the marginals).
+The product is exact whichever kernel computes it: an int8 x int8 -> int32 product
+(``torch._int_mm``), a float32 product (exact for counts below 2**24) or a float32
+product with two counts per column (``float32_packed``). Which one is fastest depends on
+the CPU (int8 wins with AVX-512 VNNI and loses 50x without), so it is chosen by
+measurement once per process: see :func:`nifkit.info.counting_kernel` and
+:mod:`nifkit.info.kernels`. Counts stay integers until ``c log2 c``, read from a table.
+:class:`PairwiseMI` keeps the counts so that a data
 loader can stream batches through it, and two accumulators can be merged.
 """
 from __future__ import annotations
