@@ -39,8 +39,8 @@ So nifkit does not assume: the first time counts are needed on a device type, ea
 candidate is timed on a small block (best of 3 round-robin runs, a few milliseconds each
 for the winner; a kernel 3x slower than the best after the first round is not timed
 again), the kernels within 3x of the best again on a block shaped like the all-pairs
-blocks (4,095 samples x 64 x 128 neurons), timed in the calling thread's CPU time when
-torch runs one thread (so other processes' load does not flip the choice), the fastest
+blocks (4,095 samples x 64 x 128 neurons), on the CPU on one torch thread and in the
+calling thread's CPU time (so other processes' load does not flip the choice), the fastest
 is kept for the rest of the process, and :func:`counting_kernel_info` says which one and why, with the
 timings. :func:`set_counting_kernel` or the environment variable
 ``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` forces one (tests, benchmarks).
@@ -379,10 +379,10 @@ def _sync(device):
 
 
 def _clock(device):
-    """The probe's clock: with one torch thread on the CPU, the calling thread's CPU time
-    (all the work runs on it; a kernel that waits for a core that another process holds
-    is not charged for the wait, so a busy machine does not flip the choice); otherwise
-    the wall clock (after a sync): other threads' CPU time would include their spinning."""
+    """The probe's clock: on the CPU (probed on one torch thread) the calling thread's CPU
+    time (all the work runs on it; a kernel that waits for a core that another process
+    holds is not charged for the wait, so a busy machine does not flip the choice);
+    elsewhere the wall clock after a sync."""
     if device.type == "cpu" and torch.get_num_threads() == 1:
         return time.thread_time
     return time.perf_counter
@@ -408,11 +408,23 @@ def _time_round_robin(names, ca, cb, cols, device, repeats, timings):
 def measure_kernels(device=None, repeats: int = 3) -> KernelChoice:
     """Time every kernel of :data:`KERNELS` on the probe block on ``device`` and return the
     choice (not cached; :func:`counting_kernel_info` caches): the best of ``repeats``
-    round-robin runs, in CPU time on one CPU thread (see :func:`_clock`); the kernels within 3x
+    round-robin runs, on the CPU on one thread in CPU time (see :func:`_clock`); the kernels within 3x
     of the best are then timed again on a larger block shaped like the all-pairs blocks
     (``_PROBE_LARGE``), which decides. A kernel that raises is recorded in ``failed``;
     one 3x slower than the best after the first round is not timed again."""
     device = torch.device("cpu" if device is None else device)
+    if device.type == "cpu":
+        # one thread: CPU time measures each kernel's work whatever the machine's load
+        # (with more threads the wall clock would have to do, and under load it flipped
+        # the choice); the kernels are the same products with more threads
+        from ..runtime import cpu_threads
+
+        with cpu_threads(1):
+            return _measure(device, repeats)
+    return _measure(device, repeats)
+
+
+def _measure(device, repeats):
     n, k, cols = _PROBE
     ca, cb = _probe_codes(device, n, k, k, cols)
     timings, failed = {}, {}
