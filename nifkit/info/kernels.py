@@ -55,7 +55,7 @@ from typing import Callable
 import torch
 
 __all__ = ["KERNELS", "counting_kernel", "counting_kernel_info", "set_counting_kernel", "count_pairs",
-           "KernelChoice", "ENV_VAR"]
+           "KernelChoice", "ENV_VAR", "CountingKernel", "Right", "blocked_kernel", "kernel_failure"]
 
 ENV_VAR = "NIFKIT_COUNT_KERNEL"
 MAX_F32_EXACT = 2**24  # float32 represents every integer count below this
