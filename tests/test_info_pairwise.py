@@ -95,6 +95,15 @@ def test_float32_kernel_sums_sample_blocks_beyond_the_exact_range(fresh_kernel_c
         assert packed.dtype == torch.int32 and torch.equal(packed.to(torch.float64), ref)
 
 
+def _busy(seconds):
+    """Burn CPU time for at least ``seconds`` of wall time and of this thread's CPU time
+    (with one torch thread the probe times kernels in CPU time, so a stand-in made slow
+    on purpose must work, not sleep)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    while time.thread_time() - c0 < seconds or time.perf_counter() - t0 < seconds:
+        pass
+
+
 def test_the_measured_choice_takes_the_faster_kernel(fresh_kernel_choice, monkeypatch):
     assert kernels.choose_fastest({"int8": 2.0, "float32": 0.5}) == "float32"
     assert kernels.choose_fastest({"int8": 0.1, "float32": 0.5}) == "int8"
@@ -106,7 +115,7 @@ def test_the_measured_choice_takes_the_faster_kernel(fresh_kernel_choice, monkey
 
     def slow_int8(*args):  # a stand-in int8 kernel made slow on purpose: it must lose
         calls.append(1)
-        time.sleep(0.25)
+        _busy(0.1)
         return kernels.KERNELS["float32"](*args).to(torch.int32)
 
     monkeypatch.setitem(kernels.KERNELS, "int8", slow_int8)
@@ -123,7 +132,7 @@ def test_the_measured_choice_takes_the_faster_kernel(fresh_kernel_choice, monkey
     monkeypatch.setitem(kernels.KERNELS, "int8", lambda *args: real_f32(*args).to(torch.int32))
 
     def slow_f32(*args):
-        time.sleep(0.25)
+        _busy(0.1)
         return real_f32(*args)
 
     monkeypatch.setitem(kernels.KERNELS, "float32", slow_f32)

@@ -17,7 +17,8 @@ Label measures: :func:`kl_profile_from_counts`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
 Counting kernel: :func:`counting_kernel` / :func:`counting_kernel_info` (which exact
 product counts pairs on this machine, chosen by measurement, and why),
-:func:`set_counting_kernel` or ``NIFKIT_COUNT_KERNEL=int8|float32|auto`` to force one.
+:func:`set_counting_kernel` or ``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` to
+force one.
 """
 from .binning import BINARY_METHODS, METHODS, Binner, binarize, binary_thresholds, discretize, kmeans2_thresholds
 from .continuous import gaussian_mi, gaussian_mi_analytic, gaussian_mi_pairs, ksg_mi, ksg_mi_pairs

@@ -13,12 +13,18 @@ and with :math:`S(c) = \sum c \log_2 c` the plug-in MI of pair ``(i, j)`` is
 
     I(a_i; b_j) = \log_2 n - \frac{S(c_{a_i}) + S(c_{b_j}) - S(C_{ij})}{n}.
 
-The product is done in blocks of neurons whose temporaries fit ``memory_budget``
-bytes. The product is exact whichever kernel computes it: an int8 x int8 -> int32
-product (``torch._int_mm``) or a float32 product (exact for counts below 2**24; blocks
-of samples beyond that are summed in float64). Which one is fastest depends on the CPU
-(int8 wins with AVX-512 VNNI and loses 50x without), so it is chosen by measurement once
-per process: see :func:`nifkit.info.counting_kernel` and :mod:`nifkit.info.kernels`. :class:`PairwiseMI` keeps the counts so that a data
+The product is done in blocks whose temporaries fit ``memory_budget`` bytes: the
+one-hot of a column block of ``b`` (all of ``b`` when it fits) is built once and reused
+by every row block of ``a`` (~64 neurons: in the symmetric case each row block starts at
+its own diagonal, so only ``j >= i`` is counted, plus half a row block's square). Each
+neuron's last bin is left out of the product (its cells follow from the marginals).
+The product is exact whichever kernel computes it: an int8 x int8 -> int32 product
+(``torch._int_mm``), a float32 product (exact for counts below 2**24) or a float32
+product with two counts per column (``float32_packed``). Which one is fastest depends on
+the CPU (int8 wins with AVX-512 VNNI and loses 50x without), so it is chosen by
+measurement once per process: see :func:`nifkit.info.counting_kernel` and
+:mod:`nifkit.info.kernels`. Counts stay integers until ``c log2 c``, read from a table.
+:class:`PairwiseMI` keeps the counts so that a data
 loader can stream batches through it, and two accumulators can be merged.
 """
 from __future__ import annotations
@@ -41,8 +47,7 @@ from .._validation import (
 )
 from ..config import DEFAULT_MEMORY_BUDGET
 from .discrete import _check_correction
-from .kernels import MAX_F32_EXACT as _MAX_F32_EXACT
-from .kernels import count_pairs
+from .kernels import blocked_kernel, count_pairs, counting_kernel, kernel_failure
 
 __all__ = ["pairwise_mi", "PairwiseMI", "mi_from_counts"]
 
@@ -92,8 +97,8 @@ def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Ten
 
 def _inner_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
     """Joint counts of the cells ``u < ba-1, v < bb-1`` of every pair of the code blocks
-    ``ca (n, ka)``, ``cb (n, kb)`` (``cb=None``: ``ca`` with itself), as a float64
-    ``(ka, ba-1, kb, bb-1)`` tensor (int32 or float64). The last bin of each neuron is left out of the
+    ``ca (n, ka)``, ``cb (n, kb)`` (``cb=None``: ``ca`` with itself), as an integer
+    ``(ka, ba-1, kb, bb-1)`` tensor. The last bin of each neuron is left out of the
     product: its cells follow from the marginals (see :func:`_mi_from_inner`), which
     saves ``1 - (1 - 1/B)^2`` of the work (a quarter with 8 bins)."""
     ka = ca.shape[1]
@@ -115,28 +120,44 @@ def _xlog2x_table(n: int, device) -> torch.Tensor:
     return _LUT_CACHE[key]
 
 
+def _xlog2x_counts(c: torch.Tensor, n: int) -> torch.Tensor:
+    """``c log2 c`` (float64) of integer counts ``0 <= c <= n``: one ``index_select`` from
+    a table when ``n`` is at most :data:`_LUT_MAX` (~20x faster than ``xlogy`` on a
+    float64 copy, and than ``table[c]``), else ``xlogy``."""
+    if n <= _LUT_MAX:
+        idx = c.reshape(-1)
+        if idx.dtype not in (torch.int32, torch.int64):
+            idx = idx.to(torch.int64)
+        return _xlog2x_table(n, c.device).index_select(0, idx).reshape(c.shape)
+    return _xlog2x(c.to(torch.float64))
+
+
 def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
-    """MI ``(ka, kb)`` in bits from inner counts ``(ka, ba-1, kb, bb-1)`` and marginal
-    counts ``marg_a (ka, ba)``, ``marg_b (kb, bb)``. The missing cells:
-    ``C[u, B-1] = c_a[u] - sum_v C[u, v]``, ``C[B-1, v] = c_b[v] - sum_u C[u, v]``,
-    and the corner from ``c_b[B-1]``; nothing is assembled into a full table."""
-    ba, bb = marg_a.shape[1], marg_b.shape[1]
-    last_col = marg_a[:, : ba - 1, None] - inner.sum(3).to(torch.float64)   # (ka, ba-1, kb)
-    last_row = marg_b[None, :, : bb - 1] - inner.sum(1).to(torch.float64)   # (ka, kb, bb-1)
-    corner = marg_b[None, :, bb - 1] - last_col.sum(1)                      # (ka, kb)
-    if not inner.is_floating_point() and n <= _LUT_MAX:
-        # integer counts: c log2 c from a table instead of a float64 copy + xlogy
-        s_inner = _xlog2x_table(n, inner.device)[inner].sum((1, 3))
-    else:
-        s_inner = _xlog2x(inner.to(torch.float64)).sum((1, 3))
-    s_ab = s_inner + _xlog2x(last_col).sum(1) + _xlog2x(last_row).sum(2) + _xlog2x(corner)
-    s_a = _xlog2x(marg_a).sum(1)[:, None]
-    s_b = _xlog2x(marg_b).sum(1)[None, :]
+    """MI ``(ka, kb)`` in bits from inner counts ``(ka, ba-1, kb, bb-1)`` (integer, or
+    float64 holding integers) and marginal counts ``marg_a (ka, ba)``, ``marg_b (kb, bb)``.
+    The missing cells: ``C[u, B-1] = c_a[u] - sum_v C[u, v]``,
+    ``C[B-1, v] = c_b[v] - sum_u C[u, v]``, and the corner from ``c_b[B-1]``; nothing is
+    assembled into a full table. Counts stay integers (exact) until ``c log2 c``."""
+    ka, ca, kb, cb = inner.shape
+    inner = inner.contiguous()
+    if inner.is_floating_point():
+        inner = inner.to(torch.int64)   # streaming totals: integer counts held in float64
+    it = inner.dtype if n < 2**31 else torch.int64   # sums of counts stay below n
+    ma = marg_a.to(it)
+    mb = marg_b.to(it)
+    last_col = ma[:, :ca, None] - inner.sum(3, dtype=it)        # (ka, ca, kb)
+    last_row = mb[None, :, :cb] - inner.sum(1, dtype=it)        # (ka, kb, cb)
+    corner = mb[None, :, cb] - last_col.sum(1, dtype=it)        # (ka, kb)
+    s_inner = _xlog2x_counts(inner, n).view(ka, ca, kb * cb).sum(1).view(ka, kb, cb).sum(2)
+    s_ab = (s_inner + _xlog2x_counts(last_col, n).sum(1) + _xlog2x_counts(last_row, n).sum(2)
+            + _xlog2x_counts(corner, n))
+    s_a = _xlog2x_counts(ma, n).sum(1)[:, None]
+    s_b = _xlog2x_counts(mb, n).sum(1)[None, :]
     mi = math.log2(n) - (s_a + s_b - s_ab) / n
     if correction == "miller-madow":
         m_ab = (inner > 0).sum((1, 3)) + (last_col > 0).sum(1) + (last_row > 0).sum(2) + (corner > 0)
-        m_a = (marg_a > 0).sum(1)[:, None]
-        m_b = (marg_b > 0).sum(1)[None, :]
+        m_a = (ma > 0).sum(1)[:, None]
+        m_b = (mb > 0).sum(1)[None, :]
         mi = mi + (m_a + m_b - m_ab - 1).to(torch.float64) / (2 * n * LN2)
     return mi
 
@@ -176,17 +197,110 @@ def _bins_pair(n_bins, n_bins_b):
             raise ValueError("give the bins of b either in n_bins=(a, b) or in n_bins_b, not both")
         n_bins, n_bins_b = n_bins
     return n_bins, n_bins_b
+_MI_CELL_BYTES = 24.0   # MI step per counted cell: the int32 counts, their c log2 c (float64), sums
+
+
+def _row_target(ca: int) -> int:
+    """Neurons per row block: ~450 one-hot rows (the float32 product runs near its peak
+    on AVX2 from ~450 rows on) between 16 and 128 neurons, even. Small, because in the
+    symmetric case each row block also counts the lower half of its diagonal square:
+    ``ka / m`` of extra work."""
+    return max(16, min(128, 448 // max(ca, 1))) // 2 * 2
+
+
+def _plan(n, ma, mb, ca, cb, kernel, budget):
+    """Block sizes ``(ka, kb, s)`` for counting ``ma x mb`` neurons with ``ca``/``cb``
+    counted values each over ``n`` samples within ``budget`` bytes: row blocks of ``ka``
+    neurons, column blocks of ``kb`` neurons (one-hot built once per column block and
+    reused by every row block: as wide as fits, ideally all of ``b``), samples in runs
+    of ``s`` (``n`` unless even a 2 x 2 block of all samples does not fit). Block sizes
+    are even unless they cover everything (packed operands pair neurons)."""
+    room = 0.8 * budget  # headroom for allocator slack and torch's workspaces
+    cell = kernel.cell_bytes + _MI_CELL_BYTES
+    lb, rb = ca * kernel.left_bytes, cb * kernel.right_bytes   # bytes per sample and neuron
+
+    def even(k, total):
+        return total if k >= total else max(2, int(k) // 2 * 2)
+
+    ka = even(_row_target(ca), ma)
+    kb = (room - n * ka * lb) / (n * rb + ka * ca * cb * cell)
+    if kb >= min(mb, ka):
+        return ka, even(kb, mb), n
+    # square blocks k x k: k n (lb + rb) + k^2 ca cb cell <= room
+    a, b = ca * cb * cell, n * (lb + rb)
+    k = (-b + math.sqrt(b * b + 4 * a * room)) / (2 * a)
+    if k >= 2:
+        return even(k, ma), even(k, mb), n
+    s = max(1, int((room - 4 * a) / (2 * (lb + rb))))
+    return even(2, ma), even(2, mb), min(n, s)
 
 
 def _block_size(n_rows, ba, bb, budget, symmetric):
-    """Neurons per block so that one-hots, the joint block and MI temporaries fit."""
-    # per block of k neurons on each side: 2 one-hots (n_rows * k * B * 4 bytes),
-    # scatter indices (n_rows * k * 8), joint in float32 + float64 + xlogy temp (k^2 B^2 * 20)
-    a = 28.0 * ba * bb
-    b = n_rows * (4.0 * (ba + bb) + 16.0)
-    budget = 0.8 * budget  # headroom for allocator slack and torch's workspaces
-    k = (-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a)
-    return max(1, int(k))
+    """Neurons per square block under ``budget`` for the chosen kernel (see :func:`_plan`)."""
+    from .kernels import blocked_kernel, counting_kernel
+
+    ka, kb, _ = _plan(n_rows, 10**9, 10**9, ba - 1, bb - 1, blocked_kernel(counting_kernel()), budget)
+    return min(ka, kb)
+
+
+def _all_pairs(ta, tb, ba, bb, symmetric, correction, budget, progress) -> torch.Tensor:
+    """The ``(ma, mb)`` MI matrix (float64, CPU) of the uint8 codes ``ta``, ``tb`` (``tb``
+    is ``ta`` when ``symmetric``; then only pairs ``j >= i`` are counted). Loops over
+    column blocks (their one-hot built once), row blocks and, for huge ``n`` only, runs
+    of samples; every block's counts go straight to the MI step."""
+    n, ma = ta.shape
+    mb = tb.shape[1]
+    ca, cb = ba - 1, bb - 1
+    dev = ta.device
+    name = counting_kernel(dev)
+    kern = blocked_kernel(name)
+    ka, kb, s = _plan(n, ma, mb, ca, cb, kern, budget)
+    cnt_a = _marginal_counts(ta, ba)
+    cnt_b = cnt_a if symmetric else _marginal_counts(tb, bb)
+    out = torch.empty(ma, mb, dtype=torch.float64)
+    col_blocks = [(j0, min(j0 + kb, mb)) for j0 in range(0, mb, kb)]
+    jobs = [(j0, j1, i0) for j0, j1 in col_blocks for i0 in range(0, j1 if symmetric else ma, ka)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="all-pairs MI", unit="block")
+    right = None
+    try:
+        for j0, j1, i0 in jobs:  # loop over blocks
+            i1 = min(i0 + ka, ma)
+            c0 = max(i0, j0) if symmetric else j0
+            counts = None
+            for s0 in range(0, n, s):  # one run of samples unless n is huge
+                try:
+                    if s >= n:
+                        if right is None or right[0] != j0:
+                            right = (j0, kern.right(tb[:, j0:j1], cb))
+                        r = right[1].neurons(c0 - j0, j1 - j0)
+                    else:
+                        r = kern.right(tb[s0:s0 + s, c0:j1], cb)
+                    part = kern.product(kern.left(ta[s0:s0 + s, i0:i1], ca), r, ca)
+                except RuntimeError as exc:
+                    err = kernel_failure(name, False, dev, exc)
+                    if err is exc:
+                        raise
+                    raise err from exc
+                counts = part if counts is None else counts.to(torch.int64) + part
+            # the kernel's counts are transposed: (b neuron, b value, a neuron, a value)
+            inner = counts.reshape(j1 - c0, cb, i1 - i0, ca)
+            blk = _mi_from_inner(inner, cnt_b[c0:j1], cnt_a[i0:i1], n, correction).cpu()   # (kb, ka)
+            del inner, counts
+            out[i0:i1, c0:j1] = blk.T
+            if symmetric:
+                out[c0:j1, i0:i1] = blk
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if symmetric:  # one value per pair (a diagonal block holds both orders, equal to ~1e-15)
+        out = torch.triu(out) + torch.triu(out, 1).T
+    return out
 
 
 @with_thread_policy
@@ -244,40 +358,7 @@ def pairwise_mi(
         raise ValueError("a has no samples")
     check_n_samples(n, max(2, ba * bb), f"a pair with {ba} x {bb} bins ({ba * bb} joint cells)", "a")
 
-    ma, mb = ta.shape[1], tb.shape[1]
-    cnt_a = _marginal_counts(ta, ba)
-    cnt_b = cnt_a if symmetric else _marginal_counts(tb, bb)
-    out = torch.empty(ma, mb, dtype=torch.float64)
-
-    k = _block_size(min(n, _MAX_F32_EXACT - 1), ba, bb, memory_budget, symmetric)
-    starts_a = list(range(0, ma, k))
-    starts_b = list(range(0, mb, k))
-    jobs = [(i, j) for i in starts_a for j in starts_b if not symmetric or j >= i]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="all-pairs MI", unit="block")
-    try:
-        for i0 in starts_a:
-            ia = slice(i0, min(i0 + k, ma))
-            for j0 in starts_b:
-                if symmetric and j0 < i0:
-                    continue
-                jb = slice(j0, min(j0 + k, mb))
-                same = symmetric and i0 == j0
-                inner = _inner_counts(ta[:, ia], None if same else tb[:, jb], ba, bb)
-                blk = _mi_from_inner(inner, cnt_a[ia], cnt_b[jb], n, correction)
-                del inner
-                out[ia, jb] = blk.cpu()
-                if symmetric and j0 != i0:
-                    out[jb, ia] = blk.T.cpu()
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return out.numpy()
+    return _all_pairs(ta, tb, ba, bb, symmetric, correction, memory_budget, progress).numpy()
 
 
 class PairwiseMI:
