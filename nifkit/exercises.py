@@ -3,7 +3,8 @@ answers and say what is wrong, not just that something is.
 
 Each checker prints a verdict and returns ``True`` when every case passes. The primer's
 checkers live here; each chapter's own checker lives in its module and is re-exported
-here (``check_flow_attribution``, ``check_edge_sensitivity``, ``check_kl_profile``).
+here (``check_flow_attribution``, ``check_edge_sensitivity``, ``check_kl_profile``,
+``check_relay_information``).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 import numpy as np
 
 __all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
-           "check_kl_profile"]
+           "check_kl_profile", "check_conductance", "check_relay_information"]
 
 _ENTROPY_CASES = [
     ("a fair coin", np.array([0.5, 0.5]), 1.0),
@@ -85,6 +86,8 @@ def __getattr__(name):
         "check_flow_attribution": "nifkit.nif",
         "check_edge_sensitivity": "nifkit.ei",
         "check_kl_profile": "nifkit.ablation",
+        "check_conductance": "nifkit.conductance",
+        "check_relay_information": "nifkit.relay",
     }
     if name in homes:
         import importlib

@@ -3,7 +3,10 @@
 Discrete (codes -> bits): :func:`entropy`, :func:`conditional_entropy`,
 :func:`mutual_information`, :func:`conditional_mutual_information`,
 :func:`co_information`, :func:`entropy_from_counts`.
-Binning: :class:`Binner`, :func:`discretize`.
+Binning: :class:`Binner`, :func:`discretize`; binary splits :func:`binarize`
+(exact 1-D 2-means, median, fixed threshold).
+Groups (batched): :func:`cmi_extended`, :func:`cmi_subsets`, :func:`cmi_all_subsets`,
+:func:`conditional_co_information`, :func:`co_information_removals`.
 All pairs: :func:`pairwise_mi`, :class:`PairwiseMI` (streaming), :func:`mi_from_counts`.
 Continuous: :func:`gaussian_mi`, :func:`ksg_mi`, :func:`dv_mi`; for many pairs at once
 :func:`gaussian_mi_pairs`, :func:`ksg_mi_pairs`, :func:`dv_mi_pairs`.
@@ -13,7 +16,7 @@ accumulators and :func:`reduce_across_processes` (``torch.distributed``).
 Label measures: :func:`kl_profile_from_counts`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
 """
-from .binning import METHODS, Binner, discretize
+from .binning import BINARY_METHODS, METHODS, Binner, binarize, binary_thresholds, discretize, kmeans2_thresholds
 from .continuous import gaussian_mi, gaussian_mi_analytic, gaussian_mi_pairs, ksg_mi, ksg_mi_pairs
 from .discrete import (
     co_information,
@@ -23,6 +26,16 @@ from .discrete import (
     entropy_from_counts,
     mutual_information,
     pack,
+)
+from .groups import (
+    cmi_all_subsets,
+    cmi_extended,
+    cmi_from_labels,
+    cmi_subsets,
+    co_information_removals,
+    compact,
+    conditional_co_information,
+    group_labels,
 )
 from .neural import dv_mi, dv_mi_pairs
 from .null import ShuffleTest, p_values, pairwise_shuffle_test, shuffle_test
@@ -55,7 +68,9 @@ def plugin_bias(n_bins_x: int, n_bins_y: int, n_samples: int) -> float:
 
 
 __all__ = [
-    "Binner", "discretize", "METHODS",
+    "Binner", "discretize", "METHODS", "BINARY_METHODS", "binarize", "binary_thresholds", "kmeans2_thresholds",
+    "compact", "group_labels", "cmi_from_labels", "cmi_extended", "cmi_subsets", "cmi_all_subsets",
+    "conditional_co_information", "co_information_removals",
     "entropy", "conditional_entropy", "mutual_information", "conditional_mutual_information",
     "co_information", "entropy_from_counts", "pack",
     "pairwise_mi", "PairwiseMI", "mi_from_counts",

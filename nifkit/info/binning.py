@@ -14,6 +14,10 @@ Three schemes, chosen with ``method``:
 
 A :class:`Binner` is fitted once and then transforms any number of batches with the
 same edges, which is what streaming over a data loader needs.
+
+Binary splits (one threshold per neuron, codes 0/1): :func:`binarize` with
+``method="kmeans2"`` (exact 1-D 2-means, Hintze & Adami), ``"median"`` or
+``"threshold"`` (a fixed value).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 
 from .._validation import as_2d
 
-__all__ = ["Binner", "discretize", "METHODS"]
+__all__ = ["Binner", "discretize", "METHODS", "BINARY_METHODS", "kmeans2_thresholds", "binary_thresholds", "binarize"]
 
 METHODS = ("fixed", "minmax", "quantile")
 
@@ -114,3 +118,85 @@ class Binner:
 def discretize(x, n_bins: int = 8, method: str = "minmax", range=None) -> np.ndarray:
     """Codes ``(samples, neurons)`` in ``0..n_bins-1``; see :class:`Binner`."""
     return Binner(n_bins=n_bins, method=method, range=range).fit_transform(x)
+
+
+# ----------------------------------------------------------------------------- binary splits
+BINARY_METHODS = ("kmeans2", "median", "threshold")
+
+
+def kmeans2_thresholds(x) -> np.ndarray:
+    r"""Exact 1-D 2-means split of every column of ``x`` ``(samples, neurons)``, vectorised.
+
+    In one dimension the optimal 2-means partition is contiguous in sorted order, so
+    for each neuron every split ``k`` of its sorted values is scored at once with
+    cumulative sums: with prefix sum ``S_k`` and total ``T`` of ``n`` values the
+    within-cluster sum of squares is ``sum x^2 - S_k^2/k - (T-S_k)^2/(n-k)``; the best
+    ``k`` (splits only between distinct values) minimises it. Returns the threshold
+    per neuron: the midpoint of the two cluster means (the nearest-centroid rule), so
+    ``x > threshold`` reproduces the optimal partition. A constant neuron gets
+    ``+inf`` (all codes 0). Hintze & Adami binarise hidden neurons this way (with
+    sklearn's KMeans, which finds the same split up to local optima).
+    """
+    x = as_2d(x, "x").astype(np.float64)
+    n, m = x.shape
+    if n < 2:
+        raise ValueError(f"a 2-means split needs at least 2 samples, got {n}")
+    s = np.sort(x, axis=0)
+    # centre per neuron for numerical stability (the split does not change)
+    s = s - s.mean(axis=0, keepdims=True)
+    cs = np.cumsum(s, axis=0)[:-1]  # S_k for k = 1..n-1
+    tot = cs[-1] + s[-1]
+    k = np.arange(1, n, dtype=np.float64)[:, None]
+    gain = cs**2 / k + (tot - cs) ** 2 / (n - k)  # between-cluster term to maximise
+    valid = s[1:] > s[:-1]  # split only between distinct values
+    gain = np.where(valid, gain, -np.inf)
+    best = np.argmax(gain, axis=0)  # split after index best
+    cols = np.arange(m)
+    kk = best + 1.0
+    mu_lo = cs[best, cols] / kk
+    mu_hi = (tot - cs[best, cols]) / (n - kk)
+    mean = x.mean(axis=0)
+    thr = (mu_lo + mu_hi) / 2 + mean
+    lo_v = np.sort(x, axis=0)[best, cols]
+    hi_v = np.sort(x, axis=0)[np.minimum(best + 1, n - 1), cols]
+    # keep the threshold strictly between the two sides (rounding of the means)
+    thr = np.clip(thr, lo_v, np.nextafter(hi_v, -np.inf))
+    const = ~valid.any(axis=0)
+    thr[const] = np.inf
+    return thr
+
+
+def binary_thresholds(x, method: str = "kmeans2", threshold=0.0) -> np.ndarray:
+    """Per-neuron thresholds of a binary split: ``"kmeans2"`` (exact 1-D 2-means, see
+    :func:`kmeans2_thresholds`), ``"median"`` (each neuron's median), or
+    ``"threshold"`` (the fixed ``threshold``, a number or one per neuron)."""
+    x = as_2d(x, "x")
+    if method not in BINARY_METHODS:
+        raise ValueError(f"method must be one of {BINARY_METHODS}, got {method!r}")
+    if len(x) == 0:
+        raise ValueError("cannot fit a binary split on zero samples")
+    if method == "kmeans2":
+        return kmeans2_thresholds(x)
+    if method == "median":
+        return np.median(x.astype(np.float64), axis=0)
+    t = np.asarray(threshold, dtype=np.float64).reshape(-1)
+    if not np.isfinite(t).all():
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    if t.size not in (1, x.shape[1]):
+        raise ValueError(f"threshold must be one number or one per neuron ({x.shape[1]}), got {t.size} values")
+    return np.broadcast_to(t, (x.shape[1],)).copy()
+
+
+def binarize(x, method: str = "kmeans2", threshold=0.0, *, thresholds=None) -> np.ndarray:
+    """Binary codes ``(samples, neurons)`` (uint8, 1 where ``x > threshold``).
+
+    ``method`` as in :func:`binary_thresholds`; pass ``thresholds`` (fitted on other
+    data, one per neuron) to apply an existing split instead of fitting one.
+    """
+    x = as_2d(x, "x")
+    if thresholds is None:
+        thresholds = binary_thresholds(x, method, threshold)
+    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if thr.size != x.shape[1]:
+        raise ValueError(f"thresholds has {thr.size} entries but x has {x.shape[1]} neurons")
+    return (x > thr[None, :]).astype(np.uint8)

@@ -1,0 +1,433 @@
+"""The information plane from conductance (and from activations), ITE, and its check.
+
+For each layer ``T`` (its conductance map, or its activations, reduced to a
+``(samples, units)`` matrix) two numbers in bits (Shwartz-Ziv & Tishby 2017; here, after
+Dabounou & Baazzouz 2024, also for conductance):
+
+    I(X;T) = H(T) - H(T|X)      and      I(T;Y) = H(T) + H(Y) - H(T,Y).
+
+With ``X`` the identity of each of ``N`` distinct inputs and ``T`` a deterministic
+function of it, ``H(T|X) = 0``, so the binned ``I(X;T) = H(T) <= log2 N``; and
+``I(T;Y) <= min(I(X;T), H(Y))``. Those bounds are drawn with every plane.
+
+Estimators (a **reconstruction**: the paper's is unknown), all from ``nifkit.info``:
+
+* ``"binned"`` - equal-width bins over one range per layer (``[min, max]`` of the whole
+  layer: conductance is signed and unbounded, so a fixed range cannot serve all
+  layers); the layer's units together form one joint symbol per sample;
+* ``"quantile"`` - equal-mass bins per unit, then the same joint symbols;
+* ``"gaussian"`` - a Gaussian model of the top principal components (``max_dims``) of
+  ``T`` and of ``X``; ``I(T;Y)`` against the one-hot label.
+
+ITE, the *Information Transformation Efficiency*, is also reconstructed
+(:data:`ITE_FORMULAS`): ``"ratio"`` ``= I(T;Y) / I(X;T)`` (the label-relevant share of
+what the layer keeps about its input) and ``"gain"`` (the change of that ratio from
+the previous layer). The *critical layer* of a formula is its largest value;
+:func:`knockout` checks the verdict by knocking layers out and measuring the accuracy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import as_2d, to_tensor
+from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
+from .attribution import Conductance, _resolve, layer_conductance
+
+__all__ = ["ESTIMATORS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
+           "layer_codes", "plane_from_values", "information_plane", "ite", "knockout", "verdict_check",
+           "plane_trajectory"]
+
+ESTIMATORS = ("binned", "quantile", "gaussian")
+ITE_FORMULAS = ("ratio", "gain")
+KNOCKOUT_MODES = ("mean", "zero", "bypass")
+
+
+@dataclass(repr=False)
+class InformationPlane:
+    """``i_xt[l]``, ``i_ty[l]`` (bits) per layer ``names[l]``; ``bound_x = log2 N`` and
+    ``h_y = H(Y)`` the bounds; ``null_ty`` / ``p_ty`` the shuffle null mean and p-value of
+    ``I(T;Y)`` (NaN without shuffles); ``source`` is ``"conductance"`` or ``"activation"``."""
+
+    names: list
+    i_xt: np.ndarray
+    i_ty: np.ndarray
+    h_y: float
+    n_samples: int
+    source: str
+    null_ty: np.ndarray
+    p_ty: np.ndarray
+    settings: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def bound_x(self) -> float:
+        return math.log2(self.n_samples)
+
+    def __getitem__(self, key):
+        i = self.names.index(key) if isinstance(key, str) else int(key)
+        return float(self.i_xt[i]), float(self.i_ty[i])
+
+    def within_bounds(self, tol: float = 1e-9) -> bool:
+        """``0 <= I(T;Y) <= min(I(X;T), H(Y))`` and ``I(X;T) <= log2 N`` (binned estimators)."""
+        x, y = self.i_xt, self.i_ty
+        return bool(np.all(x >= -tol) and np.all(y >= -tol) and np.all(x <= self.bound_x + tol)
+                    and np.all(y <= self.h_y + tol) and np.all(y <= x + tol))
+
+    def table(self) -> list[dict]:
+        return [{"layer": n, "I(X;T)": float(a), "I(T;Y)": float(b), "null I(T;Y)": float(c), "p": float(p)}
+                for n, a, b, c, p in zip(self.names, self.i_xt, self.i_ty, self.null_ty, self.p_ty)]
+
+    def __repr__(self) -> str:
+        pts = ", ".join(f"{n}: ({a:.2f}, {b:.2f})" for n, a, b in zip(self.names, self.i_xt, self.i_ty))
+        return (f"InformationPlane[{self.source}, {self.settings.get('estimator')}] (I(X;T), I(T;Y)) bits: {pts}; "
+                f"log2 N = {self.bound_x:.2f}, H(Y) = {self.h_y:.2f}")
+
+
+def layer_codes(values, n_bins: int = 30, estimator: str = "binned") -> np.ndarray:
+    """Codes ``(samples, units)`` of one layer: ``"binned"`` = equal-width bins over the
+    layer's own ``[min, max]`` (all units share it), ``"quantile"`` = per unit."""
+    v = as_2d(values, "values")
+    if estimator == "binned":
+        lo, hi = float(v.min()), float(v.max())
+        if not hi > lo:
+            return np.zeros(v.shape, dtype=np.uint8)
+        return discretize(v, n_bins=n_bins, method="fixed", range=(lo, hi))
+    if estimator == "quantile":
+        return discretize(v, n_bins=n_bins, method="quantile")
+    raise ValueError(f"estimator must be 'binned' or 'quantile' for codes, got {estimator!r}")
+
+
+def _pca(v, k):
+    v = v - v.mean(0)
+    if v.shape[1] <= k:
+        return v
+    u, s, _ = np.linalg.svd(v, full_matrices=False)
+    return u[:, :k] * s[:k]
+
+
+def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins: int = 30, correction=None,
+                      n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4,
+                      source: str = "") -> InformationPlane:
+    """The information plane of layers given as ``values[name] = (samples, units)``.
+
+    ``labels``: one class per sample. ``correction="miller-madow"`` for the binned
+    estimators; ``n_shuffles > 0`` adds a shuffle null for ``I(T;Y)``. ``inputs``
+    (``(samples, ...)``) are needed by ``"gaussian"``, which uses ``max_dims`` principal
+    components of each side.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    y = to_tensor(labels, "labels").reshape(-1).long().numpy()
+    names = list(values)
+    if not names:
+        raise ValueError("values holds no layer")
+    n = len(y)
+    if n < 2:
+        raise ValueError(f"an information plane needs at least 2 samples, got {n}")
+    for k in names:
+        if len(values[k]) != n:
+            raise ValueError(f"layer {k!r} has {len(values[k])} samples but labels has {n}")
+    h_y = float(mutual_information(y, y))
+    ids = np.arange(n)
+    i_xt, i_ty, null, pv = [], [], [], []
+    notes = []
+    if estimator == "gaussian":
+        if inputs is None:
+            raise ValueError("estimator='gaussian' needs inputs=... (the network inputs, one row per sample)")
+        xin = _pca(as_2d(to_tensor(inputs, "inputs").reshape(n, -1).double().numpy(), "inputs"), max_dims)
+        onehot = np.eye(int(y.max()) + 1)[y][:, :-1]
+        onehot = onehot[:, onehot.std(0) > 0]
+    for k in names:
+        v = as_2d(np.asarray(values[k], dtype=np.float64), f"values[{k!r}]")
+        if estimator == "gaussian":
+            t = _pca(v, max_dims)
+            t = t[:, t.std(0) > 1e-12 * max(1.0, float(np.abs(t).max(initial=0)))]
+            try:
+                a = gaussian_mi(xin, t) if t.shape[1] else 0.0
+                b = gaussian_mi(t, onehot) if t.shape[1] else 0.0
+            except ValueError as exc:
+                a = b = float("nan")
+                notes.append(f"{k}: {exc}")
+            i_xt.append(a)
+            i_ty.append(b)
+            null.append(float("nan"))
+            pv.append(float("nan"))
+            continue
+        codes = layer_codes(v, n_bins, estimator)
+        i_xt.append(mutual_information(ids, codes, correction=correction))
+        i_ty.append(mutual_information(codes, y, correction=correction))
+        if n_shuffles:
+            st = shuffle_test(codes, y, lambda c, yy: mutual_information(c, yy, correction=correction),
+                              n_shuffles=n_shuffles, seed=seed)
+            null.append(float(st.null_mean))
+            pv.append(float(st.p_value))
+        else:
+            null.append(float("nan"))
+            pv.append(float("nan"))
+    if estimator == "gaussian" and n_shuffles:
+        notes.append("no shuffle null for the Gaussian estimator")
+    settings = {"estimator": estimator, "n_bins": int(n_bins), "correction": correction,
+                "n_shuffles": int(n_shuffles), "max_dims": int(max_dims)}
+    return InformationPlane(names=names, i_xt=np.array(i_xt, dtype=float), i_ty=np.array(i_ty, dtype=float),
+                            h_y=h_y, n_samples=n, source=source, null_ty=np.array(null), p_ty=np.array(pv),
+                            settings=settings, notes=notes)
+
+
+def information_plane(cond: Conductance, labels, *, which: str = "conductance", reduce: str = "channel",
+                      k: int = 16, estimator: str = "binned", n_bins: int = 30, correction=None,
+                      n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4) -> InformationPlane:
+    """The plane of every layer of ``cond`` from its conductance maps
+    (``which="conductance"``) or from the activations recorded with them
+    (``which="activation"``), each reduced with :meth:`Conductance.flat` (``reduce``:
+    ``"channel"``, ``"unit"`` or ``"topk"``). See :func:`plane_from_values`."""
+    if which not in ("conductance", "activation"):
+        raise ValueError(f"which must be 'conductance' or 'activation', got {which!r}")
+    values = {n: cond.flat(n, reduce=reduce, k=k, which=which) for n in cond.names}
+    p = plane_from_values(values, labels, estimator=estimator, n_bins=n_bins, correction=correction,
+                          n_shuffles=n_shuffles, seed=seed, inputs=inputs, max_dims=max_dims, source=which)
+    p.settings["reduce"] = reduce
+    return p
+
+
+# --------------------------------------------------------------------------------------
+# ITE
+# --------------------------------------------------------------------------------------
+@dataclass(repr=False)
+class ITE:
+    """ITE per layer under one reconstructed ``formula``; ``critical`` = the layer with
+    the largest value (NaN values, e.g. the first layer of ``"gain"``, never are)."""
+
+    names: list
+    values: np.ndarray
+    formula: str
+    source: str
+
+    @property
+    def critical(self) -> str:
+        v = np.where(np.isfinite(self.values), self.values, -np.inf)
+        return self.names[int(np.argmax(v))]
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{n} {v:.3f}" for n, v in zip(self.names, self.values))
+        return f"ITE[{self.formula}, {self.source}]({vals}; critical: {self.critical})"
+
+
+def ite(plane: InformationPlane, formula: str = "ratio") -> ITE:
+    """ITE per layer (a **reconstruction**, see the module docstring):
+
+    * ``"ratio"``: ``ITE_l = I(T_l;Y) / I(X;T_l)`` (0 where ``I(X;T_l) = 0``);
+    * ``"gain"``: ``ITE_l = ratio_l - ratio_{l-1}`` (NaN for the first layer).
+    """
+    if formula not in ITE_FORMULAS:
+        raise ValueError(f"formula must be one of {ITE_FORMULAS}, got {formula!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(plane.i_xt > 1e-12, plane.i_ty / np.where(plane.i_xt > 1e-12, plane.i_xt, 1), 0.0)
+    vals = ratio if formula == "ratio" else np.concatenate([[np.nan], np.diff(ratio)])
+    return ITE(names=list(plane.names), values=vals, formula=formula, source=plane.source)
+
+
+# --------------------------------------------------------------------------------------
+# Knockout check
+# --------------------------------------------------------------------------------------
+@dataclass(repr=False)
+class Knockout:
+    """Accuracy and mean target logit with each layer knocked out (``mode``), against the
+    intact model: ``drop[l] = base_accuracy - accuracy[l]``."""
+
+    names: list
+    accuracy: np.ndarray
+    logit: np.ndarray
+    base_accuracy: float
+    base_logit: float
+    mode: str
+    notes: list = field(default_factory=list)
+
+    @property
+    def drop(self) -> np.ndarray:
+        return self.base_accuracy - self.accuracy
+
+    @property
+    def logit_drop(self) -> np.ndarray:
+        return self.base_logit - self.logit
+
+    def rank(self, name: str) -> int:
+        """1 = the largest accuracy drop (ties broken by the logit drop)."""
+        key = np.lexsort((-self.logit_drop, -self.drop))
+        return int(np.flatnonzero(np.array(self.names)[key] == name)[0]) + 1
+
+    def __repr__(self) -> str:
+        d = ", ".join(f"{n} {v:+.3f}" for n, v in zip(self.names, self.drop))
+        return f"Knockout[{self.mode}](base accuracy {self.base_accuracy:.3f}; drops: {d})"
+
+
+def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fraction: float = 1.0,
+             n_repeats: int = 1, seed: int = 0, batch_size: int = 256) -> Knockout:
+    """Knock each layer out in turn and measure accuracy and the mean true-class logit.
+
+    ``mode``: ``"mean"`` replaces the layer's output by its mean over ``X`` (per unit),
+    ``"zero"`` by zeros, ``"bypass"`` by the layer's input (a residual block is skipped;
+    where input and output shapes differ the mean is used, with a note). Modes, flags and
+    hooks are restored. ``fraction < 1`` knocks out only that share of the layer's channels
+    (axis 1), drawn at random, and averages over ``n_repeats`` draws (seeded): in a plain
+    feed-forward stack, removing a whole layer destroys everything whichever layer it is.
+    (A candidate for the shared ``nifkit.intervene``.)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    if isinstance(n_repeats, bool) or not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
+        raise ValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
+    rng = np.random.default_rng(seed)
+    if mode not in KNOCKOUT_MODES:
+        raise ValueError(f"mode must be one of {KNOCKOUT_MODES}, got {mode!r}")
+    names = _resolve(model, layers)
+    X = to_tensor(X, "X").float()
+    y = to_tensor(y, "y").reshape(-1).long()
+    if len(X) != len(y) or len(X) == 0:
+        raise ValueError(f"X and y must hold the same positive number of samples, got {len(X)} and {len(y)}")
+    mods = dict(model.named_modules())
+    modes = [(m, m.training) for m in model.modules()]
+    dev = next(model.parameters()).device
+    notes: list = []
+    noted: set = set()
+    means: dict = {}
+    handles = []
+
+    def run():
+        correct, logit = 0, 0.0
+        for s in range(0, len(X), batch_size):
+            out = model(X[s:s + batch_size].to(dev)).float().cpu()
+            yb = y[s:s + batch_size]
+            correct += int((out.argmax(1) == yb).sum())
+            logit += float(out[torch.arange(len(yb)), yb].sum())
+        return correct / len(X), logit / len(X)
+
+    try:
+        model.eval()
+        sums = {n: None for n in names}
+
+        def acc_hook(name):
+            def h(mod, a, o):
+                s = o.detach().double().sum(0)
+                sums[name] = s if sums[name] is None else sums[name] + s
+            return h
+
+        handles = [mods[n].register_forward_hook(acc_hook(n)) for n in names]
+        with torch.no_grad():
+            base_acc, base_logit = run()
+        for h in handles:
+            h.remove()
+        handles = []
+        means = {n: (sums[n] / len(X)).float() for n in names}
+        accs, logits = [], []
+        for n in names:
+            n_ch = means[n].shape[0] if means[n].ndim else 1
+            reps = 1 if fraction >= 1 else int(n_repeats)
+            a_sum = lg_sum = 0.0
+            for _ in range(reps):
+                mask = None
+                if fraction < 1:
+                    pick = rng.permutation(n_ch)[: max(1, int(round(fraction * n_ch)))]
+                    mask = torch.zeros(n_ch, dtype=torch.bool)
+                    mask[torch.as_tensor(pick)] = True
+
+                def replace(mod, args, out, n=n, mask=mask):
+                    if mode == "zero":
+                        new = torch.zeros_like(out)
+                    elif mode == "bypass" and isinstance(args[0], torch.Tensor) and args[0].shape == out.shape:
+                        new = args[0]
+                    else:
+                        if mode == "bypass" and n not in noted:
+                            noted.add(n)
+                            notes.append(f"{n}: input and output shapes differ, mean used instead of bypass")
+                        new = means[n].to(out.device, out.dtype).expand_as(out)
+                    if mask is None:
+                        return new
+                    m = mask.to(out.device).view(1, -1, *([1] * (out.ndim - 2)))
+                    return torch.where(m, new, out)
+
+                h = mods[n].register_forward_hook(replace)
+                try:
+                    with torch.no_grad():
+                        a, lg = run()
+                finally:
+                    h.remove()
+                a_sum += a
+                lg_sum += lg
+            accs.append(a_sum / reps)
+            logits.append(lg_sum / reps)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, md in modes:
+            m.training = md
+    return Knockout(names=names, accuracy=np.array(accs), logit=np.array(logits), base_accuracy=base_acc,
+                    base_logit=base_logit, mode=mode, notes=notes)
+
+
+def verdict_check(ites: list, ko: Knockout) -> list[dict]:
+    """For each ITE result: its critical layer, that layer's knockout drop and its rank
+    among the layers (1 = the most damaging knockout), and the layer whose knockout hurts
+    most."""
+    worst = ko.names[int(np.lexsort((-ko.logit_drop, -ko.drop))[0])]
+    rows = []
+    for r in ites:
+        c = r.critical
+        i = ko.names.index(c)
+        rows.append({"formula": r.formula, "source": r.source, "critical": c, "accuracy_drop": float(ko.drop[i]),
+                     "logit_drop": float(ko.logit_drop[i]), "rank": ko.rank(c), "of": len(ko.names),
+                     "most_damaging": worst, "confirmed": ko.rank(c) == 1})
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Through training
+# --------------------------------------------------------------------------------------
+@dataclass(repr=False)
+class Trajectory:
+    """Information planes at training snapshots: ``conductance[e]`` and ``activation[e]``
+    for ``epochs[e]``."""
+
+    epochs: list
+    conductance: list
+    activation: list
+    accuracy: list
+
+    @property
+    def names(self) -> list:
+        return self.conductance[0].names
+
+    def series(self, which: str = "conductance"):
+        """``(I(X;T), I(T;Y))`` arrays of shape ``(epochs, layers)``."""
+        planes = self.conductance if which == "conductance" else self.activation
+        return np.stack([p.i_xt for p in planes]), np.stack([p.i_ty for p in planes])
+
+
+def plane_trajectory(run, X, y, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
+                     method: str = "riemann_trapezoid", target="true", estimator: str = "binned",
+                     n_bins: int = 30, reduce: str = "channel", progress=None, **plane_kw) -> Trajectory:
+    """Conductance and activation planes of every snapshot of a
+    :class:`nifkit.models.TrainResult` ``run`` (or the ``epochs`` given), on ``(X, y)``.
+    ``progress(done, total, what)`` is called after each snapshot."""
+    eps = run.epochs_snapshotted if epochs is None else list(epochs)
+    if not eps:
+        raise ValueError("the run has no snapshots; train with snapshot_every=k")
+    conds, acts, accs = [], [], []
+    for i, e in enumerate(eps):
+        m = run.model_at(e)
+        c = layer_conductance(m, X, layers, baselines=baselines, target=target, labels=y, steps=steps,
+                              method=method)
+        conds.append(information_plane(c, y, which="conductance", reduce=reduce, estimator=estimator,
+                                       n_bins=n_bins, inputs=X, **plane_kw))
+        acts.append(information_plane(c, y, which="activation", reduce=reduce, estimator=estimator,
+                                      n_bins=n_bins, inputs=X, **plane_kw))
+        accs.append(float((c.predicted == to_tensor(y, "y").numpy()).mean()))
+        if progress is not None:
+            progress(i + 1, len(eps), f"epoch {e}")
+    return Trajectory(epochs=eps, conductance=conds, activation=acts, accuracy=accs)
