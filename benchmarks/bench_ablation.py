@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -27,6 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nifkit import ablation as A
+from nifkit.info import counting_kernel_info  # noqa: E402
+from nifkit.runtime import THREAD_ENV_VAR  # noqa: E402
 from nifkit.models import mlp, train
 
 CLAIM = 10.0
@@ -54,6 +57,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    os.environ[THREAD_ENV_VAR] = str(args.threads)  # nifkit's thread policy: the same count
+    print("counting kernel: not used here (the measures come from one joint bincount per layer; "
+          f"pair counting would use {counting_kernel_info()})")
 
     Xtr, ytr, X, y, net, what = data_and_model()
     layers = A.hidden_layers(net)  # ['act1', 'act2']

@@ -16,12 +16,18 @@ the 8 bins, and deep-ei's float32 evaluation puts a few samples on the wrong sid
 its "sensitivity" there is mostly rounding, which nifkit (float64, exact thresholds) does
 not reproduce. ``--init-demo`` prints that comparison too.
 
-Run:  python benchmarks/bench_causal.py [--json out.json] [--init-demo]
+The counting kernel that ran is printed (``nifkit.info.counting_kernel_info``); then
+nifkit's EI_parts of the same 100x100 layer is timed with every kernel the machine has,
+on a sub-problem of 10^4 samples (``--kernel-samples``: the int8 kernel is ~50x slower
+than float32 on a CPU without VNNI), next to the automatic choice.
+
+Run:  python benchmarks/bench_causal.py [--json out.json] [--init-demo] [--kernel-samples 10000]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import platform
 import statistics
@@ -35,6 +41,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nifkit.ei import layer_ei  # noqa: E402
+from nifkit.info import counting_kernel_info, kernels, set_counting_kernel  # noqa: E402
+from nifkit.runtime import THREAD_ENV_VAR  # noqa: E402
 
 BINS = dict(in_range=(0, 1), in_bins=8, out_range=(0, 1), out_bins=8)
 
@@ -107,9 +115,12 @@ def main(argv=None):
     ap.add_argument("--init-demo", action="store_true", help="also show the rounding artefact at init weights")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads for both implementations (default: torch's own)")
+    ap.add_argument("--kernel-samples", type=int, default=10_000,
+                    help="samples of the per-kernel EI_parts comparison (0: skip it)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ[THREAD_ENV_VAR] = str(args.threads)  # nifkit's thread policy: the same count
     import deep_ei
 
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -123,8 +134,8 @@ def main(argv=None):
     results.append(compare(
         "EI_parts, 100x100 sigmoid, 8 bins, 1e5 samples", 10,
         lambda: deep_ei.ei_parts(net[0], top, samples=n, **BINS),
-        lambda: layer_ei(net, samples=n, measures="ei_parts").ei_parts,
-        lambda s: layer_ei(net, samples=n, measures="ei_parts", seed=s).ei_parts))
+        lambda: layer_ei(net, n_samples=n, measures="ei_parts").ei_parts,
+        lambda s: layer_ei(net, n_samples=n, measures="ei_parts", seed=s).ei_parts))
 
     # 2. vector EI, 6x6, 1e6 samples
     net6 = layer(6, 6, seed=0)
@@ -133,8 +144,8 @@ def main(argv=None):
     results.append(compare(
         "vector EI, 6x6 sigmoid, 8 bins, 1e6 samples", 20,
         lambda: deep_ei.ei(net6[0], top6, samples=n, **BINS),
-        lambda: layer_ei(net6, samples=n, measures="ei").ei,
-        lambda s: layer_ei(net6, samples=n, measures="ei", seed=s).ei))
+        lambda: layer_ei(net6, n_samples=n, measures="ei").ei,
+        lambda s: layer_ei(net6, n_samples=n, measures="ei", seed=s).ei))
 
     # 3. sensitivity, 100x100, 5000 samples per input
     nets = layer(100, 100, seed=0, scale=4.0, bias=True)
@@ -143,17 +154,33 @@ def main(argv=None):
     results.append(compare(
         "sensitivity, 100x100 sigmoid (W~U(+-4), b~U(+-1)), 8 bins, 5000 samples/input", 50,
         lambda: deep_ei.sensitivity(nets[0], tops, samples=n, **BINS),
-        lambda: layer_ei(nets, sensitivity_samples=n, measures="sensitivity").sensitivity,
-        lambda s: layer_ei(nets, sensitivity_samples=n, measures="sensitivity", seed=s).sensitivity))
+        lambda: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity").sensitivity,
+        lambda s: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity", seed=s).sensitivity))
 
     if args.init_demo:
         print("\n== rounding artefact: sensitivity at the paper's init weights (100x100, no bias)")
         d = deep_ei.sensitivity(net[0], top, samples=5000, **BINS)
-        ours = layer_ei(net, sensitivity_samples=5000, measures="sensitivity")
+        ours = layer_ei(net, n_sensitivity_samples=5000, measures="sensitivity")
         dense32 = layer_ei((net[0].weight.detach().float().double(), None), "sigmoid",
-                           sensitivity_samples=5000, measures="sensitivity").sensitivity
+                           n_sensitivity_samples=5000, measures="sensitivity").sensitivity
         print(f"   deep-ei (float32): {d:.4f} bits; nifkit (float64, threshold): {ours.sensitivity:.4f} bits; "
               f"nifkit dense: {dense32:.4f} bits")
+
+    print(f"\ncounting kernel: {counting_kernel_info()}")
+    if args.kernel_samples:
+        print(f"== nifkit EI_parts 100x100, {args.kernel_samples} samples, with each counting kernel")
+        per = {}
+        for name in list(kernels.KERNELS) + ["auto"]:  # loop over a handful of kernels
+            set_counting_kernel(name)
+            try:
+                val, per[name] = timed(lambda: layer_ei(net, n_samples=args.kernel_samples, measures="ei_parts").ei_parts)
+                print(f"   {name:8s}: {per[name]:.3f} s ({val:.4f} bits)", flush=True)
+            except RuntimeError as exc:
+                print(f"   {name:8s}: unavailable ({exc})")
+        set_counting_kernel(None)
+        best = min(v for k, v in per.items() if k != "auto")
+        print(f"   automatic choice / best kernel: {per['auto'] / best:.2f}")
+        results.append(dict(name="kernels", seconds=per, ok=per["auto"] <= 1.2 * best, speedup=best / per["auto"]))
 
     ok = all(r["ok"] for r in results)
     print("\nsummary: " + "; ".join(f"{r['name'].split(',')[0]} {r['speedup']:.1f}x" for r in results)

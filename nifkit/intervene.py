@@ -34,6 +34,7 @@ from torch import nn
 
 from ._validation import check_finite, to_numpy
 from .config import DEFAULT_MEMORY_BUDGET
+from .runtime import cpu_threads
 from .models.walk import unknown_layer_error
 from .runtime import ModelState, model_device
 
@@ -143,12 +144,14 @@ class Knockouts:
 
     ``memory_budget`` bounds the bytes of temporaries (default 512 MiB);
     ``method="auto"`` uses the fast path for ``nn.Sequential`` models and hooks
-    otherwise (``"hooks"`` forces the slow, generic path). ``device``: where to compute
-    (default: the model's device).
+    otherwise (``"hooks"`` forces the slow, generic path). ``device``: where to compute:
+    the model's device (``None``), or the same device named (move the model there
+    first); ``num_threads``: torch CPU threads while evaluating (None: the package's
+    thread policy, see :class:`nifkit.runtime.cpu_threads`).
     """
 
-    def __init__(self, model: nn.Module, X, y, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 method: str = "auto", batch_size: int = 4096, device=None):
+    def __init__(self, model: nn.Module, X, y, *, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 num_threads: int | None = None, method: str = "auto", batch_size: int = 4096):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if method not in ("auto", "fast", "hooks"):
@@ -159,6 +162,8 @@ class Knockouts:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
+        self.num_threads = num_threads
+        cpu_threads(num_threads)  # checks the value now
         self.X = as_float_tensor(X, "X")
         if len(self.X) == 0:
             raise ValueError("X holds no samples; pass a non-empty evaluation set")
@@ -181,7 +186,7 @@ class Knockouts:
         self._prefix: dict = {}
         self._layer_names = [n for n, _ in self.flat] if self.flat is not None else \
             [n for n, _ in model.named_modules() if n]
-        with ModelState(model, eval=True, no_grad=True):
+        with ModelState(model, eval=True, no_grad=True), cpu_threads(num_threads, self.device):
             logits = self._forward_full(self.X)
         if logits.ndim != 2:
             raise ValueError(f"the model's output must be (samples, classes) logits, got shape {tuple(logits.shape)}")
@@ -287,6 +292,10 @@ class Knockouts:
         let a following ``nn.Linear`` be evaluated with rank-one updates instead of one
         matrix product per step.
         """
+        with cpu_threads(self.num_threads, self.device):
+            return self._evaluate(layers, masks, value, cumulative, single)
+
+    def _evaluate(self, layers, masks, value, cumulative, single) -> KnockoutResult:
         if self.method == "hooks":
             return self._evaluate_hooks(layers, masks, value, cumulative)
         if isinstance(layers, str):
@@ -571,8 +580,9 @@ def knock_out_edges(model: nn.Module, edges: dict, value: float = 0.0):
         yield model
 
 
-def evaluate_edge_knockouts(model: nn.Module, X, y, edges: dict, *, value: float = 0.0,
-                            memory_budget: int = DEFAULT_MEMORY_BUDGET, batch_size: int = 4096) -> KnockoutResult:
+def evaluate_edge_knockouts(model: nn.Module, X, y, edges: dict, *, value: float = 0.0, device=None,
+                            memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
+                            batch_size: int = 4096) -> KnockoutResult:
     """Accuracy, loss and per-class accuracy of ``S`` edge knockouts at once.
 
     ``edges[name]``: bool ``(S, inputs, outputs)`` per ``nn.Linear`` layer; knockout ``s``
@@ -587,7 +597,13 @@ def evaluate_edge_knockouts(model: nn.Module, X, y, edges: dict, *, value: float
     if len(S) != 1 or None in S:
         raise ValueError("every edge mask must be (S, inputs, outputs) with the same number S of knockouts")
     S = S.pop()
-    eng = Knockouts(model, X, y, memory_budget=memory_budget, batch_size=batch_size)
+    eng = Knockouts(model, X, y, device=device, memory_budget=memory_budget, num_threads=num_threads,
+                    batch_size=batch_size)
+    with cpu_threads(num_threads, eng.device):
+        return _edge_knockouts(eng, model, masks, S, value, memory_budget)
+
+
+def _edge_knockouts(eng, model, masks, S, value, memory_budget) -> KnockoutResult:
     flat = eng.flat
     correct = torch.zeros(S, eng.n_classes, dtype=torch.float64, device=eng.device)
     loss_sum = torch.zeros(S, dtype=torch.float64, device=eng.device)

@@ -22,7 +22,7 @@ def new_ax(ax=None, figsize=(5, 4)):
 _ax = new_ax
 
 
-def plot_mi_matrix(mi, ax=None, labels=None, selected=None, title="pairwise MI (bits)", cmap="viridis",
+def plot_mi_matrix(mi, *, ax=None, labels=None, selected=None, title="pairwise MI (bits)", cmap="viridis",
                    colorbar=True):
     """Heatmap of an MI matrix; ``selected`` (an index) outlines that neuron's row and column."""
     ax = _ax(ax)
@@ -43,18 +43,18 @@ def plot_mi_matrix(mi, ax=None, labels=None, selected=None, title="pairwise MI (
     return ax
 
 
-def plot_bias_curve(samples, estimates, truth=None, ax=None, current=None, label="plug-in estimate",
+def plot_bias_curve(n_samples, estimates, truth=None, *, ax=None, current=None, label="plug-in estimate",
                     bias_term=None):
     """Estimate against sample size (log x axis), the analytic value as a line, the
     first-order bias prediction ``truth + bias_term(n)`` dashed, and the current
     setting as a marker ``current=(n, value)``."""
     ax = _ax(ax)
-    samples = np.asarray(samples)
-    ax.plot(samples, estimates, "o-", ms=3, label=label)
+    n_samples = np.asarray(n_samples)
+    ax.plot(n_samples, estimates, "o-", ms=3, label=label)
     if truth is not None:
         ax.axhline(truth, color="k", lw=1, label=f"analytic {truth:.3f} bits")
         if bias_term is not None:
-            ax.plot(samples, truth + np.asarray(bias_term), "k--", lw=0.8, label="analytic + (B-1)²/(2n ln2)")
+            ax.plot(n_samples, truth + np.asarray(bias_term), "k--", lw=0.8, label="analytic + (B-1)²/(2n ln2)")
     if current is not None:
         ax.plot([current[0]], [current[1]], "o", color="red", ms=9, zorder=5, label="current")
     ax.set_xscale("log")
@@ -66,7 +66,7 @@ def plot_bias_curve(samples, estimates, truth=None, ax=None, current=None, label
     return ax
 
 
-def plot_history(history, ax=None, metric="acc"):
+def plot_history(history, *, ax=None, metric="acc"):
     """Train/test accuracy (``metric="acc"``) or loss over epochs from ``TrainResult.history``."""
     ax = _ax(ax, (5, 3))
     ep = history["epoch"]
@@ -80,11 +80,11 @@ def plot_history(history, ax=None, metric="acc"):
     return ax
 
 
-def plot_estimators(samples, results: dict, truth=None, ax=None):
+def plot_estimators(n_samples, results: dict, truth=None, *, ax=None):
     """One line per estimator (``results[name] = estimates per sample size``)."""
     ax = _ax(ax, (6, 4))
     for name, est in results.items():
-        ax.plot(samples, est, "o-", ms=3, label=name)
+        ax.plot(n_samples, est, "o-", ms=3, label=name)
     if truth is not None:
         ax.axhline(truth, color="k", lw=1, label="analytic")
     ax.set_xscale("log")
@@ -94,7 +94,7 @@ def plot_estimators(samples, results: dict, truth=None, ax=None):
     return ax
 
 
-def plot_profile(values, ax=None, highlight=None, xlabel="neuron", ylabel="MI (bits)", title=None):
+def plot_profile(values, *, ax=None, highlight=None, xlabel="neuron", ylabel="MI (bits)", title=None):
     """Bar chart of one value per neuron, ``highlight`` (an index) in red."""
     ax = _ax(ax, (5, 3))
     values = np.asarray(values)

@@ -412,9 +412,9 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     is re-raised). ``max_samples`` stops after that many samples. ``device`` defaults
     to the model's; the model is moved there for the run and moved back after.
     ``num_threads``: torch CPU threads for the run (None = 1 on the CPU, restored
-    after; see :class:`nifkit.models.cpu_threads`).
+    after; see :class:`nifkit.runtime.cpu_threads`).
     """
-    from .models import cpu_threads
+    from .runtime import cpu_threads
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up nifkit's virtual environment in <repo>/.venv. Safe to run again and again.
 #
-#   bash scripts/setup.sh          # test profile: library + lab + test tools (+ Chromium)
+#   bash scripts/setup.sh          # test profile: library + lab + book + test tools (+ Chromium)
 #   bash scripts/setup.sh lab      # lab profile: library + JupyterLab
+#   bash scripts/setup.sh book     # book profile: lab + the course book (jupyter-book, Node.js)
 #
 # Versions come from requirements/pins.txt (used as pip constraints). The install is
 # skipped when pyproject.toml and requirements/pins.txt are unchanged since the last
@@ -17,8 +18,8 @@ cd "$ROOT"
 
 PROFILE="${1:-test}"
 case "$PROFILE" in
-  test|lab) ;;
-  *) echo "usage: bash scripts/setup.sh [test|lab]" >&2; exit 2 ;;
+  test|lab|book) ;;
+  *) echo "usage: bash scripts/setup.sh [test|lab|book]" >&2; exit 2 ;;
 esac
 
 VENV="$ROOT/.venv"
@@ -97,8 +98,9 @@ installed() {
   "$VPY" -c 'import importlib.metadata as m; m.version("nifkit")' >/dev/null 2>&1
 }
 
-# the test profile includes the lab profile
-if installed && { stamp_ok "$PROFILE" || { [ "$PROFILE" = lab ] && stamp_ok test; }; }; then
+# the test profile includes the lab and book profiles, the book profile the lab profile
+if installed && { stamp_ok "$PROFILE" || { [ "$PROFILE" != test ] && stamp_ok test; } ||
+                  { [ "$PROFILE" = lab ] && stamp_ok book; }; }; then
   say ".venv is up to date (profile $PROFILE)"
 else
   say "installing nifkit[$PROFILE] with the pins of requirements/pins.txt"
@@ -106,7 +108,9 @@ else
   PIP_ARGS=()
   [ -t 1 ] || PIP_ARGS+=(--progress-bar off)
   # (the long list of already-satisfied requirements is filtered out; errors still show)
-  "$VPY" -m pip install ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -c "$PINS" -e "$ROOT[$PROFILE]" 2>&1 |
+  EXTRAS="$PROFILE"
+  [ "$PROFILE" = book ] && EXTRAS="lab,book"
+  "$VPY" -m pip install ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -c "$PINS" -e "$ROOT[$EXTRAS]" 2>&1 |
     { grep -v '^Requirement already satisfied' || true; }
   # torch and torchvision must import and compute on this machine (CPU is enough)
   "$VPY" -c 'import torch, torchvision; x = torch.ones(2, 2) @ torch.ones(2, 2); assert float(x.sum()) == 8.0; print("setup: torch", torch.__version__, "torchvision", torchvision.__version__, "OK")'
@@ -128,6 +132,27 @@ if [ "$PROFILE" = test ] && [ ! -x "$CHROMIUM" ]; then
     echo "setup: WARNING: $CHROMIUM is missing. The browser tests (tests/test_browser.py) need it:" >&2
     echo "setup:          run 'sudo apt-get install chromium' (Debian/Ubuntu), or set NIFKIT_CHROMIUM" >&2
     echo "setup:          to a Chromium binary. They will fail until then." >&2
+  fi
+fi
+
+# ---------------------------------------------------------------- Node.js (the course book)
+# jupyter-book (Jupyter Book 2) runs on Node.js >= 18. Debian's nodejs package is used; it
+# never downloads a Node.js of its own (JB_ALLOW_NODEENV=no in scripts/book.py).
+node_ok() {
+  command -v node >/dev/null 2>&1 &&
+    node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' >/dev/null 2>&1
+}
+if { [ "$PROFILE" = test ] || [ "$PROFILE" = book ]; } && ! node_ok; then
+  if command -v apt-get >/dev/null 2>&1 && as_root true; then
+    say "installing Debian's nodejs for the course book (apt-get)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs ||
+      { as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs; } ||
+      say "WARNING: apt-get could not install nodejs"
+  fi
+  if ! node_ok; then
+    echo "setup: WARNING: Node.js >= 18 is missing. The course book (scripts/book.sh, tests/test_book.py)" >&2
+    echo "setup:          needs it: run 'sudo apt-get install nodejs' (Debian/Ubuntu)." >&2
   fi
 fi
 

@@ -30,7 +30,7 @@ def _random_layer(n_in, n_out, scale=3.0, seed=0, bias=True):
 @pytest.mark.parametrize("n,bins", [(1, 8), (3, 4), (2, 8)])
 def test_identity_layer_is_exactly_n_log2_bins(n, bins):
     cells = bins ** n
-    r = layer_ei(np.eye(n), None, bins=bins, samples=cells * 16, sensitivity_samples=bins * 50,
+    r = layer_ei(np.eye(n), None, n_bins=bins, n_samples=cells * 16, n_sensitivity_samples=bins * 50,
                  sampling="grid", in_range=(0, 1), out_range=(0, 1))
     want = n * math.log2(bins)
     assert want == identity_ei(n, bins)
@@ -45,7 +45,7 @@ def test_identity_layer_is_exactly_n_log2_bins(n, bins):
 
 
 def test_identity_with_uniform_noise_is_close_and_below_the_bound():
-    r = layer_ei(np.eye(2), None, bins=8, samples=200_000, sensitivity_samples=40_000)
+    r = layer_ei(np.eye(2), None, n_bins=8, n_samples=200_000, n_sensitivity_samples=40_000)
     # the plug-in deficit of a uniform 64-cell histogram is about 63 / (2 n ln 2)
     assert 6 - 0.002 < r.ei <= 6 + 1e-12
     assert 6 - 0.01 < r.ei_parts < 6 + 0.01  # diagonal slightly below 3, off-diagonal bias slightly above 0
@@ -53,8 +53,8 @@ def test_identity_with_uniform_noise_is_close_and_below_the_bound():
 
 
 def test_zero_weights_carry_nothing():
-    r = layer_ei(np.zeros((3, 2)), "sigmoid", bias=np.array([0.3, -2.0, 5.0]), samples=5000,
-                 sensitivity_samples=2000)
+    r = layer_ei(np.zeros((3, 2)), "sigmoid", bias=np.array([0.3, -2.0, 5.0]), n_samples=5000,
+                 n_sensitivity_samples=2000)
     assert r.sensitivity == 0.0 and np.all(r.edge_sensitivity == 0)
     assert r.ei == pytest.approx(0.0, abs=1e-12)  # constant outputs: H(Y) = 0
     assert r.ei_parts == pytest.approx(0.0, abs=1e-12)
@@ -62,7 +62,7 @@ def test_zero_weights_carry_nothing():
 
 def test_a_steep_edge_reaches_log2_bins_and_sign_does_not_matter():
     # y = sigmoid(w (x - 1/2)) with a huge w is a step: 2 output bins used, 1 bit
-    kw = dict(measures="sensitivity", sensitivity_samples=8 * 500, sampling="grid")
+    kw = dict(measures="sensitivity", n_sensitivity_samples=8 * 500, sampling="grid")
     up = layer_ei(np.array([[1e9]]), "sigmoid", bias=np.array([-5e8]), **kw)
     down = layer_ei(np.array([[-1e9]]), "sigmoid", bias=np.array([5e8]), **kw)
     assert up.sensitivity == pytest.approx(1.0, abs=1e-9)
@@ -71,7 +71,7 @@ def test_a_steep_edge_reaches_log2_bins_and_sign_does_not_matter():
 
 def test_phi_and_degeneracy_are_the_documented_differences():
     w, b = _random_layer(3, 2, seed=3)
-    r = layer_ei((w, b), "tanh", out_range=(-1, 1), samples=20_000, sensitivity_samples=4000)
+    r = layer_ei((w, b), "tanh", out_range=(-1, 1), n_samples=20_000, n_sensitivity_samples=4000)
     assert r.degeneracy == pytest.approx(r.sensitivity - r.ei)
     assert r.degeneracy_parts == pytest.approx(r.sensitivity - r.ei_parts)
     assert r.phi == pytest.approx(r.ei - r.ei_parts)
@@ -85,7 +85,7 @@ def test_output_codes_follow_the_core_binner_rule():
     rng = np.random.default_rng(0)
     y = rng.uniform(-0.3, 1.3, size=(5000, 4))
     y[:10] = np.linspace(0, 1, 9)[:, None].repeat(4, 1)[:9].tolist() + [[1.0] * 4]  # exact edges
-    ref = Binner(8, method="fixed", range=(0, 1)).fit_transform(y)
+    ref = Binner(8, binning="fixed", bin_range=(0, 1)).fit_transform(y)
     lo, hi = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
     ours = causal.sampling._out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
     np.testing.assert_array_equal(ours, ref)
@@ -94,7 +94,7 @@ def test_output_codes_follow_the_core_binner_rule():
 def test_streaming_in_blocks_gives_exactly_the_counts_of_one_block():
     w, b = _random_layer(5, 4, seed=1)
     n = 3 * CHUNK + 123
-    kw = dict(samples=n, sensitivity_samples=n, keep_counts=True, seed=7)
+    kw = dict(n_samples=n, n_sensitivity_samples=n, keep_counts=True, seed=7)
     big = layer_ei((w, b), "sigmoid", memory_budget=2**30, **kw)
     small = layer_ei((w, b), "sigmoid", memory_budget=50_000, **kw)  # one chunk per block
     for key in ("joint", "vector_keys", "vector_counts", "sensitivity_joint"):
@@ -102,9 +102,9 @@ def test_streaming_in_blocks_gives_exactly_the_counts_of_one_block():
     assert big.counts["joint"].sum() == n * 5 * 4
     assert big.ei == small.ei and big.ei_parts == small.ei_parts and big.sensitivity == small.sensitivity
     # and the first n samples of a longer run are the same samples
-    longer = layer_ei((w, b), "sigmoid", samples=2 * n, measures="ei_parts", keep_counts=True, seed=7)
+    longer = layer_ei((w, b), "sigmoid", n_samples=2 * n, measures="ei_parts", keep_counts=True, seed=7)
     assert not np.array_equal(longer.counts["joint"], big.counts["joint"])
-    half = layer_ei((w, b), "sigmoid", samples=n, measures="ei_parts", keep_counts=True, seed=7)
+    half = layer_ei((w, b), "sigmoid", n_samples=n, measures="ei_parts", keep_counts=True, seed=7)
     np.testing.assert_array_equal(half.counts["joint"], big.counts["joint"])
 
 
@@ -116,12 +116,15 @@ def test_pair_counts_int8_and_float_paths_match_a_direct_count(monkeypatch):
     a, b = np.meshgrid(np.arange(4), np.arange(6), indexing="ij")
     for (i, j) in zip(a.ravel(), b.ravel()):  # the plain way, pair by pair (a test-only reference)
         np.add.at(direct.numpy()[i, :, j], (xc[:, i].long().numpy(), yc[:, j].long().numpy()), 1)
-    fast = pair_counts(xc, yc, 5, 3)
-    from nifkit.info import pairwise
+    from nifkit.info import kernels
 
-    monkeypatch.setattr(pairwise, "_INT_MM_FAILED", {"cpu"})
-    slow = pair_counts(xc, yc, 5, 3)
-    assert torch.equal(fast, direct) and torch.equal(slow, direct)
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    try:
+        for name in kernels.KERNELS:  # every counting kernel gives the same table
+            kernels.set_counting_kernel(name)
+            assert torch.equal(pair_counts(xc, yc, 5, 3), direct), name
+    finally:
+        kernels.set_counting_kernel(None)
 
 
 @pytest.mark.parametrize("act,out_range", [("sigmoid", (0, 1)), ("tanh", (-1, 1)), (nn.ReLU(), (0, 2)),
@@ -129,7 +132,7 @@ def test_pair_counts_int8_and_float_paths_match_a_direct_count(monkeypatch):
 def test_threshold_and_dense_sensitivity_counts_agree(act, out_range):
     w, b = _random_layer(6, 5, seed=2)
     w[0, 0] = 0.0  # a zero weight, and a constant-bias edge
-    kw = dict(measures="sensitivity", sensitivity_samples=6000, keep_counts=True, out_range=out_range)
+    kw = dict(measures="sensitivity", n_sensitivity_samples=6000, keep_counts=True, out_range=out_range)
     thr = layer_ei((w, b), act, sensitivity_method="threshold", **kw)
     dense = layer_ei((w, b), act, sensitivity_method="dense", **kw)
     assert thr.sensitivity_method == "threshold" and dense.sensitivity_method == "dense"
@@ -141,7 +144,7 @@ def test_threshold_and_dense_sensitivity_counts_agree(act, out_range):
 
 def test_non_monotone_activation_uses_the_dense_method():
     w, b = _random_layer(3, 3, seed=4)
-    r = layer_ei((w, b), nn.GELU(), out_range="fit", samples=5000, sensitivity_samples=3000)
+    r = layer_ei((w, b), nn.GELU(), out_range="fit", n_samples=5000, n_sensitivity_samples=3000)
     assert r.sensitivity_method == "dense" and r.activation == "GELU"
     assert r.sensitivity > 0 and np.isfinite(r.ei)
     with pytest.raises(ValueError, match="monotone"):
@@ -150,12 +153,12 @@ def test_non_monotone_activation_uses_the_dense_method():
 
 def test_fitted_output_ranges_are_the_reachable_ranges():
     w = np.array([[2.0, -1.0], [0.5, 0.5]])
-    r = layer_ei(w, "sigmoid", bias=np.array([0.0, -1.0]), out_range="fit", samples=4000, sensitivity_samples=800)
+    r = layer_ei(w, "sigmoid", bias=np.array([0.0, -1.0]), out_range="fit", n_samples=4000, n_sensitivity_samples=800)
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     np.testing.assert_allclose(r.out_range, [[sig(-1.0), sig(2.0)], [sig(-1.0), sig(0.0)]], rtol=1e-12)
     # a narrow sigmoid range binned over (0, 1) wastes bins: fitting the range reveals more
-    narrow = layer_ei(w * 0.2, "sigmoid", samples=20_000, measures="ei_parts")
-    fitted = layer_ei(w * 0.2, "sigmoid", samples=20_000, measures="ei_parts", out_range="fit")
+    narrow = layer_ei(w * 0.2, "sigmoid", n_samples=20_000, measures="ei_parts")
+    fitted = layer_ei(w * 0.2, "sigmoid", n_samples=20_000, measures="ei_parts", out_range="fit")
     assert fitted.ei_parts > narrow.ei_parts + 0.5
 
 
@@ -164,7 +167,7 @@ def test_plugin_bias_of_an_independent_edge_falls_like_one_over_n():
     w = np.array([[6.0, 0.0, 0.0]])
     vals = {}
     for n in (2000, 32_000):
-        runs = [layer_ei(w, "sigmoid", bias=np.array([-3.0]), samples=n, measures="ei_parts", seed=s)
+        runs = [layer_ei(w, "sigmoid", bias=np.array([-3.0]), n_samples=n, measures="ei_parts", seed=s)
                 for s in range(6)]
         vals[n] = np.mean([r.edge_ei[1:, 0].mean() for r in runs])
         expected = 7 * 7 / (2 * n * math.log(2))
@@ -175,7 +178,7 @@ def test_plugin_bias_of_an_independent_edge_falls_like_one_over_n():
 
 def test_auto_samples_double_until_stable():
     w, b = _random_layer(4, 3, seed=5)
-    r = layer_ei((w, b), "sigmoid", samples="auto", sensitivity_samples="auto", threshold=0.02,
+    r = layer_ei((w, b), "sigmoid", n_samples="auto", n_sensitivity_samples="auto", threshold=0.02,
                  auto_start=2000, max_samples=256_000)
     ns = [n for n, _ in r.trace]
     assert ns[0] == 2000 and all(b == 2 * a for a, b in zip(ns, ns[1:]))
@@ -183,10 +186,10 @@ def test_auto_samples_double_until_stable():
     last, prev = r.trace[-1][1], r.trace[-2][1]
     for k in last:
         assert abs(last[k] - prev[k]) <= max(0.02 * abs(last[k]), 1e-3)
-    fixed = layer_ei((w, b), "sigmoid", samples=r.n_samples, sensitivity_samples=r.n_sensitivity_samples)
+    fixed = layer_ei((w, b), "sigmoid", n_samples=r.n_samples, n_sensitivity_samples=r.n_sensitivity_samples)
     assert fixed.ei_parts == r.ei_parts and fixed.ei == r.ei and fixed.sensitivity == r.sensitivity
     with pytest.warns(UserWarning, match="not stable"):
-        layer_ei((w * 10, b), "sigmoid", samples="auto", measures="ei_parts", threshold=1e-9, atol=1e-12,
+        layer_ei((w * 10, b), "sigmoid", n_samples="auto", measures="ei_parts", threshold=1e-9, atol=1e-12,
                  auto_start=1000, max_samples=4000)
 
 
@@ -197,7 +200,7 @@ def test_conv2d_receptive_field_equals_the_flattened_linear_layer():
     with torch.no_grad():
         lin.weight.copy_(conv.weight.reshape(3, -1))
         lin.bias.copy_(conv.bias)
-    kw = dict(samples=6000, sensitivity_samples=2000)
+    kw = dict(n_samples=6000, n_sensitivity_samples=2000)
     rc = layer_ei(conv, "sigmoid", **kw)
     rl = layer_ei(lin, "sigmoid", **kw)
     assert rc.kind == "conv2d" and rc.n_inputs == 8 and rc.n_outputs == 3
@@ -207,7 +210,7 @@ def test_conv2d_receptive_field_equals_the_flattened_linear_layer():
 def test_conv2d_on_a_feature_map_counts_only_receptive_field_edges():
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 2, kernel_size=3, padding=1)
-    r = layer_ei(conv, "sigmoid", input_shape=(1, 4, 4), samples=5000, sensitivity_samples=2000,
+    r = layer_ei(conv, "sigmoid", input_shape=(1, 4, 4), n_samples=5000, n_sensitivity_samples=2000,
                  measures=("ei_parts", "sensitivity"))
     assert r.n_inputs == 16 and r.n_outputs == 32
     # each output pixel sees its 3x3 neighbourhood clipped at the border: 4*4 + 8*6 + 4*9 = 100 per channel
@@ -220,7 +223,7 @@ def test_model_ei_measures_every_layer_and_skips_vector_ei_when_too_large():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(25, 6, bias=False), nn.Sigmoid(), nn.Dropout(0.1), nn.Linear(6, 5, bias=False),
                         nn.Sigmoid())
-    res = model_ei(net, samples=8000, sensitivity_samples=1000)
+    res = model_ei(net, n_samples=8000, n_sensitivity_samples=1000)
     assert res.names == ["0", "3"]
     assert math.isnan(res["0"].ei) and "vector EI skipped" in res["0"].notes[0]
     assert math.isnan(res["0"].degeneracy) and not math.isnan(res["0"].degeneracy_parts)
@@ -230,13 +233,13 @@ def test_model_ei_measures_every_layer_and_skips_vector_ei_when_too_large():
     np.testing.assert_allclose(res.values("ei_parts"), [res["0"].ei_parts, res["3"].ei_parts])
     assert "EI_parts" in res.table()
     with pytest.raises(ValueError, match="too large"):
-        model_ei(net, measures=("ei",), samples=8000)
+        model_ei(net, measures=("ei",), n_samples=8000)
 
 
 def test_device_argument_is_honoured():
     w, b = _random_layer(3, 3, seed=6)
-    a = layer_ei((w, b), "sigmoid", samples=5000, sensitivity_samples=1000, device="cpu")
-    c = layer_ei((w, b), "sigmoid", samples=5000, sensitivity_samples=1000, device=torch.device("cpu"))
+    a = layer_ei((w, b), "sigmoid", n_samples=5000, n_sensitivity_samples=1000, device="cpu")
+    c = layer_ei((w, b), "sigmoid", n_samples=5000, n_sensitivity_samples=1000, device=torch.device("cpu"))
     assert a.ei == c.ei
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
@@ -269,14 +272,14 @@ def test_unsupported_modules_in_a_model_and_coupling_activations_are_rejected():
     (dict(out_range=(1, 0)), "out_range must be finite with hi > lo"),
     (dict(in_range=(0, np.inf)), "in_range must be finite"),
     (dict(out_range="auto"), "out_range must be"),
-    (dict(bins=1), "bins must be integers >= 2"),
-    (dict(bins=(8, 1)), "bins must be integers >= 2"),
-    (dict(bins=2.5), "bins must be integers >= 2"),
-    (dict(samples=10), "too few samples for the bins"),
-    (dict(sensitivity_samples=63), "too few samples for the bins"),
-    (dict(samples=0), "samples must be a positive integer"),
+    (dict(n_bins=1), "n_bins must be integers >= 2"),
+    (dict(n_bins=(8, 1)), "n_bins must be integers >= 2"),
+    (dict(n_bins=2.5), "n_bins must be integers >= 2"),
+    (dict(n_samples=10), "too few samples for the bins"),
+    (dict(n_sensitivity_samples=63), "too few samples for the bins"),
+    (dict(n_samples=0), "samples must be a positive integer"),
     (dict(measures=("entropy",)), "measures must be among"),
-    (dict(sampling="grid", samples=1000), "multiple of in_bins\\*\\*n_in"),
+    (dict(sampling="grid", n_samples=1000), "multiple of in_bins\\*\\*n_in"),
 ])
 def test_bad_settings_get_clear_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -371,7 +374,7 @@ def test_ei_parts_and_edge_matrix_agree_with_deep_ei(deep_ei_topology):
     top = topology(net, 4)
     n = 20_000
     theirs = deep_ei.ei_parts_matrix(net[0], top, samples=n, **_DEEP_KW)
-    mean, sd = _spread(lambda s: layer_ei(net, samples=n, measures="ei_parts", seed=s).edge_ei)
+    mean, sd = _spread(lambda s: layer_ei(net, n_samples=n, measures="ei_parts", seed=s).edge_ei)
     # every edge within 5 standard deviations (of one estimate) of deep-ei's single estimate
     assert np.all(np.abs(theirs - mean) <= 5 * sd * math.sqrt(1 + 1 / 6) + 1e-3)
     assert abs(theirs.sum() - mean.sum()) < 0.1
@@ -385,7 +388,7 @@ def test_vector_ei_agrees_with_deep_ei(deep_ei_topology):
     top = topology(net, 3)
     n = 20_000
     theirs = deep_ei.ei(net[0], top, samples=n, **_DEEP_KW)
-    mean, sd = _spread(lambda s: layer_ei(net, samples=n, measures="ei", seed=s).ei)
+    mean, sd = _spread(lambda s: layer_ei(net, n_samples=n, measures="ei", seed=s).ei)
     assert abs(theirs - mean) <= 5 * sd * math.sqrt(1 + 1 / 6) + 0.01
     assert theirs > 2.0
 
@@ -397,7 +400,7 @@ def test_sensitivity_agrees_with_deep_ei(deep_ei_topology):
     top = topology(net, 3)
     n = 5000
     theirs = deep_ei.sensitivity_matrix(net[0], top, samples=n, **_DEEP_KW)
-    mean, sd = _spread(lambda s: layer_ei(net, sensitivity_samples=n, measures="sensitivity", seed=s)
+    mean, sd = _spread(lambda s: layer_ei(net, n_sensitivity_samples=n, measures="sensitivity", seed=s)
                        .edge_sensitivity)
     assert np.all(np.abs(theirs - mean) <= 5 * sd * math.sqrt(1 + 1 / 6) + 2e-3)
     assert abs(theirs.sum() - mean.sum()) < 0.15
@@ -416,15 +419,15 @@ def tiny_training():
 
 
 def test_ei_over_training_tracks_every_layer_with_common_noise(tiny_training):
-    hist = causal.ei_over_training(tiny_training, samples=4000, sensitivity_samples=500)
+    hist = causal.ei_over_training(tiny_training, n_samples=4000, n_sensitivity_samples=500)
     assert hist.epochs.tolist() == [0, 20, 40, 60] and hist.layers == ["fc1", "fc2", "fc_out"]
     assert hist.ei.shape == (4, 3) and np.isfinite(hist.ei).all()
     np.testing.assert_allclose(hist.degeneracy, hist.sensitivity - hist.ei)
     np.testing.assert_allclose(hist.phi, hist.ei - hist.ei_parts)
-    direct = model_ei(tiny_training.model_at(40), samples=4000, sensitivity_samples=500)
+    direct = model_ei(tiny_training.model_at(40), n_samples=4000, n_sensitivity_samples=500)
     assert hist.at(40)["fc2"].ei == direct["fc2"].ei  # the same seed: the same noise at every epoch
     assert len(set(np.round(hist.ei_parts[:, 0], 9))) > 1  # training moved the layer
-    every = causal.ei_over_training(tiny_training, every=40, measures=("ei_parts",), samples=2000)
+    every = causal.ei_over_training(tiny_training, every=40, measures=("ei_parts",), n_samples=2000)
     assert every.epochs.tolist() == [0, 40] and np.isnan(every.ei).all()
     with pytest.raises(KeyError, match="no snapshots at epochs"):
         causal.ei_over_training(tiny_training, epochs=[5])
@@ -438,7 +441,7 @@ def test_plots_draw_the_plane_the_curves_and_the_heatmap(tiny_training):
 
     from nifkit.ei import plots as cp
 
-    hist = causal.ei_over_training(tiny_training, samples=4000, sensitivity_samples=500)
+    hist = causal.ei_over_training(tiny_training, n_samples=4000, n_sensitivity_samples=500)
     ax = cp.plot_causal_plane(hist, epoch=20)
     assert "degeneracy" in ax.get_ylabel() and len(ax.lines) >= 4  # 3 paths + the EI = 0 line
     line = ax.lines[0]
@@ -448,8 +451,8 @@ def test_plots_draw_the_plane_the_curves_and_the_heatmap(tiny_training):
     assert len(ax2.figure.axes) >= 2
     ax3 = cp.plot_edge_ei(hist.results[-1]["fc1"])
     np.testing.assert_allclose(ax3.images[0].get_array(), hist.results[-1]["fc1"].edge_ei)
-    parts = causal.ei_over_training(tiny_training, measures=("ei_parts", "sensitivity"), samples=2000,
-                                    sensitivity_samples=500)
+    parts = causal.ei_over_training(tiny_training, measures=("ei_parts", "sensitivity"), n_samples=2000,
+                                    n_sensitivity_samples=500)
     ax4 = cp.plot_causal_plane(parts)
     assert "EI_parts" in ax4.get_ylabel()
     plt.close("all")
@@ -460,7 +463,7 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
 
     ds = data.load_iris(scale="paper")
     model = tiny_training.model_at(60)
-    res = model_ei(model, samples=4000, sensitivity_samples=500)
+    res = model_ei(model, n_samples=4000, n_sensitivity_samples=500)
     groups = causal.model._group_masks(res["fc1"].edge_ei, 10)
     assert groups.shape == (10, 4, 5) and np.all(groups.sum(0) == 1)  # a partition of the edges
     assert set(groups.sum((1, 2)).tolist()) <= {2}
@@ -477,7 +480,7 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
 def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):
     from nifkit.ei import CausalExplorer
 
-    hist = causal.ei_over_training(tiny_training, bins=8, samples=4000, sensitivity_samples=500)
+    hist = causal.ei_over_training(tiny_training, n_bins=8, n_samples=4000, n_sensitivity_samples=500)
     ex = CausalExplorer(tiny_training, history=hist)
     assert ex.error is None and ex.result.epoch == 60 and ex.result.layer == "fc1"
     assert ex.result.layer_ei is hist.at(60)["fc1"]  # reused, not recomputed
@@ -488,10 +491,21 @@ def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):
     assert "epoch 20 · fc1" in ex.readout.text and f"EI {hist.at(20)['fc1'].ei:.3f}" in ex.readout.text
     ex.controls["layer"].value = "fc2"
     assert ex.result.layer_ei.n_inputs == 5 and ex.plot.figure is not None
-    ex.controls["bins"].value = 4  # a new setting: every epoch is measured again
-    assert ex.result.bins == 4 and ex.result.layer_ei.bins == (4, 4)
+    order, texts, bar_max = [], [], []
+    measure, set_text, task = ex._measure, ex.readout.set, ex.progress.task
+    ex._measure = lambda e, b, n: (order.append(e), measure(e, b, n))[1]
+    ex.readout.set = lambda text, **kw: (texts.append(text), set_text(text, **kw))[1]
+    ex.progress.task = lambda total, text="": (bar_max.append((total, text)), task(total, text))[1]
+    ex.controls["bins"].value = 4  # a new setting: the shown epoch first, then the rest behind the bar
+    assert order == [20, 0, 40, 60]
+    assert bar_max == [(3, "measuring 3 more epochs at 4 bins")]
+    assert texts[0].startswith("⟳ recomputing epoch 20 at 4 bins")  # stale readout marked
+    assert texts[1].startswith("epoch 20 · fc2") and "(4 bins" in texts[1]  # the shown epoch, at once
+    assert "recomputing 3 other epochs" in texts[2]
+    assert texts[-1].startswith("epoch 20 · fc2") and "recomputing" not in texts[-1]
+    assert ex.result.n_bins == 4 and ex.result.layer_ei.n_bins == (4, 4)
     assert ex.result.history.epochs.tolist() == [0, 20, 40, 60]
-    direct = model_ei(tiny_training.model_at(20), bins=4, samples=4000, sensitivity_samples=500)
+    direct = model_ei(tiny_training.model_at(20), n_bins=4, n_samples=4000, n_sensitivity_samples=500)
     assert ex.result.layer_ei.ei_parts == direct["fc2"].ei_parts
     assert ex.progress.bar.layout.visibility == "hidden"
 
@@ -502,11 +516,11 @@ def test_model_ei_measures_a_small_cnn_on_its_feature_maps():
     net = models.small_cnn(1, (5, 5), channels=(2,), n_classes=3, activation="sigmoid", seed=0)
     found = causal.measured_layers(net, input_shape=(1, 5, 5))
     assert list(found) == ["conv1", "fc_out"] and found["conv1"][2] == (1, 5, 5)
-    res = model_ei(net, input_shape=(1, 5, 5), samples=3000, sensitivity_samples=300,
+    res = model_ei(net, input_shape=(1, 5, 5), n_samples=3000, n_sensitivity_samples=300,
                    measures=("ei_parts", "sensitivity"))
     conv = res["conv1"]
     assert conv.kind == "conv2d" and conv.n_inputs == 25 and conv.n_outputs == 2 * 25
     assert conv.n_edges == 2 * (4 * 4 + 12 * 6 + 9 * 9)  # 3x3 'same' kernels clipped at the border
     assert res["fc_out"].n_inputs == 2 * 2 * 2 and res["fc_out"].activation == "identity"
-    single = model_ei(net, samples=3000, sensitivity_samples=300, measures=("ei_parts",))
+    single = model_ei(net, n_samples=3000, n_sensitivity_samples=300, measures=("ei_parts",))
     assert single["conv1"].n_inputs == 9 and single["conv1"].n_outputs == 2  # one receptive field

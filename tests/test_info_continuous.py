@@ -48,7 +48,7 @@ def test_binned_estimate_converges_when_samples_and_bins_grow_together():
     errors = []
     for n, b in [(500, 4), (8000, 10), (120000, 24)]:
         x, y = gaussian_pair(rho, n, seed=n)
-        c = discretize(np.concatenate([x, y], 1), n_bins=b, method="quantile")
+        c = discretize(np.concatenate([x, y], 1), n_bins=b, binning="quantile")
         errors.append(abs(mutual_information(c[:, 0], c[:, 1]) - truth))
     assert errors[-1] < 0.03
     assert errors[0] > errors[-1]

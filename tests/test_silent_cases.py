@@ -10,7 +10,7 @@ from nifkit.ablation import AblationEngine
 from nifkit.ei import ModelEI, edge_ablation, layer_ei, measured_layers, model_ei
 from nifkit.models import mlp, train
 
-KW = dict(samples=20_000, sensitivity_samples=2000, seed=0)
+KW = dict(n_samples=20_000, n_sensitivity_samples=2000, seed=0)
 
 
 @pytest.mark.parametrize("make", [lambda ip: nn.LeakyReLU(0.1, inplace=ip), lambda ip: nn.ELU(inplace=ip),

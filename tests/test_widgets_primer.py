@@ -29,6 +29,27 @@ def test_bias_explorer_reacts_to_every_slider():
     assert ex.result.truth == 0.0 and ex.result.estimate < 0.1
 
 
+def test_bias_explorer_warns_when_the_bias_formula_and_miller_madow_break_down():
+    # 32 bins, 35 samples: fewer samples than cells; the first-order bias (~19.8 bits) is
+    # above log2(min(n, B)) and Miller-Madow raises an estimate that is already too high
+    ex = BiasExplorer(rho=0.8, n_bins=32, n_samples=35)
+    r = ex.result
+    assert r.bias_term > r.ceiling == pytest.approx(np.log2(32))
+    assert r.estimate <= r.ceiling + 1e-9
+    assert r.estimate_mm > r.estimate > r.truth
+    assert "fewer samples than cells" in r.warning and "Miller–Madow raises" in r.warning
+    assert "above log2(min(n, B))" in r.warning
+    assert "Too few samples" in ex.readout.text
+    # the drawn prediction never passes what n samples can show
+    ax = ex.plot.figure.axes[0]
+    dashed = next(ln for ln in ax.lines if ln.get_linestyle() == "--")
+    assert np.all(dashed.get_ydata() <= np.log2(np.minimum(dashed.get_xdata(), 32)) + 1e-9)
+    # a well-sampled setting has no warning
+    ex.controls["bins"].value = 8
+    ex.controls["samples"].value = ex.controls["samples"].options[-1]
+    assert ex.result.warning == "" and "Too few" not in ex.readout.text
+
+
 def test_mi_map_explorer_values_and_neuron_selection():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 900)
@@ -40,7 +61,7 @@ def test_mi_map_explorer_values_and_neuron_selection():
     assert r.layer == "act1" and r.mi.shape == (6, 6)
     assert int(np.argmax(r.mi_label)) == 2
     from nifkit.info import discretize
-    codes = discretize(act1, n_bins=4, method="quantile")
+    codes = discretize(act1, n_bins=4, binning="quantile")
     np.testing.assert_allclose(r.mi, pairwise_mi(codes, n_bins=4), atol=1e-12)
     assert r.mi_label[2] == pytest.approx(mutual_information(codes[:, 2], y), abs=1e-12)
     ex.controls["neuron"].value = 2

@@ -173,19 +173,39 @@ def _layer_dict(source, layers) -> dict:
     return {name: source}
 
 
-def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, method: str = "minmax",
-                    range=None, binner: Binner | None = None, correction=None, selectivity: str = "max",
-                    n_classes: int | None = None) -> NeuronMeasures:
+def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, binning="minmax", bin_range=None,
+                    correction=None, selectivity: str = "max", n_classes: int | None = None, device=None,
+                    memory_budget: int | None = None, num_threads: int | None = None) -> NeuronMeasures:
     """H(T), I(T;Y) and KL selectivity of every neuron of every layer.
 
     ``activations``: a dict ``name -> (samples, units)`` (tensor or array), a
     :class:`nifkit.record.Recording`, or one array (named ``layers`` or ``"layer"``).
     ``labels``: class indices ``(samples,)``. Each layer is binned with its own
-    :class:`nifkit.info.Binner` (``n_bins``, ``method``, ``range``; or a copy of the
-    settings of ``binner``; a binner that is already fitted is used as is), then one
-    joint count ``(units, bins, classes)`` gives all measures at once.
+    :class:`nifkit.info.Binner` (``n_bins``, ``binning``, ``bin_range``; ``binning`` may
+    also be a :class:`~nifkit.info.Binner`: its settings are copied, and one already
+    fitted on as many units is used as is), then one joint count ``(units, bins,
+    classes)`` (:func:`nifkit.info.label_counts`, on ``device``, in chunks of at most
+    ``memory_budget`` bytes, with ``num_threads`` CPU threads) gives all measures at once.
     ``correction="miller-madow"`` corrects ``entropy`` and ``mi``.
     """
+    from ..runtime import cpu_threads
+    from .._validation import resolve_device
+
+    dev = resolve_device(device)
+    budget = 64 * 2**20 if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    binner = binning if isinstance(binning, Binner) else None
+    if binner is None and not isinstance(binning, str):
+        raise TypeError(f"binning must be a method name ('minmax', 'quantile', 'fixed') or a Binner, got "
+                        f"{type(binning).__name__}")
+    with cpu_threads(num_threads, dev):
+        return _neuron_measures(activations, labels, layers, n_bins, binning, bin_range, binner, correction,
+                                selectivity, n_classes, dev, budget)
+
+
+def _neuron_measures(activations, labels, layers, n_bins, binning, bin_range, binner, correction, selectivity,
+                     n_classes, dev, budget) -> NeuronMeasures:
     acts = _layer_dict(activations, layers)
     if not acts:
         raise ValueError("no layers to measure")
@@ -202,12 +222,12 @@ def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, method
             b = binner
             codes = b.transform(a)
         else:
-            b = Binner(n_bins=binner.n_bins, method=binner.method, range=binner.range) if binner is not None \
-                else Binner(n_bins=n_bins, method=method, range=range)
+            b = Binner(n_bins=binner.n_bins, binning=binner.binning, bin_range=binner.bin_range) \
+                if binner is not None else Binner(n_bins=n_bins, binning=binning, bin_range=bin_range)
             codes = b.fit_transform(a)
-        counts = label_counts(codes, y_np, b.n_bins, k)
+        counts = label_counts(codes, y_np, b.n_bins, k, chunk_bytes=budget, device=dev)
         out[name] = measures_from_counts(counts, layer=name, correction=correction, selectivity=selectivity,
-                                         binning=b.method)
+                                         binning=b.binning)
     return NeuronMeasures(out)
 
 

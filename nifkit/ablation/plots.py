@@ -28,7 +28,7 @@ def _ax(ax, figsize=(5.5, 3.6)):
 
 
 def plot_measures(measures, layer=None, x: str = "entropy", y: str = "mi", color: str | None = "selectivity",
-                  ax=None):
+                  *, ax=None):
     """Scatter of one measure against another, one point per neuron (``layer=None``: all
     layers, one marker each). The diagonal ``I = H`` bounds ``I(T;Y)`` from above."""
     ax = _ax(ax)
@@ -65,7 +65,7 @@ def _curves_of(curves, layer):
     return list(curves)
 
 
-def plot_ablation_curves(curves, ax=None, layer=None, metric: str = "accuracy", measures=None,
+def plot_ablation_curves(curves, *, ax=None, layer=None, metric: str = "accuracy", measures=None,
                          fraction: bool = False, marker_at: int | None = None, marker_curve=None):
     """Accuracy (or ``metric="loss"``) against the number ablated: ascending orders as solid
     lines, descending dashed, one colour per measure; random orders as a min-max band with
@@ -104,7 +104,7 @@ def plot_ablation_curves(curves, ax=None, layer=None, metric: str = "accuracy", 
 
 
 def plot_importance_vs_measure(importance, measures: NeuronMeasures, measure: str = "mi",
-                               by: str = "loss_increase", ax=None):
+                               by: str = "loss_increase", *, ax=None):
     """Single-neuron importance against a measure, one colour per layer, Spearman's rho of
     each layer in the legend (and pooled over layers in the title)."""
     from .study import importance_correlations
@@ -123,7 +123,7 @@ def plot_importance_vs_measure(importance, measures: NeuronMeasures, measure: st
     return ax
 
 
-def plot_kl_profile(layer_measures: LayerMeasures, units=None, top: int = 12, class_names=None, ax=None):
+def plot_kl_profile(layer_measures: LayerMeasures, units=None, top: int = 12, class_names=None, *, ax=None):
     """Heat map of ``KL(P_T|y || P_T)`` (bits): rows are neurons (default: the ``top`` most
     selective), columns classes; the row maximum is the selectivity, the p(y)-weighted row
     mean the MI."""
@@ -146,7 +146,7 @@ def plot_kl_profile(layer_measures: LayerMeasures, units=None, top: int = 12, cl
     return ax
 
 
-def plot_class_accuracy(curve: AblationCurve, n_ablated: int, class_names=None, ax=None):
+def plot_class_accuracy(curve: AblationCurve, n_ablated: int, class_names=None, *, ax=None):
     """Per-class test accuracy with ``n_ablated`` neurons ablated (bars) against nothing
     ablated (outlines)."""
     ax = _ax(ax)
@@ -183,7 +183,7 @@ def weight_mosaic(weights, image_shape, ncols: int | None = None, pad: int = 1) 
         nrows * (H + pad), ncols * (Wd + pad))
 
 
-def plot_weight_images(weights, image_shape, ax=None, title: str = "incoming weights", max_images: int = 16):
+def plot_weight_images(weights, image_shape, *, ax=None, title: str = "incoming weights", max_images: int = 16):
     """The incoming weights of some neurons drawn as images (red +, blue -)."""
     ax = _ax(ax)
     w = np.asarray(weights)[:max_images]

@@ -10,7 +10,8 @@ import numpy as np
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import Progress
+from ..config import DEFAULT_MEMORY_BUDGET
+from ..runtime import Progress, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURES, NeuronMeasures, hidden_layers
 
@@ -50,11 +51,13 @@ class AblationStudy:
                 f"base accuracy {self.base_accuracy:.3f}, value={self.value!r})")
 
 
+@with_thread_policy
 def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None, *,
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
                    n_random: int = 5, seed: int = 0, value="zero", counts=None, network: bool = False,
                    network_normalize: str | None = None, engine: AblationEngine | None = None,
-                   progress: bool = False, **engine_kw) -> AblationStudy:
+                   device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
+                   progress=False, **engine_kw) -> AblationStudy:
     """All curves: for each layer (default: the layers of ``measures``), each measure and
     direction, plus ``n_random`` random orders (seeds ``seed .. seed+n_random-1``).
     ``network=True`` adds whole-network curves ordered by each measure over all
@@ -64,7 +67,8 @@ def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None
     for mname in measure_names:
         if mname not in MEASURES:
             raise ValueError(f"measure {mname!r} unknown; choose from {MEASURES}")
-    eng = engine or AblationEngine(model, X, y, **engine_kw)
+    eng = engine or AblationEngine(model, X, y, device=device, memory_budget=memory_budget, num_threads=num_threads,
+                                   **engine_kw)
     for n in layers:
         eng.index(n)
         if n not in measures.layers:
@@ -135,6 +139,7 @@ class SingleImportance:
                 f"max drop {self.accuracy_drop.max():.4f})")
 
 
+@with_thread_policy
 def single_neuron_importance(model_or_engine, X=None, y=None, layers=None, value="zero", **engine_kw) -> dict:
     """``{layer: SingleImportance}``: the drop in accuracy (and rise in loss) when one
     neuron alone is ablated, all neurons of a layer in one batched evaluation."""

@@ -32,7 +32,7 @@ How it is computed (no Python loop over samples, edges or pairs):
   its own generator seeded by ``(seed, stream, chunk index)``, and grouped into blocks
   that fit ``memory_budget``. The samples therefore do not depend on the block size:
   streaming 10^7 samples through small blocks gives exactly the counts of one big block,
-  and ``samples=n`` uses the first ``n`` samples of ``samples=2n``.
+  and ``n_samples=n`` uses the first ``n`` samples of ``n_samples=2n``.
 * **EI_parts**: the joint counts of all input-output pairs of a block are one int8
   one-hot matrix product (the counting of :func:`nifkit.info.pairwise_mi`), accumulated over
   blocks; MI of all pairs from the counts at once (:func:`nifkit.info.mi_from_counts`).
@@ -57,7 +57,7 @@ How it is computed (no Python loop over samples, edges or pairs):
 The layer is evaluated in float64, so rounding never moves a value across a bin edge
 (deep-ei evaluates in float32, where ``sigmoid(z)`` is exactly 0.5 - an edge of 8 bins
 on (0, 1) - for ``|z|`` below about 6e-8; at small initial weights that shows up as
-spurious sensitivity). Binning follows :class:`nifkit.info.Binner`'s ``method="fixed"`` rule: ``code =
+spurious sensitivity). Binning follows :class:`nifkit.info.Binner`'s ``binning="fixed"`` rule: ``code =
 floor((v - lo) / (hi - lo) * bins)``, values outside the range fall into the edge bins
 (``deep-ei`` instead drops a pair's out-of-range samples; with the default sigmoid and
 (0, 1) nothing is out of range). ``out_range="fit"`` fits each output neuron's range to
@@ -65,7 +65,7 @@ what its activation can reach under the noise.
 
 Plug-in MI is biased upward: an independent pair with ``Bx x By`` cells shows about
 ``(Bx-1)(By-1) / (2 n ln 2)`` bits, and EI_parts sums that over every edge (see
-``LayerEI.bias_parts``). The bias falls as ``1/n``; ``samples="auto"`` doubles the sample
+``LayerEI.bias_parts``). The bias falls as ``1/n``; ``n_samples="auto"`` doubles the sample
 until the estimate changes by less than ``threshold`` (relative), as deep-ei does.
 
 Package layout: :mod:`.layers` (a layer and its activation), :mod:`.sampling` (noise and

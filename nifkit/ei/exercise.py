@@ -14,10 +14,10 @@ from .measure import layer_ei
 __all__ = ["identity_ei", "check_edge_sensitivity"]
 
 
-def identity_ei(n: int, bins: int) -> float:
+def identity_ei(n: int, n_bins: int) -> float:
     """EI (= EI_parts = sensitivity) of an identity layer ``n -> n`` whose input and
-    output bins coincide: ``n log2(bins)`` bits. Degeneracy and phi are 0."""
-    return n * math.log2(bins)
+    output bins coincide: ``n log2(n_bins)`` bits. Degeneracy and phi are 0."""
+    return n * math.log2(n_bins)
 
 
 def check_edge_sensitivity(fn: Callable) -> bool:
@@ -32,7 +32,7 @@ def check_edge_sensitivity(fn: Callable) -> bool:
              ("a steep negative edge", -12.0, 6.0), ("a shifted edge", 6.0, -1.0)]
     ok = True
     for label, w, b in cases:
-        kw = dict(bias=np.array([b]), measures="sensitivity", sensitivity_samples=400_000, seed=12345)
+        kw = dict(bias=np.array([b]), measures="sensitivity", n_sensitivity_samples=400_000, seed=12345)
         ref = layer_ei(np.array([[w]]), "sigmoid", **kw).sensitivity
         try:
             got = float(fn(w, b, bins=8, n=200_000, seed=0))

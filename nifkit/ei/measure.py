@@ -48,7 +48,7 @@ class LayerEI:
     phi: float
     n_samples: int
     n_sensitivity_samples: int
-    bins: tuple
+    n_bins: tuple
     in_range: tuple
     out_range: object
     activation: str
@@ -81,7 +81,7 @@ class LayerEI:
 
         return (f"LayerEI({self.name}: {self.n_inputs}->{self.n_outputs} {self.activation}, EI={f(self.ei)}, "
                 f"EI_parts={f(self.ei_parts)}, sensitivity={f(self.sensitivity)}, degeneracy={f(self.degeneracy)}, "
-                f"phi={f(self.phi)} bits; {self.n_samples} samples, {self.bins[0]}x{self.bins[1]} bins)")
+                f"phi={f(self.phi)} bits; {self.n_samples} samples, {self.n_bins[0]}x{self.n_bins[1]} bins)")
 
 
 def plane_kind(which, layers) -> str:
@@ -133,7 +133,7 @@ class ModelEI:
 
 
 def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str = "layer",
-             in_range=(0.0, 1.0), out_range="default", bins=8, samples=100_000, sensitivity_samples=5000,
+             in_range=(0.0, 1.0), out_range="default", n_bins=8, n_samples=100_000, n_sensitivity_samples=5000,
              measures="all", sampling: str = "uniform", sensitivity_method: str = "auto",
              threshold: float = 0.05, atol: float = 1e-3, auto_start: int = 10_000,
              max_samples: int = 10_000_000, memory_budget: int = DEFAULT_MEMORY_BUDGET, device=None,
@@ -154,9 +154,9 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
     out_range : ``(lo, hi)`` of the equal-width output bins (default ``(0, 1)``), or
         ``"fit"``: each output's reachable range under the noise (exact for monotone
         activations, from a pilot sample otherwise).
-    bins : bins per node, or ``(in_bins, out_bins)`` (paper: 8).
-    samples : noise samples for vector EI and EI_parts, or ``"auto"``.
-    sensitivity_samples : noise samples *per input* for the sensitivity, or ``"auto"``.
+    n_bins : bins per node, or ``(in_bins, out_bins)`` (paper: 8).
+    n_samples : noise samples for vector EI and EI_parts, or ``"auto"``.
+    n_sensitivity_samples : noise samples *per input* for the sensitivity, or ``"auto"``.
     measures : any of ``"ei"`` (vector EI), ``"ei_parts"``, ``"sensitivity"``, or ``"all"``
         (the default: all three, vector EI skipped with a note in ``result.notes`` when the
         layer is too wide). Asking for ``"ei"`` explicitly on a layer whose joint state
@@ -179,32 +179,32 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
     progress : ``True`` for a tqdm bar, or a callable ``progress(done, total, what)``.
     keep_counts : keep the count tables in ``result.counts``.
     num_threads : torch CPU threads while measuring (default 1, restored after; see
-        :class:`nifkit.models.cpu_threads`: on a shared machine extra threads mostly wait).
+        :class:`nifkit.runtime.cpu_threads`: on a shared machine extra threads mostly wait).
     """
-    from ..models import cpu_threads
+    from ..runtime import cpu_threads
 
     dev = resolve_device(device)
     with cpu_threads(num_threads, dev):
-        return _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, bins, samples,
-                         sensitivity_samples, measures, sampling, sensitivity_method, threshold, atol, auto_start,
+        return _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n_bins, n_samples,
+                         n_sensitivity_samples, measures, sampling, sensitivity_method, threshold, atol, auto_start,
                          max_samples, memory_budget, dev, seed, progress, keep_counts)
 
 
-def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, bins, samples, sensitivity_samples,
+def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n_bins, n_samples, n_sensitivity_samples,
               measures, sampling, sensitivity_method, threshold, atol, auto_start, max_samples, memory_budget, dev,
               seed, progress, keep_counts) -> LayerEI:
     lay = _as_layer(layer, activation, bias, input_shape, name, dev)
-    bi, bo = _check_bins(bins)
+    bi, bo = _check_bins(n_bins)
     in_lo, in_hi = _check_range(in_range, "in_range")
     measures = _check_measures(measures)
     if sampling not in ("uniform", "grid"):
         raise ValueError(f"sampling must be 'uniform' or 'grid', got {sampling!r}")
     if not (isinstance(memory_budget, (int, float)) and memory_budget > 0):
         raise ValueError("memory_budget must be a positive number of bytes")
-    samples = _check_samples(samples, "samples", bi, bo)
-    sensitivity_samples = _check_samples(sensitivity_samples, "sensitivity_samples", bi, bo)
+    n_samples = _check_samples(n_samples, "n_samples", bi, bo)
+    n_sensitivity_samples = _check_samples(n_sensitivity_samples, "n_sensitivity_samples", bi, bo)
     auto = dict(start=int(auto_start), max_samples=int(max_samples), threshold=float(threshold), atol=float(atol))
-    if samples == "auto" or sensitivity_samples == "auto":
+    if n_samples == "auto" or n_sensitivity_samples == "auto":
         if auto["start"] < bi * bo or auto["max_samples"] < auto["start"]:
             raise ValueError(f"auto sampling needs bins**2 <= auto_start <= max_samples, got auto_start="
                              f"{auto_start}, max_samples={max_samples}")
@@ -239,20 +239,20 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
                 f"state space {bi}^{lay.n_in} x {bo}^{lay.n_out} = 2^{key_bits:.0f} states: too large to count, and "
                 "no sample could estimate it. Vector EI is realistic for small layers only; use "
                 "measures=('ei_parts', 'sensitivity') (EI_parts is the paper's tractable stand-in).")
-    if want_vector and isinstance(samples, int) and samples < bi ** lay.n_in:
-        notes.append(f"vector EI: {samples} samples for {bi}^{lay.n_in} input states; the plug-in estimate is "
-                     f"capped near log2(samples) = {math.log2(samples):.1f} bits and biased")
+    if want_vector and isinstance(n_samples, int) and n_samples < bi ** lay.n_in:
+        notes.append(f"vector EI: {n_samples} samples for {bi}^{lay.n_in} input states; the plug-in estimate is "
+                     f"capped near log2(samples) = {math.log2(n_samples):.1f} bits and biased")
     want_noise = want_vector or "ei_parts" in measures
 
     if sampling == "grid":
         cells = bi ** lay.n_in
         if want_noise:
-            if samples == "auto" or samples % cells:
-                raise ValueError(f"sampling='grid' needs samples to be a multiple of in_bins**n_in = {cells}, "
-                                 f"got {samples}")
-        if "sensitivity" in measures and (sensitivity_samples == "auto" or sensitivity_samples % bi):
-            raise ValueError(f"sampling='grid' needs sensitivity_samples to be a multiple of in_bins = {bi}, "
-                             f"got {sensitivity_samples}")
+            if n_samples == "auto" or n_samples % cells:
+                raise ValueError(f"sampling='grid' needs n_samples to be a multiple of in_bins**n_in = {cells}, "
+                                 f"got {n_samples}")
+        if "sensitivity" in measures and (n_sensitivity_samples == "auto" or n_sensitivity_samples % bi):
+            raise ValueError(f"sampling='grid' needs n_sensitivity_samples to be a multiple of in_bins = {bi}, "
+                             f"got {n_sensitivity_samples}")
 
     cb = Progress(progress, unit="sample")
     counts = {}
@@ -285,7 +285,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
                     out["ei"] = acc.vector_mi()
                 return out
 
-            trace = _drive(noise, acc, samples, rows, est_noise, auto, cb, f"EI of {name}")
+            trace = _drive(noise, acc, n_samples, rows, est_noise, auto, cb, f"EI of {name}")
             n_noise = acc.n
             out_of_range = acc.out_of_range / max(1, acc.n * lay.n_out)
             last = trace[-1][1]
@@ -314,7 +314,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
                 m = sacc.edge_mi()
                 return {"sensitivity": float(m.sum() if mask_f is None else (m * mask_f).sum())}
 
-            strace = _drive(noise, sacc, sensitivity_samples, rows, est_sens, auto, cb, f"sensitivity of {name}")
+            strace = _drive(noise, sacc, n_sensitivity_samples, rows, est_sens, auto, cb, f"sensitivity of {name}")
             n_sens = sacc.n
             m = sacc.edge_mi()
             if mask_f is not None:
@@ -338,7 +338,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, b
     return LayerEI(
         name=name, ei=ei, ei_parts=ei_parts, edge_ei=edge_ei, sensitivity=sens, edge_sensitivity=edge_sens,
         degeneracy=sens - ei, degeneracy_parts=sens - ei_parts, phi=ei - ei_parts,
-        n_samples=n_noise, n_sensitivity_samples=n_sens, bins=(bi, bo), in_range=(in_lo, in_hi),
+        n_samples=n_noise, n_sensitivity_samples=n_sens, n_bins=(bi, bo), in_range=(in_lo, in_hi),
         out_range=range_desc, activation=lay.act.name, n_inputs=lay.n_in, n_outputs=lay.n_out, kind=lay.kind,
         edge_mask=mask_np, out_of_range=out_of_range, bias_parts=bias_parts, sampling=sampling,
         sensitivity_method=sens_method, trace=trace, sensitivity_trace=strace, notes=notes,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import DEFAULT_MEMORY_BUDGET
 from ..dynamics import over_snapshots
 from ..intervene import Knockouts, evaluate_edge_knockouts
 from ..models.walk import ELEMENTWISE_TYPES, walk
@@ -77,14 +78,16 @@ def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tup
     return out
 
 
-def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all", progress=False,
+def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all", device=None,
+             memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, progress=False,
              **kwargs) -> ModelEI:
     """:func:`layer_ei` of every Linear/Conv2d layer of a feedforward model.
 
     ``layers``: names to measure (default: all, see :func:`measured_layers`).
     ``measures="all"`` measures vector EI where the layer is small enough and reports it
     as NaN (with a note) where it is not; pass ``measures=("ei", ...)`` to insist.
-    Every other keyword goes to :func:`layer_ei` (bins, samples, ranges, seed, device, ...).
+    ``device``, ``memory_budget``, ``num_threads`` and every other keyword go to
+    :func:`layer_ei` (bins, samples, ranges, seed, ...).
     Each layer gets the same ``seed`` (common random numbers).
     """
     found = measured_layers(model, input_shape)
@@ -95,7 +98,8 @@ def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all",
     out = OrderedDict()
     for n in names:  # loop over layers
         mod, act, shape = found[n]
-        out[n] = layer_ei(mod, act, input_shape=shape, name=n, measures=measures, progress=progress, **kwargs)
+        out[n] = layer_ei(mod, act, input_shape=shape, name=n, measures=measures, progress=progress, device=device,
+                          memory_budget=memory_budget, num_threads=num_threads, **kwargs)
     return ModelEI(out)
 
 
@@ -192,7 +196,8 @@ def _group_masks(score: np.ndarray, n_groups: int) -> np.ndarray:
 
 
 def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_groups: int = 10,
-                  scores=("ei", "weight"), seed: int = 0) -> EdgeAblation:
+                  scores=("ei", "weight"), seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                  num_threads: int | None = None) -> EdgeAblation:
     """Zero the edges of one decile at a time and measure accuracy on ``(X, y)``.
 
     The model runs in eval mode (Dropout off, BatchNorm statistics untouched) and is
@@ -231,8 +236,9 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
         raise ValueError(f"scores must be among 'ei', 'sensitivity', 'weight', 'random'; got {kind!r}")
 
     out = {}
-    baseline = Knockouts(model, X, y).base_accuracy  # eval mode, labels checked
+    kw = dict(device=device, memory_budget=memory_budget, num_threads=num_threads)
+    baseline = Knockouts(model, X, y, **kw).base_accuracy  # eval mode, labels checked
     for kind in scores:  # all groups of one score in one batched evaluation
         masks = {n: _group_masks(score_of(kind, n), n_groups) for n in names}
-        out[kind] = evaluate_edge_knockouts(model, X, y, masks).accuracy
+        out[kind] = evaluate_edge_knockouts(model, X, y, masks, **kw).accuracy
     return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups)

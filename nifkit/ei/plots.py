@@ -32,7 +32,7 @@ def _zero_ei_line(ax, top):
     ax.text(0.05 * top, 0.9 * top, "EI < 0: impossible", fontsize=8, color="0.5")
 
 
-def plot_causal_plane(result, ax=None, which: str = "auto", epoch=None, layers=None, cmap: str = "viridis",
+def plot_causal_plane(result, *, ax=None, which: str = "auto", epoch=None, layers=None, cmap: str = "viridis",
                       arrows: int = 4, colorbar: bool = True):
     """Each layer as a point ``(sensitivity, degeneracy)``; the dashed line is EI = 0
     (degeneracy = sensitivity), and a layer's distance below it is its EI.
@@ -97,7 +97,7 @@ def plot_causal_plane(result, ax=None, which: str = "auto", epoch=None, layers=N
     return ax
 
 
-def plot_ei_over_training(history: CausalHistory, ax=None, measure: str = "auto", loss_ax=None,
+def plot_ei_over_training(history: CausalHistory, *, ax=None, measure: str = "auto", loss_ax=None,
                           show_loss: bool = True, layers=None, epoch=None):
     """Each layer's EI (``measure``: ``"ei"``, ``"ei_parts"``, ``"sensitivity"``,
     ``"degeneracy"``, ``"phi"``; ``"auto"``: vector EI when measured everywhere, else
@@ -146,7 +146,7 @@ def plot_ei_over_training(history: CausalHistory, ax=None, measure: str = "auto"
     return ax
 
 
-def plot_edge_ei(layer: LayerEI, ax=None, which: str = "ei", cmap: str = "magma", colorbar: bool = True,
+def plot_edge_ei(layer: LayerEI, *, ax=None, which: str = "ei", cmap: str = "magma", colorbar: bool = True,
                  annotate=None, vmax=None):
     """Heatmap of one layer's per-edge EI (``which="ei"``) or sensitivity
     (``"sensitivity"``): inputs down, outputs across, bits."""
@@ -178,18 +178,18 @@ def plot_edge_ei(layer: LayerEI, ax=None, which: str = "ei", cmap: str = "magma"
     return ax
 
 
-def plot_sample_dependence(samples, values: dict, ax=None, bias=None, truth=None, ylabel="EI_parts (bits)"):
+def plot_sample_dependence(n_samples, values: dict, *, ax=None, bias=None, truth=None, ylabel="EI_parts (bits)"):
     """Estimates against sample count (log axis). ``values``: label -> array over
-    ``samples`` (e.g. one curve per bin count); ``bias``: label -> first-order plug-in
+    ``n_samples`` (e.g. one curve per bin count); ``bias``: label -> first-order plug-in
     bias curve to draw dashed above ``truth`` (or above the last value)."""
     ax = _ax(ax, figsize=(5.5, 3.8))
-    samples = np.asarray(samples)
+    n_samples = np.asarray(n_samples)
     for i, (label, v) in enumerate(values.items()):
         color = LAYER_COLORS[i % len(LAYER_COLORS)]
-        ax.plot(samples, v, marker="o", ms=4, color=color, label=label)
+        ax.plot(n_samples, v, marker="o", ms=4, color=color, label=label)
         if bias is not None and label in bias:
             base = truth if truth is not None else np.asarray(v)[-1]
-            ax.plot(samples, base + np.asarray(bias[label]), ls="--", lw=1, color=color, alpha=0.8)
+            ax.plot(n_samples, base + np.asarray(bias[label]), ls="--", lw=1, color=color, alpha=0.8)
     if truth is not None:
         ax.axhline(truth, color="k", lw=1, ls=":", label="exact")
     ax.set_xscale("log")
@@ -199,7 +199,7 @@ def plot_sample_dependence(samples, values: dict, ax=None, bias=None, truth=None
     return ax
 
 
-def plot_edge_ablation(result: EdgeAblation, ax=None, title=None):
+def plot_edge_ablation(result: EdgeAblation, *, ax=None, title=None):
     """Accuracy after zeroing one decile of edges at a time, for each ranking score."""
     if not isinstance(result, EdgeAblation):
         raise TypeError(f"plot_edge_ablation needs an EdgeAblation, got {type(result).__name__}")

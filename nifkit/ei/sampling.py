@@ -46,30 +46,30 @@ def _check_range(r, what):
     return lo, hi
 
 
-def _check_bins(bins):
-    if isinstance(bins, (tuple, list)):
-        if len(bins) != 2:
-            raise ValueError(f"bins must be an int or a pair (in_bins, out_bins), got {bins!r}")
-        bi, bo = bins
+def _check_bins(n_bins):
+    if isinstance(n_bins, (tuple, list)):
+        if len(n_bins) != 2:
+            raise ValueError(f"n_bins must be an int or a pair (in_bins, out_bins), got {n_bins!r}")
+        bi, bo = n_bins
     else:
-        bi = bo = bins
+        bi = bo = n_bins
     for v in (bi, bo):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 2:
-            raise ValueError(f"bins must be integers >= 2, got {bins!r}")
+            raise ValueError(f"n_bins must be integers >= 2, got {n_bins!r}")
         if v > 256:
-            raise ValueError(f"bins must be at most 256, got {bins!r}")
+            raise ValueError(f"n_bins must be at most 256, got {n_bins!r}")
     return int(bi), int(bo)
 
 
-def _check_samples(samples, what, bi, bo):
-    if isinstance(samples, str):
-        if samples != "auto":
-            raise ValueError(f"{what} must be a positive integer or 'auto', got {samples!r}")
-        return samples
-    if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"{what} must be a positive integer or 'auto', got {samples!r}")
-    check_n_samples(int(samples), bi * bo, f"{what} with {bi} x {bo} bins per edge")
-    return int(samples)
+def _check_samples(n_samples, what, bi, bo):
+    if isinstance(n_samples, str):
+        if n_samples != "auto":
+            raise ValueError(f"{what} must be a positive integer or 'auto', got {n_samples!r}")
+        return n_samples
+    if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ValueError(f"{what} must be a positive integer or 'auto', got {n_samples!r}")
+    check_n_samples(int(n_samples), bi * bo, f"{what} with {bi} x {bo} bins per edge")
+    return int(n_samples)
 
 
 def _seed_for(seed, stream, chunk):
@@ -86,8 +86,8 @@ class _Noise:
     With ``per_column=True`` (sensitivity) each column is stratified on its own axis.
     """
 
-    def __init__(self, n_cols, lo, hi, bins, seed, stream, device, sampling="uniform", per_column=False):
-        self.n_cols, self.lo, self.hi, self.bins = n_cols, lo, hi, bins
+    def __init__(self, n_cols, lo, hi, n_bins, seed, stream, device, sampling="uniform", per_column=False):
+        self.n_cols, self.lo, self.hi, self.n_bins = n_cols, lo, hi, n_bins
         self.seed, self.stream, self.dev = seed, stream, device
         self.sampling, self.per_column = sampling, per_column
 
@@ -109,27 +109,27 @@ class _Noise:
         if self.sampling == "grid":
             idx = torch.arange(start, stop, device=self.dev, dtype=torch.int64)
             if self.per_column:
-                digits = (idx % self.bins)[:, None].expand(-1, self.n_cols)
+                digits = (idx % self.n_bins)[:, None].expand(-1, self.n_cols)
             else:
-                powers = self.bins ** torch.arange(self.n_cols, device=self.dev, dtype=torch.int64)
-                digits = (idx[:, None] // powers[None, :]) % self.bins
-            x = u.add_(digits).mul_(w / self.bins).add_(self.lo)
+                powers = self.n_bins ** torch.arange(self.n_cols, device=self.dev, dtype=torch.int64)
+                digits = (idx[:, None] // powers[None, :]) % self.n_bins
+            x = u.add_(digits).mul_(w / self.n_bins).add_(self.lo)
             codes = digits.to(torch.uint8)
         else:
             # the code is the bin of u; x = lo + w u is monotone in u, so codes are monotone in x
-            t = u.mul_(self.bins)
-            codes = t.to(torch.uint8).clamp_(max=self.bins - 1)  # t >= 0: truncation is the floor
-            x = torch.add(self.lo, t, alpha=w / self.bins, out=t)
+            t = u.mul_(self.n_bins)
+            codes = t.to(torch.uint8).clamp_(max=self.n_bins - 1)  # t >= 0: truncation is the floor
+            x = torch.add(self.lo, t, alpha=w / self.n_bins, out=t)
         return x, codes
 
 
-def _out_codes(y, lo, hi, bins, inplace=False):
+def _out_codes(y, lo, hi, n_bins, inplace=False):
     """Per-neuron equal-width codes (uint8) of ``y (rows, n_out)``; ``lo``, ``hi``
     ``(n_out,)``: ``floor((y - lo) / (hi - lo) * bins)`` clamped to ``0..bins-1`` (a
     constant neuron, ``hi == lo``, is code 0). ``inplace=True`` overwrites ``y``."""
     width = hi - lo
-    scale = torch.where(width > 0, bins / torch.where(width > 0, width, 1.0), torch.zeros_like(width))
-    t = torch.addcmul(-lo * scale, y, scale, out=y if inplace else None).clamp_(0, bins - 1)
+    scale = torch.where(width > 0, n_bins / torch.where(width > 0, width, 1.0), torch.zeros_like(width))
+    t = torch.addcmul(-lo * scale, y, scale, out=y if inplace else None).clamp_(0, n_bins - 1)
     return t.to(torch.uint8)  # after clamping to [0, bins - 1], truncation is the floor
 
 
@@ -341,11 +341,11 @@ class _SensitivityCounts:
         return mi_from_counts(self.joint, self.joint.sum(3), self.joint.sum(2), self.n).clamp_(min=0)
 
 
-def _drive(noise, counter, samples, block_rows, estimate, auto, progress_cb, what):
+def _drive(noise, counter, n_samples, block_rows, estimate, auto, progress_cb, what):
     """Stream noise blocks into ``counter`` until ``samples`` (int) or, for ``"auto"``,
     until the estimates stop moving. Returns the trace ``[(n, estimates), ...]``."""
     trace = []
-    if samples == "auto":
+    if n_samples == "auto":
         start, max_n, thr, atol = auto["start"], auto["max_samples"], auto["threshold"], auto["atol"]
         targets = []
         t = start
@@ -354,7 +354,7 @@ def _drive(noise, counter, samples, block_rows, estimate, auto, progress_cb, wha
             t *= 2
         targets.append(max_n)
     else:
-        targets = [samples]
+        targets = [n_samples]
     done = 0
     total = targets[-1]
     for i, target in enumerate(targets):
@@ -367,12 +367,12 @@ def _drive(noise, counter, samples, block_rows, estimate, auto, progress_cb, wha
             progress_cb(done, total, what)
         est = estimate()
         trace.append((done, est))
-        if samples == "auto" and i > 0:
+        if n_samples == "auto" and i > 0:
             prev = trace[-2][1]
             if all(abs(est[k] - prev[k]) <= max(thr * abs(est[k]), atol) for k in est):
                 break
     else:
-        if samples == "auto" and len(trace) > 1:
+        if n_samples == "auto" and len(trace) > 1:
             warnings.warn(f"{what}: not stable after max_samples={done} samples (last change "
                           f"{max(abs(trace[-1][1][k] - trace[-2][1][k]) for k in trace[-1][1]):.3g} bits); "
                           "raise max_samples or use fewer bins", stacklevel=4)

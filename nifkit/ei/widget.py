@@ -26,8 +26,8 @@ class CausalView:
     layer_ei: LayerEI
     history: CausalHistory
     which: str
-    bins: int
-    samples: int
+    n_bins: int
+    n_samples: int
 
     @property
     def plane_point(self):
@@ -43,13 +43,15 @@ class CausalExplorer(Explorer):
     ``source``: a :class:`nifkit.models.TrainResult` (its snapshots are the epochs) or
     a model (one "epoch", 0). ``history``: an :func:`~nifkit.ei.ei_over_training`
     result to reuse (its measurements fill the cache for its bins and samples).
-    Measurements are cached per ``(epoch, layer, bins, samples)``; recomputing more
-    than one epoch shows a progress bar. Other keywords go to
-    :func:`~nifkit.ei.model_ei` (``sensitivity_samples``, ranges, ``seed``...).
+    Measurements are cached per ``(epoch, layer, bins, samples)``. A new ``bins`` or
+    ``samples`` measures the shown epoch first and shows it (the readout says
+    "recomputing" while it is stale), then fills in the other epochs behind the progress
+    bar and redraws the plane with the full paths. Other keywords go to
+    :func:`~nifkit.ei.model_ei` (``n_sensitivity_samples``, ranges, ``seed``...).
     """
 
-    def __init__(self, source, *, history: CausalHistory | None = None, bins: int | None = None,
-                 samples: int | None = None, sensitivity_samples: int = 2000, which: str = "auto",
+    def __init__(self, source, *, history: CausalHistory | None = None, n_bins: int | None = None,
+                 n_samples: int | None = None, n_sensitivity_samples: int = 2000, which: str = "auto",
                  max_samples: int = 200_000, **measure_kw):
         if isinstance(source, nn.Module):
             self.model, self.train_result, epochs = source, None, [0]
@@ -62,31 +64,31 @@ class CausalExplorer(Explorer):
             raise TypeError(f"CausalExplorer needs a TrainResult or an nn.Module, got {type(source).__name__}")
         self.layer_names = list(measured_layers(self.model))
         settings = dict(history.settings) if history is not None else {}
-        bins = int(bins if bins is not None else settings.get("bins", 8))
-        samples = int(samples if samples is not None else settings.get("samples", 20_000))
-        self.sensitivity_samples = int(settings.get("sensitivity_samples", sensitivity_samples))
+        n_bins = int(n_bins if n_bins is not None else settings.get("n_bins", 8))
+        n_samples = int(n_samples if n_samples is not None else settings.get("n_samples", 20_000))
+        self.n_sensitivity_samples = int(settings.get("n_sensitivity_samples", n_sensitivity_samples))
         self.which = which
-        self.measure_kw = {k: v for k, v in measure_kw.items() if k not in ("bins", "samples")}
+        self.measure_kw = {k: v for k, v in measure_kw.items() if k not in ("n_bins", "n_samples")}
         self._cache: dict = {}
         if history is not None:
-            self._seed_cache(history, bins, samples)
+            self._seed_cache(history, n_bins, n_samples)
         self._models: dict = {}
         controls = {
             "epoch": W.SelectionSlider(options=epochs, value=epochs[-1], description="epoch",
                                        continuous_update=False, style={"description_width": "initial"}),
             "layer": layer_picker(self.layer_names),
-            "bins": bins_slider(bins, 2, 16),
-            "samples": samples_slider(samples, 1000, max(max_samples, samples)),
+            "bins": bins_slider(n_bins, 2, 16),
+            "samples": samples_slider(n_samples, 1000, max(max_samples, n_samples)),
         }
         super().__init__(controls, title="Layers in the causal plane", figsize=(11, 4.2), ncols=2)
 
     # -- caching -----------------------------------------------------------------------
-    def _seed_cache(self, history, bins, samples):
-        if int(history.settings.get("bins", 8)) != bins or int(history.settings.get("samples", -1)) != samples:
+    def _seed_cache(self, history, n_bins, n_samples):
+        if int(history.settings.get("n_bins", 8)) != n_bins or int(history.settings.get("n_samples", -1)) != n_samples:
             return
         for e, res in zip(history.epochs, history.results):
             for name in res.names:
-                self._cache[(int(e), name, bins, samples)] = res[name]
+                self._cache[(int(e), name, n_bins, n_samples)] = res[name]
 
     def _model_at(self, epoch):
         if self.train_result is None:
@@ -95,35 +97,65 @@ class CausalExplorer(Explorer):
             self._models = {epoch: self.train_result.model_at(epoch)}  # keep one copy
         return self._models[epoch]
 
-    def _measure(self, epoch, bins, samples):
-        res = model_ei(self._model_at(epoch), bins=bins, samples=samples,
-                       sensitivity_samples=max(self.sensitivity_samples, bins * bins), **self.measure_kw)
+    def _measure(self, epoch, n_bins, n_samples):
+        res = model_ei(self._model_at(epoch), n_bins=n_bins, n_samples=n_samples,
+                       n_sensitivity_samples=max(self.n_sensitivity_samples, n_bins * n_bins), **self.measure_kw)
         for name in res.names:
-            self._cache[(epoch, name, bins, samples)] = res[name]
+            self._cache[(epoch, name, n_bins, n_samples)] = res[name]
 
-    def history_at(self, bins: int, samples: int) -> CausalHistory:
-        """Every epoch's measurements at ``bins`` and ``samples`` (computing the missing ones)."""
-        epochs = list(self.controls["epoch"].options)
-        missing = [e for e in epochs if any((e, n, bins, samples) not in self._cache for n in self.layer_names)]
-        if len(missing) > 1:
-            with self.progress.task(len(missing), f"measuring {len(missing)} epochs") as step:
-                for e in missing:  # loop over epochs
-                    self._measure(e, bins, samples)
-                    step()
-        elif missing:
-            self._measure(missing[0], bins, samples)
-        results = [ModelEI({n: self._cache[(e, n, bins, samples)] for n in self.layer_names}) for e in epochs]
+    def _missing(self, n_bins, n_samples):
+        return [e for e in self.controls["epoch"].options
+                if any((e, n, n_bins, n_samples) not in self._cache for n in self.layer_names)]
+
+    def _fill(self, missing, n_bins, n_samples):
+        """Measure the epochs ``missing`` behind the progress bar (loop over epochs)."""
+        with self.progress.task(len(missing), f"measuring {len(missing)} more epochs at {n_bins} bins") as step:
+            for e in missing:
+                self._measure(e, n_bins, n_samples)
+                step()
+
+    def history_at(self, n_bins: int, n_samples: int, fill: bool = True) -> CausalHistory:
+        """Every epoch's measurements at ``bins`` and ``samples`` (computing the missing
+        ones behind the progress bar; ``fill=False``: only the epochs measured so far)."""
+        if fill:
+            missing = self._missing(n_bins, n_samples)
+            if missing:
+                self._fill(missing, n_bins, n_samples)
+        epochs = [e for e in self.controls["epoch"].options
+                  if all((e, n, n_bins, n_samples) in self._cache for n in self.layer_names)]
+        results = [ModelEI({n: self._cache[(e, n, n_bins, n_samples)] for n in self.layer_names}) for e in epochs]
         hist = self.train_result.history if self.train_result is not None else {}
-        return history_from_results(epochs, results, hist, dict(bins=bins, samples=samples))
+        return history_from_results(epochs, results, hist, dict(n_bins=n_bins, n_samples=n_samples))
 
     # -- Explorer ----------------------------------------------------------------------
     def compute(self) -> CausalView:
+        """The shown epoch first: measured now if it is new (the readout says so
+        meanwhile); the plane's paths hold the epochs measured so far at these settings."""
         epoch, layer = int(self.value("epoch")), self.value("layer")
-        bins, samples = int(self.value("bins")), int(self.value("samples"))
-        hist = self.history_at(bins, samples)
-        lay = self._cache[(epoch, layer, bins, samples)]
+        n_bins, n_samples = int(self.value("bins")), int(self.value("samples"))
+        if any((epoch, n, n_bins, n_samples) not in self._cache for n in self.layer_names):
+            self.readout.set(f"⟳ recomputing epoch {epoch} at {n_bins} bins, {n_samples} samples ...")
+            self._measure(epoch, n_bins, n_samples)
+        hist = self.history_at(n_bins, n_samples, fill=False)
+        lay = self._cache[(epoch, layer, n_bins, n_samples)]
         which = plane_kind(self.which, [x for r in hist.results for x in r])
-        return CausalView(epoch, layer, lay, hist, which, bins, samples)
+        return CausalView(epoch, layer, lay, hist, which, n_bins, n_samples)
+
+    def update(self) -> None:
+        """Show the selected epoch at once, then measure the other epochs at the new
+        settings behind the progress bar (the readout marks the plane as being filled
+        in) and redraw with every layer's full path."""
+        super().update()
+        if self.error is not None:
+            return
+        n_bins, n_samples = int(self.value("bins")), int(self.value("samples"))
+        missing = self._missing(n_bins, n_samples)
+        if not missing:
+            return
+        shown = self.readout.text
+        self.readout.set(f"{shown} · ⟳ recomputing {len(missing)} other epochs for the causal plane ...")
+        self._fill(missing, n_bins, n_samples)
+        super().update()
 
     def render(self, v: CausalView) -> None:
         r = v.layer_ei
@@ -135,7 +167,7 @@ class CausalExplorer(Explorer):
         self.readout.set(
             f"epoch {v.epoch} · {v.layer}: EI {f(r.ei)} · EI_parts {f(r.ei_parts)} · sensitivity "
             f"{f(r.sensitivity)} · degeneracy {f(deg)}{'' if v.which == 'ei' else ' (from EI_parts)'} · "
-            f"phi {f(r.phi)} bits ({v.bins} bins, {v.samples} samples)")
+            f"phi {f(r.phi)} bits ({v.n_bins} bins, {v.n_samples} samples)")
 
         def draw(axes):
             plot_causal_plane(v.history, ax=axes[0], which=v.which, epoch=v.epoch)

@@ -15,6 +15,9 @@ Counting (:mod:`.counts`): marginal, pair, label and group counts, packed keys, 
 accumulators and :func:`reduce_across_processes` (``torch.distributed``).
 Label measures: :func:`kl_profile_from_counts`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
+Counting kernel: :func:`counting_kernel` / :func:`counting_kernel_info` (which exact
+product counts pairs on this machine, chosen by measurement, and why),
+:func:`set_counting_kernel` or ``NIFKIT_COUNT_KERNEL=int8|float32|auto`` to force one.
 """
 from .binning import BINARY_METHODS, METHODS, Binner, binarize, binary_thresholds, discretize, kmeans2_thresholds
 from .continuous import gaussian_mi, gaussian_mi_analytic, gaussian_mi_pairs, ksg_mi, ksg_mi_pairs
@@ -37,6 +40,7 @@ from .groups import (
     conditional_co_information,
     group_labels,
 )
+from .kernels import counting_kernel, counting_kernel_info, set_counting_kernel
 from .neural import dv_mi, dv_mi_pairs
 from .null import ShuffleTest, p_values, pairwise_shuffle_test, shuffle_test
 from .pairwise import PairwiseMI, mi_from_counts, pairwise_mi
@@ -76,6 +80,7 @@ __all__ = [
     "pairwise_mi", "PairwiseMI", "mi_from_counts",
     "gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs", "dv_mi", "dv_mi_pairs",
     "shuffle_test", "pairwise_shuffle_test", "ShuffleTest", "p_values", "plugin_bias",
+    "counting_kernel", "counting_kernel_info", "set_counting_kernel",
     "marginal_counts", "pair_counts", "label_counts", "pack_keys", "group_keys", "group_counts",
     "MarginalCounts", "PairCounts", "LabelCounts", "KeyCounts", "reduce_across_processes", "entropy_from_keys",
     "kl_profile_from_counts",

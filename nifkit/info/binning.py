@@ -1,9 +1,9 @@
 """Discretisation of activations into small integer codes.
 
-Three schemes, chosen with ``method``:
+Three schemes, chosen with ``binning``:
 
 ``"fixed"``
-    Equal-width bins over one fixed ``range=(lo, hi)`` shared by all neurons (the
+    Equal-width bins over one fixed ``bin_range=(lo, hi)`` shared by all neurons (the
     effective-information papers use ``(0, 1)`` for sigmoid units). Values outside
     the range fall into the first or last bin.
 ``"minmax"``
@@ -36,49 +36,49 @@ class Binner:
     Parameters
     ----------
     n_bins : int, >= 2
-    method : "fixed", "minmax" or "quantile"
-    range : (lo, hi), required for ``"fixed"``
+    binning : "fixed", "minmax" or "quantile"
+    bin_range : (lo, hi), required for ``"fixed"``
     """
 
-    def __init__(self, n_bins: int = 8, method: str = "minmax", range=None):
+    def __init__(self, n_bins: int = 8, binning: str = "minmax", bin_range=None):
         self.n_bins = n_bins
-        self.method = method
-        self.range = range
+        self.binning = binning
+        self.bin_range = bin_range
 
     def validate(self) -> "Binner":
         """Check the settings now (fit does it too); raises ValueError naming the fix."""
         if not isinstance(self.n_bins, (int, np.integer)) or isinstance(self.n_bins, bool) or self.n_bins < 2:
             raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.method == "fixed":
-            if self.range is None:
-                raise ValueError('method="fixed" needs range=(lo, hi), e.g. range=(0, 1) for sigmoid units')
-            lo, hi = self.range
+        if self.binning not in METHODS:
+            raise ValueError(f"binning must be one of {METHODS}, got {self.binning!r}")
+        if self.binning == "fixed":
+            if self.bin_range is None:
+                raise ValueError('binning="fixed" needs bin_range=(lo, hi), e.g. bin_range=(0, 1) for sigmoid units')
+            lo, hi = self.bin_range
             if not (np.isfinite(lo) and np.isfinite(hi)) or not hi > lo:
-                raise ValueError(f"range must be finite with hi > lo, got {self.range!r}")
+                raise ValueError(f"bin_range must be finite with hi > lo, got {self.bin_range!r}")
         return self
 
     def fit(self, x) -> "Binner":
         """Learn the edges from ``x`` of shape ``(samples, neurons)``."""
         self.validate()
         x = as_2d(x, "x")
-        if self.method != "fixed" and len(x) == 0:
+        if self.binning != "fixed" and len(x) == 0:
             raise ValueError("cannot fit bins on zero samples")
         m = x.shape[1]
         b = self.n_bins
-        if self.method == "fixed":
-            lo = np.full(m, float(self.range[0]))
-            hi = np.full(m, float(self.range[1]))
+        if self.binning == "fixed":
+            lo = np.full(m, float(self.bin_range[0]))
+            hi = np.full(m, float(self.bin_range[1]))
             self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
-        elif self.method == "minmax":
+        elif self.binning == "minmax":
             lo = x.min(axis=0).astype(np.float64)
             hi = x.max(axis=0).astype(np.float64)
             self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
         else:
             q = np.arange(1, b) / b
             self.edges_ = np.quantile(x.astype(np.float64), q, axis=0).T.copy()
-        self.lo_, self.hi_ = lo if self.method != "quantile" else None, hi if self.method != "quantile" else None
+        self.lo_, self.hi_ = lo if self.binning != "quantile" else None, hi if self.binning != "quantile" else None
         self.n_features_ = m
         return self
 
@@ -95,7 +95,7 @@ class Binner:
             raise ValueError(f"x has {x.shape[1]} neurons but the binner was fitted on {self.n_features_}")
         dtype = np.uint8 if self.n_bins <= 256 else np.int64
         out = np.empty(x.shape, dtype=dtype)
-        if self.method != "quantile":
+        if self.binning != "quantile":
             # equal width: arithmetic, no comparisons needed
             width = (self.hi_ - self.lo_) / self.n_bins
             safe = np.where(width > 0, width, 1.0)
@@ -115,9 +115,9 @@ class Binner:
         return self.fit(x).transform(x)
 
 
-def discretize(x, n_bins: int = 8, method: str = "minmax", range=None) -> np.ndarray:
+def discretize(x, n_bins: int = 8, binning: str = "minmax", bin_range=None) -> np.ndarray:
     """Codes ``(samples, neurons)`` in ``0..n_bins-1``; see :class:`Binner`."""
-    return Binner(n_bins=n_bins, method=method, range=range).fit_transform(x)
+    return Binner(n_bins=n_bins, binning=binning, bin_range=bin_range).fit_transform(x)
 
 
 # ----------------------------------------------------------------------------- binary splits

@@ -21,6 +21,7 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
+from ..runtime import with_thread_policy
 from .._validation import as_2d
 
 __all__ = ["gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs"]
@@ -74,6 +75,7 @@ def _ksg_prepare(x, y, k, jitter, seed):
     return x, y
 
 
+@with_thread_policy
 def ksg_mi(x, y, k: int = 3, jitter: float = 1e-10, seed=0) -> float:
     """KSG (algorithm 1) MI estimate in bits; ``x``/``y`` are ``(n,)`` or ``(n, d)``.
 
@@ -107,6 +109,7 @@ def gaussian_mi_pairs(a, b) -> np.ndarray:
     return -0.5 * np.log2(1.0 - r2)
 
 
+@with_thread_policy
 def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
                  memory_budget: int = 2 * 2**20) -> np.ndarray:
     """KSG (algorithm 1) estimates in bits of ``I(a[:, i]; b[:, j])`` for the ``(i, j)``

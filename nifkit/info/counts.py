@@ -107,10 +107,12 @@ def pair_counts(a, b, n_bins_a: int, n_bins_b: int | None = None) -> torch.Tenso
     return joint
 
 
-def label_counts(codes, labels, n_bins: int, n_classes: int, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
+def label_counts(codes, labels, n_bins: int, n_classes: int, chunk_bytes: int = 64 * 2**20,
+                 device=None) -> np.ndarray:
     """Joint histogram ``(units, n_bins, n_classes)`` (int64) of every unit's code with
     the label, one ``bincount`` over ``(unit * bins + code) * classes + label`` per chunk
-    of samples (at most ``chunk_bytes`` of indices)."""
+    of samples (at most ``chunk_bytes`` of indices); on ``device`` (torch) when given,
+    else numpy on the CPU. Returns a numpy array."""
     c = to_numpy(codes, "codes")
     if c.ndim != 2:
         raise ValueError(f"codes must be (samples, units), got shape {c.shape}")
@@ -122,9 +124,20 @@ def label_counts(codes, labels, n_bins: int, n_classes: int, chunk_bytes: int = 
     if n and y.max() >= n_classes:
         raise ValueError(f"labels go up to {int(y.max())} but n_classes={n_classes}")
     size = m * n_bins * n_classes
+    rows = max(1, int(chunk_bytes) // max(1, 8 * m))
+    if n and (c.min() < 0 or c.max() >= n_bins):
+        raise ValueError(f"codes must lie in 0..{n_bins - 1}")
+    if device is not None and torch.device(device).type != "cpu":
+        dev = torch.device(device)
+        tbase = (torch.arange(m, dtype=torch.int64, device=dev) * n_bins)[None, :]
+        ty = torch.from_numpy(y).to(dev)
+        tout = torch.zeros(size, dtype=torch.int64, device=dev)
+        for s in range(0, n, rows):  # loop over chunks of samples
+            cc = torch.from_numpy(np.ascontiguousarray(c[s:s + rows])).to(dev, torch.int64)
+            tout += torch.bincount(((tbase + cc) * n_classes + ty[s:s + rows, None]).reshape(-1), minlength=size)
+        return tout.cpu().numpy().reshape(m, n_bins, n_classes)
     base = (np.arange(m, dtype=np.int64) * n_bins)[None, :]
     out = np.zeros(size, dtype=np.int64)
-    rows = max(1, chunk_bytes // max(1, 8 * m))
     for s in range(0, n, rows):  # loop over chunks of samples
         cc = c[s:s + rows].astype(np.int64)
         if cc.size and (cc.min() < 0 or cc.max() >= n_bins):

@@ -28,6 +28,7 @@ import math
 import numpy as np
 import torch
 
+from ..runtime import with_thread_policy
 from .._validation import as_2d, resolve_device
 
 __all__ = ["dv_mi", "dv_mi_pairs", "BatchedCritic"]
@@ -130,6 +131,7 @@ def _inputs(x, y, nx, ny):
     return x, y
 
 
+@with_thread_policy
 def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
     """DV estimates (bits) of ``I(a[:, i]; b[:, j])`` for each ``(i, j)`` in ``pairs``.
 
@@ -155,6 +157,7 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
     return (_fit_dv(xs, ys, gen=gen, **o) / LN2).cpu().numpy()
 
 
+@with_thread_policy
 def dv_mi(x, y, **options) -> float:
     """DV estimate (bits) of ``I(X;Y)`` for one pair of (possibly multi-dimensional)
     variables ``x (n,) | (n, dx)``, ``y (n,) | (n, dy)``. Options as :func:`dv_mi_pairs`."""

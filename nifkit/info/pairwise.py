@@ -14,10 +14,11 @@ and with :math:`S(c) = \sum c \log_2 c` the plug-in MI of pair ``(i, j)`` is
     I(a_i; b_j) = \log_2 n - \frac{S(c_{a_i}) + S(c_{b_j}) - S(C_{ij})}{n}.
 
 The product is done in blocks of neurons whose temporaries fit ``memory_budget``
-bytes. Counting uses an int8 x int8 -> int32 matrix product (``torch._int_mm``, exact,
-several times faster than float32 on CPUs with VNNI) when torch offers it, else a
-float32 product (exact for counts below 2**24); blocks of samples beyond the exact
-range are summed in float64. :class:`PairwiseMI` keeps the counts so that a data
+bytes. The product is exact whichever kernel computes it: an int8 x int8 -> int32
+product (``torch._int_mm``) or a float32 product (exact for counts below 2**24; blocks
+of samples beyond that are summed in float64). Which one is fastest depends on the CPU
+(int8 wins with AVX-512 VNNI and loses 50x without), so it is chosen by measurement once
+per process: see :func:`nifkit.info.counting_kernel` and :mod:`nifkit.info.kernels`. :class:`PairwiseMI` keeps the counts so that a data
 loader can stream batches through it, and two accumulators can be merged.
 """
 from __future__ import annotations
@@ -27,14 +28,16 @@ import math
 import numpy as np
 import torch
 
+from ..runtime import with_thread_policy
 from .._validation import as_codes, check_n_samples, resolve_device
 from ..config import DEFAULT_MEMORY_BUDGET
 from .discrete import CORRECTIONS, _check_correction
+from .kernels import MAX_F32_EXACT as _MAX_F32_EXACT
+from .kernels import count_pairs
 
 __all__ = ["pairwise_mi", "PairwiseMI", "mi_from_counts"]
 
 LN2 = math.log(2.0)
-_MAX_F32_EXACT = 2**24  # float32 represents every integer count below this
 
 
 def _xlog2x(c: torch.Tensor) -> torch.Tensor:
@@ -67,43 +70,10 @@ def mi_from_counts(joint, count_a, count_b, n, correction=None):
     return mi.numpy() if as_np else mi
 
 
-def _one_hot(codes: torch.Tensor, n_cols: int, dtype=torch.float32) -> torch.Tensor:
-    """(n, m) codes -> (n, m * n_cols) one-hot of the values ``0..n_cols-1``,
-    neuron-major columns; larger values (the dropped last bin) give all-zero rows."""
-    n, m = codes.shape
-    values = torch.arange(n_cols, device=codes.device, dtype=codes.dtype)
-    hot = codes[:, :, None] == values
-    # bool and int8 share a layout: a view, not a copy
-    hot = hot.view(torch.int8) if dtype == torch.int8 else hot.to(dtype)
-    return hot.reshape(n, m * n_cols)
-
-
-#: device types on which ``torch._int_mm`` failed once (then float32 is used there)
-_INT_MM_FAILED: set = set() if hasattr(torch, "_int_mm") else {"cpu", "cuda", "mps", "xpu"}
-
-
 def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Tensor:
-    """``O_a^T O_b`` for one-hots of ``ca`` / ``cb`` (``None``: ``ca``), exact: int32 from
-    the int8 product, else float64."""
-    n = len(ca)
-    kind = ca.device.type
-    if kind not in _INT_MM_FAILED and n < 2**31:
-        try:
-            ob = _one_hot(ca if cb is None else cb, cb_cols, torch.int8)
-            # O_a^T built from the transposed codes: transposing codes moves B times less data
-            values = torch.arange(ca_cols, device=ca.device, dtype=ca.dtype)
-            oa_t = (ca.T.contiguous()[:, None, :] == values[None, :, None]).view(torch.int8).reshape(-1, n)
-            return torch._int_mm(oa_t, ob)
-        except RuntimeError:  # this device or build has no int8 matmul: float32 from now on
-            _INT_MM_FAILED.add(kind)
-    total = None
-    for s0 in range(0, n, _MAX_F32_EXACT - 1):
-        sl = slice(s0, s0 + _MAX_F32_EXACT - 1)
-        oa = _one_hot(ca[sl], ca_cols)
-        ob = oa if cb is None else _one_hot(cb[sl], cb_cols)
-        part = (oa.T @ ob).to(torch.float64)
-        total = part if total is None else total + part
-    return total
+    """``O_a^T O_b`` for one-hots of ``ca`` / ``cb`` (``None``: ``ca``), exact, with the
+    counting kernel chosen for this device (:mod:`nifkit.info.kernels`)."""
+    return count_pairs(ca, cb, ca_cols, cb_cols)
 
 
 def _inner_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
@@ -191,6 +161,7 @@ def _block_size(n_rows, ba, bb, budget, symmetric):
     return max(1, int(k))
 
 
+@with_thread_policy
 def pairwise_mi(
     a,
     b=None,
@@ -213,6 +184,11 @@ def pairwise_mi(
     correction : None or ``"miller-madow"``.
     memory_budget : bytes of temporaries allowed (default 512 MiB).
     device : torch device for the counting (``None``: CPU).
+    num_threads : torch CPU threads (default: nifkit's thread policy, 1; see
+        :mod:`nifkit.runtime`).
+
+    The counting kernel (int8 or float32 product, both exact) is the one measured fastest
+    on this machine: :func:`nifkit.info.counting_kernel_info` says which and why.
 
     Returns ``(neurons_a, neurons_b)`` float64 array.
     """

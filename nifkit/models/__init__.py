@@ -3,8 +3,8 @@
 
 Every name is importable from ``nifkit.models`` directly.
 """
-from ..runtime import set_seed
-from .training import LOSSES, TrainResult, cpu_threads, evaluate, train
+from ..runtime import cpu_threads, set_seed  # the thread policy and seeds live in nifkit.runtime
+from .training import LOSSES, TrainResult, evaluate, train
 from .walk import ModelWalk, Neuron, WalkedLayer, layer_names, resolve_layers, walk
 from .zoo import ACTIVATIONS, INITS, PRETRAINED, init_weights, load_pretrained, mlp, pretrained_path, small_cnn
 

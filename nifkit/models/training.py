@@ -20,34 +20,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from .._validation import check_finite, resolve_device, to_tensor
-from ..runtime import ModelState, Progress, set_seed
+from ..runtime import ModelState, Progress, cpu_threads, set_seed  # cpu_threads re-exported
 
-__all__ = ["cpu_threads", "train", "evaluate", "TrainResult", "LOSSES"]
-
-
-class cpu_threads:
-    """Context manager: run torch CPU ops with ``n`` intra-op threads, restoring the
-    previous setting on exit. ``n=None`` means 1 thread on the CPU - the small
-    matrices of these models gain nothing from threads, and on a shared machine
-    thread over-subscription can make them 10-50x slower - and no change otherwise."""
-
-    def __init__(self, n: int | None = None, device=None):
-        dev = torch.device("cpu") if device is None else torch.device(device)
-        self.n = (1 if dev.type == "cpu" else None) if n is None else int(n)
-        if self.n is not None and self.n < 1:
-            raise ValueError(f"num_threads must be a positive integer or None, got {n!r}")
-
-    def __enter__(self):
-        self.prev = torch.get_num_threads()
-        if self.n is not None and self.n != self.prev:
-            torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if torch.get_num_threads() != self.prev:
-            torch.set_num_threads(self.prev)
-        return False
-
+__all__ = ["train", "evaluate", "TrainResult", "LOSSES"]
 
 
 # --------------------------------------------------------------------------------------

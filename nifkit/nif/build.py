@@ -170,7 +170,7 @@ def _n_units(module) -> int:
     return module.out_features if isinstance(module, nn.Linear) else module.out_channels
 
 
-def _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads):
+def _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads, device=None):
     """Activities ``(samples, units)`` of every node layer, from one recording."""
     from ..record import record
 
@@ -180,7 +180,7 @@ def _record_activities(model, data, chosen, weight_names, split, max_samples, ba
     # each layer's units are read at the input of the next weight layer; the last layer's
     # units at the model output
     to_record = weight_names[i0:i1 + 2]
-    rec = record(model, data, layers=to_record, inputs=True, progress=False, split=split,
+    rec = record(model, data, layers=to_record, inputs=True, progress=False, split=split, device=device,
                  max_samples=max_samples, batch_size=batch_size, num_threads=num_threads)
     first = modules[chosen[0]]
     m_in = _n_inputs(first)
@@ -224,9 +224,10 @@ def flow_graph(
     feature_names=None,
     image_shape=None,
     seed: int = 0,
+    device=None,
     memory_budget: int | None = None,
     num_threads: int | None = None,
-    progress: bool = False,
+    progress=False,
 ) -> FlowGraph:
     """Build the information-flow graph of a feedforward ``model`` over ``data``.
 
@@ -247,8 +248,10 @@ def flow_graph(
     max_samples, batch_size : how much data and how it is batched through the model.
     dv_options : options for :func:`nifkit.info.dv_mi_pairs` (over :data:`DV_DEFAULTS`).
     ksg_k : neighbours of the KSG estimator.
+    device : where to record and count (the binned estimator's all-pairs counts and the
+        recording and the DV critics run there; the Gaussian and KSG estimators run on the CPU).
     num_threads : torch CPU threads for recording and estimation (None: 1 on the CPU,
-        restored after; see :class:`nifkit.models.cpu_threads`: on a shared machine
+        restored after; see :class:`nifkit.runtime.cpu_threads`: on a shared machine
         one thread is often several times faster for these small matrices).
     feature_names, image_shape : labels of the input nodes and, for images, their
         ``(H, W)`` (taken from a ``Dataset`` when not given).
@@ -259,7 +262,7 @@ def flow_graph(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if estimator == "binned":
-        Binner(n_bins=n_bins, method=binning, range=bin_range).validate()
+        Binner(n_bins=n_bins, binning=binning, bin_range=bin_range).validate()
     if binning not in BINNING_METHODS:
         raise ValueError(f"binning must be one of {BINNING_METHODS}, got {binning!r}")
     if significance is not None:
@@ -274,7 +277,8 @@ def flow_graph(
     weight_names = flow_layers(model)
     chosen = _select_layers(model, weight_names, layers)
     modules = dict(model.named_modules())
-    acts, _ = _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads)
+    acts, _ = _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads,
+                                 device)
     n = len(acts[0])
     if estimator == "binned":
         check_n_samples(n, n_bins * n_bins, f"binned MI with n_bins={n_bins} ({n_bins * n_bins} joint cells per pair)")
@@ -299,12 +303,12 @@ def flow_graph(
     from ..config import DEFAULT_MEMORY_BUDGET
 
     budget = memory_budget or DEFAULT_MEMORY_BUDGET
-    from ..models import cpu_threads
+    from ..runtime import cpu_threads
 
     with cpu_threads(num_threads):
         mi, pv = _estimate(estimator, acts, connected, n_bins=n_bins, binning=binning, bin_range=bin_range,
                            correction=correction, significance=significance, n_shuffles=n_shuffles, seed=seed,
-                           dv_options=dv_options, ksg_k=ksg_k, budget=budget, progress=progress)
+                           dv_options=dv_options, ksg_k=ksg_k, budget=budget, progress=progress, device=device)
     t_est = time.perf_counter()
 
     keep = [c if pv is None else c & (p < significance) for c, p in zip(connected, pv or connected)]
@@ -336,7 +340,7 @@ def flow_graph(
 
 
 def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correction, significance, n_shuffles,
-              seed, dv_options, ksg_k, budget, progress):
+              seed, dv_options, ksg_k, budget, progress, device=None):
     """MI matrices (NaN where not estimated) and p-values per adjacent layer pair."""
     L = len(connected)
     n = len(acts[0])
@@ -345,9 +349,9 @@ def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correct
     mi, pv = [], None if significance is None else []
 
     if estimator == "binned":
-        codes = [Binner(n_bins=n_bins, method=binning, range=bin_range).fit_transform(a) for a in acts]
+        codes = [Binner(n_bins=n_bins, binning=binning, bin_range=bin_range).fit_transform(a) for a in acts]
         for l in range(L):  # one all-pairs call per adjacent layer pair
-            kw = dict(n_bins=n_bins, correction=correction, memory_budget=budget)
+            kw = dict(n_bins=n_bins, correction=correction, memory_budget=budget, device=device)
             obs = pairwise_mi(codes[l], codes[l + 1], **kw)
             mi.append(obs)
             if perms:
@@ -392,7 +396,7 @@ def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correct
     n_nodes = z.shape[1]
     b = np.concatenate([z] + [z[p] for p in perms], axis=1) if perms else z
     all_pairs = np.concatenate([pairs] + [pairs + [0, (s + 1) * n_nodes] for s in range(len(perms))])
-    opts = {**DV_DEFAULTS, "seed": seed, "progress": progress, **(dv_options or {})}
+    opts = {**DV_DEFAULTS, "seed": seed, "progress": progress, "device": device, **(dv_options or {})}
     est = dv_mi_pairs(z, b, all_pairs, **opts)
     P = len(pairs)
     obs_flat = est[:P]

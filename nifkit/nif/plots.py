@@ -42,7 +42,7 @@ def _segments(fg: FlowGraph, pos, threshold):
     return np.concatenate(segs), np.concatenate(flows), np.concatenate(ends)
 
 
-def plot_flow_graph(fg: FlowGraph, ax=None, *, threshold: float = 0.0, highlight=None, paths=None,
+def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight=None, paths=None,
                     max_edges: int = 1500, centrality: bool = True, communities: bool = True,
                     node_size=(12.0, 260.0), edge_width=(0.15, 3.0), labels: bool | None = None,
                     seed: int = 0, title=None, cmap="tab10"):
@@ -125,7 +125,7 @@ def plot_flow_graph(fg: FlowGraph, ax=None, *, threshold: float = 0.0, highlight
     return ax
 
 
-def plot_attribution(attr: Attribution, ax=None, *, informative=None, highlight=None, image=None,
+def plot_attribution(attr: Attribution, *, ax=None, informative=None, highlight=None, image=None,
                      top: int | None = 30, title=None, cmap="magma"):
     """Attribution scores as a bar chart (feature order; ``informative`` indices in a
     second colour; at most ``top`` bars, the largest, when there are more features) or,
@@ -166,7 +166,7 @@ def plot_attribution(attr: Attribution, ax=None, *, informative=None, highlight=
     return ax
 
 
-def plot_edge_comparison(fg_x: FlowGraph, fg_y: FlowGraph, ax=None, *, title=None):
+def plot_edge_comparison(fg_x: FlowGraph, fg_y: FlowGraph, *, ax=None, title=None):
     """Scatter of the edge MI of two flow graphs of the same network (e.g. binned on x,
     DV on y), one colour per layer pair, with Spearman's rank correlation."""
     from scipy.stats import spearmanr
@@ -189,7 +189,7 @@ def plot_edge_comparison(fg_x: FlowGraph, fg_y: FlowGraph, ax=None, *, title=Non
     return ax
 
 
-def plot_rank_comparison(scores_a, scores_b, ax=None, *, labels=("NIF", "IG"), names=None, informative=None,
+def plot_rank_comparison(scores_a, scores_b, *, ax=None, labels=("NIF", "IG"), names=None, informative=None,
                          title=None):
     """Two attributions of the same inputs, each normalised to sum 1, as a scatter with
     Spearman's rank correlation (planted features in orange)."""

@@ -11,7 +11,7 @@ from ..info import discretize, gaussian_mi_analytic, mutual_information, pairwis
 from .._validation import as_2d, to_numpy
 from .base import Explorer, bins_slider, layer_picker, neuron_picker, samples_slider
 
-__all__ = ["BiasExplorer", "BiasResult", "MIMapExplorer", "MIMapResult", "binned_mi_curve"]
+__all__ = ["BiasExplorer", "BiasResult", "MIMapExplorer", "MIMapResult", "binned_mi_curve", "small_sample_warning"]
 
 
 @dataclass
@@ -25,14 +25,41 @@ class BiasResult:
     bias_term: float         # first-order prediction (B-1)^2 / (2 n ln 2)
     grid_n: np.ndarray       # sample sizes of the curve
     grid_estimate: np.ndarray
+    ceiling: float = float("inf")  # log2(min(n, B)): the most MI n samples in B bins can show
+    warning: str = ""        # why the first-order bias and Miller–Madow do not apply ("" if they do)
 
 
-def binned_mi_curve(x, y, n_bins, sizes, method="minmax", correction=None):
+def small_sample_warning(n_bins: int, n_samples: int, estimate: float, estimate_mm: float, truth: float,
+                         bias_term: float) -> str:
+    """What goes wrong at this setting, from the numbers themselves ("" when nothing does).
+
+    Both the first-order bias (B-1)^2 / (2 n ln 2) and Miller–Madow's correction assume
+    many samples per histogram cell. With fewer samples than cells the plug-in estimate
+    saturates at log2(min(n, B)) (each sample in a cell of its own), so the predicted bias
+    can exceed what is possible, and Miller–Madow's marginal terms outgrow its joint term:
+    the correction then *raises* the estimate instead of lowering it.
+    """
+    cells = n_bins * n_bins
+    ceiling = float(np.log2(min(n_samples, n_bins)))
+    notes = []
+    if n_samples < cells:
+        notes.append(f"{n_samples} samples for {n_bins}x{n_bins} = {cells} cells: fewer samples than cells")
+    if bias_term > ceiling:
+        notes.append(f"the first-order bias {bias_term:.2f} bits is above log2(min(n, B)) = {ceiling:.2f} bits, "
+                     "the most MI these samples can show: the formula needs many samples per cell")
+    if estimate_mm > estimate + 1e-12:
+        notes.append(f"Miller–Madow raises the estimate ({estimate_mm:.3f} vs plug-in {estimate:.3f} bits) "
+                     "instead of removing an upward bias: with few samples per cell its marginal terms "
+                     "outgrow its joint term")
+    return "; ".join(notes)
+
+
+def binned_mi_curve(x, y, n_bins, sizes, binning="minmax", correction=None):
     """Binned MI of the first ``n`` samples of ``(x, y)`` for each ``n`` in ``sizes``
     (bins re-fitted on each subsample, as a user with ``n`` samples would)."""
     out = []
     for n in sizes:
-        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=n_bins, method=method)
+        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=n_bins, binning=binning)
         out.append(mutual_information(c[:, 0], c[:, 1], correction=correction))
     return np.array(out)
 
@@ -45,9 +72,9 @@ class BiasExplorer(Explorer):
     """
 
     def __init__(self, rho: float = 0.8, n_bins: int = 8, n_samples: int = 500, max_samples: int = 20000,
-                 seed: int = 0, method: str = "minmax"):
+                 seed: int = 0, binning: str = "minmax"):
         self.seed = seed
-        self.method = method
+        self.binning = binning
         self.max_samples = max_samples
         self._cache = {}
         controls = {
@@ -71,26 +98,44 @@ class BiasExplorer(Explorer):
         b, n, rho = self.value("bins"), self.value("samples"), self.value("rho")
         x, y = self._data(rho)
         grid = np.unique(np.geomspace(20, self.max_samples, 14).astype(int))
-        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=b, method=self.method)
+        c = discretize(np.stack([x[:n], y[:n]], axis=1), n_bins=b, binning=self.binning)
+        estimate = mutual_information(c[:, 0], c[:, 1])
+        estimate_mm = mutual_information(c[:, 0], c[:, 1], correction="miller-madow")
+        truth = gaussian_mi_analytic(rho) if rho > 0 else 0.0
+        bias_term = plugin_bias(b, b, n)
         return BiasResult(
-            rho=rho, n_bins=b, n_samples=n,
-            estimate=mutual_information(c[:, 0], c[:, 1]),
-            estimate_mm=mutual_information(c[:, 0], c[:, 1], correction="miller-madow"),
-            truth=gaussian_mi_analytic(rho) if rho > 0 else 0.0,
-            bias_term=plugin_bias(b, b, n),
-            grid_n=grid, grid_estimate=binned_mi_curve(x, y, b, grid, self.method),
+            rho=rho, n_bins=b, n_samples=n, estimate=estimate, estimate_mm=estimate_mm, truth=truth,
+            bias_term=bias_term, grid_n=grid, grid_estimate=binned_mi_curve(x, y, b, grid, self.binning),
+            ceiling=float(np.log2(min(n, b))),
+            warning=small_sample_warning(b, n, estimate, estimate_mm, truth, bias_term),
         )
 
     def render(self, r: BiasResult) -> None:
-        self.readout.set(
+        text = (
             f"bins={r.n_bins}, samples={r.n_samples}: plug-in {r.estimate:.4f} bits, "
             f"Miller–Madow {r.estimate_mm:.4f}, analytic {r.truth:.4f}; "
             f"error {r.estimate - r.truth:+.4f}, first-order bias {r.bias_term:+.4f}"
         )
-        bias = (r.n_bins - 1) ** 2 / (2 * r.grid_n * np.log(2))
-        self.plot.draw(lambda ax: plots.plot_bias_curve(
-            r.grid_n, r.grid_estimate, r.truth, ax=ax, current=(r.n_samples, r.estimate), bias_term=bias,
-            label=f"plug-in, {r.n_bins} bins"))
+        if r.warning:
+            text += f". ⚠ Too few samples: {r.warning}."
+        self.readout.set(text)
+        # the first-order prediction, capped where it passes what n samples can show
+        ceiling = np.log2(np.minimum(r.grid_n, r.n_bins))
+        bias = np.minimum((r.n_bins - 1) ** 2 / (2 * r.grid_n * np.log(2)), np.maximum(ceiling - r.truth, 0))
+
+        def draw(ax):
+            plots.plot_bias_curve(r.grid_n, r.grid_estimate, r.truth, ax=ax, current=(r.n_samples, r.estimate),
+                                  bias_term=bias, label=f"plug-in, {r.n_bins} bins")
+            for line in ax.lines:
+                if line.get_linestyle() == "--":
+                    line.set_label("analytic + (B-1)²/(2n ln2), capped")
+            ax.plot(r.grid_n, ceiling, ":", color="grey", lw=1, label="most MI n samples can show, log2 min(n, B)")
+            ax.set_ylim(0, 1.15 * max(ax.get_ylim()[1], r.estimate_mm))
+            ax.legend(fontsize=7, loc="upper right")
+            if r.warning:
+                ax.set_title("⚠ fewer samples than the bias formula needs (see the readout)", fontsize=9,
+                             color="darkred")
+        self.plot.draw(draw)
 
 
 @dataclass
@@ -110,7 +155,7 @@ class MIMapExplorer(Explorer):
     ``labels``: ``(samples,)`` class labels.
     """
 
-    def __init__(self, activations: dict, labels, n_bins: int = 8, method: str = "quantile"):
+    def __init__(self, activations: dict, labels, n_bins: int = 8, binning: str = "quantile"):
         if not activations:
             raise ValueError("activations is empty: record at least one layer")
         self.acts = {k: as_2d(to_numpy(v).reshape(len(v), -1), k) for k, v in activations.items()}
@@ -118,7 +163,7 @@ class MIMapExplorer(Explorer):
         for k, v in self.acts.items():
             if len(v) != len(self.labels):
                 raise ValueError(f"layer {k!r} has {len(v)} samples but labels has {len(self.labels)}")
-        self.method = method
+        self.binning = binning
         self._cache = {}
         first = next(iter(self.acts))
         controls = {
@@ -131,7 +176,7 @@ class MIMapExplorer(Explorer):
     def _measures(self, layer, b):
         key = (layer, b)
         if key not in self._cache:
-            codes = discretize(self.acts[layer], n_bins=b, method=self.method)
+            codes = discretize(self.acts[layer], n_bins=b, binning=self.binning)
             mi = pairwise_mi(codes, n_bins=b)
             y = np.unique(self.labels, return_inverse=True)[1]
             mi_label = pairwise_mi(codes, y[:, None], n_bins=b, n_bins_b=int(y.max()) + 1)[:, 0]
@@ -162,8 +207,11 @@ class MIMapExplorer(Explorer):
             off = r.mi.copy()
             np.fill_diagonal(off, np.nan)  # entropies would dominate the colour scale
             plots.plot_mi_matrix(off, ax=axes[0], selected=r.neuron, title=f"{r.layer}: MI between neurons")
+            axes[0].set_xlabel(f"neuron of {r.layer}")
+            axes[0].set_ylabel(f"neuron of {r.layer}")
             plots.plot_profile(r.mi_label, ax=axes[1], highlight=r.neuron, ylabel="I(neuron; class) (bits)",
                                title="information about the class")
+            axes[1].set_xlabel(f"neuron of {r.layer}")
 
         self.plot.draw(draw)
 

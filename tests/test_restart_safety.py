@@ -1,0 +1,76 @@
+"""Every section of a chapter runs right after a restart: set-up cells, then that section.
+
+See tests/restart_utils.py for how sections and set-up are found and run (one kernel per
+chapter, namespace emptied with ``%reset -f`` before each section, sections last to
+first). A failure lists each section that does not run on its own, with its error, e.g.
+``NameError: name 'net' is not defined``: move what it needs into the set-up cells (or
+tag a cell ``setup``), or make the section build it, or have the cell say what to run
+first. ``python tests/restart_utils.py notebooks/NN_x.ipynb`` prints the same report.
+
+Every chapter in notebooks/ is checked except those in ``NOT_YET_RESTART_SAFE``, which
+is a list of known failures with the sections that fail (measured with the script
+above); it is printed at every run. Remove a chapter from it once it passes.
+"""
+from __future__ import annotations
+
+import pytest
+
+from notebook_utils import NOTEBOOKS_DIR, notebook_paths, report_line
+from restart_utils import check_notebook, derived_notebook, split_sections
+
+#: chapter -> the sections that failed after a restart when last measured (to be fixed)
+NOT_YET_RESTART_SAFE: dict[str, str] = {
+    "01_nif.ipynb": "10 of 11 sections: 3, 4, 6, 7, 10, 11, 12 need fg/net (section 2), 5 needs planted "
+                    "(section 2), 8 and 9 need ig_importance (section 5)",
+    "04_ordered_ablation.ipynb": "5 of 8 sections: 3, 4, 6 need nets (section 2), 5 needs studies (section 3), "
+                                 "7 needs show_rows (section 3)",
+    "05_effective_information.ipynb": "4 of 9 sections: 4 needs `data` (imported in section 3's Iris cell), "
+                                      "5 and 7 need iris_run (section 3), 6 needs mnist_run (section 4)",
+}
+
+CHAPTERS = notebook_paths(NOTEBOOKS_DIR)
+CHECKED = [p for p in CHAPTERS if p.name not in NOT_YET_RESTART_SAFE]
+
+
+def test_known_failures_are_listed_and_reported(request):
+    names = {p.name for p in CHAPTERS}
+    stale = sorted(set(NOT_YET_RESTART_SAFE) - names)
+    assert not stale, f"NOT_YET_RESTART_SAFE lists chapters that no longer exist: {stale}"
+    for name, sections in NOT_YET_RESTART_SAFE.items():
+        report_line(request, f"[restart] NOT CHECKED (known failures): {name}: {sections}")
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1500)
+@pytest.mark.parametrize("path", CHECKED, ids=[p.stem for p in CHECKED])
+def test_every_section_runs_after_a_restart(path, request):
+    report = check_notebook(path)
+    report_line(request, f"[restart] {report.summary()}")
+    assert report.sections, f"{path.name} has no section with code (## headings)"
+    assert not report.failing, report.summary()
+
+
+def test_the_harness_finds_set_up_and_sections_and_catches_a_name_error(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("# A chapter"),
+        new_code_cell("import math\nSEED = 0"),
+        new_markdown_cell("## 1. Build"),
+        new_code_cell("net = math.sqrt(4) + SEED"),
+        new_markdown_cell("## 2. Use"),
+        new_code_cell("print(net * 2)"),                       # needs section 1: NameError
+        new_markdown_cell("## 3. Notes\n\nno code"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    setup, sections = split_sections(nb)
+    assert [c.source for c in setup] == ["import math\nSEED = 0"]
+    assert [t for t, _ in sections] == ["1. Build", "2. Use"]
+    derived, plan = derived_notebook(nb)
+    assert [i for i, _, _ in plan] == [1, 0], "sections should run last to first"
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(nb, path)
+    report = check_notebook(path, timeout=300)
+    assert [s.title for s in report.failing] == ["2. Use"], report.summary()
+    assert report.failing[0].name_error and "'net'" in report.failing[0].error

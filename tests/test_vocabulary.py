@@ -1,0 +1,130 @@
+"""One vocabulary (shared/design.md): the public signatures of every package are
+checked against the table, so a stray spelling fails here, not in a reader's notebook.
+
+| keyword | meaning |
+| model, data | the model and the data, in this order |
+| n_bins, binning, bin_range | bins per neuron; the method or a fitted Binner; a fixed range |
+| n_samples, max_samples | how many samples to draw / to use at most |
+| device, memory_budget, num_threads | where and within what; every heavy function takes all three |
+| seed | reproducibility |
+| progress | True for a tqdm bar, or a callable progress(done, total, what) |
+| ax | keyword-only in every plot function plot_x(result, *, ax=None) |
+"""
+import importlib
+import inspect
+
+import pytest
+
+PACKAGES = ["nifkit.info", "nifkit.models", "nifkit.record", "nifkit.intervene", "nifkit.dynamics", "nifkit.runtime",
+            "nifkit.plots", "nifkit.nif", "nifkit.nif.plots", "nifkit.ablation", "nifkit.ablation.plots", "nifkit.ei",
+            "nifkit.ei.plots", "nifkit.exercises", "nifkit.data"]
+
+#: spellings that mean a table keyword under another name -> the keyword to use
+STRAY = {
+    "bins": "n_bins", "num_bins": "n_bins", "nbins": "n_bins", "range": "bin_range", "value_range": "bin_range",
+    "binner": "binning", "samples": "n_samples", "num_samples": "n_samples", "sample_size": "n_samples",
+    "random_state": "seed", "rng": "seed", "random_seed": "seed", "threads": "num_threads", "n_threads": "num_threads",
+    "budget": "memory_budget", "max_memory": "memory_budget", "dev": "device", "verbose": "progress",
+    "show_progress": "progress", "axes": "ax", "axis_obj": "ax", "net": "model",
+}
+#: ``method`` is fine for a choice of algorithm, never for the binning method
+BINNING_WORDS = {"minmax", "fixed", "quantile", "kmeans", "2means"}
+#: heavy entry points: each takes device, memory_budget and num_threads
+HEAVY = ["nifkit.intervene:Knockouts",
+         "nifkit.intervene:evaluate_edge_knockouts", "nifkit.nif:flow_graph", "nifkit.ablation:neuron_measures",
+         "nifkit.ablation:AblationEngine", "nifkit.ablation:ablation_study", "nifkit.ei:layer_ei",
+         "nifkit.ei:model_ei", "nifkit.ei:edge_ablation"]
+
+
+def _public_callables():
+    seen = set()
+    for pkg in PACKAGES:
+        mod = importlib.import_module(pkg)
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name)
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if inspect.isclass(obj):
+                if obj.__init__ is not object.__init__:
+                    yield f"{pkg}:{name}", obj.__init__
+                for k, v in vars(obj).items():
+                    if not k.startswith("_") and inspect.isfunction(v):
+                        yield f"{pkg}:{name}.{k}", v
+            elif callable(obj):
+                yield f"{pkg}:{name}", obj
+
+
+CALLABLES = dict(_public_callables())
+
+
+def _params(fn):
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+@pytest.mark.parametrize("where", sorted(CALLABLES))
+def test_no_stray_spelling(where):
+    params = _params(CALLABLES[where])
+    for p in params:
+        if p in STRAY:
+            fix = STRAY[p]
+            pytest.fail(f"{where}: parameter {p!r} is a stray spelling" + (f"; the table says {fix!r}" if fix else ""))
+    m = params.get("method")
+    if m is not None and isinstance(m.default, str) and m.default in BINNING_WORDS:
+        pytest.fail(f"{where}: 'method' names a binning method; the table says 'binning'")
+    b = params.get("binning")
+    if b is not None and b.default is not inspect.Parameter.empty and b.default is not None:
+        assert isinstance(b.default, str) and b.default in BINNING_WORDS | {"codes"}, \
+            f"{where}: 'binning' must name a binning method or take a Binner, got default {b.default!r}"
+
+
+@pytest.mark.parametrize("where", sorted(w for w in CALLABLES if w.split(":")[1].split(".")[-1].startswith("plot_")))
+def test_plot_functions_take_keyword_only_ax(where):
+    params = _params(CALLABLES[where])
+    assert "ax" in params, f"{where}: a plot function takes ax=None"
+    assert params["ax"].kind is inspect.Parameter.KEYWORD_ONLY, f"{where}: ax must be keyword-only (plot_x(result, *, ax=None))"
+    assert params["ax"].default is None
+    first = next(iter(params))
+    assert first != "ax"
+
+
+@pytest.mark.parametrize("where", sorted(CALLABLES))
+def test_model_comes_before_data(where):
+    names = list(_params(CALLABLES[where]))
+    if "model" in names:
+        for d in ("data", "X", "activations"):
+            if d in names:
+                assert names.index("model") < names.index(d), f"{where}: model must come before {d}"
+
+
+@pytest.mark.parametrize("where", HEAVY)
+def test_heavy_functions_take_device_memory_budget_and_num_threads(where):
+    pkg, name = where.split(":")
+    fn = getattr(importlib.import_module(pkg), name)
+    params = _params(fn.__init__ if inspect.isclass(fn) else fn)
+    missing = [k for k in ("device", "memory_budget", "num_threads") if k not in params]
+    assert not missing, f"{where}: missing {missing} (every heavy function takes all three)"
+
+
+@pytest.mark.parametrize("where", sorted(CALLABLES))
+def test_seed_and_progress_mean_one_thing(where):
+    params = _params(CALLABLES[where])
+    if "seed" in params and params["seed"].default is not inspect.Parameter.empty:
+        d = params["seed"].default
+        assert d is None or (isinstance(d, int) and not isinstance(d, bool)), f"{where}: seed defaults to an int or None"
+    if "progress" in params and params["progress"].default is not inspect.Parameter.empty:
+        assert params["progress"].default in (True, False, None), f"{where}: progress is True/False or a callable"
+
+
+def test_the_same_hidden_layer_has_one_name_in_every_chapter():
+    from nifkit.ablation import hidden_layers
+    from nifkit.models import mlp, walk
+    from nifkit.nif import flow_layers
+
+    net = mlp([6, 5, 4, 3], seed=0)
+    w = walk(net)
+    assert hidden_layers(net) == w.hidden() == ["act1", "act2"]
+    assert flow_layers(net) == w.names == ["fc1", "fc2", "fc_out"]  # weight layers (edges) keep their names
