@@ -5,7 +5,7 @@ equal values.
 
 Both sides: the same photos (foolbox's ImageNet photos, EfficientNet preprocessing),
 the same zero baseline, true-class logit targets, steps and alpha rule (Captum's default
-Gauss–Legendre), the same torch threads. nifkit runs twice: with one chunk holding the
+Gauss–Legendre), the same torch threads, after one untimed warm-up call. nifkit runs twice: with one chunk holding the
 whole interpolation batch, as Captum's single call does (values must equal Captum's to
 1e-5 x max(1, max |value|)), and with its default 256 MiB memory budget (chunks sharing
 end points, inputs in batches), whose tiny differences come from float32 rounding in
@@ -51,7 +51,10 @@ def main(argv=None) -> int:
     mods = dict(model.named_modules())
     kw = dict(baselines="zeros", target="true", labels=y, steps=args.steps, method=args.method,
               num_threads=args.threads)
-    layer_conductance(model, x[:1], names[:1], steps=1, num_threads=args.threads)  # warm-up (kernel selection), untimed
+    # warm-up, untimed: one Captum call builds the kernels for the interpolation batch's shapes,
+    # which both sides then use (nifkit's one chunk has the same shapes as Captum's call)
+    LayerConductance(model, mods[names[0]]).attribute(x, baselines=0, target=y, n_steps=args.steps,
+                                                      method=args.method)
 
     t = time.perf_counter()
     one = layer_conductance(model, x, names, chunk_steps=args.steps, batch_size=len(x), **kw)

@@ -76,6 +76,22 @@ def test_random_resnet18_blocks_equal_captum(method):
         assert _close(r[n], ref), (n, float((r[n] - ref).abs().max()))
 
 
+@pytest.mark.reference
+def test_vgg_style_inplace_relus_are_the_default_layers_and_equal_captum():
+    torch.manual_seed(0)
+    m = nn.Sequential()
+    m.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                           nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)))
+    m.add_module("flatten", nn.Flatten())
+    m.add_module("classifier", nn.Sequential(nn.Linear(96, 8), nn.ReLU(inplace=True), nn.Linear(8, 5)))
+    m.eval()
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    assert blocks(m) == ["features.1", "features.4", "classifier.1"]  # VGG: its (in-place) ReLUs
+    r = layer_conductance(m, x, steps=6, target=2)
+    for n in r.names:
+        assert _close(r[n], _captum(m, n, x, torch.zeros_like(x), 2, 6, "riemann_trapezoid")), n
+
+
 def test_path_gradients_and_reference_conductance_agree(cnn, xs):
     ys, gs, alphas = path_gradients(cnn, xs, ["act1", "act2"], steps=5, target=4)
     r = layer_conductance(cnn, xs, ["act1", "act2"], steps=5, target=4)
@@ -284,11 +300,19 @@ def test_inplace_relu_after_hooked_layer_does_not_corrupt():
     assert torch.allclose(ra["0"], rb["0"]) and torch.allclose(ra.activations["0"], rb.activations["0"])
 
 
-def test_softmax_output_shrinks_conductance(trained):
+def test_softmax_saturates_near_the_input(trained):
     d, m, _ = trained
-    lg = layer_conductance(m, d.X_test[:40], ["act2"], steps=8, target="predicted")
-    sm = layer_conductance(m, d.X_test[:40], ["act2"], steps=8, target="predicted", output="softmax")
-    assert np.abs(sm.delta_f).max() <= 1 and np.abs(sm.total("act2")).mean() < np.abs(lg.total("act2")).mean()
+    x = d.X_test[:80]
+    with torch.no_grad():
+        confident = (torch.softmax(m(x), 1).max(1).values > 0.9).numpy()
+    assert confident.sum() >= 5
+    shares = {}
+    for out in ("logits", "softmax"):
+        whole = layer_conductance(m, x, ["act2"], target="predicted", steps=32, output=out)
+        near = layer_conductance(m, x, ["act2"], target=whole.target, baselines=0.5 * x, steps=16, output=out)
+        shares[out] = np.median((near.total("act2") / whole.total("act2"))[confident])
+    assert shares["softmax"] < shares["logits"], shares
+    assert np.abs(whole.delta_f).max() <= 1
 
 
 # ------------------------------------------------------------------ models and data
@@ -343,6 +367,8 @@ def test_widget_recomputes_and_reports_completeness(trained):
     ex.controls["layer"].value = "act1"
     ex.controls["sample"].value = 3
     assert ex.n_computed == n and ex.result.layer == "act1" and ex.error is None
+    ex.controls["target"].value = 3
+    assert ex.error is None and set(ex.result.conductance.target) == {3} and "target 3" in ex.readout.text
     ex.controls["baseline"].value = "blur"
     ex.controls["method"].value = "gausslegendre"
     assert ex.error is None and ex.plot.figure is not None
@@ -360,3 +386,26 @@ def test_exercise_checker(capsys):
     from nifkit.exercises import check_conductance as reexported
 
     assert reexported is check_conductance
+
+
+def test_imagenette_loader_reads_files_where_torchvision_keeps_them(tmp_path):
+    from PIL import Image
+    from torchvision.datasets import Imagenette
+
+    from nifkit.conductance.zoo import IMAGENETTE_TO_IMAGENET, imagenet_classes, load_imagenette
+
+    names = imagenet_classes()
+    wnids = sorted(Imagenette._WNID_TO_CLASS)
+    for wnid, idx in zip(wnids, IMAGENETTE_TO_IMAGENET):  # the 10 classes map to their ImageNet names
+        assert names[idx] == Imagenette._WNID_TO_CLASS[wnid][0]
+    rng = np.random.default_rng(0)
+    for wnid in wnids:  # a fake Imagenette 160px validation split: 2 photos per class
+        folder = tmp_path / "imagenette2-160" / "val" / wnid
+        folder.mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(folder / f"{wnid}_{k}.JPEG")
+    ph = load_imagenette(12, root=tmp_path, size=48)
+    assert ph.X.shape == (12, 3, 48, 48) and ph.images.shape == (12, 48, 48, 3)
+    assert sorted(set(ph.y.tolist()))[:10] == sorted(IMAGENETTE_TO_IMAGENET)  # balanced: every class first
+    with pytest.raises(ValueError, match="size"):
+        load_imagenette(4, root=tmp_path, size=8)

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._validation import resolve_device, to_tensor
+from .result import Conductance
 
 #: default bytes of temporaries per chunk: half the project's default, because the autograd
 #: graph of a chunk comes on top of a model (and torch) already in memory
@@ -249,114 +249,6 @@ def _apply_output(out, output):
 
 
 # --------------------------------------------------------------------------------------
-# The result
-# --------------------------------------------------------------------------------------
-@dataclass(repr=False)
-class Conductance:
-    """Conductance of every unit of every chosen layer.
-
-    ``maps[name]``: ``(samples, *layer_shape)`` tensor (CPU); ``activations[name]``:
-    the layer's output at the inputs themselves; ``f_input``, ``f_baseline``: ``F(x)`` and
-    ``F(x')`` of the target per sample; ``target``: the output index per sample;
-    ``gap``: ``(samples, layers)`` completeness gap ``sum_units Cond - (F(x) - F(x'))``.
-    """
-
-    names: list
-    maps: dict
-    activations: dict
-    f_input: np.ndarray
-    f_baseline: np.ndarray
-    target: np.ndarray
-    predicted: np.ndarray
-    settings: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
-
-    def __getitem__(self, key) -> torch.Tensor:
-        return self.maps[self._name(key)]
-
-    def _name(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.names[key]
-        if key not in self.maps:
-            close = difflib.get_close_matches(str(key), self.names, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(f"no conductance for layer {key!r}.{hint} Layers: {', '.join(self.names)}")
-        return key
-
-    @property
-    def n_samples(self) -> int:
-        return len(self.target)
-
-    @property
-    def delta_f(self) -> np.ndarray:
-        """``F(x) - F(x')`` per sample: what every layer's total should equal."""
-        return self.f_input - self.f_baseline
-
-    def total(self, key) -> np.ndarray:
-        """Sum of the layer's conductance over all its units, per sample."""
-        m = self[key]
-        return m.reshape(len(m), -1).double().sum(1).numpy()
-
-    @property
-    def gap(self) -> np.ndarray:
-        """Completeness gap ``(samples, layers)``: ``sum_units Cond - (F(x) - F(x'))``."""
-        return np.stack([self.total(n) - self.delta_f for n in self.names], axis=1)
-
-    def relative_gap(self) -> np.ndarray:
-        """``|gap| / |F(x) - F(x')|`` per layer, median over samples."""
-        return np.median(np.abs(self.gap) / np.maximum(np.abs(self.delta_f), 1e-12)[:, None], axis=0)
-
-    def flat(self, key, reduce: str = "channel", k: int = 16, which: str = "conductance") -> np.ndarray:
-        """A layer's map as ``(samples, units)``, reduced for large maps:
-
-        * ``"unit"`` - every unit (channel x position) is a column;
-        * ``"channel"`` - summed over the spatial axes, one column per channel (a sum, not
-          a mean, so the columns still add up to the layer total);
-        * ``"topk"`` - the ``k`` units with the largest mean ``|value|`` over samples.
-
-        ``which="activation"`` reduces the activations the same way (channel: mean).
-        """
-        name = self._name(key)
-        m = (self.maps if which == "conductance" else self.activations)[name]
-        if which not in ("conductance", "activation"):
-            raise ValueError(f"which must be 'conductance' or 'activation', got {which!r}")
-        m = m.float()
-        if reduce == "unit":
-            return m.reshape(len(m), -1).numpy()
-        if reduce == "channel":
-            if m.ndim <= 2:
-                return m.reshape(len(m), -1).numpy()
-            r = m.reshape(m.shape[0], m.shape[1], -1)
-            return (r.sum(2) if which == "conductance" else r.mean(2)).numpy()
-        if reduce == "topk":
-            u = m.reshape(len(m), -1)
-            if not isinstance(k, (int, np.integer)) or k < 1:
-                raise ValueError(f"k must be a positive integer, got {k!r}")
-            idx = torch.argsort(self[name].reshape(len(m), -1).abs().mean(0), descending=True)[: int(k)]
-            return u[:, idx].numpy()
-        raise ValueError(f"reduce must be 'unit', 'channel' or 'topk', got {reduce!r}")
-
-    def spatial(self, key) -> np.ndarray:
-        """Conductance summed over channels: ``(samples, H, W)`` for conv layers."""
-        m = self[key]
-        if m.ndim != 4:
-            raise ValueError(f"layer {self._name(key)!r} has shape {tuple(m.shape[1:])}, not (C, H, W)")
-        return m.sum(1).numpy()
-
-    def table(self) -> list[dict]:
-        """One row per layer: units, total (mean over samples), completeness gap."""
-        g = self.gap
-        return [{"layer": n, "units": int(np.prod(self.maps[n].shape[1:])),
-                 "mean_total": float(self.total(n).mean()), "mean_delta_f": float(self.delta_f.mean()),
-                 "mean_abs_gap": float(np.abs(g[:, i]).mean())} for i, n in enumerate(self.names)]
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return (f"Conductance({len(self.names)} layers, {self.n_samples} samples, {s.get('steps')} steps "
-                f"{s.get('method')}, baseline {s.get('baselines')!r}, max |gap| {np.abs(self.gap).max():.3g})")
-
-
-# --------------------------------------------------------------------------------------
 # The computation
 # --------------------------------------------------------------------------------------
 def _check_inputs(inputs):
@@ -402,8 +294,8 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
 
     ``target``: ``"predicted"`` (argmax of ``F(x)``), ``"true"`` (``labels``), an index,
     or one index per input; attributed to ``output`` = ``"logits"`` (default; a softmax
-    saturates and its conductance shrinks toward 0), ``"softmax"``, ``"log_softmax"`` or a
-    callable on the model output. ``baselines``: see :func:`make_baseline`. ``steps``,
+    saturates, so the path near the input adds almost nothing and the total is capped at
+    1), ``"softmax"``, ``"log_softmax"`` or a callable on the model output. ``baselines``: see :func:`make_baseline`. ``steps``,
     ``method``: the alpha rule (:func:`path_alphas`; ``"gausslegendre"`` is Captum's
     default, ``"riemann_trapezoid"`` ours because its gap closes).
 
@@ -557,7 +449,8 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
             model.to(model_dev)
         threads.__exit__(None, None, None)
     settings = {"steps": int(steps), "method": method, "baselines": baselines if isinstance(baselines, str)
-                else "given", "target": target if isinstance(target, str) else "given", "output":
+                else "given", "target": (target if isinstance(target, str) else int(target)
+                           if isinstance(target, (int, np.integer)) else "given"), "output":
                 output if isinstance(output, str) else "callable", "chunk_steps": int(pts - 1),
                 "batch_size": int(batch_size), "layers": list(names)}
     notes = []

@@ -36,7 +36,7 @@ from torch import nn
 
 from .._validation import as_2d, to_tensor
 from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
-from .attribution import Conductance, _resolve, layer_conductance
+from .attribution import Conductance, _cpu_threads, _resolve, layer_conductance
 
 __all__ = ["ESTIMATORS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
            "layer_codes", "plane_from_values", "information_plane", "ite", "knockout", "verdict_check",
@@ -268,13 +268,13 @@ class Knockout:
 
 
 def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fraction: float = 1.0,
-             n_repeats: int = 1, seed: int = 0, batch_size: int = 256) -> Knockout:
+             n_repeats: int = 1, seed: int = 0, batch_size: int = 256, num_threads=None) -> Knockout:
     """Knock each layer out in turn and measure accuracy and the mean true-class logit.
 
     ``mode``: ``"mean"`` replaces the layer's output by its mean over ``X`` (per unit),
     ``"zero"`` by zeros, ``"bypass"`` by the layer's input (a residual block is skipped;
     where input and output shapes differ the mean is used, with a note). Modes, flags and
-    hooks are restored. ``fraction < 1`` knocks out only that share of the layer's channels
+    hooks are restored; ``num_threads`` as in :func:`layer_conductance`. ``fraction < 1`` knocks out only that share of the layer's channels
     (axis 1), drawn at random, and averages over ``n_repeats`` draws (seeded): in a plain
     feed-forward stack, removing a whole layer destroys everything whichever layer it is.
     (A candidate for the shared ``nifkit.intervene``.)
@@ -308,7 +308,9 @@ def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fractio
             logit += float(out[torch.arange(len(yb)), yb].sum())
         return correct / len(X), logit / len(X)
 
+    threads = _cpu_threads(num_threads, dev)
     try:
+        threads.__enter__()
         model.eval()
         sums = {n: None for n in names}
 
@@ -367,6 +369,7 @@ def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fractio
             h.remove()
         for m, md in modes:
             m.training = md
+        threads.__exit__(None, None, None)
     return Knockout(names=names, accuracy=np.array(accs), logit=np.array(logits), base_accuracy=base_acc,
                     base_logit=base_logit, mode=mode, notes=notes)
 
@@ -411,9 +414,11 @@ class Trajectory:
 
 def plane_trajectory(run, X, y, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
                      method: str = "riemann_trapezoid", target="true", estimator: str = "binned",
-                     n_bins: int = 30, reduce: str = "channel", progress=None, **plane_kw) -> Trajectory:
+                     n_bins: int = 30, reduce: str = "channel", device=None, memory_budget=None,
+                     num_threads=None, progress=None, **plane_kw) -> Trajectory:
     """Conductance and activation planes of every snapshot of a
     :class:`nifkit.models.TrainResult` ``run`` (or the ``epochs`` given), on ``(X, y)``.
+    ``device``, ``memory_budget``, ``num_threads`` go to :func:`layer_conductance`;
     ``progress(done, total, what)`` is called after each snapshot."""
     eps = run.epochs_snapshotted if epochs is None else list(epochs)
     if not eps:
@@ -422,7 +427,7 @@ def plane_trajectory(run, X, y, layers=None, *, epochs=None, steps: int = 16, ba
     for i, e in enumerate(eps):
         m = run.model_at(e)
         c = layer_conductance(m, X, layers, baselines=baselines, target=target, labels=y, steps=steps,
-                              method=method)
+                              method=method, device=device, memory_budget=memory_budget, num_threads=num_threads)
         conds.append(information_plane(c, y, which="conductance", reduce=reduce, estimator=estimator,
                                        n_bins=n_bins, inputs=X, **plane_kw))
         acts.append(information_plane(c, y, which="activation", reduce=reduce, estimator=estimator,

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..widgets.base import Explorer, layer_picker
 from .attribution import BASELINES, Conductance, blocks, layer_conductance
-from .plane import ITE, InformationPlane, information_plane, ite
+from .plane import information_plane, ite
 from .plots import plot_information_plane, plot_ite, plot_overlay
 
 __all__ = ["ConductanceExplorer", "ConductanceView"]
@@ -51,7 +51,8 @@ class ConductanceExplorer(Explorer):
     images : what to draw under the conductance map, ``(N, H, W)`` or ``(N, H, W, 3)``
         (default: ``X[:, 0]`` for images)
     layers : default :func:`~nifkit.conductance.blocks`
-    class_names : optional names for the readout
+    class_names : optional names for the readout and the target picker (predicted class,
+        true class, or one fixed class when the model has at most 20 outputs)
     n_bins, estimator, reduce : the information plane's settings
 
     Results are cached per (steps, baseline, method, target): moving the layer or sample
@@ -77,8 +78,8 @@ class ConductanceExplorer(Explorer):
         self.n_computed = 0
         controls = {
             "layer": layer_picker(self.layers, value=self.layers[len(self.layers) // 2]),
-            "target": W.Dropdown(options=[("predicted class", "predicted"), ("true class", "true")], value="predicted",
-                                 description="target", style=_STYLE),
+            "target": W.Dropdown(options=self._target_options(), value="predicted", description="target",
+                                 style=_STYLE),
             "baseline": W.Dropdown(options=list(BASELINES), value="zeros", description="baseline", style=_STYLE),
             "steps": W.IntSlider(value=int(steps), min=1, max=int(max_steps), description="steps",
                                  continuous_update=False, style=_STYLE),
@@ -88,6 +89,16 @@ class ConductanceExplorer(Explorer):
                                   continuous_update=False, style=_STYLE),
         }
         super().__init__(controls, title="Conductance, the information plane and ITE", figsize=(13, 3.8), ncols=3)
+
+    def _target_options(self):
+        """Predicted class, true class, and (up to 20 classes) each class by name."""
+        opts = [("predicted class", "predicted"), ("true class", "true")]
+        with torch.no_grad():
+            n_out = int(self.model(self.X[:1]).shape[1])
+        if n_out <= 20:
+            names = self.class_names if self.class_names is not None else [str(i) for i in range(n_out)]
+            opts += [(f"class {names[i]}", i) for i in range(n_out)]
+        return opts
 
     def conductance(self, steps, baseline, method, target):
         """The cached result for these settings (computed on first use)."""
