@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cls", type=int, default=0, help="class of the 2^20 run (default 0)")
     ap.add_argument("--epochs", type=int, default=60, help="max epochs of the sub-networks")
     ap.add_argument("--skip-all", action="store_true", help="only the greedy claim")
+    ap.add_argument("--skip-reference", action="store_true",
+                    help="skip the slow np.unique loop (claim 1 is then not checked)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -88,19 +90,25 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     fast = module_search(codes, y, pred)
     t_fast = time.perf_counter() - t
-    t = time.perf_counter()
-    ref = reference_module_search(codes, y, pred)
-    t_ref = time.perf_counter() - t
-    same = bool(np.array_equal(fast.order, ref.order))
-    diff = float(np.max(np.abs(fast.curve - ref.curve)))
-    ratio = t_ref / t_fast
     rec = fast.recovered(true_modules(sub))
-    print(f"greedy, 10 classes x 20 neurons: nifkit {t_fast:.3f} s, np.unique loop {t_ref:.1f} s, "
-          f"speed-up {ratio:.0f}x; same orders: {same}; max |curve diff| {diff:.1e} bits; "
-          f"true modules recovered: {sum(rec.values())}/10")
-    result = {"machine": info, "greedy_nifkit_s": t_fast, "greedy_reference_s": t_ref, "greedy_speedup": ratio,
-              "same_orders": same, "max_curve_diff": diff, "recovered": int(sum(rec.values()))}
-    ok = ratio >= CLAIM and same and diff < 1e-12
+    result = {"machine": info, "greedy_nifkit_s": t_fast, "recovered": int(sum(rec.values()))}
+    ok = True
+    if not args.skip_reference:
+        t = time.perf_counter()
+        ref = reference_module_search(codes, y, pred)
+        t_ref = time.perf_counter() - t
+        same = bool(np.array_equal(fast.order, ref.order))
+        diff = float(np.max(np.abs(fast.curve - ref.curve)))
+        ratio = t_ref / t_fast
+        print(f"greedy, 10 classes x 20 neurons: nifkit {t_fast:.3f} s, np.unique loop {t_ref:.1f} s, "
+              f"speed-up {ratio:.0f}x; same orders: {same}; max |curve diff| {diff:.1e} bits; "
+              f"true modules recovered: {sum(rec.values())}/10")
+        result.update({"greedy_reference_s": t_ref, "greedy_speedup": ratio, "same_orders": same,
+                       "max_curve_diff": diff})
+        ok = ratio >= CLAIM and same and diff < 1e-12
+    else:
+        print(f"greedy, 10 classes x 20 neurons: nifkit {t_fast:.3f} s (reference skipped); "
+              f"true modules recovered: {sum(rec.values())}/10")
 
     if not args.skip_all:
         c = args.cls

@@ -193,3 +193,19 @@ def test_explorer_moves(digits_composed):
     assert ex.result.step == 10 and len(ex.result.members) == 10 and ex.readout.text != ""
     ex.controls["class"].value = 3
     assert ex.result.cls == 3 and ex.plot.figure is not None and ex.error is None
+
+
+def test_exercise_checker_contract(capsys):
+    from nifkit.exercises import check_relay_information
+    from nifkit.info import conditional_mutual_information as cmi
+    from nifkit.info import mutual_information as mi
+
+    def good(xi, xo, yr, y0):
+        return (cmi(xi, xo, y0) if y0.shape[1] else mi(xi, xo)) - cmi(xi, xo, np.column_stack([yr, y0]))
+
+    assert check_relay_information(good) is True
+    assert check_relay_information(lambda *a: -good(*a)) is False
+    assert "wrong sign" in capsys.readouterr().out
+    assert check_relay_information(lambda *a: 1 / 0) is False  # never raises
+    assert check_relay_information(lambda xi, xo, yr, y0: mi(xi, xo) - cmi(xi, xo, np.column_stack([yr, y0]))) is False
+    assert "condition the first term on Y_0" in capsys.readouterr().out

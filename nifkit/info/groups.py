@@ -209,7 +209,7 @@ def _as_masks(masks, m):
     return mk
 
 
-def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 256 * 2**20) -> np.ndarray:
+def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.ndarray:
     """``I(X;Y | codes[:, mask_s])`` in bits for every row ``mask_s`` of ``masks``
     (bool ``(S, m)``; an all-False row conditions on nothing).
 
@@ -231,7 +231,8 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 256 * 2**20) -> np.n
     if np.sum(np.log2(np.maximum(card, 1))) >= 62:
         raise ValueError("the joint code of all variables does not fit 62 bits; binarise or use fewer variables")
     radix = np.concatenate([[1], np.cumprod(card[:-1])]).astype(np.int64)
-    step = int(max(1, min(S, memory_budget // max(8 * 6 * U, 1))))
+    # about a dozen (sets, distinct rows) int64 temporaries per block
+    step = int(max(1, min(S, memory_budget // max(8 * 12 * U, 1))))
     for s in range(0, S, step):  # blocks of sets
         mb = mk[s:s + step]
         k = len(mb)
@@ -262,8 +263,9 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.nd
     Enumeration: the top ``m - block_vars`` variables pick a block (its labels are packed
     and compacted once); inside a block the low variables are added breadth first - each
     level doubles a stack of label rows, the new half refined by one variable and
-    re-compacted per row with one occupancy table for the whole stack - and every
-    leaf's counts come from one ``bincount``. ``progress(done, total, what)`` is called
+    re-compacted per row with one occupancy table for the whole stack (rows laid end to
+    end, each with only as many cells as it has groups) - and every leaf's counts come
+    from one ``bincount``, summed per row with ``np.add.reduceat``. ``progress(done, total, what)`` is called
     after each block.
     """
     x, y = _check_xy(x, y)
@@ -289,27 +291,30 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.nd
             lab, G = compact(pack(cu[:, cols]))
         else:
             lab, G = np.zeros(U, np.int64), 1
-        rows = lab[None, :]  # (1, U)
-        gs = np.array([G])
+        rows = lab[None, :].astype(np.int32)  # (1, U): compact labels of each set of the block
+        gs = np.array([G], dtype=np.int64)  # number of groups of each row
         for v in range(kb):
             cv = int(card[v])
-            Gm = int(gs.max())
-            ref = rows * cv + cu[None, :, v]  # (R, U), values < Gm * cv
-            R = len(rows)
-            flat = ref + (np.arange(R) * (Gm * cv))[:, None]
-            occ = np.zeros(R * Gm * cv, dtype=bool)
+            ref = rows * cv + cu[None, :, v]  # (R, U): row r's values lie in 0..gs[r]*cv-1
+            # rows laid end to end (no padding): one occupancy table and one cumsum for all
+            start_r = np.concatenate([[0], np.cumsum(gs * cv)[:-1]])
+            flat = ref + start_r[:, None]
+            occ = np.zeros(int((gs * cv).sum()), dtype=bool)
             occ[flat.ravel()] = True
-            csum = np.cumsum(occ.reshape(R, Gm * cv), axis=1, dtype=np.int64)
-            new = np.take_along_axis(csum, ref, axis=1) - 1
+            csum = np.cumsum(occ, dtype=np.int64)
+            before = np.where(start_r > 0, csum[np.maximum(start_r - 1, 0)], 0)
+            new = (csum[flat] - 1 - before[:, None]).astype(np.int32)
             rows = np.concatenate([rows, new])
-            gs = np.concatenate([gs, csum[:, -1]])
+            gs = np.concatenate([gs, csum[start_r + gs * cv - 1] - before])
         R = len(rows)
-        Gm = int(gs.max())
-        cells = Gm * nxy
-        key = rows * nxy + xyu[None, :] + (np.arange(R) * cells)[:, None]
+        g_start = np.concatenate([[0], np.cumsum(gs)[:-1]])  # first group of each row
+        total = int(gs.sum())
+        key = (rows + g_start[:, None]) * nxy + xyu[None, :]
         cnt = np.bincount(key.ravel(), weights=np.broadcast_to(w, key.shape).ravel(),
-                          minlength=R * cells).astype(np.int64).reshape(R, Gm, bx, by)
-        out[t << kb:(t + 1) << kb] = _cmi_from_counts(cnt, n, table)
+                          minlength=total * nxy).astype(np.int64).reshape(total, bx, by)
+        per_group = (table[cnt].sum((1, 2)) - table[cnt.sum(2)].sum(1) - table[cnt.sum(1)].sum(1)
+                     + table[cnt.sum((1, 2))])
+        out[t << kb:(t + 1) << kb] = np.add.reduceat(per_group, g_start) / n
         if progress is not None:
             progress(t + 1, 1 << top, "subsets")
     return out

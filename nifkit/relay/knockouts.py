@@ -85,7 +85,13 @@ class KnockoutEvaluator:
             self.base_predicted = self.predict(np.zeros((1, self.n_neurons), bool))[0]
 
     # -- predictions and accuracies for a stack of masks ---------------------------------
-    def predict(self, masks, chunk: int = 256) -> np.ndarray:
+    def _logits(self, keep):
+        """Pre-activations ``(S, samples, classes)`` for keep-masks ``(S, m)`` (float):
+        ``H @ (keep_s * W^T)`` - the masked weights are tiny, so no ``(S, samples, m)``
+        temporary is made."""
+        return torch.matmul(self.H, keep[:, :, None] * self.W.T[None]) + self.b
+
+    def predict(self, masks, chunk: int = 64) -> np.ndarray:
         """Predicted classes ``(S, samples)`` with the neurons of each mask (bool
         ``(S, m)``, True = knocked out) fixed at 0."""
         mk = self._masks(masks)
@@ -93,26 +99,27 @@ class KnockoutEvaluator:
         out = np.empty((len(mk), len(self.H)), np.int64)
         with cpu_threads(self.num_threads), torch.no_grad():
             for s in range(0, len(mk), chunk):  # blocks of masks
-                z = torch.einsum("sm,nm,cm->snc", keep[s:s + chunk], self.H, self.W) + self.b
-                out[s:s + chunk] = z.argmax(-1).numpy()
+                out[s:s + chunk] = self._logits(keep[s:s + chunk]).argmax(-1).numpy()
         return out
 
-    def accuracies(self, masks, chunk: int = 256) -> dict:
+    def accuracies(self, masks, chunk: int = 64) -> dict:
         """``{"accuracy": (S,), "balanced": (S, C)}``: overall accuracy and per-class
-        balanced accuracy of each knockout (counts accumulated per block of masks, so
-        memory does not grow with ``S * samples``)."""
+        balanced accuracy of each knockout (counts accumulated per block of masks with
+        ``bincount``, so memory does not grow with ``S * samples``)."""
         mk = self._masks(masks)
         C, N = self.n_classes, len(self.y)
-        onehot = torch.nn.functional.one_hot(torch.from_numpy(self.y), C).float()  # (N, C)
+        y = torch.from_numpy(self.y)
         keep = torch.from_numpy(~mk).float()
         tp = np.empty((len(mk), C))
         pp = np.empty((len(mk), C))
         with cpu_threads(self.num_threads), torch.no_grad():
             for s in range(0, len(mk), chunk):  # blocks of masks
-                z = torch.einsum("sm,nm,cm->snc", keep[s:s + chunk], self.H, self.W) + self.b
-                hit = torch.nn.functional.one_hot(z.argmax(-1), C).float()  # (S, N, C) predicted class
-                pp[s:s + chunk] = hit.sum(1).numpy()
-                tp[s:s + chunk] = (hit * onehot[None]).sum(1).numpy()
+                pred = self._logits(keep[s:s + chunk]).argmax(-1)  # (k, N)
+                k = len(pred)
+                key = pred + (torch.arange(k) * C)[:, None]
+                pp[s:s + k] = torch.bincount(key.reshape(-1), minlength=k * C).view(k, C).numpy()
+                hit = pred == y[None]
+                tp[s:s + k] = torch.bincount(key[hit], minlength=k * C).view(k, C).numpy()
         return {"accuracy": tp.sum(1) / N,
                 "balanced": balanced_accuracy(tp, pp, np.maximum(self.class_counts, 1), N)}
 
@@ -159,8 +166,10 @@ class KnockoutEvaluator:
                 Hs = self.H[s:s + n_max]
                 n = len(Hs)
                 # P[c, n, h] (bias included) and Q[c, n, l]: sums over the kept neurons of each half
-                P = (torch.einsum("hm,nm,cm->cnh", keepH, Hs[:, ml:], self.W[:, ml:]) + self.b[:, None, None])
-                Q = torch.einsum("lm,nm,cm->cnl", keepL, Hs[:, :ml], self.W[:, :ml])
+                # (n, C, half) products of (sample x weight) rows with the keep-masks, then (C, n, half)
+                P = (torch.matmul(Hs[:, None, ml:] * self.W[None, :, ml:], keepH.T).transpose(0, 1)
+                     + self.b[:, None, None])
+                Q = torch.matmul(Hs[:, None, :ml] * self.W[None, :, :ml], keepL.T).transpose(0, 1)
                 Pu, Qu = P[:, :, :, None], Q[:, :, None, :]
                 pos = is_c[s:s + n]
                 for l0 in range(0, 1 << ml, bs):  # tiles of the low half
