@@ -11,7 +11,7 @@ from nifkit import relay as R
 from nifkit.data import load_digits
 from nifkit.models import mlp, train
 
-FAST = {"ei": {"samples": 2000, "sensitivity_samples": 300}, "conductance": {"steps": 8}}
+FAST = {"ei": {"n_samples": 2000, "n_sensitivity_samples": 300}, "conductance": {"steps": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,10 @@ def test_each_lens_equals_its_chapter_function(composed):
     np.testing.assert_allclose(comp.score("ablation", "selectivity"), nm["act1"].selectivity)
     np.testing.assert_allclose(comp.score("ablation", "knockout"), imp["act1"].accuracy_drop)
 
-    a = layer_ei(net.fc1, net.act1, in_range=(float(X.min()), float(X.max())), out_range="fit", samples=2000,
-                 sensitivity_samples=300, measures=("ei_parts", "sensitivity"), name="fc1")
-    b = layer_ei(net.fc_out, net.act_out, in_range=(float(h.min()), float(h.max())), out_range="fit", samples=2000,
-                 sensitivity_samples=300, measures=("ei_parts", "sensitivity"), name="fc_out")
+    a = layer_ei(net.fc1, net.act1, in_range=(float(X.min()), float(X.max())), out_range="fit", n_samples=2000,
+                 n_sensitivity_samples=300, measures=("ei_parts", "sensitivity"), name="fc1")
+    b = layer_ei(net.fc_out, net.act_out, in_range=(float(h.min()), float(h.max())), out_range="fit", n_samples=2000,
+                 n_sensitivity_samples=300, measures=("ei_parts", "sensitivity"), name="fc_out")
     want = (a.edge_ei.sum(0) - a.bias_parts / a.n_edges * a.n_inputs) + (b.edge_ei.sum(1) - b.bias_parts / b.n_edges
                                                                          * b.n_outputs)
     np.testing.assert_allclose(comp.score("ei"), want, rtol=1e-9, atol=1e-9)
@@ -111,11 +111,11 @@ def test_agreement_bootstrap_and_seeds(composed):
     assert M.shape == (5, 5) and np.allclose(M, M.T) and np.allclose(np.diag(M), 1)
     lenses = ["relay", "ablation"]
     ag = C.bootstrap_agreement(composed["net"], (composed["X"], composed["y"]), lenses, n_boot=2, seed=0)
-    assert ag.samples.shape == (2, 2, 2) and np.all(ag.low <= ag.high + 1e-12)
+    assert ag.replicates.shape == (2, 2, 2) and np.all(ag.low <= ag.high + 1e-12)
     ds = composed["ds"]
     sg = C.seed_agreement(lambda s: R.compose(R.train_one_vs_rest(ds, n_hidden=2, max_epochs=3, seed=s)), [0, 1],
                           (composed["X"], composed["y"]), lenses)
-    assert sg.samples.shape == (2, 2, 2)
+    assert sg.replicates.shape == (2, 2, 2)
 
 
 def test_cross_layer_and_custom_lens(deep):

@@ -50,13 +50,13 @@ def agreement_matrix(comparison: Comparison, layer: str | None = None) -> np.nda
 
 @dataclass(repr=False)
 class Agreement:
-    """``matrix``: the agreement of the reference comparison; ``samples``: the matrices
+    """``matrix``: the agreement of the reference comparison; ``replicates``: the matrices
     of every resample (or seed), ``(reps, lenses, lenses)``; ``low``/``high``: the
     interval; ``what``: ``"bootstrap over samples"`` or ``"training seeds"``."""
 
     names: list
     matrix: np.ndarray
-    samples: np.ndarray
+    replicates: np.ndarray
     low: np.ndarray
     high: np.ndarray
     what: str
@@ -71,7 +71,7 @@ class Agreement:
     def __repr__(self) -> str:
         lines = [f"{r['lens a']:>12} x {r['lens b']:<12} rho {r['rho']:+.2f}  [{r['low']:+.2f}, {r['high']:+.2f}]"
                  for r in self.table()]
-        return f"Agreement({self.what}, {len(self.samples)} reps)\n" + "\n".join(lines)
+        return f"Agreement({self.what}, {len(self.replicates)} reps)\n" + "\n".join(lines)
 
 
 def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, alpha: float = 0.1, seed: int = 0,
@@ -93,7 +93,7 @@ def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, 
         comps.append(c)
         mats.append(agreement_matrix(c))
     mats = np.array(mats)
-    return Agreement(names=ref.names, matrix=agreement_matrix(ref), samples=mats,
+    return Agreement(names=ref.names, matrix=agreement_matrix(ref), replicates=mats,
                      low=np.nanpercentile(mats, 100 * alpha / 2, axis=0),
                      high=np.nanpercentile(mats, 100 * (1 - alpha / 2), axis=0), what="bootstrap over samples",
                      settings={"n_boot": n_boot, "alpha": alpha, "seed": seed}, comparisons=[ref] + comps)
@@ -114,7 +114,7 @@ def seed_agreement(build: Callable, seeds, data, lenses=DEFAULT_LENSES, **compar
         comps.append(c)
         mats.append(agreement_matrix(c))
     mats = np.array(mats)
-    return Agreement(names=comps[0].names, matrix=np.nanmean(mats, 0), samples=mats, low=np.nanmin(mats, 0),
+    return Agreement(names=comps[0].names, matrix=np.nanmean(mats, 0), replicates=mats, low=np.nanmin(mats, 0),
                      high=np.nanmax(mats, 0), what="training seeds", settings={"seeds": seeds}, comparisons=comps)
 
 

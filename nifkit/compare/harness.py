@@ -12,7 +12,8 @@ from torch import nn
 
 from ..data import Dataset
 from ..intervene import as_float_tensor, check_labels
-from ..runtime import check_seed
+from ..models import cpu_threads
+from ..runtime import check_seed, progress_callback
 from .lenses import get_lens, hidden_neurons, validate_scores
 
 __all__ = ["Comparison", "compare", "as_xy", "DEFAULT_LENSES"]
@@ -126,14 +127,15 @@ class Comparison:
 
 
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "train", max_samples: int | None = None,
-            seed: int = 0, options: dict | None = None, progress=None) -> Comparison:
+            seed: int = 0, options: dict | None = None, num_threads: int | None = None, progress=None) -> Comparison:
     """Score every hidden neuron of ``model`` on ``data`` through each of ``lenses``.
 
     ``lenses``: registered names (default: the five chapters' lenses) or functions
     ``(model, data) -> scores``. ``data``: ``(X, y)`` or a Dataset (its ``split``),
     at most ``max_samples`` (seeded subset). ``options[lens]``: keywords for that
-    built-in lens (e.g. ``{"ei": {"samples": 5000}}``). ``progress``: a callable
-    ``progress(done, total, lens)``. Each lens runs its chapter's own functions; the
+    built-in lens (e.g. ``{"ei": {"n_samples": 5000}}``). ``num_threads``: torch CPU threads
+    for the whole call (None: 1 on the CPU, the project's policy, restored after).
+    ``progress``: True for a bar, or a callable ``progress(done, total, lens)``. Each lens runs its chapter's own functions; the
     model is left as it was (every chapter restores mode and hooks).
     """
     if not isinstance(model, nn.Module):
@@ -152,16 +154,18 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "trai
     neurons = hidden_neurons(model)
     X, y = as_xy(data, split, max_samples, seed)
     out, secs, notes = {}, {}, []
-    for i, lens in enumerate(resolved):  # loop over lenses
-        t = time.perf_counter()
-        opts = options.get(lens.name, {})
-        raw = lens.fn(model, (X, y), **opts) if (lens.builtin or opts) else lens.fn(model, (X, y))
-        ls = validate_scores(raw, neurons, lens.name)
-        secs[lens.name] = time.perf_counter() - t
-        out[lens.name] = ls
-        notes += ls.notes
-        if progress is not None:
-            progress(i + 1, len(resolved), lens.name)
+    report = progress_callback(progress)
+    with cpu_threads(num_threads):
+        for i, lens in enumerate(resolved):  # loop over lenses
+            t = time.perf_counter()
+            opts = options.get(lens.name, {})
+            raw = lens.fn(model, (X, y), **opts) if (lens.builtin or opts) else lens.fn(model, (X, y))
+            ls = validate_scores(raw, neurons, lens.name)
+            secs[lens.name] = time.perf_counter() - t
+            out[lens.name] = ls
+            notes += ls.notes
+            if report is not None:
+                report(i + 1, len(resolved), lens.name)
     return Comparison(neurons=neurons, lenses=out, seconds=secs, n_samples=len(X),
                       settings={"lenses": [r.name for r in resolved], "split": split, "max_samples": max_samples,
                                 "seed": seed, "options": options}, notes=notes)

@@ -297,22 +297,22 @@ def lens_relay(model, data, *, binarization: str = "kmeans2", **kw) -> LensScore
                              "over classes (a reconstruction, see chapter 3)"])
 
 
-def lens_ablation(model, data, *, n_bins: int = 8, method: str = "minmax", **kw) -> LensScores:
+def lens_ablation(model, data, *, n_bins: int = 8, binning: str = "minmax", **kw) -> LensScores:
     from ..ablation import neuron_measures, single_neuron_importance
 
     X, y = data
     names = [u for u, _, _ in hidden_layout(model)]
     acts = _acts(model, X, names)
-    nm = neuron_measures(acts, y, n_bins=n_bins, method=method, **kw)
+    nm = neuron_measures(acts, y, n_bins=n_bins, binning=binning, **kw)
     imp = single_neuron_importance(model, X, y, layers=names)
     cols = {k: np.concatenate([nm[n].get(k) for n in names]) for k in ("mi", "entropy", "selectivity")}
     cols["knockout"] = np.concatenate([imp[n].accuracy_drop for n in names])
     per_class = np.concatenate([nm[n].kl_profile.T for n in names], 1)
     return LensScores(cols, "mi", per_class, raw=(nm, imp),
-                      notes=[f"ablation: {n_bins} {method} bins per neuron; knockout = accuracy drop, unit set to 0"])
+                      notes=[f"ablation: {n_bins} {binning} bins per neuron; knockout = accuracy drop, unit set to 0"])
 
 
-def lens_ei(model, data, *, bins: int = 8, samples: int = 5000, sensitivity_samples: int = 1000, seed: int = 0,
+def lens_ei(model, data, *, n_bins: int = 8, n_samples: int = 5000, n_sensitivity_samples: int = 1000, seed: int = 0,
             **kw) -> LensScores:
     from ..ei import layer_ei, measured_layers
 
@@ -330,7 +330,7 @@ def lens_ei(model, data, *, bins: int = 8, samples: int = 5000, sensitivity_samp
         if name not in ranges:
             continue
         res[name] = layer_ei(mod, act, input_shape=shape, name=name, in_range=ranges[name], out_range="fit",
-                             bins=bins, samples=samples, sensitivity_samples=sensitivity_samples,
+                             n_bins=n_bins, n_samples=n_samples, n_sensitivity_samples=n_sensitivity_samples,
                              measures=("ei_parts", "sensitivity"), seed=seed, **kw)
     ei, sens, per_class = [], [], []
 
@@ -347,8 +347,8 @@ def lens_ei(model, data, *, bins: int = 8, samples: int = 5000, sensitivity_samp
     per_class = [p if p.shape[0] == C else np.full((C, p.shape[1]), np.nan) for p in per_class]
     return LensScores({"ei": np.concatenate(ei), "sensitivity": np.concatenate(sens)}, "ei",
                       np.concatenate(per_class, 1), raw=res,
-                      notes=[f"EI: edge EI_parts ({samples} noise samples) and sensitivity ({sensitivity_samples} "
-                             f"per input), {bins} bins, out_range='fit'"])
+                      notes=[f"EI: edge EI_parts ({n_samples} noise samples) and sensitivity ({n_sensitivity_samples} "
+                             f"per input), {n_bins} bins, out_range='fit'"])
 
 
 BUILTIN = {
