@@ -50,6 +50,7 @@ import torch
 
 from ..models.walk import Neuron, walk
 from ..record import record
+from ..runtime import ModelState
 
 __all__ = ["LensScores", "LENSES", "register_lens", "unregister_lens", "get_lens", "lens_names", "hidden_neurons",
            "hidden_layout", "validate_scores", "BUILTIN"]
@@ -276,8 +277,6 @@ def lens_relay(model, data, *, binarization: str = "kmeans2", **kw) -> LensScore
     X, y = data
     names = [u for u, _, _ in hidden_layout(model)]
     acts = _acts(model, X, names)
-    from ..runtime import ModelState
-
     with ModelState(model, eval=True, no_grad=True):
         pred = model(X).argmax(1).numpy()
     cols, per_class, raws = [], [], {}
