@@ -32,7 +32,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import to_numpy, to_tensor
+from ._validation import (
+    as_labels,
+    check_choice,
+    check_finite,
+    check_int,
+    check_number,
+    check_seed,
+    to_tensor,
+)
 
 __all__ = [
     "Dataset",
@@ -100,10 +108,11 @@ class Dataset:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.n_classes = check_int(self.n_classes, "n_classes", minimum=1)
         for part in ("X_train", "X_test"):
             setattr(self, part, _as_float_tensor(getattr(self, part), part))
         for part in ("y_train", "y_test"):
-            setattr(self, part, _as_label_tensor(getattr(self, part), part))
+            setattr(self, part, _as_label_tensor(getattr(self, part), part, self.n_classes))
         for xs, ys in (("X_train", "y_train"), ("X_test", "y_test")):
             if len(getattr(self, xs)) != len(getattr(self, ys)):
                 raise ValueError(
@@ -115,11 +124,11 @@ class Dataset:
                 f"X_train rows have shape {tuple(self.X_train.shape[1:])} but X_test rows "
                 f"{tuple(self.X_test.shape[1:])}; both splits must share the feature shape"
             )
-        self.n_classes = int(self.n_classes)
         if self.image_shape is not None:
-            self.image_shape = tuple(int(s) for s in self.image_shape)
+            self.image_shape = tuple(check_int(s, "image_shape", minimum=1) for s in self.image_shape)
         if self.informative is not None:
-            self.informative = [int(i) for i in self.informative]
+            self.informative = [check_int(i, "informative", minimum=0, maximum=self.n_features - 1)
+                                for i in self.informative]
 
     # -- convenience -----------------------------------------------------------------
     @property
@@ -143,18 +152,22 @@ class Dataset:
             return self.X_test, self.y_test
         if split == "all":
             return torch.cat([self.X_train, self.X_test]), torch.cat([self.y_train, self.y_test])
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        check_choice(split, "split", ("train", "test", "all"))  # raises, naming the choices
 
     def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
                seed: int = 0, **kwargs) -> torch.utils.data.DataLoader:
         """A ``DataLoader`` over one split. ``shuffle`` defaults to True for ``"train"``;
         shuffling uses a generator seeded with ``seed``, so the order is reproducible."""
         X, y = self.split(split)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        seed = check_seed(seed)
         if shuffle is None:
             shuffle = split == "train"
-        gen = torch.Generator().manual_seed(int(seed))
+        elif not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True, False or None, got {shuffle!r}")
+        gen = torch.Generator().manual_seed(seed)
         return torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(X, y), batch_size=int(batch_size),
+            torch.utils.data.TensorDataset(X, y), batch_size=batch_size,
             shuffle=bool(shuffle), generator=gen, **kwargs,
         )
 
@@ -191,31 +204,32 @@ def _as_float_tensor(x, name):
     if t.ndim < 2:
         raise ValueError(f"{name} must be at least 2-D (samples, features); got shape {tuple(t.shape)}. "
                          "For one feature use x.reshape(-1, 1).")
-    return t.to(torch.float32).contiguous()
+    t = t.to(torch.float32).contiguous()
+    check_finite(t, name)  # also catches float64 values beyond float32's range, now inf
+    return t
 
 
-def _as_label_tensor(y, name):
-    t = y.detach() if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(to_numpy(y, name)))
-    if t.ndim != 1:
-        raise ValueError(f"{name} must be 1-D class labels (samples,); got shape {tuple(t.shape)}")
-    if t.is_floating_point():
-        if not torch.all(t == t.round()):
-            raise TypeError(f"{name} must hold integer class labels, got non-integer floats")
-    return t.to(torch.int64).contiguous()
+def _as_label_tensor(y, name, n_classes=None):
+    if isinstance(y, torch.Tensor) and y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels (samples,); got shape {tuple(y.shape)}")
+    arr = as_labels(y, name, n_classes=n_classes)
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
 def _check_test_size(test_size, n):
-    if isinstance(test_size, float):
+    if isinstance(test_size, (float, np.floating)):
+        test_size = check_number(test_size, "test_size")
         if not 0.0 < test_size < 1.0:
-            raise ValueError(f"test_size as a fraction must be in (0, 1), got {test_size}")
+            raise ValueError(f"test_size as a fraction must be in (0, 1), got {test_size}; "
+                             "for a number of samples pass an int")
         n_test = int(round(test_size * n))
-    elif isinstance(test_size, (int, np.integer)):
+    elif isinstance(test_size, (int, np.integer)) and not isinstance(test_size, (bool, np.bool_)):
         n_test = int(test_size)
     else:
-        raise TypeError(f"test_size must be a fraction (float) or a count (int), got {type(test_size).__name__}")
+        raise TypeError(f"test_size must be a fraction (float) or a count (int), got {test_size!r}")
     if not 0 < n_test < n:
         raise ValueError(f"test_size={test_size} leaves {n_test} of {n} samples for testing; "
                          "choose a value that keeps both splits non-empty")
@@ -238,9 +252,7 @@ def _subsample(X, y, n, seed, name):
     """Keep ``n`` random rows (all when ``n`` is None)."""
     if n is None:
         return X, y
-    n = int(n)
-    if n <= 0:
-        raise ValueError(f"{name} must be a positive number of samples, got {n}")
+    n = check_int(n, name, minimum=1)
     if n >= len(y):
         return X, y
     rng = np.random.default_rng(seed)
@@ -253,7 +265,9 @@ def _select_classes(X, y, classes, name):
     order given."""
     if classes is None:
         return X, y, None
-    classes = [int(c) for c in classes]
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise TypeError(f"classes must be a sequence of labels, e.g. classes=range(5); got {classes!r}")
+    classes = [check_int(c, "classes", minimum=0) for c in classes]
     if len(set(classes)) != len(classes) or not classes:
         raise ValueError(f"classes must be a non-empty sequence of distinct labels, got {classes}")
     present = set(np.unique(y).tolist())
@@ -267,6 +281,30 @@ def _select_classes(X, y, classes, name):
     return X[keep], new[keep], classes
 
 
+def _check_size(size):
+    """``size``: one int or an ``(h, w)`` pair of positive ints -> ``(h, w)``."""
+    if not isinstance(size, (tuple, list)):
+        size = (size, size)
+    if len(size) != 2:
+        raise ValueError(f"size must be (height, width) or one int, got {size!r}")
+    return tuple(check_int(s, "size", minimum=1) for s in size)
+
+
+def _check_image_options(n_train, n_test, size, resize_mode, classes, seed):
+    """The image loaders' options, checked before any file is read."""
+    check_seed(seed)
+    check_int(n_train, "n_train", minimum=1, allow_none=True)
+    check_int(n_test, "n_test", minimum=1, allow_none=True)
+    if size is not None:
+        _check_size(size)
+    check_choice(resize_mode, "resize_mode", ("area", "bilinear"))
+    if classes is not None:
+        if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+            raise TypeError(f"classes must be a sequence of labels, e.g. classes=range(5); got {classes!r}")
+        for c in classes:
+            check_int(c, "classes", minimum=0)
+
+
 def downsample(images, size, mode: str = "area", chunk: int = 8192) -> torch.Tensor:
     """Resize a stack of images ``(n, H, W)`` or ``(n, C, H, W)`` to ``size=(h, w)``.
 
@@ -275,20 +313,16 @@ def downsample(images, size, mode: str = "area", chunk: int = 8192) -> torch.Ten
     interpolates (with antialiasing, like ``torchvision.transforms.Resize``). Runs in
     vectorised chunks of ``chunk`` images. Returns float32 ``(n, [C,] h, w)``.
     """
-    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
-    x = x.to(torch.float32)
+    x = to_tensor(images, "images").to(torch.float32)
+    check_finite(x, "images")
+    chunk = check_int(chunk, "chunk", minimum=1)
     squeeze = x.ndim == 3
     if squeeze:
         x = x[:, None]
     if x.ndim != 4:
         raise ValueError(f"images must be (n, H, W) or (n, C, H, W); got shape {tuple(x.shape)}")
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size must be (height, width) with positive entries, got {size}")
-    if mode not in ("area", "bilinear"):
-        raise ValueError(f"mode must be 'area' or 'bilinear', got {mode!r}")
+    size = _check_size(size)
+    check_choice(mode, "mode", ("area", "bilinear"))
     out = []
     for i in range(0, len(x), chunk):
         xb = x[i:i + chunk]
@@ -303,6 +337,8 @@ def downsample(images, size, mode: str = "area", chunk: int = 8192) -> torch.Ten
 def _finish_images(name, Xtr, ytr, Xte, yte, *, n_classes, class_names, size, resize_mode,
                    flatten, classes, n_train, n_test, seed, description):
     """Shared tail of the image loaders: class filter, subsample, scale, resize."""
+    seed = check_seed(seed)
+    check_choice(resize_mode, "resize_mode", ("area", "bilinear"))
     Xtr, ytr, kept = _select_classes(Xtr, ytr, classes, "the training labels")
     Xte, yte, _ = _select_classes(Xte, yte, classes, "the test labels")
     if kept is not None:
@@ -339,6 +375,7 @@ def load_digits(*, test_size: float = 0.2, seed: int = 0, flatten: bool = True,
     16), stratified train/test split. Always available offline."""
     from sklearn import datasets
 
+    seed = check_seed(seed)
     d = datasets.load_digits()
     X = d.data.astype(np.float32) / 16.0
     y = d.target.astype(np.int64)
@@ -371,8 +408,8 @@ def load_iris(*, scale: str | None = "standard", test_size: float | int = 50, se
     """
     from sklearn import datasets
 
-    if scale not in IRIS_SCALES:
-        raise ValueError(f"scale must be one of {IRIS_SCALES}, got {scale!r}")
+    check_choice(scale, "scale", IRIS_SCALES)
+    seed = check_seed(seed)
     d = datasets.load_iris()
     X = d.data.astype(np.float32)
     y = d.target.astype(np.int64)
@@ -424,13 +461,20 @@ def make_planted(n_samples: int = 2000, n_features: int = 10, n_informative: int
     Because the non-informative columns are drawn independently of everything else,
     they carry exactly zero information about ``y``. ``Dataset.informative`` lists ``S``.
     """
-    n_samples, n_features = int(n_samples), int(n_features)
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_features = check_int(n_features, "n_features", minimum=1)
+    n_classes = check_int(n_classes, "n_classes")
+    seed = check_seed(seed)
+    label_noise = check_number(label_noise, "label_noise")
     if informative is None:
-        if not 1 <= int(n_informative) <= n_features:
+        n_informative = check_int(n_informative, "n_informative")
+        if not 1 <= n_informative <= n_features:
             raise ValueError(f"n_informative must be in 1..n_features={n_features}, got {n_informative}")
-        informative = list(range(int(n_informative)))
+        informative = list(range(n_informative))
     else:
-        informative = sorted(int(i) for i in informative)
+        if isinstance(informative, (str, bytes)) or not hasattr(informative, "__iter__"):
+            raise TypeError(f"informative must be a sequence of feature indices, got {informative!r}")
+        informative = sorted(check_int(i, "informative") for i in informative)
         if not informative or len(set(informative)) != len(informative) or \
                 min(informative) < 0 or max(informative) >= n_features:
             raise ValueError(f"informative must be distinct indices in 0..{n_features - 1}, got {informative}")
@@ -482,7 +526,12 @@ def make_xor(n_samples: int = 1000, n_bits: int = 2, *, noise: float = 0.1, n_di
     the same noise) are appended and carry no label information. ``label_noise`` flips
     that fraction of labels. ``Dataset.informative`` is ``[0, ..., k-1]``.
     """
-    n_samples, n_bits = int(n_samples), int(n_bits)
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_bits = check_int(n_bits, "n_bits")
+    n_distractors = check_int(n_distractors, "n_distractors", minimum=0)
+    noise = check_number(noise, "noise")
+    label_noise = check_number(label_noise, "label_noise")
+    seed = check_seed(seed)
     if n_bits < 1:
         raise ValueError(f"n_bits must be >= 1, got {n_bits}")
     if n_samples < 2 ** n_bits:
@@ -531,7 +580,7 @@ def read_idx(path) -> np.ndarray:
     Header: two zero bytes, a type byte (0x08 = uint8 ...), the number of dimensions,
     then one big-endian int32 per dimension; the data follow in C order.
     """
-    path = Path(path)
+    path = _as_path(path, "path")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         raw = fh.read()
@@ -603,9 +652,15 @@ def _torchvision_fetch(cls_name, root, download):
             te.data.numpy(), te.targets.numpy().astype(np.int64))
 
 
+def _as_path(p, name):
+    if not isinstance(p, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file or folder path (str or pathlib.Path), got {type(p).__name__}")
+    return Path(p)
+
+
 def _data_root(root):
     if root is not None:
-        return Path(root)
+        return _as_path(root, "root")
     return Path(os.environ.get("NIFKIT_DATA", DEFAULT_DATA_ROOT))
 
 
@@ -628,6 +683,7 @@ def load_fashion_mnist(root=None, download: bool = False, *, search_dirs: Sequen
     (relabelled ``0..k-1`` in the order given), ``size=(h, w)`` downsamples the images
     (see :func:`downsample`), ``flatten=False`` keeps ``(n, 1, h, w)``.
     """
+    _check_image_options(n_train, n_test, size, resize_mode, classes, seed)
     root_path = _data_root(root)
     dirs = _root_dirs(root_path, "FashionMNIST") + list(DEBIAN_FASHION_MNIST_DIRS if search_dirs is None else search_dirs)
     found = _idx_or_download(dirs, "FashionMNIST", root_path, download)
@@ -680,6 +736,9 @@ def load_mnist(root=None, download: bool = False, offline_subset: bool = True, *
     digits 0-4, images averaged down to 5x5 (``resize_mode="bilinear"`` interpolates
     instead). Other options as in :func:`load_fashion_mnist`.
     """
+    _check_image_options(n_train, n_test, size, resize_mode, classes, seed)
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, (int, float, np.integer, np.floating)):
+        raise TypeError(f"test_size must be a fraction (float) or a count (int), got {test_size!r}")
     root_path = _data_root(root)
     dirs = _root_dirs(root_path, "MNIST")
     found = _idx_or_download(dirs, "MNIST", root_path, download)
@@ -721,9 +780,9 @@ def load_banknote(path=None, *, scale: str | None = "standard", test_size: float
     the 0/1 label), or put it in ``~/.cache/nifkit/data`` (``$NIFKIT_DATA``).
     ``scale`` as in :func:`load_iris` (``"standard"``, ``"minmax"`` or ``None``).
     """
-    if scale not in (None, "standard", "minmax"):
-        raise ValueError(f"scale must be 'standard', 'minmax' or None, got {scale!r}")
-    p = Path(path) if path is not None else _data_root(None) / BANKNOTE_FILE
+    check_choice(scale, "scale", (None, "standard", "minmax"))
+    seed = check_seed(seed)
+    p = _as_path(path, "path") if path is not None else _data_root(None) / BANKNOTE_FILE
     if p.is_dir():
         p = p / BANKNOTE_FILE
     if not p.is_file():

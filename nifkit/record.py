@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import resolve_device, to_tensor
+from ._validation import check_choice, check_int, check_num_threads, resolve_device, to_tensor
 from .models.walk import resolve_layers
 from .runtime import ModelState, Progress
 
@@ -314,12 +314,17 @@ def _batches(data, targets, batch_size, split):
         if targets is not None:
             raise ValueError("targets was given but data is already an (X, y) pair; pass one of them")
         X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
+        _check_rows(X, "data[0]")
+        _check_rows(y, "data[1]")
         if len(X) != len(y):
             raise ValueError(f"data=(X, y) with {len(X)} inputs but {len(y)} targets")
         return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
     if isinstance(data, (torch.Tensor, np.ndarray)):
         X = to_tensor(data, "data")
+        _check_rows(X, "data")
         y = None if targets is None else to_tensor(targets, "targets")
+        if y is not None:
+            _check_rows(y, "targets")
         if y is not None and len(y) != len(X):
             raise ValueError(f"targets has {len(y)} rows but data has {len(X)}")
         return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
@@ -337,6 +342,11 @@ def _batches(data, targets, batch_size, split):
     )
 
 
+def _check_rows(t, name):
+    if t.ndim == 0:
+        raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
+
+
 def _tensor_batches(X, y, batch_size):
     for i in range(0, len(X), batch_size):
         yield X[i:i + batch_size], None if y is None else y[i:i + batch_size]
@@ -345,14 +355,18 @@ def _tensor_batches(X, y, batch_size):
 def _iter_batches(loader):
     for b in loader:
         if isinstance(b, torch.Tensor):
-            yield b, None
+            xb, yb = b, None
         elif isinstance(b, (tuple, list)) and b:
-            yield to_tensor(b[0], "batch[0]"), None if len(b) < 2 else to_tensor(b[1], "batch[1]")
+            xb, yb = to_tensor(b[0], "batch[0]"), None if len(b) < 2 else to_tensor(b[1], "batch[1]")
         elif isinstance(b, dict) and b:
             vals = list(b.values())
-            yield to_tensor(vals[0], "batch"), None if len(vals) < 2 else to_tensor(vals[1], "batch")
+            xb, yb = to_tensor(vals[0], "batch"), None if len(vals) < 2 else to_tensor(vals[1], "batch")
         else:
-            raise TypeError(f"each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
+            raise TypeError(f"data: each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
+        if xb.ndim == 0:
+            raise TypeError("data: a batch's inputs are a single number, so data was read as an iterable of "
+                            "batches; pass inputs as one tensor or array instead, e.g. np.asarray(data)")
+        yield xb, yb
 
 
 def _model_device_dtype(model):
@@ -418,6 +432,14 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    max_samples = check_int(max_samples, "max_samples", minimum=1, allow_none=True)
+    num_threads = check_num_threads(num_threads)
+    check_choice(reused, "reused", REUSED_MODES)
+    check_choice(split, "split", ("train", "test", "all"))
+    for flag, value in (("inputs", inputs), ("grads", grads), ("to_cpu", to_cpu)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
     dev_for_threads = resolve_device(device) if device is not None else _model_device_dtype(model)[0]
     with cpu_threads(num_threads, dev_for_threads):
         return _record(model, data, layers, batch_size=batch_size, inputs=inputs, grads=grads,
@@ -429,10 +451,8 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
             max_samples, reused, split, to_cpu):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < 1):
-        raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    max_samples = check_int(max_samples, "max_samples", minimum=1, allow_none=True)
     model_device, dtype = _model_device_dtype(model)
     dev = model_device if device is None else resolve_device(device)
     batches, n_batches, n_total = _batches(data, targets, int(batch_size), split)
@@ -456,14 +476,24 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
                     keep = max_samples - seen
                     xb = xb[:keep]
                     yb = None if yb is None else yb[:keep]
+                if xb.is_floating_point() and not bool(torch.isfinite(xb).all()):
+                    raise ValueError(f"data contains NaN or inf (in the batch starting at sample {seen}); "
+                                     "every activation downstream would be NaN. Remove or impute those "
+                                     "samples first, e.g. X[torch.isfinite(X).flatten(1).all(1)]")
                 xb = xb.to(dev, dtype) if xb.is_floating_point() else xb.to(dev)
                 if yb is not None:
                     yb = yb.to(dev)
-                if grads:
-                    out = _grad_step(model, xb, yb, loss_fn, flags)
-                else:
-                    with torch.no_grad():
-                        out = _first_tensor(model(xb), "output", "<model>")
+                try:
+                    if grads:
+                        out = _grad_step(model, xb, yb, loss_fn, flags)
+                    else:
+                        with torch.no_grad():
+                            out = _first_tensor(model(xb), "output", "<model>")
+                except RuntimeError as exc:  # same error, with the data's side of the story
+                    exc.add_note(f"nifkit.record: the model raised on a batch of data with shape "
+                                 f"{tuple(xb.shape)} and dtype {xb.dtype}; check that data has the "
+                                 "shape and dtype the model expects")
+                    raise
                 outputs.append(out.detach().to("cpu" if to_cpu else out.device))
                 if yb is not None:
                     ys.append(yb.detach().cpu())

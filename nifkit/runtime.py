@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validation import check_seed as _validation_check_seed
+
 # =======================================================================================
 # Thread policy  (self-contained section: cpu_threads, default_threads,
 # apply_thread_policy, with_thread_policy)
@@ -137,21 +139,10 @@ def with_thread_policy(fn):
 # Seeds
 # ======================================================================================
 def check_seed(seed, name: str = "seed", allow_none: bool = True):
-    """``seed`` as a Python int (numpy integers accepted), or None when allowed.
-
-    Raises ``TypeError`` for floats, bools, strings and other types and ``ValueError``
-    for negative seeds, naming the argument and the fix."""
-    if seed is None:
-        if allow_none:
-            return None
-        raise TypeError(f"{name} must be a non-negative integer, got None; pass e.g. {name}=0")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{name} must be a non-negative integer (e.g. {name}=0), got {seed!r} of type "
-                        f"{type(seed).__name__}")
-    seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {seed}; pass e.g. {name}=0")
-    return seed
+    """``seed`` as a Python int (numpy integers accepted), or None when allowed: the
+    check of :func:`nifkit._validation.check_seed` (the one door), with ``None`` allowed
+    by default (the caller documents what it means)."""
+    return _validation_check_seed(seed, name, allow_none=allow_none)
 
 
 def set_seed(seed: int) -> None:

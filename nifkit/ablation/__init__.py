@@ -56,6 +56,7 @@ Package layout: :mod:`.measures` (per-neuron measures), :mod:`.curves` (the engi
 curves), :mod:`.study` (all curves, importance, summaries), :mod:`.plots`,
 :mod:`.widget` (:class:`AblationExplorer`), :mod:`.exercise` (the checker).
 """
+from .._lazy import lazy_widget
 from ..info import kl_profile_from_counts
 from ..intervene import VALUES
 from .curves import (
@@ -103,10 +104,4 @@ __all__ = [
     "summarize_study", "AblationExplorer", "AblationView",
 ]
 
-
-def __getattr__(name):  # the widget needs ipywidgets: imported on first use only
-    if name in _WIDGET:
-        from . import widget
-
-        return getattr(widget, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

@@ -14,7 +14,7 @@ from torch import nn
 from .._validation import to_numpy
 from ..intervene import Knockouts, VALUES, as_float_tensor, check_labels, cumulative_masks
 from ..models.walk import unknown_layer_error
-from ..runtime import ModelState, model_device
+from ..runtime import ModelState, check_seed, model_device
 from .measures import MEASURE_LABELS
 
 __all__ = [
@@ -201,7 +201,7 @@ def ablation_order(values, direction: str = "descending", seed: int | None = Non
     if direction == "descending":
         return np.argsort(-values, kind="stable")
     if direction == "random":
-        g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        g = torch.Generator().manual_seed(0 if seed is None else check_seed(seed))
         return torch.randperm(len(values), generator=g).numpy()
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 

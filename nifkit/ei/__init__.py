@@ -73,17 +73,11 @@ counts), :mod:`.measure` (:func:`layer_ei`, :class:`LayerEI`, :class:`ModelEI`),
 :mod:`.model` (:func:`model_ei`, :func:`ei_over_training`, :func:`edge_ablation`),
 :mod:`.plots`, :mod:`.widget` (:class:`CausalExplorer`), :mod:`.exercise`.
 """
+from .._lazy import lazy_widget
 from .exercise import check_edge_sensitivity, identity_ei
 from .measure import MEASURES, LayerEI, ModelEI, layer_ei, plane_kind
-from .model import (
-    CausalHistory,
-    EdgeAblation,
-    edge_ablation,
-    ei_over_training,
-    history_from_results,
-    measured_layers,
-    model_ei,
-)
+from .model import CausalHistory, EdgeAblation, edge_ablation, ei_over_training, history_from_results
+from .model import measured_layers, model_ei
 from .sampling import CHUNK
 
 _WIDGET = ("CausalExplorer", "CausalView")
@@ -94,10 +88,4 @@ __all__ = [
     "check_edge_sensitivity", "CHUNK", "MEASURES", "CausalExplorer", "CausalView",
 ]
 
-
-def __getattr__(name):  # the widget needs ipywidgets: imported on first use only
-    if name in _WIDGET:
-        from . import widget
-
-        return getattr(widget, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

@@ -291,10 +291,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
             last = trace[-1][1]
             ei = last.get("ei", nan)
             if acc.parts:
-                m = acc.edge_mi()
-                if mask_f is not None:
-                    m = m * mask_f
-                edge_ei = m.cpu().numpy()
+                edge_ei = _on_edges(acc.edge_mi(), mask_f)
                 ei_parts = float(edge_ei.sum())
                 if keep_counts:
                     counts["joint"] = acc.joint.reshape(lay.n_in * bi, lay.n_out * bo).cpu().numpy()
@@ -316,10 +313,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
 
             strace = _drive(noise, sacc, n_sensitivity_samples, rows, est_sens, auto, cb, f"sensitivity of {name}")
             n_sens = sacc.n
-            m = sacc.edge_mi()
-            if mask_f is not None:
-                m = m * mask_f
-            edge_sens = m.cpu().numpy()
+            edge_sens = _on_edges(sacc.edge_mi(), mask_f)
             sens = float(edge_sens.sum())
             if keep_counts:
                 counts["sensitivity_joint"] = sacc.joint.cpu().numpy()
@@ -344,6 +338,11 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
         sensitivity_method=sens_method, trace=trace, sensitivity_trace=strace, notes=notes,
         counts=counts if keep_counts else None,
     )
+
+
+def _on_edges(m, mask_f) -> np.ndarray:
+    """Per-edge values as numpy, zero off the edges of a convolution (``mask_f``)."""
+    return (m if mask_f is None else m * mask_f).cpu().numpy()
 
 
 def _check_measures(measures):

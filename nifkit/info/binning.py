@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_2d
+from .._validation import as_2d, check_bin_range, check_choice, check_int, check_n_bins
 
 __all__ = ["Binner", "discretize", "METHODS", "BINARY_METHODS", "kmeans2_thresholds", "binary_thresholds", "binarize"]
 
@@ -47,16 +47,15 @@ class Binner:
 
     def validate(self) -> "Binner":
         """Check the settings now (fit does it too); raises ValueError naming the fix."""
-        if not isinstance(self.n_bins, (int, np.integer)) or isinstance(self.n_bins, bool) or self.n_bins < 2:
-            raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
-        if self.binning not in METHODS:
-            raise ValueError(f"binning must be one of {METHODS}, got {self.binning!r}")
+        self.n_bins = check_n_bins(self.n_bins, "n_bins")
+        check_choice(self.binning, "binning", METHODS)
         if self.binning == "fixed":
             if self.bin_range is None:
                 raise ValueError('binning="fixed" needs bin_range=(lo, hi), e.g. bin_range=(0, 1) for sigmoid units')
-            lo, hi = self.bin_range
-            if not (np.isfinite(lo) and np.isfinite(hi)) or not hi > lo:
-                raise ValueError(f"bin_range must be finite with hi > lo, got {self.bin_range!r}")
+            self.bin_range = check_bin_range(self.bin_range, "bin_range")
+        elif self.bin_range is not None:
+            raise ValueError(f"bin_range={self.bin_range!r} is only used by binning='fixed' (got binning={self.binning!r}); "
+                             "drop it or pass binning='fixed'")
         return self
 
     def fit(self, x) -> "Binner":
@@ -64,7 +63,7 @@ class Binner:
         self.validate()
         x = as_2d(x, "x")
         if self.binning != "fixed" and len(x) == 0:
-            raise ValueError("cannot fit bins on zero samples")
+            raise ValueError("x has no samples: cannot fit bins on zero samples")
         m = x.shape[1]
         b = self.n_bins
         if self.binning == "fixed":
@@ -90,6 +89,7 @@ class Binner:
         """
         if not hasattr(self, "edges_"):
             raise RuntimeError("Binner.transform called before fit; call fit(x) or fit_transform(x)")
+        chunk_bytes = check_int(chunk_bytes, "chunk_bytes", minimum=1)
         x = as_2d(x, "x")
         if x.shape[1] != self.n_features_:
             raise ValueError(f"x has {x.shape[1]} neurons but the binner was fitted on {self.n_features_}")

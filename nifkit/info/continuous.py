@@ -22,26 +22,25 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 
 from ..runtime import with_thread_policy
-from .._validation import as_2d
+from .._validation import as_2d, check_int, check_memory_budget, check_number, check_pairs, check_seed
 
 __all__ = ["gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs"]
 
 LN2 = np.log(2.0)
 
 
-def _pair(x, y):
-    x = as_2d(x, "x").astype(np.float64)
-    y = as_2d(y, "y").astype(np.float64)
+def _pair(x, y, nx="x", ny="y"):
+    x = as_2d(x, nx).astype(np.float64)
+    y = as_2d(y, ny).astype(np.float64)
     if len(x) != len(y):
-        raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
+        raise ValueError(f"{nx} and {ny} must have the same number of samples, got {len(x)} and {len(y)}")
     return x, y
 
 
 def gaussian_mi_analytic(rho, dim: int = 1) -> float:
     """``-dim/2 * log2(1 - rho**2)``: MI of ``dim`` independent pairs with correlation ``rho``."""
-    rho = float(rho)
-    if not -1 < rho < 1:
-        raise ValueError(f"rho must lie in (-1, 1), got {rho}")
+    rho = check_number(rho, "rho", minimum=-1, maximum=1, strict_min=True, strict_max=True)
+    dim = check_int(dim, "dim", minimum=1)
     return -0.5 * dim * np.log2(1.0 - rho**2)
 
 
@@ -51,7 +50,8 @@ def gaussian_mi(x, y) -> float:
     x, y = _pair(x, y)
     n, dx = x.shape
     if n <= x.shape[1] + y.shape[1]:
-        raise ValueError(f"too few samples ({n}) for a {dx + y.shape[1]}-dimensional covariance")
+        raise ValueError(f"too few samples in x and y ({n}) for a {dx + y.shape[1]}-dimensional covariance; "
+                         f"need at least {dx + y.shape[1] + 1}")
     c = np.cov(np.concatenate([x, y], axis=1), rowvar=False).reshape(dx + y.shape[1], -1)
     _, ld_x = np.linalg.slogdet(c[:dx, :dx])
     _, ld_y = np.linalg.slogdet(c[dx:, dx:])
@@ -61,18 +61,19 @@ def gaussian_mi(x, y) -> float:
     return float(0.5 * (ld_x + ld_y - ld_xy) / LN2)
 
 
-def _ksg_prepare(x, y, k, jitter, seed):
+def _ksg_prepare(x, y, k, jitter, seed, names="x and y"):
     """Check ``k`` against the sample count and add the tie-breaking jitter."""
     n = len(x)
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = check_int(k, "k", minimum=1)
+    jitter = check_number(jitter, "jitter", minimum=0)
+    seed = check_seed(seed)
     if n <= k + 1:
-        raise ValueError(f"KSG with k={k} needs more than {k + 1} samples, got {n}")
+        raise ValueError(f"too few samples in {names}: KSG with k={k} needs more than {k + 1} samples, got {n}")
     if jitter:
         rng = np.random.default_rng(seed)
         x = x + jitter * (x.std(axis=0) + 1e-300) * rng.standard_normal(x.shape)
         y = y + jitter * (y.std(axis=0) + 1e-300) * rng.standard_normal(y.shape)
-    return x, y
+    return x, y, k
 
 
 @with_thread_policy
@@ -84,7 +85,7 @@ def ksg_mi(x, y, k: int = 3, jitter: float = 1e-10, seed=0) -> float:
     """
     x, y = _pair(x, y)
     n = len(x)
-    x, y = _ksg_prepare(x, y, k, jitter, seed)
+    x, y, k = _ksg_prepare(x, y, k, jitter, seed)
     xy = np.concatenate([x, y], axis=1)
     dist, _ = cKDTree(xy).query(xy, k=k + 1, p=np.inf)
     eps = dist[:, -1]
@@ -99,7 +100,9 @@ def gaussian_mi_pairs(a, b) -> np.ndarray:
     """``-0.5 log2(1 - rho_ij^2)`` for every column ``i`` of ``a`` and ``j`` of ``b``,
     from one correlation matrix (equals :func:`gaussian_mi` per pair).
     A constant column has no linear dependence: its MI is 0."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "a", "b")
+    if len(a) < 3:
+        raise ValueError(f"too few samples in a and b: a correlation needs at least 3, got {len(a)}")
     za = a - a.mean(0)
     zb = b - b.mean(0)
     na = np.sqrt((za**2).sum(0))
@@ -123,10 +126,11 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
     Memory: about ``5 * 8 * n`` bytes per pair and sample row (distances, their maximum,
     comparison masks); blocks fit ``memory_budget``. Time grows as ``pairs * n**2``.
     """
-    a, b = _pair(a, b)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    a, b = _pair(a, b, "a", "b")
+    pairs = check_pairs(pairs, "pairs", a.shape[1], b.shape[1])
+    memory_budget = check_memory_budget(memory_budget)
     n = len(a)
-    a, b = _ksg_prepare(a, b, k, jitter, seed)
+    a, b, k = _ksg_prepare(a, b, k, jitter, seed, "a and b")
     ta = torch.from_numpy(np.ascontiguousarray(a.T))
     tb = torch.from_numpy(np.ascontiguousarray(b.T))
     per_row = 5 * 8 * n                      # bytes per (pair, sample row)

@@ -28,7 +28,7 @@ from itertools import combinations
 
 import numpy as np
 
-from .._validation import as_codes
+from .._validation import CORRECTIONS, as_codes, as_counts, check_correction, to_numpy
 
 __all__ = [
     "CORRECTIONS",
@@ -42,12 +42,19 @@ __all__ = [
 ]
 
 LN2 = np.log(2.0)
-CORRECTIONS = (None, "miller-madow")
+_check_correction = check_correction  # the name other modules import
 
 
-def _check_correction(correction):
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+def _check_counts(counts, axis):
+    """Counts as a finite, non-negative float64 array and ``axis`` as valid axes."""
+    c = as_counts(to_numpy(counts, "counts"), "counts")
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    for ax in axes:
+        if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, (int, np.integer)):
+            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        if not -c.ndim <= ax < max(c.ndim, 1):
+            raise ValueError(f"axis={axis!r} is out of range for counts of shape {c.shape}")
+    return c
 
 
 def _xlog2x(c):
@@ -66,9 +73,7 @@ def entropy_from_counts(counts, axis=-1, correction=None):
     number of occupied cells.
     """
     _check_correction(correction)
-    c = np.asarray(counts, dtype=np.float64)
-    if c.size and c.min() < 0:
-        raise ValueError("counts must be non-negative")
+    c = _check_counts(counts, axis)
     n = c.sum(axis=axis)
     s = _xlog2x(c).sum(axis=axis)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -79,24 +84,31 @@ def entropy_from_counts(counts, axis=-1, correction=None):
     return h[()] if np.ndim(h) == 0 else h
 
 
-def pack(*variables) -> np.ndarray:
+def pack(*variables, names=None) -> np.ndarray:
     """Pack one or more variables (1-D or 2-D codes, same number of samples) into a
-    single 1-D array of joint symbols ``0..m-1``."""
+    single 1-D array of joint symbols ``0..m-1``. ``names`` label the variables in
+    error messages (default ``"variable 0"``, ...)."""
     if not variables:
         raise ValueError("pack needs at least one variable")
+    if names is None:
+        names = [f"variable {i}" for i in range(len(variables))]
     cols = []
     n = None
-    for i, v in enumerate(variables):
-        v = as_codes(v, f"variable {i}")
+    for i, (v, name) in enumerate(zip(variables, names)):
+        v = as_codes(v, name)
         if n is None:
             n = len(v)
         elif len(v) != n:
             raise ValueError(
-                f"all variables must have the same number of samples; variable 0 has {n}, variable {i} has {len(v)}"
+                f"all variables must have the same number of samples; {names[0]} has {n}, {name} has {len(v)}"
             )
+        if len(v) == 0:
+            raise ValueError(f"{name} has no samples; pass at least one sample (row) per variable")
+        if v.ndim == 2 and v.shape[1] == 0:
+            raise ValueError(f"{name} has no columns (shape {v.shape}); pass at least one variable column")
         cols.append(v.reshape(len(v), -1))
     if n == 0:
-        raise ValueError("variables have no samples")
+        raise ValueError(f"{names[0]} has no samples; pass at least one sample (row) per variable")
     joint = np.concatenate(cols, axis=1)
     if joint.shape[1] == 1:
         return joint[:, 0]
@@ -108,8 +120,8 @@ def pack(*variables) -> np.ndarray:
     return np.unique(joint, axis=0, return_inverse=True)[1].ravel()
 
 
-def _H(correction, *variables) -> float:
-    labels = pack(*variables)
+def _H(correction, *variables, names=None) -> float:
+    labels = pack(*variables, names=names)
     counts = np.unique(labels, return_counts=True)[1]
     return float(entropy_from_counts(counts, correction=correction))
 
@@ -123,20 +135,23 @@ def entropy(*variables, correction=None) -> float:
 def conditional_entropy(x, given, correction=None) -> float:
     """``H(X | Z) = H(X, Z) - H(Z)`` in bits."""
     _check_correction(correction)
-    return _H(correction, x, given) - _H(correction, given)
+    return _H(correction, x, given, names=("x", "given")) - _H(correction, given, names=("given",))
 
 
 def mutual_information(x, y, correction=None) -> float:
     """``I(X;Y) = H(X) + H(Y) - H(X,Y)`` in bits (plug-in, optional Miller–Madow)."""
     _check_correction(correction)
-    return _H(correction, x) + _H(correction, y) - _H(correction, x, y)
+    hxy = _H(correction, x, y, names=("x", "y"))  # checks both, and their lengths, first
+    return _H(correction, x, names=("x",)) + _H(correction, y, names=("y",)) - hxy
 
 
 def conditional_mutual_information(x, y, z, correction=None) -> float:
     """``I(X;Y|Z) = H(X,Z) + H(Y,Z) - H(X,Y,Z) - H(Z)`` in bits."""
     _check_correction(correction)
+    hxyz = _H(correction, x, y, z, names=("x", "y", "z"))  # checks all three first
     return (
-        _H(correction, x, z) + _H(correction, y, z) - _H(correction, x, y, z) - _H(correction, z)
+        _H(correction, x, z, names=("x", "z")) + _H(correction, y, z, names=("y", "z")) - hxyz
+        - _H(correction, z, names=("z",))
     )
 
 
@@ -150,8 +165,10 @@ def co_information(*variables, correction=None) -> float:
         raise ValueError(f"co_information needs at least two variables, got {k}")
     if k > 12:
         raise ValueError(f"co_information over {k} variables needs 2^{k} entropies; pack some variables together")
+    pack(*variables)  # every variable checked (and named) before any entropy
     total = 0.0
     for size in range(1, k + 1):
         for subset in combinations(range(k), size):
-            total -= (-1) ** size * _H(correction, *(variables[i] for i in subset))
+            total -= (-1) ** size * _H(correction, *(variables[i] for i in subset),
+                                       names=[f"variable {i}" for i in subset])
     return total

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..runtime import with_thread_policy
-from .._validation import as_2d, resolve_device
+from .._validation import as_2d, check_int, check_number, check_pairs, check_seed, resolve_device
 
 __all__ = ["dv_mi", "dv_mi_pairs", "BatchedCritic"]
 
@@ -67,16 +67,23 @@ def _dv_bound(t_joint: torch.Tensor, t_marg: torch.Tensor) -> torch.Tensor:
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per column, computed safely for any finite input and
+    returned as float32: columns are first divided by their largest magnitude (in
+    float64), so squares cannot overflow even for values near the float64 limit, and the
+    float32 cast happens only after standardising (values beyond ~3e38 used to become
+    inf there). MI is invariant to both scalings. Constant columns become 0."""
+    x = np.asarray(x, dtype=np.float64)
+    scale = np.abs(x).max(axis=0) if len(x) else np.ones(x.shape[1])
+    x = x / np.where(scale > 0, scale, 1.0)
     sd = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return z.astype(np.float32)
 
 
 def _fit_dv(xs: torch.Tensor, ys: torch.Tensor, *, hidden, steps, batch_size, lr, n_eval_shuffles, gen,
             progress) -> torch.Tensor:
     """Train ``P`` critics on ``xs (P, n, dx)`` / ``ys (P, n, dy)``; DV bounds in nats."""
     P, n, _ = xs.shape
-    if steps < 1 or batch_size < 2 or hidden < 1 or n_eval_shuffles < 1:
-        raise ValueError("steps, hidden and n_eval_shuffles must be >= 1 and batch_size >= 2")
     dev = xs.device
     critic = BatchedCritic(P, xs.shape[2] + ys.shape[2], hidden, generator=gen).to(dev)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
@@ -117,18 +124,27 @@ def _defaults(kwargs):
     if unknown:
         raise TypeError(f"unknown DV options {sorted(unknown)}; valid: {sorted(opts)}")
     opts.update(kwargs)
+    # every option checked here, before any work: names in the messages are the options'
+    opts["hidden"] = check_int(opts["hidden"], "hidden", minimum=1)
+    opts["steps"] = check_int(opts["steps"], "steps", minimum=1)
+    opts["batch_size"] = check_int(opts["batch_size"], "batch_size", minimum=2)
+    opts["n_eval_shuffles"] = check_int(opts["n_eval_shuffles"], "n_eval_shuffles", minimum=1)
+    opts["lr"] = check_number(opts["lr"], "lr", minimum=0, strict_min=True)
+    opts["seed"] = check_seed(opts["seed"])  # numpy integers too: torch's manual_seed refused them
+    opts["device"] = resolve_device(opts["device"])
     return opts
 
 
 def _inputs(x, y, nx, ny):
     """Standardised float32 ``(n, d)`` arrays, checked for matching and sufficient samples."""
-    x = _standardise(as_2d(x, nx).astype(np.float32))
-    y = _standardise(as_2d(y, ny).astype(np.float32))
+    x = as_2d(x, nx)
+    y = as_2d(y, ny)
     if len(x) != len(y):
         raise ValueError(f"{nx} and {ny} must have the same number of samples, got {len(x)} and {len(y)}")
     if len(x) < 16:
-        raise ValueError(f"the DV estimator needs at least 16 samples, got {len(x)}")
-    return x, y
+        raise ValueError(f"too few samples in {nx} and {ny}: the DV estimator needs at least 16 samples, "
+                         f"got {len(x)}")
+    return _standardise(x), _standardise(y)
 
 
 @with_thread_policy
@@ -147,10 +163,10 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
     if pairs is None:
         ii, jj = np.meshgrid(np.arange(a.shape[1]), np.arange(b.shape[1]), indexing="ij")
         pairs = np.stack([ii.ravel(), jj.ravel()], axis=1)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    if pairs.size and (pairs[:, 0].max() >= a.shape[1] or pairs[:, 1].max() >= b.shape[1] or pairs.min() < 0):
-        raise ValueError("pairs index a neuron outside a or b")
-    dev = resolve_device(o.pop("device"))
+    pairs = check_pairs(pairs, "pairs", a.shape[1], b.shape[1])
+    if len(pairs) == 0:
+        return np.zeros(0)
+    dev = o.pop("device")
     gen = torch.Generator().manual_seed(o.pop("seed"))
     xs = torch.from_numpy(a[:, pairs[:, 0]].T.copy()).to(dev)[..., None]  # (P, n, 1)
     ys = torch.from_numpy(b[:, pairs[:, 1]].T.copy()).to(dev)[..., None]
@@ -163,7 +179,7 @@ def dv_mi(x, y, **options) -> float:
     variables ``x (n,) | (n, dx)``, ``y (n,) | (n, dy)``. Options as :func:`dv_mi_pairs`."""
     o = _defaults(options)
     x, y = _inputs(x, y, "x", "y")
-    dev = resolve_device(o.pop("device"))
+    dev = o.pop("device")
     gen = torch.Generator().manual_seed(o.pop("seed"))
     xs = torch.from_numpy(x).to(dev)[None]
     ys = torch.from_numpy(y).to(dev)[None]

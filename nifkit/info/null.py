@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import to_numpy
+from .._validation import check_callable, check_estimate, check_int, check_seed, to_numpy
 from .pairwise import pairwise_mi
 
 __all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test", "p_values"]
@@ -33,19 +33,32 @@ class ShuffleTest:
         return self.p_value < alpha
 
 
-def _check(n_shuffles):
-    if not isinstance(n_shuffles, (int, np.integer)) or n_shuffles < 1:
-        raise ValueError(f"n_shuffles must be a positive integer, got {n_shuffles!r}")
+def _check(n_shuffles, seed):
+    return check_int(n_shuffles, "n_shuffles", minimum=1), check_seed(seed)
 
 
 def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     """Null distribution of ``estimator(x, y_shuffled)`` for one pair; ``estimator`` is
-    any function ``(x, y) -> bits``, e.g. :func:`mutual_information` or :func:`ksg_mi`."""
-    _check(n_shuffles)
+    any function ``(x, y) -> bits``, e.g. :func:`mutual_information` or :func:`ksg_mi`.
+
+    The estimator must return one finite number for the data and for every shuffle:
+    a NaN would compare false with everything and make the p-value look significant,
+    so it raises ``ValueError`` (which call, and what it returned) instead."""
+    n_shuffles, seed = _check(n_shuffles, seed)
+    check_callable(estimator, "estimator")
     y = to_numpy(y, "y")
+    if y.ndim == 0:
+        raise ValueError(f"y must hold one value per sample, got a scalar {y!r}")
+    try:
+        n_x = len(x)
+    except TypeError:  # a scalar or a 0-d array: the estimator will say what it needs
+        n_x = len(y)
+    if n_x != len(y):
+        raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
     rng = np.random.default_rng(seed)
-    obs = float(estimator(x, y))
-    null = np.array([estimator(x, y[rng.permutation(len(y))]) for _ in range(n_shuffles)])
+    obs = check_estimate(estimator(x, y), "estimator", " on the observed (unshuffled) data")
+    null = np.array([check_estimate(estimator(x, y[rng.permutation(len(y))]), "estimator", f" on shuffle {i}")
+                     for i in range(n_shuffles)])
     p = (1 + np.sum(null >= obs)) / (1 + n_shuffles)
     return ShuffleTest(obs, null, float(p))
 
@@ -54,10 +67,10 @@ def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> 
     """Shuffle null for every pair of :func:`pairwise_mi` at once: each shuffle permutes
     the samples of ``b`` (or of a copy of ``a``) with one permutation for all neurons,
     which keeps every pair's marginals. ``kwargs`` go to :func:`pairwise_mi`."""
-    _check(n_shuffles)
+    n_shuffles, seed = _check(n_shuffles, seed)
     a = to_numpy(a, "a")
     other = a if b is None else to_numpy(b, "b")
-    obs = pairwise_mi(a, other, **kwargs)
+    obs = pairwise_mi(a, other, **kwargs)  # checks a, b and kwargs
     rng = np.random.default_rng(seed)
     null = np.stack([pairwise_mi(a, other[rng.permutation(len(other))], **kwargs) for _ in range(n_shuffles)])
     p = (1 + (null >= obs[None]).sum(axis=0)) / (1 + n_shuffles)

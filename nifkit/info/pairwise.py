@@ -29,9 +29,18 @@ import numpy as np
 import torch
 
 from ..runtime import with_thread_policy
-from .._validation import as_codes, check_n_samples, resolve_device
+from .._validation import (
+    as_codes,
+    as_counts,
+    check_correction,
+    check_memory_budget,
+    check_n_bins,
+    check_n_samples,
+    check_number,
+    resolve_device,
+)
 from ..config import DEFAULT_MEMORY_BUDGET
-from .discrete import CORRECTIONS, _check_correction
+from .discrete import _check_correction
 from .kernels import MAX_F32_EXACT as _MAX_F32_EXACT
 from .kernels import count_pairs
 
@@ -51,13 +60,18 @@ def mi_from_counts(joint, count_a, count_b, n, correction=None):
     ``count_b``: ``(..., Bb)`` (broadcastable); ``n``: number of samples.
     ``correction="miller-madow"`` adds ``(m_a + m_b - m_ab - 1) / (2 n ln 2)``.
     Works on torch tensors or numpy arrays (returns the same kind), float64.
+    Counts must be finite and non-negative and ``n`` positive (``ValueError`` otherwise).
     """
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    check_correction(correction)
     as_np = not isinstance(joint, torch.Tensor)
-    j = torch.as_tensor(joint, dtype=torch.float64)
-    ca = torch.as_tensor(count_a, dtype=torch.float64)
-    cb = torch.as_tensor(count_b, dtype=torch.float64)
+    j, ca, cb = (torch.as_tensor(as_counts(v, name)) for v, name in ((joint, "joint"), (count_a, "count_a"),
+                                                                       (count_b, "count_b")))
+    if j.ndim < 2:
+        raise ValueError(f"joint must have shape (..., Ba, Bb); got shape {tuple(j.shape)}")
+    if ca.ndim < 1 or cb.ndim < 1 or ca.shape[-1] != j.shape[-2] or cb.shape[-1] != j.shape[-1]:
+        raise ValueError(f"count_a (..., Ba) and count_b (..., Bb) must match joint (..., Ba, Bb); got shapes "
+                         f"{tuple(ca.shape)}, {tuple(cb.shape)} and {tuple(j.shape)}")
+    n = check_number(n, "n", minimum=0, strict_min=True)
     s_ab = _xlog2x(j).sum(dim=(-2, -1))
     s_a = _xlog2x(ca).sum(dim=-1)
     s_b = _xlog2x(cb).sum(dim=-1)
@@ -137,17 +151,31 @@ def _marginal_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
     return torch.bincount(flat, minlength=m * n_bins).reshape(m, n_bins).to(torch.float64)
 
 
-def _prepare(codes, name, n_bins, device):
+def _prepare(codes, name, n_bins, device, bins_name="n_bins"):
     c = as_codes(codes, name)
     if c.ndim == 1:
         c = c[:, None]
+    if c.shape[1] == 0:
+        raise ValueError(f"{name} has no neurons (shape {c.shape}); pass at least one column")
     if n_bins is None:
         n_bins = int(c.max()) + 1 if c.size else 2
     if c.size and c.max() >= n_bins:
-        raise ValueError(f"{name} has code {int(c.max())} but n_bins={n_bins}; codes must lie in 0..n_bins-1")
+        raise ValueError(f"{name} has code {int(c.max())} but {bins_name}={n_bins}; codes must lie in "
+                         f"0..{bins_name}-1 (pass a larger {bins_name}, or the codes of a Binner with it)")
     # small codes travel as uint8: one-hot comparisons and transposes move 8x less data
     t = torch.from_numpy(c.astype(np.uint8) if n_bins <= 256 else c)
     return t.to(device), int(max(n_bins, 2))
+
+
+def _bins_pair(n_bins, n_bins_b):
+    """Check ``n_bins`` (an int, an ``(a, b)`` pair or None) and ``n_bins_b``."""
+    n_bins = check_n_bins(n_bins, "n_bins", allow_pair=True, allow_none=True)
+    n_bins_b = check_n_bins(n_bins_b, "n_bins_b", allow_none=True)
+    if isinstance(n_bins, tuple):
+        if n_bins_b is not None:
+            raise ValueError("give the bins of b either in n_bins=(a, b) or in n_bins_b, not both")
+        n_bins, n_bins_b = n_bins
+    return n_bins, n_bins_b
 
 
 def _block_size(n_rows, ba, bb, budget, symmetric):
@@ -180,7 +208,8 @@ def pairwise_mi(
     a, b : integer codes ``(samples, neurons)`` (e.g. from :func:`discretize`). With
         ``b=None`` the MI matrix of ``a`` with itself is returned (symmetric, entropies
         on the diagonal) and only half of the pairs are computed.
-    n_bins, n_bins_b : number of code values (default: max code + 1).
+    n_bins, n_bins_b : number of code values (default: max code + 1); ``n_bins`` may
+        also be an ``(a, b)`` pair.
     correction : None or ``"miller-madow"``.
     memory_budget : bytes of temporaries allowed (default 512 MiB).
     device : torch device for the counting (``None``: CPU).
@@ -190,24 +219,30 @@ def pairwise_mi(
     The counting kernel (int8 or float32 product, both exact) is the one measured fastest
     on this machine: :func:`nifkit.info.counting_kernel_info` says which and why.
 
+    Too few samples for the bins are refused, as in ``flow_graph`` and ``layer_ei``:
+    with ``Ba`` and ``Bb`` bins a pair has ``Ba * Bb`` joint cells and ``n`` must be at
+    least that (below it the plug-in bias, about ``(Ba-1)(Bb-1) / (2 n ln 2)`` bits,
+    swamps the estimate); the ``ValueError`` gives the minimum.
+
     Returns ``(neurons_a, neurons_b)`` float64 array.
     """
     _check_correction(correction)
+    n_bins, n_bins_b = _bins_pair(n_bins, n_bins_b)
+    memory_budget = check_memory_budget(memory_budget)
     dev = resolve_device(device)
     ta, ba = _prepare(a, "a", n_bins, dev)
     symmetric = b is None
     if symmetric:
         tb, bb = ta, ba
     else:
-        tb, bb = _prepare(b, "b", n_bins_b if n_bins_b is not None else n_bins, dev)
+        tb, bb = _prepare(b, "b", n_bins_b if n_bins_b is not None else n_bins, dev,
+                          "n_bins_b" if n_bins_b is not None else "n_bins")
         if len(tb) != len(ta):
             raise ValueError(f"a and b must have the same number of samples, got {len(ta)} and {len(tb)}")
     n = len(ta)
     if n == 0:
         raise ValueError("a has no samples")
-    check_n_samples(n, 2, "a mutual-information estimate")
-    if memory_budget <= 0:
-        raise ValueError("memory_budget must be a positive number of bytes")
+    check_n_samples(n, max(2, ba * bb), f"a pair with {ba} x {bb} bins ({ba * bb} joint cells)", "a")
 
     ma, mb = ta.shape[1], tb.shape[1]
     cnt_a = _marginal_counts(ta, ba)
@@ -266,14 +301,18 @@ class PairwiseMI:
         self.n_bins_b = n_bins_b
         self.device = device
 
+    def _settings(self):
+        """Checked ``(n_bins, n_bins_b, device)`` of this accumulator."""
+        ba = check_n_bins(self.n_bins, "n_bins")
+        bb = check_n_bins(self.n_bins_b, "n_bins_b", allow_none=True)
+        return ba, ba if bb is None else bb, resolve_device(self.device)
+
     def update(self, a, b=None) -> "PairwiseMI":
         """Add a batch of codes (``b=None``: pairs within ``a``)."""
-        dev = resolve_device(self.device)
-        ba = self.n_bins
-        bb = self.n_bins_b if self.n_bins_b is not None else ba
+        ba, bb, dev = self._settings()
         ta, _ = _prepare(a, "a", ba, dev)
         self_pairs = b is None
-        tb = ta if self_pairs else _prepare(b, "b", bb, dev)[0]
+        tb = ta if self_pairs else _prepare(b, "b", bb, dev, "n_bins_b" if self.n_bins_b is not None else "n_bins")[0]
         if self_pairs:
             bb = ba
         if len(tb) != len(ta):
@@ -296,16 +335,36 @@ class PairwiseMI:
         return self
 
     def merge(self, other: "PairwiseMI") -> "PairwiseMI":
-        """Add the counts of another accumulator over the same neurons (e.g. a worker's)."""
+        """Add the counts of another accumulator over the same neurons (e.g. a worker's).
+
+        Both must count the same kind of pairs (within ``a``, or ``a`` x ``b``) with the
+        same bins and neurons, else ``ValueError``; ``other``'s counts are moved to this
+        accumulator's ``device`` (counts are exact, so the result does not depend on it).
+        """
+        if not isinstance(other, PairwiseMI):
+            raise TypeError(f"other must be a PairwiseMI accumulator, got {type(other).__name__}")
+        if other is self:
+            raise ValueError("other is this accumulator itself; merging it would double its counts")
+        ba, bb, dev = self._settings()
+        oba, obb, _ = other._settings()
+        if (ba, bb) != (oba, obb):
+            raise ValueError(f"cannot merge accumulators with different bins: n_bins={ba}, n_bins_b={bb} here "
+                             f"but n_bins={oba}, n_bins_b={obb} in other; build both with the same settings")
         if not hasattr(other, "inner_"):
             return self
         if not hasattr(self, "inner_"):
             for attr in ("self_pairs_", "inner_", "count_a_", "count_b_", "n_"):
                 v = getattr(other, attr)
-                setattr(self, attr, v.clone() if isinstance(v, torch.Tensor) else v)
+                setattr(self, attr, v.to(dev, copy=True) if isinstance(v, torch.Tensor) else v)
             return self
+        if self.self_pairs_ != other.self_pairs_:
+            kinds = {True: "pairs within a (update(a))", False: "pairs of a x b (update(a, b))"}
+            raise ValueError(f"cannot merge accumulators of different pairs: this one counts "
+                             f"{kinds[self.self_pairs_]}, other {kinds[other.self_pairs_]}")
         if self.inner_.shape != other.inner_.shape:
-            raise ValueError("cannot merge accumulators over different neurons or bins")
+            raise ValueError(f"cannot merge accumulators over different neurons: "
+                             f"{self.count_a_.shape[0]} x {self.count_b_.shape[0]} here, "
+                             f"{other.count_a_.shape[0]} x {other.count_b_.shape[0]} in other")
         self.inner_ += other.inner_.to(self.inner_.device)
         self.count_a_ += other.count_a_.to(self.inner_.device)
         self.count_b_ += other.count_b_.to(self.inner_.device)
@@ -321,5 +380,8 @@ class PairwiseMI:
         _check_correction(correction)
         if self.n_samples < 2:
             raise ValueError("need at least 2 samples; call update() with data first")
+        ba, bb = self.count_a_.shape[1], self.count_b_.shape[1]
+        check_n_samples(self.n_, ba * bb, f"a pair with {ba} x {bb} bins ({ba * bb} joint cells)",
+                        "the updates so far")
         mi = _mi_from_inner(self.inner_, self.count_a_, self.count_b_, self.n_, correction)
         return mi.cpu().numpy()

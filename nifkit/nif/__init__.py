@@ -52,6 +52,7 @@ Package layout: :mod:`.build` (layers, activities, edge estimates: :func:`flow_g
 :mod:`.graph` (:class:`FlowGraph` and the network science), :mod:`.plots`,
 :mod:`.widget` (:class:`FlowExplorer`), :mod:`.exercise` (the checker).
 """
+from .._lazy import lazy_widget
 from .build import DV_DEFAULTS, ESTIMATORS, INPUT_LAYER, flow_graph, flow_layers
 from .exercise import check_flow_attribution, flow_attribution_verdict
 from .graph import Attribution, FlowGraph, FlowPaths, attribution, betweenness, communities, strongest_paths
@@ -64,10 +65,4 @@ __all__ = [
     "flow_attribution_verdict", "FlowExplorer", "FlowView",
 ]
 
-
-def __getattr__(name):  # the widget needs ipywidgets: imported on first use only
-    if name in _WIDGET:
-        from . import widget
-
-        return getattr(widget, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

@@ -1,0 +1,41 @@
+r"""The one way to change a network while measuring it: knockouts.
+
+Every chapter that asks "what if these units (or edges) were not there?" goes through
+this module, with the same names as recording (module names from
+:func:`nifkit.models.walk`) and the same guarantees: the model runs in eval mode under
+``no_grad`` (Dropout off, BatchNorm statistics untouched), every hook is removed and
+every weight, mode and flag restored, also on exceptions.
+
+* :class:`Knockouts` evaluates **many** knockouts of one model on one labelled set at
+  once: ``evaluate(layers, masks, value)`` with bool masks ``(S, units)`` per layer gives
+  accuracy, loss and per-class accuracy for all ``S`` knockouts. Units are fixed to 0
+  (``"zero"``), to their mean over the set (``"mean"``) or to given values. For an
+  ``nn.Sequential`` the layers before the first knocked-out one run once (cached) and
+  the ``S`` variants go through the rest as one batch ``(samples, S, units)`` in
+  memory-bounded chunks; a following ``nn.Linear`` is evaluated with rank-one updates
+  for cumulative orders and single units, ``z_k = z_0 - sum_{j<k} (a_{o_j} - v_{o_j})
+  w_{o_j}``. Other models use forward hooks (one pass per knockout; correct, slower).
+* :func:`knock_out` is a context manager that knocks units out with hooks while you
+  run the model yourself.
+* :func:`evaluate_edge_knockouts` zeroes (or sets) **edges** (weights) of Linear layers,
+  ``S`` edge sets at once (batched weights); :func:`knock_out_edges` is the context
+  manager that edits weights in place and restores them.
+
+
+Package layout: :mod:`.units` (Knockouts, knock_out, input checks), :mod:`.edges`
+(knock_out_edges, evaluate_edge_knockouts).
+"""
+from .edges import evaluate_edge_knockouts, knock_out_edges
+from .units import (
+    VALUES,
+    KnockoutResult,
+    Knockouts,
+    as_float_tensor,
+    check_labels,
+    cumulative_masks,
+    flat_sequential,
+    knock_out,
+)
+
+__all__ = ["Knockouts", "KnockoutResult", "VALUES", "knock_out", "knock_out_edges", "evaluate_edge_knockouts",
+           "cumulative_masks", "flat_sequential", "check_labels", "as_float_tensor"]

@@ -1,0 +1,120 @@
+"""Knockouts of edges (weights of Linear layers): in place with restore
+(:func:`knock_out_edges`) or many edge sets at once (:func:`evaluate_edge_knockouts`).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import to_numpy
+from ..config import DEFAULT_MEMORY_BUDGET
+from ..models.walk import unknown_layer_error
+from ..runtime import ModelState, cpu_threads
+from .units import KnockoutResult, Knockouts
+
+__all__ = ["knock_out_edges", "evaluate_edge_knockouts"]
+
+
+def _edge_masks_for(model, edges):
+    modules = dict(model.named_modules())
+    out = {}
+    for name, mask in edges.items():
+        lin = modules.get(name)
+        if lin is None or name == "":
+            raise unknown_layer_error(name, [n for n in modules if n], what="edges")
+        if not isinstance(lin, nn.Linear):
+            raise TypeError(f"edge knockouts need an nn.Linear layer; {name!r} is a {type(lin).__name__}")
+        mk = torch.as_tensor(np.asarray(to_numpy(mask, f"edges[{name!r}]"), dtype=bool))
+        if mk.shape[-2:] != lin.weight.T.shape:
+            raise ValueError(f"the edge mask for {name!r} has shape {tuple(mk.shape)}, expected "
+                             f"(..., {lin.in_features}, {lin.out_features}) (inputs, outputs)")
+        out[name] = (lin, mk.to(lin.weight.device))
+    return out
+
+
+@contextlib.contextmanager
+def knock_out_edges(model: nn.Module, edges: dict, value: float = 0.0):
+    """Context manager: the weights ``edges[name][A, B] == True`` (masks ``(inputs,
+    outputs)``, like ``LayerEI.edge_ei``) of each named ``nn.Linear`` are set to
+    ``value`` in place; the model is in eval mode. Weights, modes and flags are restored
+    on exit, also on exceptions."""
+    masks = _edge_masks_for(model, edges)
+    with ModelState(model, eval=True, weights=True):
+        with torch.no_grad():
+            for lin, mk in masks.values():
+                lin.weight[mk.T] = value
+        yield model
+
+
+def evaluate_edge_knockouts(model: nn.Module, X, y, edges: dict, *, value: float = 0.0, device=None,
+                            memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
+                            batch_size: int = 4096) -> KnockoutResult:
+    """Accuracy, loss and per-class accuracy of ``S`` edge knockouts at once.
+
+    ``edges[name]``: bool ``(S, inputs, outputs)`` per ``nn.Linear`` layer; knockout ``s``
+    sets the weights ``edges[name][s]`` of every named layer to ``value``. For an
+    ``nn.Sequential`` the layers before the first edited one run once; the ``S``
+    variants of each edited layer are one batched product ``x @ (W * keep_s)^T`` and the
+    rest of the model runs on ``(samples * S)`` rows in memory-bounded chunks. Other
+    models run once per knockout with the weights edited in place (restored after). The
+    model is in eval mode under ``no_grad``; labels are checked."""
+    masks = _edge_masks_for(model, edges)
+    S = {mk.shape[0] if mk.ndim == 3 else None for _, mk in masks.values()}
+    if len(S) != 1 or None in S:
+        raise ValueError("every edge mask must be (S, inputs, outputs) with the same number S of knockouts")
+    S = S.pop()
+    eng = Knockouts(model, X, y, device=device, memory_budget=memory_budget, num_threads=num_threads,
+                    batch_size=batch_size)
+    with cpu_threads(num_threads, eng.device):
+        return _edge_knockouts(eng, model, masks, S, value, memory_budget)
+
+
+def _edge_knockouts(eng, model, masks, S, value, memory_budget) -> KnockoutResult:
+    flat = eng.flat
+    correct = torch.zeros(S, eng.n_classes, dtype=torch.float64, device=eng.device)
+    loss_sum = torch.zeros(S, dtype=torch.float64, device=eng.device)
+    if flat is None:
+        for s in range(S):  # generic models: one pass per knockout
+            with knock_out_edges(model, {n: mk[s] for n, (_, mk) in masks.items()}, value):
+                with torch.no_grad():
+                    logits = eng._forward_full(eng.X)
+            ok = (logits.argmax(1) == eng.y).to(eng.dtype)
+            correct[s] = (ok @ eng._onehot).double()
+            loss_sum[s] = F.cross_entropy(logits, eng.y, reduction="sum").double()
+        return eng._finish(correct, loss_sum)
+    names = [n for n, _ in flat]
+    pos = {names.index(n): n for n in masks}
+    first = min(pos)
+    h0 = eng.activations(names[first - 1]) if first > 0 else eng.X.to(eng.device, eng.dtype)
+    h0 = h0.reshape(len(h0), -1) if first > 0 else h0
+    keep = {n: (~mk).to(eng.dtype) for n, (_, mk) in masks.items()}
+    width = max(getattr(m, "out_features", 0) or 0 for _, m in flat) or 1
+    width = max(width, h0.shape[1] if h0.ndim == 2 else 1)
+    per = max(1, int(memory_budget // 2 // max(1, S * width * 4 * 4)))
+    with ModelState(model, eval=True, no_grad=True):
+        for ns in range(0, len(h0), per):  # loop over chunks of samples
+            h = h0[ns:ns + per]
+            n = len(h)
+            h = h[:, None].expand(n, S, *h.shape[1:]).reshape(n * S, *h.shape[1:])
+            for j in range(first, len(flat)):
+                name, mod = flat[j]
+                if name in masks:
+                    lin = mod
+                    w = lin.weight * keep[name].transpose(1, 2) + value * (1 - keep[name].transpose(1, 2))
+                    z = torch.einsum("nsi,soi->nso", h.reshape(n, S, -1), w)
+                    if lin.bias is not None:
+                        z = z + lin.bias
+                    h = z.reshape(n * S, -1)
+                else:
+                    h = mod(h)
+            logits = h.reshape(n, S, -1)
+            yb = eng.y[ns:ns + n]
+            ok = (logits.argmax(-1) == yb[:, None]).to(eng.dtype)
+            correct += (eng._onehot[ns:ns + n].T @ ok).T.double()
+            loss_sum += F.cross_entropy(logits.reshape(n * S, -1), yb.repeat_interleave(S),
+                                        reduction="none").reshape(n, S).double().sum(0)
+    return eng._finish(correct, loss_sum)
