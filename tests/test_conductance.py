@@ -192,7 +192,7 @@ def test_ite_formulas_and_critical_layer():
     p = plane_from_values(vals, y, n_bins=32)
     r = ite(p, "ratio")
     assert np.allclose(r.values, [0.0, 1.0, 2.0 / 5.0])  # I(T;Y) / I(X;T)
-    assert r.critical == "b"
+    assert r.critical == "b" and [row["critical"] for row in r.table()] == [False, True, False]
     g = ite(p, "gain")
     assert np.isnan(g.values[0]) and np.allclose(g.values[1:], [1.0, -0.6]) and g.critical == "b"
     with pytest.raises(ValueError, match="formula"):
@@ -209,6 +209,7 @@ def test_knockout_check_restores_and_ranks(trained):
     assert all(torch.equal(sd[k], v) for k, v in m.state_dict().items())
     assert np.all(ko.drop > 0.2)  # a whole layer at its mean leaves little
     part = knockout(m, d.X_test, d.y_test, names, fraction=0.5, n_repeats=3, seed=0)
+    assert [row["layer"] for row in part.table()] == names
     assert np.all(part.drop <= ko.drop + 1e-9)
     c = layer_conductance(m, d.X_test, names, target="true", labels=d.y_test, steps=4)
     rows = verdict_check([ite(information_plane(c, d.y_test, n_bins=4), "ratio")], part)
@@ -409,3 +410,26 @@ def test_imagenette_loader_reads_files_where_torchvision_keeps_them(tmp_path):
     assert sorted(set(ph.y.tolist()))[:10] == sorted(IMAGENETTE_TO_IMAGENET)  # balanced: every class first
     with pytest.raises(ValueError, match="size"):
         load_imagenette(4, root=tmp_path, size=8)
+
+
+def test_online_setup_runs_from_cached_files_without_network(tmp_path, monkeypatch):
+    import torchvision
+    from PIL import Image
+    from torchvision.datasets import Imagenette
+
+    from nifkit.conductance.zoo import load_imagenet_setup
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(),
+               folder / os.path.basename(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url))
+    rng = np.random.default_rng(1)
+    for wnid in sorted(Imagenette._WNID_TO_CLASS):
+        d = tmp_path / "datasets" / "imagenette2-160" / "val" / wnid
+        d.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(d / "a.JPEG")
+    net, ph = load_imagenet_setup(online=True, model="resnet18", n_images=3, size=40)  # files found: no download
+    assert len(ph) == 3 and ph.source.startswith("Imagenette")
+    r = layer_conductance(net, ph.X, steps=2, target="predicted")
+    assert r.names == blocks(net) and np.isfinite(r.gap).all()

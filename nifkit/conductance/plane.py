@@ -214,6 +214,9 @@ class ITE:
         v = np.where(np.isfinite(self.values), self.values, -np.inf)
         return self.names[int(np.argmax(v))]
 
+    def table(self) -> list[dict]:
+        return [{"layer": n, "ITE": float(v), "critical": n == self.critical} for n, v in zip(self.names, self.values)]
+
     def __repr__(self) -> str:
         vals = ", ".join(f"{n} {v:.3f}" for n, v in zip(self.names, self.values))
         return f"ITE[{self.formula}, {self.source}]({vals}; critical: {self.critical})"
@@ -256,6 +259,10 @@ class Knockout:
     @property
     def logit_drop(self) -> np.ndarray:
         return self.base_logit - self.logit
+
+    def table(self) -> list[dict]:
+        return [{"layer": n, "accuracy": float(a), "accuracy_drop": float(d), "logit_drop": float(g)}
+                for n, a, d, g in zip(self.names, self.accuracy, self.drop, self.logit_drop)]
 
     def rank(self, name: str) -> int:
         """1 = the largest accuracy drop (ties broken by the logit drop)."""

@@ -72,7 +72,8 @@ class Conductance:
         * ``"unit"`` - every unit (channel x position) is a column;
         * ``"channel"`` - summed over the spatial axes, one column per channel (a sum, not
           a mean, so the columns still add up to the layer total);
-        * ``"topk"`` - the ``k`` units with the largest mean ``|value|`` over samples.
+        * ``"topk"`` - the ``k`` units with the largest mean ``|conductance|`` over samples
+          (the same units for activations).
 
         ``which="activation"`` reduces the activations the same way (channel: mean).
         """
