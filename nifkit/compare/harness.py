@@ -140,6 +140,11 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "trai
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    seed = check_seed(seed, allow_none=False)
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict {{lens name: {{keyword: value}}}}, got {type(options).__name__}")
     if isinstance(lenses, str) or callable(lenses):
         lenses = [lenses]
     lenses = list(lenses)

@@ -103,6 +103,10 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer (the size of the knocked-out sets), got {k!r}")
     seed = check_seed(seed, allow_none=False)
+    if isinstance(max_sets, bool) or not isinstance(max_sets, (int, np.integer)) or max_sets < 1:
+        raise ValueError(f"max_sets must be a positive integer (how many k-sets to knock out at most), got {max_sets!r}")
+    if value not in ("mean", "zero"):
+        raise ValueError(f"value must be 'mean' or 'zero' (what a knocked-out neuron is fixed to), got {value!r}")
     neurons = hidden_neurons(model)
     X, y = as_xy(data, split, max_samples, seed)
     ko = Knockouts(model, X, y)
