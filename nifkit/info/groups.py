@@ -145,6 +145,22 @@ def _cmi_from_counts(cnt, n, table):
     return (s_xyz - s_xz - s_yz + s_z) / n
 
 
+def _cmi_rows(rows, gs, xyu, w, bx, by, n, table):
+    """``I(X;Y|Z_r)`` for every row ``r`` of compact labels ``rows`` (R, U) with ``gs[r]``
+    groups each, over distinct rows with joint (x, y) label ``xyu`` and weights ``w``.
+    The rows' cells are laid end to end (no padding to the widest row), counted with one
+    ``bincount`` and summed per row with ``np.add.reduceat``."""
+    nxy = bx * by
+    g_start = np.concatenate([[0], np.cumsum(gs)[:-1]]).astype(np.int64)
+    total = int(np.sum(gs))
+    key = (rows + g_start[:, None]) * nxy + xyu[None, :]
+    cnt = np.bincount(key.ravel(), weights=np.broadcast_to(w, key.shape).ravel(),
+                      minlength=total * nxy).astype(np.int64).reshape(total, bx, by)
+    per_group = (table[cnt].sum((1, 2)) - table[cnt.sum(2)].sum(1) - table[cnt.sum(1)].sum(1)
+                 + table[cnt.sum((1, 2))])
+    return np.add.reduceat(per_group, g_start) / n
+
+
 def cmi_from_labels(x, y, labels, n_groups: int | None = None) -> float:
     """``I(X;Y|Z)`` in bits with ``Z`` given by integer ``labels`` (samples,)."""
     x, y = _check_xy(x, y)
@@ -231,27 +247,27 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
     if np.sum(np.log2(np.maximum(card, 1))) >= 62:
         raise ValueError("the joint code of all variables does not fit 62 bits; binarise or use fewer variables")
     radix = np.concatenate([[1], np.cumprod(card[:-1])]).astype(np.int64)
+    exact_float = float(np.sum(np.log2(np.maximum(card, 1)))) < 52
+    cuf, radixf = cu.astype(np.float64), radix.astype(np.float64)
     # about a dozen (sets, distinct rows) int64 temporaries per block
     step = int(max(1, min(S, memory_budget // max(8 * 12 * U, 1))))
     for s in range(0, S, step):  # blocks of sets
         mb = mk[s:s + step]
         k = len(mb)
-        keys = cu @ (mb * radix).T  # (U, k) packed group keys
+        if exact_float:  # BLAS float64 product, exact below 2^53 (numpy has no BLAS for ints)
+            keys = (cuf @ (mb * radixf).T).astype(np.int64)  # (U, k) packed group keys
+        else:
+            keys = cu @ (mb * radix).T
         # unique (set, key) pairs -> compact labels per set, one sort for the block
         full = keys.T  # (k, U)
-        order = np.argsort(full, axis=1, kind="stable")
+        order = np.argsort(full, axis=1)  # any sort: labels follow the sorted values
         srt = np.take_along_axis(full, order, axis=1)
         new = np.ones_like(srt, dtype=bool)
         new[:, 1:] = srt[:, 1:] != srt[:, :-1]
         lab_sorted = np.cumsum(new, axis=1) - 1
         lab = np.empty_like(lab_sorted)
         np.put_along_axis(lab, order, lab_sorted, axis=1)
-        G = int(lab.max()) + 1
-        cells = G * bx * by
-        key = (lab * (bx * by) + xyu[None, :]) + np.arange(k)[:, None] * cells
-        cnt = np.bincount(key.ravel(), weights=np.broadcast_to(w, key.shape).ravel(),
-                          minlength=k * cells).astype(np.int64).reshape(k, G, bx, by)
-        out[s:s + k] = _cmi_from_counts(cnt, n, table)
+        out[s:s + k] = _cmi_rows(lab, lab_sorted[:, -1] + 1, xyu, w, bx, by, n, table)
     return out
 
 
@@ -306,15 +322,7 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.nd
             new = (csum[flat] - 1 - before[:, None]).astype(np.int32)
             rows = np.concatenate([rows, new])
             gs = np.concatenate([gs, csum[start_r + gs * cv - 1] - before])
-        R = len(rows)
-        g_start = np.concatenate([[0], np.cumsum(gs)[:-1]])  # first group of each row
-        total = int(gs.sum())
-        key = (rows + g_start[:, None]) * nxy + xyu[None, :]
-        cnt = np.bincount(key.ravel(), weights=np.broadcast_to(w, key.shape).ravel(),
-                          minlength=total * nxy).astype(np.int64).reshape(total, bx, by)
-        per_group = (table[cnt].sum((1, 2)) - table[cnt.sum(2)].sum(1) - table[cnt.sum(1)].sum(1)
-                     + table[cnt.sum((1, 2))])
-        out[t << kb:(t + 1) << kb] = np.add.reduceat(per_group, g_start) / n
+        out[t << kb:(t + 1) << kb] = _cmi_rows(rows, gs, xyu, w, bx, by, n, table)
         if progress is not None:
             progress(t + 1, 1 << top, "subsets")
     return out
