@@ -6,6 +6,7 @@ no widget error on the page."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -32,6 +33,26 @@ READOUT = re.compile(r"(\w+) vs (\w+): rho = ([+-][0-9.]+); neuron act1:(\d+) ra
                      r"top-(\d+) knockout drop: ")
 
 
+def _wait_for_neuron(page, j: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while f"neuron act1:{j} " not in readout_text(page, near=SLIDER):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the readout never reported neuron act1:{j}: "
+                                 f"{readout_text(page, near=SLIDER)!r}")
+        page.wait_for_timeout(250)
+
+
+def _settled_images(page, quiet: float = 1.5, timeout: float = 60.0):
+    last, since = widget_images(page, near=SLIDER), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        now = widget_images(page, near=SLIDER)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def test_capstone_explorer_slider(jupyter_server, browser_page, request):
     assert (NOTEBOOKS_DIR / NOTEBOOK).is_file(), f"notebooks/{NOTEBOOK} is missing"
     page = browser_page
@@ -47,9 +68,11 @@ def test_capstone_explorer_slider(jupyter_server, browser_page, request):
 
             old, new = move_slider(page, SLIDER, steps=3, key="ArrowRight")
             wait_for_readout_change(page, before, near=SLIDER)
-            after = wait_for_readout_settle(page, near=SLIDER)  # every key press recomputes
-            page.wait_for_timeout(500)  # let the redrawn figure land
-            images_after = widget_images(page, near=SLIDER)
+            # every key press recomputes, and on a busy machine the updates queue up: wait
+            # until the readout reports the slider's final neuron, then for the figure to settle
+            _wait_for_neuron(page, int(new))
+            after = wait_for_readout_settle(page, near=SLIDER)
+            images_after = _settled_images(page)
 
             m1 = READOUT.search(after)
             assert m1, f"unexpected readout {after!r}"
