@@ -1,10 +1,12 @@
 """nifkit: information-theoretic interpretability of neural networks, for Jupyter.
 
-Subpackages and modules: :mod:`nifkit.info` (estimators), :mod:`nifkit.record`
-(activations of named layers), :mod:`nifkit.data` (offline data sets), :mod:`nifkit.runtime`
-(the thread policy),
-:mod:`nifkit.models` (builders and training with snapshots), :mod:`nifkit.plots`,
-:mod:`nifkit.widgets`.
+Shared layers: :mod:`nifkit.info` (estimators and counts), :mod:`nifkit.models`
+(builders, training with snapshots, the layer walker), :mod:`nifkit.record` (activations
+of named layers), :mod:`nifkit.intervene` (knockouts), :mod:`nifkit.dynamics` (measures
+over training), :mod:`nifkit.runtime` (threads, seeds, progress, model state),
+:mod:`nifkit.data` (offline data sets), :mod:`nifkit.plots`, :mod:`nifkit.widgets`.
+One package per chapter: :mod:`nifkit.nif`, :mod:`nifkit.ablation`, :mod:`nifkit.ei`.
+See docs/engineers.md, "The house".
 """
 __version__ = "0.1.0"
 

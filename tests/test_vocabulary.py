@@ -17,7 +17,8 @@ import pytest
 
 PACKAGES = ["nifkit.info", "nifkit.models", "nifkit.record", "nifkit.intervene", "nifkit.dynamics", "nifkit.runtime",
             "nifkit.plots", "nifkit.nif", "nifkit.nif.plots", "nifkit.ablation", "nifkit.ablation.plots", "nifkit.ei",
-            "nifkit.ei.plots", "nifkit.exercises", "nifkit.data", "nifkit.compare", "nifkit.compare.plots"]
+            "nifkit.ei.plots", "nifkit.exercises", "nifkit.data", "nifkit.relay", "nifkit.relay.plots",
+            "nifkit.compare", "nifkit.compare.plots"]
 
 #: spellings that mean a table keyword under another name -> the keyword to use
 STRAY = {
