@@ -160,7 +160,7 @@ def test_plane_bounds_and_equality_with_core(trained):
                 v = c.flat(n, "channel", which=which)
                 codes = layer_codes(v, 5, est)
                 if est == "binned":  # one range per layer, shared by its units
-                    assert np.array_equal(codes, discretize(v, 5, "fixed", range=(v.min(), v.max())))
+                    assert np.array_equal(codes, discretize(v, 5, "fixed", (v.min(), v.max())))
                 assert math.isclose(p.i_xt[i], entropy(codes), abs_tol=1e-9)
                 assert math.isclose(p.i_ty[i], mutual_information(codes, y), abs_tol=1e-9)
                 # independent reference: scikit-learn's contingency-table MI (nats)

@@ -96,9 +96,9 @@ def layer_codes(values, n_bins: int = 30, estimator: str = "binned") -> np.ndarr
         lo, hi = float(v.min()), float(v.max())
         if not hi > lo:
             return np.zeros(v.shape, dtype=np.uint8)
-        return discretize(v, n_bins=n_bins, binning="fixed", bin_range=(lo, hi))
+        return discretize(v, n_bins, "fixed", (lo, hi))  # positional: the core's (binning, bin_range)
     if estimator == "quantile":
-        return discretize(v, n_bins=n_bins, binning="quantile")
+        return discretize(v, n_bins, "quantile")
     raise ValueError(f"estimator must be 'binned' or 'quantile' for codes, got {estimator!r}")
 
 
