@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 __all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
-           "check_kl_profile", "check_relay_information", "check_conductance"]
+           "check_kl_profile", "check_conductance", "check_relay_information", "check_lens"]
 
 _ENTROPY_CASES = [
     ("a fair coin", np.array([0.5, 0.5]), 1.0),
@@ -86,8 +86,9 @@ def __getattr__(name):
         "check_flow_attribution": "nifkit.nif",
         "check_edge_sensitivity": "nifkit.ei",
         "check_kl_profile": "nifkit.ablation",
-        "check_relay_information": "nifkit.relay",
         "check_conductance": "nifkit.conductance",
+        "check_relay_information": "nifkit.relay",
+        "check_lens": "nifkit.compare",
     }
     if name in homes:
         import importlib

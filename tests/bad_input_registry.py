@@ -321,6 +321,32 @@ ENTRIES: list[Entry] = [
                num_threads="num_threads", reused="choice", targets="paired", inputs="flag")),
 ]
 
+# ---- nifkit.compare (the capstone) -----------------------------------------------------
+from nifkit.compare import compare as _compare, knockout_truth as _knockout_truth  # noqa: E402
+from nifkit.models import mlp as _mlp_c  # noqa: E402
+
+_CMP_NET = _mlp_c([4, 5, 3], activation="tanh", seed=0)
+_CMP_X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+_CMP_Y = np.arange(40) % 3
+
+
+def _cmp(data=(_CMP_X, _CMP_Y), max_samples=None, seed=0, num_threads=None, split="train"):
+    return _compare(_CMP_NET, data, ["ablation"], max_samples=max_samples, seed=seed, num_threads=num_threads,
+                    split=split)
+
+
+def _truth(k=1, max_sets=10, seed=0, max_samples=None, value="mean"):
+    return _knockout_truth(_CMP_NET, (_CMP_X, _CMP_Y), k=k, max_sets=max_sets, seed=seed, max_samples=max_samples,
+                           value=value)
+
+
+ENTRIES += [
+    Entry("compare.compare", _cmp, dict(),
+          dict(max_samples="count_or_none", seed="seed", num_threads="num_threads", split="split")),
+    Entry("compare.knockout_truth", _truth, dict(),
+          dict(k="count", max_sets="count", seed="seed", max_samples="count_or_none", value="choice")),
+]
+
 #: (entry, argument, class) combinations that are not bad input for that entry
 SKIP = {
     # the fitted-binner transform accepts an empty batch (no samples in, none out)

@@ -18,7 +18,7 @@ import pytest
 PACKAGES = ["nifkit.info", "nifkit.models", "nifkit.record", "nifkit.intervene", "nifkit.dynamics", "nifkit.runtime",
             "nifkit.plots", "nifkit.nif", "nifkit.nif.plots", "nifkit.ablation", "nifkit.ablation.plots", "nifkit.ei",
             "nifkit.ei.plots", "nifkit.conductance", "nifkit.conductance.plots", "nifkit.relay", "nifkit.relay.plots",
-            "nifkit.exercises", "nifkit.data"]
+            "nifkit.compare", "nifkit.compare.plots", "nifkit.exercises", "nifkit.data"]
 
 #: spellings that mean a table keyword under another name -> the keyword to use
 STRAY = {

@@ -1,0 +1,37 @@
+r"""The capstone: five lenses on one network — do they agree on which neurons matter?
+
+The only package that imports the chapter packages. :func:`compare` scores every
+hidden neuron (addressed by :class:`nifkit.models.Neuron`, ``"layer:index"``) through
+each lens, with each chapter's own functions (:mod:`.lenses` documents the reduction
+to one number per neuron); :func:`knockout_truth` measures what the network loses
+without each neuron and each ``k``-set (batched knockouts through
+:mod:`nifkit.intervene`); :func:`score_lenses` scores the lenses against it (Spearman's
+rho, precision of the top-``k``, joint knockout of the top-``k``, modules recovered);
+:mod:`.agreement` gives the lens x lens matrix with intervals over samples and seeds and
+the cross-layer pitfall. Plots in :mod:`.plots`, the :class:`CompareExplorer` widget and
+the exercise checker :func:`check_lens`.
+"""
+from .agreement import Agreement, CrossLayer, agreement_matrix, bootstrap_agreement, cross_layer, seed_agreement
+from .exercise import check_lens
+from .harness import DEFAULT_LENSES, Comparison, as_xy, compare
+from .lenses import (
+    LENSES, LensScores, get_lens, hidden_neurons, lens_names, register_lens, unregister_lens, validate_scores,
+)
+from .truth import KnockoutTruth, LensScore, knockout_truth, module_knockouts, score_lenses, spearman
+
+_WIDGET = ("CompareExplorer", "CompareView")
+
+__all__ = [
+    "DEFAULT_LENSES", "Comparison", "compare", "as_xy", "LENSES", "LensScores", "get_lens", "hidden_neurons",
+    "lens_names", "register_lens", "unregister_lens", "validate_scores", "KnockoutTruth", "LensScore",
+    "knockout_truth", "module_knockouts", "score_lenses", "spearman", "Agreement", "CrossLayer", "agreement_matrix",
+    "bootstrap_agreement", "cross_layer", "seed_agreement", "check_lens", "CompareExplorer", "CompareView",
+]
+
+
+def __getattr__(name):  # the widget needs ipywidgets: imported on first use only
+    if name in _WIDGET:
+        from . import widget
+
+        return getattr(widget, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

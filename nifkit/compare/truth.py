@@ -1,0 +1,229 @@
+r"""Ground truth by knockouts, and each lens scored against it.
+
+The truth of a neuron's importance is what the network loses without it: the measured
+accuracy drop when the neuron is fixed at its mean (or 0) alone, and the mean drop over sets of
+``k`` neurons of its layer that contain it (all :math:`\binom{m}{k}` sets when there are
+at most ``max_sets``, else a seeded random sample), all through the one intervention
+mechanism, :class:`nifkit.intervene.Knockouts` (batched; no loop over sets).
+
+Each lens is scored by
+
+* Spearman's :math:`\rho` between its score and the single-knockout drop (and the
+  ``k``-set drop), pooled over the network and within each layer;
+* precision of its top-``k``: :math:`|\mathrm{top}_k(\text{lens}) \cap
+  \mathrm{top}_k(\text{drop})| / k`;
+* the accuracy drop when its top-``k`` neurons are knocked out **together**, beside the
+  best ``k``-set found by the knockouts;
+* on a composed network with known modules: how many modules it recovers (the top-``h``
+  neurons of its per-class scores for class ``t`` are the module of ``t``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from math import comb
+
+import numpy as np
+import torch
+
+from ..intervene import Knockouts
+from ..runtime import check_seed
+from .harness import Comparison, as_xy
+from .lenses import hidden_neurons
+
+__all__ = ["KnockoutTruth", "knockout_truth", "LensScore", "score_lenses", "module_knockouts", "spearman"]
+
+
+def spearman(a, b) -> float:
+    """Spearman's rho (NaN when either vector is constant or shorter than 3)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b)[0])
+
+
+@dataclass(repr=False)
+class KnockoutTruth:
+    """Measured knockout drops. ``drop[i]``: accuracy drop with neuron ``i`` alone at 0;
+    ``class_drop (neurons, classes)``; ``set_drop[i]``: mean drop over the ``k``-sets of
+    its layer containing it; ``best_sets[layer]``: the ``k``-set with the largest drop and
+    that drop; ``knockouts``: the :class:`~nifkit.intervene.Knockouts` (for more sets)."""
+
+    neurons: list
+    drop: np.ndarray
+    class_drop: np.ndarray
+    set_drop: np.ndarray
+    k: int
+    n_sets: dict
+    best_sets: dict
+    base_accuracy: float
+    knockouts: Knockouts
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list:
+        return list(dict.fromkeys(a.layer for a in self.neurons))
+
+    def masks(self, indices) -> list:
+        """Per-layer bool masks ``(1, units)`` of a set of neuron indices."""
+        idx = set(int(i) for i in np.atleast_1d(indices))
+        out = []
+        for lay in self.layers:
+            pos = [i for i, a in enumerate(self.neurons) if a.layer == lay]
+            out.append(np.array([[p in idx for p in pos]]))
+        return out
+
+    def set_accuracy_drop(self, sets) -> np.ndarray:
+        """Accuracy drop of each set of neuron indices knocked out together (one batched
+        evaluation; sets may span layers)."""
+        sets = [np.atleast_1d(s) for s in sets]
+        per = [self.masks(s) for s in sets]
+        masks = [np.concatenate([p[li] for p in per]) for li in range(len(self.layers))]
+        res = self.knockouts.evaluate(self.layers, masks, self.settings.get("value", "mean"))
+        return self.base_accuracy - res.accuracy
+
+    def __repr__(self) -> str:
+        return (f"KnockoutTruth({len(self.neurons)} neurons, base accuracy {self.base_accuracy:.3f}, "
+                f"max single drop {self.drop.max():.3f}, k={self.k})")
+
+
+def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str = "mean", split: str = "test",
+                   max_samples: int | None = None, seed: int = 0) -> KnockoutTruth:
+    """Single-neuron and ``k``-set knockout drops of every hidden neuron (see the module
+    docstring). ``data``: ``(X, y)`` or a Dataset (its ``split``, default the test part,
+    so the truth is measured on samples the lenses did not see).
+
+    ``value``: what a knocked-out neuron is fixed to, ``"mean"`` (default: its mean over
+    the samples, so it carries no information about the input) or ``"zero"`` (the relay
+    paper's choice). For tanh units with output biases 0 is not "absent" but a third
+    state that can push an output up: on the composed network a zeroed module can make
+    its class predicted more often, not less."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer (the size of the knocked-out sets), got {k!r}")
+    seed = check_seed(seed, allow_none=False)
+    if isinstance(max_sets, bool) or not isinstance(max_sets, (int, np.integer)) or max_sets < 1:
+        raise ValueError(f"max_sets must be a positive integer (how many k-sets to knock out at most), got {max_sets!r}")
+    if value not in ("mean", "zero"):
+        raise ValueError(f"value must be 'mean' or 'zero' (what a knocked-out neuron is fixed to), got {value!r}")
+    neurons = hidden_neurons(model)
+    X, y = as_xy(data, split, max_samples, seed)
+    ko = Knockouts(model, X, y)
+    layers = list(dict.fromkeys(a.layer for a in neurons))
+    C = ko.n_classes
+    base_cls = np.bincount(ko.y_np, weights=(ko.base_logits.argmax(1) == ko.y).cpu().numpy().astype(float),
+                           minlength=C) / np.maximum(ko.class_counts, 1)
+    drop, cdrop, sdrop, n_sets, best = [], [], [], {}, {}
+    rng = np.random.default_rng(seed)
+    for lay in layers:  # loop over layers
+        m = sum(a.layer == lay for a in neurons)
+        if k > m:
+            raise ValueError(f"k={k} is larger than layer {lay!r} ({m} neurons); pass k <= {m}")
+        r = ko.evaluate(lay, np.eye(m, dtype=bool), value, single=True)
+        drop.append(ko.base_accuracy - r.accuracy)
+        cdrop.append(base_cls[None] - r.class_accuracy)
+        total = comb(m, k)
+        if total <= max_sets:
+            sets = np.array(list(combinations(range(m), k)), dtype=np.int64)
+        else:  # a seeded sample of distinct k-sets (argsort of random keys per row)
+            sets = np.sort(np.argsort(rng.random((max_sets, m)), axis=1)[:, :k], axis=1)
+            sets = np.unique(sets, axis=0)
+        masks = np.zeros((len(sets), m), bool)
+        np.put_along_axis(masks, sets, True, axis=1)
+        acc = ko.evaluate(lay, masks, value).accuracy
+        d = ko.base_accuracy - acc
+        sdrop.append((masks.T @ d) / np.maximum(masks.sum(0), 1))
+        n_sets[lay] = len(sets)
+        b = int(np.argmax(d))
+        best[lay] = (sets[b].tolist(), float(d[b]))
+    return KnockoutTruth(neurons=neurons, drop=np.concatenate(drop), class_drop=np.concatenate(cdrop),
+                         set_drop=np.concatenate(sdrop), k=int(k), n_sets=n_sets, best_sets=best,
+                         base_accuracy=ko.base_accuracy, knockouts=ko,
+                         settings={"k": int(k), "max_sets": max_sets, "split": split, "n_samples": len(X),
+                                   "value": value, "seed": seed})
+
+
+def module_knockouts(truth: KnockoutTruth, modules: dict) -> np.ndarray:
+    """``drop[t, c]``: the accuracy drop of class ``c`` when module ``t`` (neuron indices)
+    is knocked out; on a composed network the largest entry of row ``t`` is ``c = t``."""
+    ko = truth.knockouts
+    keys = sorted(modules)
+    per = [truth.masks(modules[t]) for t in keys]
+    masks = [np.concatenate([p[li] for p in per]) for li in range(len(truth.layers))]
+    res = ko.evaluate(truth.layers, masks, truth.settings.get("value", "mean"))
+    base_cls = np.bincount(ko.y_np, weights=(ko.base_logits.argmax(1) == ko.y).cpu().numpy().astype(float),
+                           minlength=ko.n_classes) / np.maximum(ko.class_counts, 1)
+    return base_cls[None] - res.class_accuracy
+
+
+@dataclass(repr=False)
+class LensScore:
+    """How well each lens predicts the knockout truth: one row per lens (see
+    :func:`score_lenses`)."""
+
+    rows: list
+    k: int
+
+    def table(self) -> list:
+        return self.rows
+
+    def __getitem__(self, lens: str) -> dict:
+        for r in self.rows:
+            if r["lens"] == lens:
+                return r
+        raise KeyError(f"no lens {lens!r}; lenses: {[r['lens'] for r in self.rows]}")
+
+    def __repr__(self) -> str:
+        head = f"{'lens':>12} {'rho(drop)':>9} {'rho(k-set)':>10} {'prec@k':>6} {'top-k drop':>10} {'modules':>7}"
+        lines = [head] + [f"{r['lens']:>12} {r['spearman']:>+9.3f} {r['spearman_sets']:>+10.3f} "
+                          f"{r['precision']:>6.2f} {r['topk_drop']:>10.3f} "
+                          f"{'' if r['modules'] is None else r['modules']:>7}" for r in self.rows]
+        return "\n".join(lines)
+
+
+def score_lenses(comparison: Comparison, truth: KnockoutTruth, *, k: int | None = None, modules: dict | None = None,
+                 columns: dict | None = None) -> LensScore:
+    """Score every lens of ``comparison`` against ``truth`` (same network).
+
+    ``k``: size of the top sets (default ``truth.k``); ``modules``: ``{class: [neuron
+    indices]}`` when known, to count recovered modules from each lens's per-class
+    scores; ``columns``: ``{lens: column}`` to score another column than the primary.
+    """
+    if [str(a) for a in comparison.neurons] != [str(a) for a in truth.neurons]:
+        raise ValueError("comparison and truth are of different networks (their hidden neurons differ); "
+                         "compute both for the same model")
+    k = truth.k if k is None else int(k)
+    if not 1 <= k <= len(truth.neurons):
+        raise ValueError(f"k must be in 1..{len(truth.neurons)}, got {k}")
+    columns = dict(columns or {})
+    true_top = set(np.argsort(-truth.drop, kind="stable")[:k].tolist())
+    names = comparison.names
+    tops = {n: np.argsort(-comparison.score(n, columns.get(n)), kind="stable")[:k] for n in names}
+    joint = truth.set_accuracy_drop([tops[n] for n in names] + [sorted(true_top)])
+    li = comparison.layer_of()
+    rows = []
+    for i, n in enumerate(names):
+        s = comparison.score(n, columns.get(n))
+        within = [spearman(s[li == L], truth.drop[li == L]) for L in range(len(comparison.layers))]
+        row = {"lens": n, "column": columns.get(n, comparison.lenses[n].primary),
+               "spearman": spearman(s, truth.drop), "spearman_sets": spearman(s, truth.set_drop),
+               "spearman_within": float(np.nanmean(within)) if not np.all(np.isnan(within)) else float("nan"),
+               "precision": len(true_top & set(tops[n].tolist())) / k, "topk": tops[n].tolist(),
+               "topk_drop": float(joint[i]), "modules": None}
+        pc = comparison.lenses[n].per_class
+        if modules is not None and pc is not None:
+            hit = 0
+            for t, mem in modules.items():
+                if t < len(pc) and np.all(np.isfinite(pc[t])):
+                    hit += set(np.argsort(-pc[t], kind="stable")[:len(mem)].tolist()) == set(mem)
+            row["modules"] = int(hit)
+        rows.append(row)
+    rows.append({"lens": "knockout (truth)", "column": "drop", "spearman": 1.0,
+                 "spearman_sets": spearman(truth.drop, truth.set_drop), "spearman_within": 1.0, "precision": 1.0,
+                 "topk": sorted(true_top), "topk_drop": float(joint[-1]), "modules": None})
+    if modules is not None:
+        cd = truth.class_drop.T  # (classes, neurons)
+        rows[-1]["modules"] = int(sum(set(np.argsort(-cd[t], kind="stable")[:len(m)].tolist()) == set(m)
+                                      for t, m in modules.items() if t < len(cd)))
+    return LensScore(rows=rows, k=k)
