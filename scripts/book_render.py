@@ -51,7 +51,7 @@ class Renderer:
                   "blockquote": "blockquote", "subscript": "sub", "superscript": "sup",
                   "delete": "del", "underline": "u", "table": "table", "tableRow": "tr",
                   "caption": "figcaption", "definitionList": "dl", "definitionTerm": "dt",
-                  "definitionDescription": "dd", "legend": "div"}
+                  "definitionDescription": "dd", "legend": "div", "span": "span"}
         if t in simple:
             tag = simple[t]
             if t == "table":

@@ -114,3 +114,32 @@ def test_over_snapshots(net_xy):
     assert traj.values(lambda r: r)[-1] == pytest.approx(_acc(net, X, y))
     with pytest.raises(KeyError, match="no snapshots at epochs"):
         over_snapshots(tr, len, epochs=[3])
+
+
+def test_layer_knockouts_live_in_intervene_restore_the_model_and_serve_chapter_2():
+    from nifkit.conductance import Knockout, knockout
+    from nifkit.intervene import LayerKnockouts, knock_out_layers
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3))
+    net.train()
+    X, y = torch.randn(40, 4), torch.arange(40) % 3
+    before = [p.detach().clone() for p in net.parameters()]
+    ko = knock_out_layers(net, X, y, ["1", "4"], mode="zero")
+    assert isinstance(ko, LayerKnockouts) and Knockout is LayerKnockouts
+    assert net.training and all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert not any(m._forward_hooks for m in net.modules())
+    # zeroing the last hidden layer leaves only the output bias: accuracy of argmax(bias)
+    with torch.no_grad():
+        net.eval()
+        base = net(X)
+        net.train()
+    assert ko.base_accuracy == int((base.argmax(1) == y).sum()) / len(y)
+    assert ko.accuracy[1] == int((y == int(net[5].bias.argmax())).sum()) / len(y)
+    same = knockout(net, X, y, ["1", "4"], mode="zero")
+    np.testing.assert_array_equal(same.accuracy, ko.accuracy)
+    np.testing.assert_array_equal(same.logit, ko.logit)
+    with pytest.raises(ValueError, match="unknown layer 'fc9'"):
+        knock_out_layers(net, X, y, ["fc9"])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        knock_out_layers(net, X, y, ["1"], mode="noise")

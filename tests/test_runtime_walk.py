@@ -149,3 +149,31 @@ def test_neuron_address():
     assert Neuron.parse("layer1.0.conv:12") == ("layer1.0.conv", 12)
     with pytest.raises(ValueError, match="layer:index"):
         Neuron.parse("fc1")
+
+
+def test_blocks_lives_in_the_walker_and_chapter_2_reexports_it():
+    import nifkit.conductance
+    from nifkit.models import blocks
+
+    assert nifkit.conductance.blocks is blocks
+    # no blocks: the activation modules, without the output activation and without Identity
+    net = nn.Sequential(nn.Linear(4, 5), nn.SELU(), nn.Identity(), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 2),
+                        nn.Softmax(dim=1))
+    assert blocks(net) == ["1", "4"]
+    out_act = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2), nn.Sigmoid())
+    assert blocks(out_act) == ["1"]  # the final Sigmoid is the output, not a hidden layer
+    # blocks: modules with children directly inside a container
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    nested = nn.Sequential(nn.Sequential(Block(), Block()), nn.Linear(4, 2))
+    assert blocks(nested) == ["0.0", "0.1"]
+    with pytest.raises(ValueError, match="could not find blocks"):
+        blocks(nn.Sequential(nn.Linear(4, 2)))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        blocks("net")

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from ..models import walk
-from ..widgets.base import Explorer, layer_picker
+from ..widgets.base import STYLE, Explorer, layer_picker
 from .curves import DIRECTIONS, AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURE_LABELS, MEASURES, NeuronMeasures, hidden_layers, layer_activations, neuron_measures
 from .plots import (
@@ -20,9 +20,6 @@ from .plots import (
 )
 
 __all__ = ["AblationExplorer", "AblationView"]
-
-_STYLE = {"description_width": "initial"}
-
 
 @dataclass(repr=False)
 class AblationView:
@@ -93,10 +90,10 @@ class AblationExplorer(Explorer):
         controls = {
             "layer": layer_picker(self.layers),
             "measure": W.Dropdown(options=[(MEASURE_LABELS[m], m) for m in MEASURES], value="mi",
-                                  description="measure", style=_STYLE),
-            "order": W.Dropdown(options=list(DIRECTIONS), value="descending", description="order", style=_STYLE),
+                                  description="measure", style=STYLE),
+            "order": W.Dropdown(options=list(DIRECTIONS), value="descending", description="order", style=STYLE),
             "ablated": W.IntSlider(value=min(m0 // 4, m0), min=0, max=m0, description="ablated",
-                                   continuous_update=False, style=_STYLE),
+                                   continuous_update=False, style=STYLE),
         }
         super().__init__(controls, title="Information-ordered cumulative ablation", figsize=(12.5, 3.6), ncols=3)
 

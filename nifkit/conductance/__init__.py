@@ -1,7 +1,8 @@
 """Chapter 2: the conductance-based information plane and ITE (Dabounou & Baazzouz 2024).
 
 * :mod:`.attribution` - conductance of every unit of every chosen layer from one
-  interpolation batch (:func:`layer_conductance`), baselines, alpha rules, :func:`blocks`;
+  interpolation batch (:func:`layer_conductance`), baselines, alpha rules; :func:`blocks`
+  (its default layers) is the one walker's, re-exported from :mod:`nifkit.models`;
 * :mod:`.plane` - the information plane of conductance and of activations, ITE
   (reconstructed formulas), the knockout check, trajectories through training;
 * :mod:`.zoo` - EfficientNet-Lite0 and 20 ImageNet photos offline; torchvision's

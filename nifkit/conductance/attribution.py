@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .._validation import resolve_device, to_tensor
+from ..models.walk import blocks  # the default layers: the one walker's blocks
 from .result import Conductance
 
 #: default bytes of temporaries per chunk: half the project's default, because the autograd
@@ -46,9 +47,6 @@ __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_bas
 METHODS = ("riemann_trapezoid", "gausslegendre", "riemann_left", "riemann_right", "riemann_middle")
 BASELINES = ("zeros", "mean", "blur", "uniform")
 OUTPUTS = ("logits", "softmax", "log_softmax")
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus,
-                nn.Hardswish, nn.Hardtanh, nn.Mish)
-_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 # --------------------------------------------------------------------------------------
@@ -70,41 +68,6 @@ def path_alphas(steps: int, method: str = "riemann_trapezoid") -> np.ndarray:
               "riemann_right": (1.0 / n, 1.0), "riemann_middle": (0.5 / n, 1.0 - 0.5 / n)}[method]
     # float32 linspace, as torch.linspace builds Captum's grid
     return torch.linspace(lo, hi, n).double().numpy()
-
-
-def blocks(model: nn.Module) -> list[str]:
-    """Default layers to attribute to: the model's *blocks*.
-
-    A block is a module with children that sits directly in a container
-    (``nn.Sequential``/``ModuleList``): torchvision ResNet's ``layer1.0 ... layer4.1``,
-    EfficientNet's ``_blocks.0 ... _blocks.15``. A model without such modules (a plain
-    ``nn.Sequential`` such as :func:`nifkit.models.small_cnn`, or VGG's ``features``)
-    gets its activation modules instead (``act1, act2``; VGG's ReLUs), leaving out one
-    at the very end (an output activation). Hooking blocks avoids the modules reused at
-    several points (ResNet's one ``relu`` per block, EfficientNet's shared swish).
-
-    (To join the project's one layer walker in ``nifkit.models`` when it lands.)
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    mods = dict(model.named_modules())
-    out = []
-    for name, m in mods.items():
-        if not name or isinstance(m, _CONTAINERS) or not any(True for _ in m.children()):
-            continue
-        parent = mods.get(name.rsplit(".", 1)[0] if "." in name else "")
-        if isinstance(parent, _CONTAINERS):
-            out.append(name)
-    if out:
-        return out
-    leaves = [n for n, m in mods.items() if n and not any(True for _ in m.children())]
-    acts = [n for n in leaves if isinstance(mods[n], _ACTIVATIONS)]
-    if acts and leaves and acts[-1] == leaves[-1]:
-        acts = acts[:-1]
-    if not acts:
-        raise ValueError("layers: could not find blocks or activation modules in this model; "
-                         "pass layers=[...] with names from model.named_modules()")
-    return acts
 
 
 def _resolve(model: nn.Module, layers) -> list[str]:

@@ -31,12 +31,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from .._validation import as_2d, to_tensor
 from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
-from .attribution import Conductance, _cpu_threads, _resolve, layer_conductance
+from ..intervene.layers import LAYER_MODES, LayerKnockouts, knock_out_layers
+from .attribution import Conductance, _resolve, layer_conductance
 
 __all__ = ["ESTIMATORS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
            "layer_codes", "plane_from_values", "information_plane", "ite", "knockout", "verdict_check",
@@ -44,7 +44,7 @@ __all__ = ["ESTIMATORS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "
 
 ESTIMATORS = ("binned", "quantile", "gaussian")
 ITE_FORMULAS = ("ratio", "gain")
-KNOCKOUT_MODES = ("mean", "zero", "bypass")
+KNOCKOUT_MODES = LAYER_MODES
 
 
 @dataclass(repr=False)
@@ -239,39 +239,8 @@ def ite(plane: InformationPlane, formula: str = "ratio") -> ITE:
 # --------------------------------------------------------------------------------------
 # Knockout check
 # --------------------------------------------------------------------------------------
-@dataclass(repr=False)
-class Knockout:
-    """Accuracy and mean target logit with each layer knocked out (``mode``), against the
-    intact model: ``drop[l] = base_accuracy - accuracy[l]``."""
-
-    names: list
-    accuracy: np.ndarray
-    logit: np.ndarray
-    base_accuracy: float
-    base_logit: float
-    mode: str
-    notes: list = field(default_factory=list)
-
-    @property
-    def drop(self) -> np.ndarray:
-        return self.base_accuracy - self.accuracy
-
-    @property
-    def logit_drop(self) -> np.ndarray:
-        return self.base_logit - self.logit
-
-    def table(self) -> list[dict]:
-        return [{"layer": n, "accuracy": float(a), "accuracy_drop": float(d), "logit_drop": float(g)}
-                for n, a, d, g in zip(self.names, self.accuracy, self.drop, self.logit_drop)]
-
-    def rank(self, name: str) -> int:
-        """1 = the largest accuracy drop (ties broken by the logit drop)."""
-        key = np.lexsort((-self.logit_drop, -self.drop))
-        return int(np.flatnonzero(np.array(self.names)[key] == name)[0]) + 1
-
-    def __repr__(self) -> str:
-        d = ", ".join(f"{n} {v:+.3f}" for n, v in zip(self.names, self.drop))
-        return f"Knockout[{self.mode}](base accuracy {self.base_accuracy:.3f}; drops: {d})"
+#: chapter 2's names for the shared layer knockouts of :mod:`nifkit.intervene.layers`
+Knockout = LayerKnockouts
 
 
 def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fraction: float = 1.0,
@@ -284,101 +253,10 @@ def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fractio
     hooks are restored; ``num_threads`` as in :func:`layer_conductance`. ``fraction < 1`` knocks out only that share of the layer's channels
     (axis 1), drawn at random, and averages over ``n_repeats`` draws (seeded): in a plain
     feed-forward stack, removing a whole layer destroys everything whichever layer it is.
-    (A candidate for the shared ``nifkit.intervene``.)
+    (Runs on :func:`nifkit.intervene.knock_out_layers`; ``layers`` default: :func:`blocks`.)
     """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    if isinstance(n_repeats, bool) or not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
-        raise ValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
-    rng = np.random.default_rng(seed)
-    if mode not in KNOCKOUT_MODES:
-        raise ValueError(f"mode must be one of {KNOCKOUT_MODES}, got {mode!r}")
-    names = _resolve(model, layers)
-    X = to_tensor(X, "X").float()
-    y = to_tensor(y, "y").reshape(-1).long()
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must hold the same positive number of samples, got {len(X)} and {len(y)}")
-    mods = dict(model.named_modules())
-    modes = [(m, m.training) for m in model.modules()]
-    dev = next(model.parameters()).device
-    notes: list = []
-    noted: set = set()
-    means: dict = {}
-    handles = []
-
-    def run():
-        correct, logit = 0, 0.0
-        for s in range(0, len(X), batch_size):
-            out = model(X[s:s + batch_size].to(dev)).float().cpu()
-            yb = y[s:s + batch_size]
-            correct += int((out.argmax(1) == yb).sum())
-            logit += float(out[torch.arange(len(yb)), yb].sum())
-        return correct / len(X), logit / len(X)
-
-    threads = _cpu_threads(num_threads, dev)
-    try:
-        threads.__enter__()
-        model.eval()
-        sums = {n: None for n in names}
-
-        def acc_hook(name):
-            def h(mod, a, o):
-                s = o.detach().double().sum(0)
-                sums[name] = s if sums[name] is None else sums[name] + s
-            return h
-
-        handles = [mods[n].register_forward_hook(acc_hook(n)) for n in names]
-        with torch.no_grad():
-            base_acc, base_logit = run()
-        for h in handles:
-            h.remove()
-        handles = []
-        means = {n: (sums[n] / len(X)).float() for n in names}
-        accs, logits = [], []
-        for n in names:
-            n_ch = means[n].shape[0] if means[n].ndim else 1
-            reps = 1 if fraction >= 1 else int(n_repeats)
-            a_sum = lg_sum = 0.0
-            for _ in range(reps):
-                mask = None
-                if fraction < 1:
-                    pick = rng.permutation(n_ch)[: max(1, int(round(fraction * n_ch)))]
-                    mask = torch.zeros(n_ch, dtype=torch.bool)
-                    mask[torch.as_tensor(pick)] = True
-
-                def replace(mod, args, out, n=n, mask=mask):
-                    if mode == "zero":
-                        new = torch.zeros_like(out)
-                    elif mode == "bypass" and isinstance(args[0], torch.Tensor) and args[0].shape == out.shape:
-                        new = args[0]
-                    else:
-                        if mode == "bypass" and n not in noted:
-                            noted.add(n)
-                            notes.append(f"{n}: input and output shapes differ, mean used instead of bypass")
-                        new = means[n].to(out.device, out.dtype).expand_as(out)
-                    if mask is None:
-                        return new
-                    m = mask.to(out.device).view(1, -1, *([1] * (out.ndim - 2)))
-                    return torch.where(m, new, out)
-
-                h = mods[n].register_forward_hook(replace)
-                try:
-                    with torch.no_grad():
-                        a, lg = run()
-                finally:
-                    h.remove()
-                a_sum += a
-                lg_sum += lg
-            accs.append(a_sum / reps)
-            logits.append(lg_sum / reps)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, md in modes:
-            m.training = md
-        threads.__exit__(None, None, None)
-    return Knockout(names=names, accuracy=np.array(accs), logit=np.array(logits), base_accuracy=base_acc,
-                    base_logit=base_logit, mode=mode, notes=notes)
+    return knock_out_layers(model, X, y, _resolve(model, layers), mode=mode, fraction=fraction,
+                            n_repeats=n_repeats, seed=seed, batch_size=batch_size, num_threads=num_threads)
 
 
 def verdict_check(ites: list, ko: Knockout) -> list[dict]:

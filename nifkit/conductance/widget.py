@@ -10,15 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..widgets.base import Explorer, layer_picker
+from ..widgets.base import STYLE, Explorer, layer_picker
 from .attribution import BASELINES, Conductance, blocks, layer_conductance
 from .plane import information_plane, ite
 from .plots import plot_information_plane, plot_ite, plot_overlay
 
 __all__ = ["ConductanceExplorer", "ConductanceView"]
-
-_STYLE = {"description_width": "initial"}
-
 
 @dataclass(repr=False)
 class ConductanceView:
@@ -79,14 +76,14 @@ class ConductanceExplorer(Explorer):
         controls = {
             "layer": layer_picker(self.layers, value=self.layers[len(self.layers) // 2]),
             "target": W.Dropdown(options=self._target_options(), value="predicted", description="target",
-                                 style=_STYLE),
-            "baseline": W.Dropdown(options=list(BASELINES), value="zeros", description="baseline", style=_STYLE),
+                                 style=STYLE),
+            "baseline": W.Dropdown(options=list(BASELINES), value="zeros", description="baseline", style=STYLE),
             "steps": W.IntSlider(value=int(steps), min=1, max=int(max_steps), description="steps",
-                                 continuous_update=False, style=_STYLE),
+                                 continuous_update=False, style=STYLE),
             "method": W.Dropdown(options=[("trapezoid", "riemann_trapezoid"), ("Gauss-Legendre", "gausslegendre")],
-                                 value="riemann_trapezoid", description="alphas", style=_STYLE),
+                                 value="riemann_trapezoid", description="alphas", style=STYLE),
             "sample": W.IntSlider(value=0, min=0, max=len(self.X) - 1, description="sample",
-                                  continuous_update=False, style=_STYLE),
+                                  continuous_update=False, style=STYLE),
         }
         super().__init__(controls, title="Conductance, the information plane and ITE", figsize=(13, 3.8), ncols=3)
 

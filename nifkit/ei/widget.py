@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ipywidgets as W
 from torch import nn
 
-from ..widgets.base import Explorer, bins_slider, layer_picker, samples_slider
+from ..widgets.base import STYLE, Explorer, bins_slider, layer_picker, samples_slider
 from .measure import LayerEI, ModelEI, plane_kind
 from .model import CausalHistory, history_from_results, measured_layers, model_ei
 from .plots import plot_causal_plane, plot_edge_ei
@@ -75,7 +75,7 @@ class CausalExplorer(Explorer):
         self._models: dict = {}
         controls = {
             "epoch": W.SelectionSlider(options=epochs, value=epochs[-1], description="epoch",
-                                       continuous_update=False, style={"description_width": "initial"}),
+                                       continuous_update=False, style=STYLE),
             "layer": layer_picker(self.layer_names),
             "bins": bins_slider(n_bins, 2, 16),
             "samples": samples_slider(n_samples, 1000, max(max_samples, n_samples)),

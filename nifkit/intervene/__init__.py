@@ -17,15 +17,18 @@ every weight, mode and flag restored, also on exceptions.
   w_{o_j}``. Other models use forward hooks (one pass per knockout; correct, slower).
 * :func:`knock_out` is a context manager that knocks units out with hooks while you
   run the model yourself.
+* :func:`knock_out_layers` replaces whole layers (or a random share of their channels)
+  by their mean, zeros or their input (bypass), one layer at a time (chapter 2's check).
 * :func:`evaluate_edge_knockouts` zeroes (or sets) **edges** (weights) of Linear layers,
   ``S`` edge sets at once (batched weights); :func:`knock_out_edges` is the context
   manager that edits weights in place and restores them.
 
 
 Package layout: :mod:`.units` (Knockouts, knock_out, input checks), :mod:`.edges`
-(knock_out_edges, evaluate_edge_knockouts).
+(knock_out_edges, evaluate_edge_knockouts), :mod:`.layers` (knock_out_layers).
 """
 from .edges import evaluate_edge_knockouts, knock_out_edges
+from .layers import LAYER_MODES, LayerKnockouts, knock_out_layers
 from .units import (
     VALUES,
     KnockoutResult,
@@ -38,4 +41,5 @@ from .units import (
 )
 
 __all__ = ["Knockouts", "KnockoutResult", "VALUES", "knock_out", "knock_out_edges", "evaluate_edge_knockouts",
-           "cumulative_masks", "flat_sequential", "check_labels", "as_float_tensor"]
+           "cumulative_masks", "flat_sequential", "check_labels", "as_float_tensor", "knock_out_layers",
+           "LayerKnockouts", "LAYER_MODES"]

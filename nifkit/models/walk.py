@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["layer_names", "resolve_layers", "unknown_layer_error", "walk", "ModelWalk", "WalkedLayer", "Step",
+__all__ = ["layer_names", "blocks", "resolve_layers", "unknown_layer_error", "walk", "ModelWalk", "WalkedLayer", "Step",
            "Neuron", "WEIGHT_TYPES", "ELEMENTWISE_TYPES", "MONOTONE_TYPES"]
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -40,6 +40,7 @@ _RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPo
                   nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                   nn.AdaptiveMaxPool2d)
 _ACT_TYPES = ELEMENTWISE_TYPES + (nn.Softmax, nn.LogSoftmax)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _KINDS = {
     "linear": (nn.Linear,),
     "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d),
@@ -103,6 +104,43 @@ def layer_names(model: nn.Module, kind="linear") -> list[str]:
     else:
         raise TypeError(f"kind must be a string or an nn.Module class, got {type(kind).__name__}")
     return [n for n, m in items if isinstance(m, types)]
+
+
+def blocks(model: nn.Module) -> list[str]:
+    """Default layers to attribute to: the model's *blocks*.
+
+    A block is a module with children that sits directly in a container
+    (``nn.Sequential``/``ModuleList``): torchvision ResNet's ``layer1.0 ... layer4.1``,
+    EfficientNet's ``_blocks.0 ... _blocks.15``. A model without such modules (a plain
+    ``nn.Sequential`` such as :func:`nifkit.models.small_cnn`, or VGG's ``features``)
+    gets its activation modules instead (``act1, act2``; VGG's ReLUs), leaving out one
+    at the very end (an output activation). Hooking blocks avoids the modules reused at
+    several points (ResNet's one ``relu`` per block, EfficientNet's shared swish).
+
+    (The default ``layers`` of chapter 2's conductance, re-exported as
+    ``nifkit.conductance.blocks``.)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    mods = dict(model.named_modules())
+    out = []
+    for name, m in mods.items():
+        if not name or isinstance(m, _CONTAINERS) or not any(True for _ in m.children()):
+            continue
+        parent = mods.get(name.rsplit(".", 1)[0] if "." in name else "")
+        if isinstance(parent, _CONTAINERS):
+            out.append(name)
+    if out:
+        return out
+    leaves = [n for n, m in mods.items() if n and not any(True for _ in m.children())]
+    acts = [n for n in leaves  # the walker's elementwise activations (an Identity is none)
+            if isinstance(mods[n], ELEMENTWISE_TYPES) and not isinstance(mods[n], nn.Identity)]
+    if acts and leaves and acts[-1] == leaves[-1]:
+        acts = acts[:-1]
+    if not acts:
+        raise ValueError("layers: could not find blocks or activation modules in this model; "
+                         "pass layers=[...] with names from model.named_modules()")
+    return acts
 
 
 def resolve_layers(model: nn.Module, layers=None) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import ipywidgets as W
 import numpy as np
 
-from ..widgets.base import Explorer
+from ..widgets.base import STYLE, Explorer
 from .build import ESTIMATORS, flow_graph
 from .graph import Attribution, FlowGraph, attribution
 from .plots import plot_attribution, plot_flow_graph
@@ -24,9 +24,6 @@ from .plots import plot_attribution, plot_flow_graph
 __all__ = ["FlowExplorer", "FlowView"]
 
 NONE = "(none)"
-_STYLE = {"description_width": "initial"}
-
-
 @dataclass(repr=False)
 class FlowView:
     """What the explorer shows: the graph, the threshold (bits), how many edges pass
@@ -79,14 +76,14 @@ class FlowExplorer(Explorer):
         top = self._slider_max(first)
         controls = {
             "estimator": W.Dropdown(options=list(estimators), value=estimators[0], description="estimator",
-                                    style=_STYLE),
+                                    style=STYLE),
             "threshold": W.FloatSlider(value=min(float(threshold), top), min=0.0, max=top, step=top / 100,
                                        description="threshold", readout_format=".3f", continuous_update=False,
-                                       style=_STYLE),
+                                       style=STYLE),
             "layer": W.Dropdown(options=[NONE] + list(first.layers), value=NONE, description="select layer",
-                                style=_STYLE),
+                                style=STYLE),
             "neuron": W.IntSlider(value=0, min=0, max=max(first.sizes[0] - 1, 0), description="neuron",
-                                  continuous_update=False, style=_STYLE),
+                                  continuous_update=False, style=STYLE),
         }
         super().__init__(controls, title="Neural information flow", figsize=figsize, ncols=2)
 

@@ -8,15 +8,12 @@ from dataclasses import dataclass
 import ipywidgets as W
 import numpy as np
 
-from ..widgets.base import Explorer
+from ..widgets.base import STYLE, Explorer
 from .knockouts import KnockoutEvaluator
 from .measures import ModuleSearch
 from .plots import plot_incoming_weights, plot_layer_set, plot_relay_curves
 
 __all__ = ["RelayExplorer", "RelayView"]
-
-_STYLE = {"description_width": "initial"}
-
 
 @dataclass
 class RelayView:
@@ -60,9 +57,9 @@ class RelayExplorer(Explorer):
         m = search.n_neurons
         controls = {
             "class": W.Dropdown(options=[int(c) for c in search.classes], value=int(search.classes[0]),
-                                description="class", style=_STYLE),
+                                description="class", style=STYLE),
             "step": W.IntSlider(value=m - 2 if step is None else int(step), min=0, max=m,
-                                description="greedy step", continuous_update=False, style=_STYLE),
+                                description="greedy step", continuous_update=False, style=STYLE),
         }
         super().__init__(controls, title="Relay information: greedy module search", figsize=(13, 3.4), ncols=3)
 

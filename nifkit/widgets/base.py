@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = [
+    "STYLE",
     "Explorer",
     "PlotArea",
     "Readout",
@@ -42,7 +43,8 @@ __all__ = [
     "samples_slider",
 ]
 
-_STYLE = {"description_width": "initial"}
+#: The style of every control: the description is shown in full, not cut to a fixed width.
+STYLE = {"description_width": "initial"}
 
 
 def layer_picker(names, value=None, description: str = "layer") -> W.Dropdown:
@@ -51,7 +53,7 @@ def layer_picker(names, value=None, description: str = "layer") -> W.Dropdown:
     if not names:
         raise ValueError("layer_picker needs at least one layer name")
     return W.Dropdown(options=names, value=value if value is not None else names[0], description=description,
-                      style=_STYLE)
+                      style=STYLE)
 
 
 def neuron_picker(n_neurons: int, value: int = 0, description: str = "neuron") -> W.IntSlider:
@@ -59,13 +61,13 @@ def neuron_picker(n_neurons: int, value: int = 0, description: str = "neuron") -
     if n_neurons < 1:
         raise ValueError("neuron_picker needs at least one neuron")
     return W.IntSlider(value=value, min=0, max=n_neurons - 1, description=description, continuous_update=False,
-                       style=_STYLE)
+                       style=STYLE)
 
 
 def bins_slider(value: int = 8, min: int = 2, max: int = 32, description: str = "bins") -> W.IntSlider:
     """Number of bins per neuron."""
     return W.IntSlider(value=value, min=min, max=max, description=description, continuous_update=False,
-                       style=_STYLE)
+                       style=STYLE)
 
 
 def samples_slider(value: int = 1000, min: int = 50, max: int = 20000, description: str = "samples",
@@ -73,7 +75,7 @@ def samples_slider(value: int = 1000, min: int = 50, max: int = 20000, descripti
     """Sample size on a log scale (a selection slider over log-spaced integers)."""
     opts = sorted(set(np.unique(np.geomspace(min, max, steps).astype(int)).tolist() + [int(value)]))
     return W.SelectionSlider(options=opts, value=int(value), description=description, continuous_update=False,
-                             style=_STYLE)
+                             style=STYLE)
 
 
 class Readout:
