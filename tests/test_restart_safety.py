@@ -20,8 +20,6 @@ from restart_utils import check_notebook, derived_notebook, split_sections
 
 #: chapter -> the sections that failed after a restart when last measured (to be fixed)
 NOT_YET_RESTART_SAFE: dict[str, str] = {
-    "01_nif.ipynb": "10 of 11 sections: 3, 4, 6, 7, 10, 11, 12 need fg/net (section 2), 5 needs planted "
-                    "(section 2), 8 and 9 need ig_importance (section 5)",
 }
 
 CHAPTERS = notebook_paths(NOTEBOOKS_DIR)
