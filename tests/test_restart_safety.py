@@ -20,12 +20,6 @@ from restart_utils import check_notebook, derived_notebook, split_sections
 
 #: chapter -> the sections that failed after a restart when last measured (to be fixed)
 NOT_YET_RESTART_SAFE: dict[str, str] = {
-    "01_nif.ipynb": "10 of 11 sections: 3, 4, 6, 7, 10, 11, 12 need fg/net (section 2), 5 needs planted "
-                    "(section 2), 8 and 9 need ig_importance (section 5)",
-    "04_ordered_ablation.ipynb": "5 of 8 sections: 3, 4, 6 need nets (section 2), 5 needs studies (section 3), "
-                                 "7 needs show_rows (section 3)",
-    "05_effective_information.ipynb": "4 of 9 sections: 4 needs `data` (imported in section 3's Iris cell), "
-                                      "5 and 7 need iris_run (section 3), 6 needs mnist_run (section 4)",
 }
 
 CHAPTERS = notebook_paths(NOTEBOOKS_DIR)
