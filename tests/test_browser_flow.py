@@ -23,7 +23,7 @@ from notebook_utils import NOTEBOOKS_DIR, NotebookRun, record_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-_SHOWN = re.compile(r"edges shown: (\d+) of (\d+) \(threshold ([0-9.]+) bits\)")
+_SHOWN = re.compile(r"(\d+) of (\d+) edges above ([0-9.]+) bits")
 
 
 def _parse(text: str) -> tuple[int, int, float]:

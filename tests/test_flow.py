@@ -344,12 +344,17 @@ def test_widget_threshold_and_selection(planted):
     d, model = planted
     ex = FlowExplorer(model, d, estimators=("binned", "gaussian"))
     r0 = ex.result
-    assert r0.n_shown == r0.n_total == 448 and "edges shown: 448 of 448" in ex.readout.text
+    assert r0.n_shown == r0.n_total == 448 and "448 of 448 edges above 0.000 bits" in ex.readout.text
     ex.controls["threshold"].value = 0.05
     r1 = ex.result
     assert r1 is not r0 and r1.n_shown < r0.n_shown
     assert r1.n_shown == ex.result.graph.edges_above(0.05)
-    assert "threshold 0.050 bits" in ex.readout.text and f"edges shown: {r1.n_shown} of 448" in ex.readout.text
+    # the readout says that it counts the edges above the threshold, not all edges
+    assert f"{r1.n_shown} of 448 edges above 0.050 bits" in ex.readout.text
+    assert "drawn" not in ex.readout.text          # 448 <= max_edges: every counted edge is drawn
+    small = FlowExplorer(model, d, estimators=("binned",), max_edges=100)
+    assert "448 of 448 edges above 0.000 bits" in small.readout.text
+    assert "the strongest 100 drawn" in small.readout.text
     ex.controls["layer"].value = "fc1"
     ex.controls["neuron"].value = 3
     r2 = ex.result
@@ -389,4 +394,64 @@ def test_plots_draw_graph_image_attribution_and_comparisons():
     assert len(ax.patches) == 16
     plot_edge_comparison(fg, flow_graph(model, X, estimator="gaussian"), ax=axes[3])
     plot_rank_comparison(a.scores, a.scores[::-1])
+    plt.close("all")
+
+
+def test_flow_graph_legend_names_every_encoding():
+    """Width, size and colour of the flow graph are keyed with their units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.nif.plots import plot_flow_graph
+
+    model = _rand_mlp([16, 6, 3], seed=0)
+    X = torch.rand(300, 16, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, n_bins=4)
+    ax = plot_flow_graph(fg, highlight="fc1:2", paths=[p for _, p in fg.strongest_paths().best(2)])
+    leg = ax.get_legend()
+    assert leg is not None, "plot_flow_graph draws no legend"
+    texts = [t.get_text() for t in leg.get_texts()]
+    widths = [t for t in texts if t.startswith("width: edge flow") and t.endswith(" bits")]
+    assert len(widths) >= 2
+    assert f"width: edge flow {fg.max_flow:.2g} bits" in texts    # the widest line is the strongest edge
+    bmax = max(fg.betweenness().values())
+    assert f"size: betweenness {bmax:.2g}" in texts and "size: betweenness 0" in texts
+    n_big = sum(len(c) > 1 for c in fg.communities(seed=0))
+    assert sum(t.startswith("colour: community") for t in texts) == min(n_big, 6)
+    assert "grey: no community (alone)" in texts
+    assert "flow in/out of fc1:2" in texts and "strongest paths" in texts
+    # line widths of the key follow the drawing's scale: the widest key line = widest edge
+    key_lw = max(h.get_linewidth() for t, h in zip(texts, leg.legend_handles) if t.startswith("width"))
+    assert key_lw == pytest.approx(max(ax.collections[0].get_linewidths()))
+    fg_w = flow_graph(model, X, n_bins=4, weight_scale=True)
+    ax = plot_flow_graph(fg_w, centrality=False, communities=False)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts and all(t.startswith("width:") and t.endswith("bits x |w|") for t in texts)
+    assert plot_flow_graph(fg, legend=False).get_legend() is None
+    plt.close("all")
+
+
+def test_rank_comparison_labels_only_extremes_without_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.nif.plots import plot_rank_comparison
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(20), rng.random(20)
+    names = [f"x{i}" for i in range(20)]
+    ax = plot_rank_comparison(a, b, names=names, informative=[0, 1], label_top=3)
+    labelled = {t.get_text() for t in ax.texts}
+    expected = {names[i] for i in np.union1d(np.argsort(-a)[:3], np.argsort(-b)[:3])}
+    assert labelled == expected and 3 <= len(labelled) <= 6
+    ax.figure.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert not any(p.overlaps(q) for k, p in enumerate(boxes) for q in boxes[k + 1:]), "labels overlap"
+    assert ax.get_xlabel().startswith("NIF share") and ax.get_ylabel().startswith("IG share")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["informative (planted)", "noise"]
+    assert not plot_rank_comparison(a, b, names=names, label_top=0).texts
     plt.close("all")

@@ -17,7 +17,7 @@ from matplotlib.collections import LineCollection
 from ..plots import new_ax
 from .graph import Attribution, FlowGraph
 
-__all__ = ["layered_positions", "plot_flow_graph", "plot_attribution", "plot_edge_comparison",
+__all__ = ["layered_positions", "flow_unit", "plot_flow_graph", "plot_attribution", "plot_edge_comparison",
            "plot_rank_comparison"]
 
 
@@ -45,7 +45,7 @@ def _segments(fg: FlowGraph, pos, threshold):
 def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight=None, paths=None,
                     max_edges: int = 1500, centrality: bool = True, communities: bool = True,
                     node_size=(12.0, 260.0), edge_width=(0.15, 3.0), labels: bool | None = None,
-                    seed: int = 0, title=None, cmap="tab10"):
+                    seed: int = 0, title=None, cmap="tab10", legend: bool = True):
     """Draw the flow graph in layers.
 
     ``threshold``: hide edges with flow below it (bits). ``max_edges``: draw at most the
@@ -55,6 +55,8 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     outgoing edges are drawn in red over a faded graph. ``paths``: a list of node-id
     lists (e.g. from :meth:`FlowPaths.best`) drawn in orange. ``labels``: name the nodes
     (default: when there are at most 100; layers of over 40 neurons stay unlabelled).
+    ``legend``: a key right of the axes saying what width (edge flow, bits; bits x |w|
+    with ``weight_scale``), size (betweenness centrality) and colour (community) encode.
     """
     ax = _ax(ax, (7, 4.5))
     pos = layered_positions(fg)
@@ -78,6 +80,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     else:
         sizes = np.full(len(nodes), (smin + smax) / 3)
     colours = np.tile(np.array([0.7, 0.7, 0.7, 1.0]), (len(nodes), 1))
+    big = []
     if communities:
         index = {v: k for k, v in enumerate(nodes)}
         cm = plt.get_cmap(cmap)
@@ -120,9 +123,55 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     shown = min(len(flows), max_edges)
-    ax.set_title(title or f"{fg.estimator} flow: {shown} of {fg.n_edges} edges (flow >= {threshold:.3g} bits)",
+    if legend:
+        _flow_legend(ax, fg, flows[order] if len(order) else flows, fmax, edge_width, node_size,
+                     bv if centrality else None, big if communities else None, cmap, highlight, paths)
+    ax.set_title(title or f"{fg.estimator} flow: {shown} of {fg.n_edges} edges (flow >= {threshold:.3g} {flow_unit(fg)})",
                  fontsize=9)
     return ax
+
+
+def flow_unit(fg: FlowGraph) -> str:
+    """Unit of the graph's edge flow: bits, or bits x |w| when the flow was weight-scaled."""
+    return "bits x |w|" if fg.meta.get("weight_scale") else "bits"
+
+
+def _flow_legend(ax, fg, flows, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,
+                 max_communities: int = 6):
+    """Proxy-artist key of :func:`plot_flow_graph`: width -> edge flow (in the graph's
+    unit), size -> betweenness centrality, colour -> community; highlight and paths."""
+    from matplotlib.lines import Line2D
+
+    unit = flow_unit(fg)
+    wmin, wmax = edge_width
+    smin, smax = node_size
+    handles = []
+    top = float(flows.max()) if len(flows) else fmax
+    for v in sorted({top, top / 2, top / 10}, reverse=True) if top > 0 else []:
+        handles.append(Line2D([], [], color="0.35", lw=wmin + (wmax - wmin) * v / fmax,
+                              label=f"width: edge flow {v:.2g} {unit}"))
+    if bv is not None:
+        bmax = float(bv.max())
+        for v in ([bmax, bmax / 2, 0.0] if bmax > 0 else [0.0]):
+            s = smin + (smax - smin) * (v / bmax if bmax > 0 else 0.0)
+            handles.append(Line2D([], [], ls="none", marker="o", ms=np.sqrt(s), mfc="white", mec="k", mew=0.5,
+                                  label=f"size: betweenness {v:.2g}"))
+    if big is not None:
+        cm = plt.get_cmap(cmap)
+        for k, c in enumerate(big[:max_communities]):
+            handles.append(Line2D([], [], ls="none", marker="o", ms=6, mfc=cm(k % cm.N), mec="k", mew=0.4,
+                                  label=f"colour: community {k + 1} ({len(c)} neurons)"))
+        if len(big) > max_communities:
+            handles.append(Line2D([], [], ls="none", label=f"... {len(big) - max_communities} more communities"))
+        handles.append(Line2D([], [], ls="none", marker="o", ms=6, mfc="0.7", mec="k", mew=0.4,
+                              label="grey: no community (alone)"))
+    if highlight is not None:
+        handles.append(Line2D([], [], color="tab:red", lw=2, label=f"flow in/out of {highlight}"))
+    if paths:
+        handles.append(Line2D([], [], color="tab:orange", lw=2.2, label="strongest paths"))
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6, frameon=False,
+                  borderaxespad=0.2, labelspacing=0.6, handlelength=2.2)
 
 
 def plot_attribution(attr: Attribution, *, ax=None, informative=None, highlight=None, image=None,
@@ -189,10 +238,30 @@ def plot_edge_comparison(fg_x: FlowGraph, fg_y: FlowGraph, *, ax=None, title=Non
     return ax
 
 
+def _label_extremes(ax, a, b, names, k):
+    """Name the points among the ``k`` largest of ``a`` or of ``b``; each label takes the
+    first of four offsets around its point that keeps it ~10 px from labels already placed."""
+    idx = np.union1d(np.argsort(-a, kind="stable")[:k], np.argsort(-b, kind="stable")[:k])
+    idx = idx[np.argsort(-b[idx], kind="stable")]
+    ax.autoscale_view()
+    xy = ax.transData.transform(np.stack([a[idx], b[idx]], 1))
+    offsets = [(4, 3, "left"), (4, -10, "left"), (-4, 3, "right"), (-4, -10, "right")]
+    placed = []
+    for (px, py), i in zip(xy, idx):
+        for dx, dy, ha in offsets:
+            anchor = np.array([px + dx, py + dy])
+            if all(np.abs(anchor - q).max() > 10 for q in placed):
+                break
+        placed.append(anchor)
+        ax.annotate(names[i], (a[i], b[i]), fontsize=7, xytext=(dx, dy), textcoords="offset points", ha=ha)
+
+
 def plot_rank_comparison(scores_a, scores_b, *, ax=None, labels=("NIF", "IG"), names=None, informative=None,
-                         title=None):
+                         title=None, label_top: int = 3):
     """Two attributions of the same inputs, each normalised to sum 1, as a scatter with
-    Spearman's rank correlation (planted features in orange)."""
+    Spearman's rank correlation (planted features in orange, with a legend).
+    ``names``: feature names; only the points among the ``label_top`` largest of either
+    attribution are named, offset so the labels do not overlap (0: no labels)."""
     from scipy.stats import spearmanr
 
     ax = _ax(ax, (4.2, 4))
@@ -203,9 +272,13 @@ def plot_rank_comparison(scores_a, scores_b, *, ax=None, labels=("NIF", "IG"), n
     if informative is not None:
         c[list(informative)] = "tab:orange"
     ax.scatter(a, b, c=list(c), s=18)
-    if names is not None and len(names) <= 20:
-        for i, n in enumerate(names):
-            ax.annotate(str(n), (a[i], b[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    if names is not None and label_top:
+        _label_extremes(ax, a, b, [str(n) for n in names], label_top)
+    if informative is not None:
+        from matplotlib.lines import Line2D
+
+        ax.legend(handles=[Line2D([], [], ls="none", marker="o", color="tab:orange", label="informative (planted)"),
+                           Line2D([], [], ls="none", marker="o", color="tab:blue", label="noise")], fontsize=7)
     rho = spearmanr(a, b).statistic
     ax.set_xlabel(f"{labels[0]} share")
     ax.set_ylabel(f"{labels[1]} share")

@@ -19,7 +19,7 @@ import numpy as np
 from ..widgets.base import STYLE, Explorer
 from .build import ESTIMATORS, flow_graph
 from .graph import Attribution, FlowGraph, attribution
-from .plots import plot_attribution, plot_flow_graph
+from .plots import flow_unit, plot_attribution, plot_flow_graph
 
 __all__ = ["FlowExplorer", "FlowView"]
 
@@ -41,7 +41,7 @@ class FlowView:
 
     def __repr__(self) -> str:
         sel = f", selected {self.selected}" if self.selected else ""
-        return f"FlowView({self.graph.estimator}, {self.n_shown} of {self.n_total} edges >= {self.threshold:g}{sel})"
+        return f"FlowView({self.graph.estimator}, {self.n_shown} of {self.n_total} edges above {self.threshold:g}{sel})"
 
 
 class FlowExplorer(Explorer):
@@ -158,7 +158,10 @@ class FlowExplorer(Explorer):
 
     def render(self, r: FlowView) -> None:
         fg = r.graph
-        text = f"{fg.estimator}: edges shown: {r.n_shown} of {r.n_total} (threshold {r.threshold:.3f} bits)"
+        unit = flow_unit(fg)
+        text = f"{fg.estimator}: {r.n_shown} of {r.n_total} edges above {r.threshold:.3f} {unit} (flow >= threshold)"
+        if r.n_shown > self.max_edges:
+            text += f", the strongest {self.max_edges} drawn"
         if r.selected:
             d, i = fg.locate(r.selected)
             text += f"; selected {r.selected}: in {r.flow_in:.3f} bits, out {r.flow_out:.3f} bits"
