@@ -21,7 +21,11 @@ nifkit's EI_parts of the same 100x100 layer is timed with every kernel the machi
 on a sub-problem of 10^4 samples (``--kernel-samples``: the int8 kernel is ~50x slower
 than float32 on a CPU without VNNI), next to the automatic choice.
 
+``--parts`` runs a subset of the three claims (each part is complete: both sides at the
+claim's full size); the kernel comparison runs unless ``--kernel-samples 0``.
+
 Run:  python benchmarks/bench_causal.py [--json out.json] [--init-demo] [--kernel-samples 10000]
+                                        [--parts ei_parts ei sensitivity]
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from nifkit.ei import layer_ei  # noqa: E402
 from nifkit.info import counting_kernel_info, kernels, set_counting_kernel  # noqa: E402
 from nifkit.runtime import THREAD_ENV_VAR  # noqa: E402
 
+PARTS = ("ei_parts", "ei", "sensitivity")
 BINS = dict(in_range=(0, 1), in_bins=8, out_range=(0, 1), out_bins=8)
 
 
@@ -117,6 +122,8 @@ def main(argv=None):
                     help="torch intra-op threads for both implementations (default: torch's own)")
     ap.add_argument("--kernel-samples", type=int, default=10_000,
                     help="samples of the per-kernel EI_parts comparison (0: skip it)")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="which claims to run (default: all three, each at its full size on both sides)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,31 +138,34 @@ def main(argv=None):
     net = layer(100, 100, seed=0)
     top = deep_ei_topology(net, 100)
     n = 100_000
-    results.append(compare(
-        "EI_parts, 100x100 sigmoid, 8 bins, 1e5 samples", 10,
-        lambda: deep_ei.ei_parts(net[0], top, samples=n, **BINS),
-        lambda: layer_ei(net, n_samples=n, measures="ei_parts").ei_parts,
-        lambda s: layer_ei(net, n_samples=n, measures="ei_parts", seed=s).ei_parts))
+    if "ei_parts" in args.parts:
+        results.append(compare(
+            "EI_parts, 100x100 sigmoid, 8 bins, 1e5 samples", 10,
+            lambda: deep_ei.ei_parts(net[0], top, samples=n, **BINS),
+            lambda: layer_ei(net, n_samples=n, measures="ei_parts").ei_parts,
+            lambda s: layer_ei(net, n_samples=n, measures="ei_parts", seed=s).ei_parts))
 
     # 2. vector EI, 6x6, 1e6 samples
     net6 = layer(6, 6, seed=0)
     top6 = deep_ei_topology(net6, 6)
     n = 1_000_000
-    results.append(compare(
-        "vector EI, 6x6 sigmoid, 8 bins, 1e6 samples", 20,
-        lambda: deep_ei.ei(net6[0], top6, samples=n, **BINS),
-        lambda: layer_ei(net6, n_samples=n, measures="ei").ei,
-        lambda s: layer_ei(net6, n_samples=n, measures="ei", seed=s).ei))
+    if "ei" in args.parts:
+        results.append(compare(
+            "vector EI, 6x6 sigmoid, 8 bins, 1e6 samples", 20,
+            lambda: deep_ei.ei(net6[0], top6, samples=n, **BINS),
+            lambda: layer_ei(net6, n_samples=n, measures="ei").ei,
+            lambda s: layer_ei(net6, n_samples=n, measures="ei", seed=s).ei))
 
     # 3. sensitivity, 100x100, 5000 samples per input
     nets = layer(100, 100, seed=0, scale=4.0, bias=True)
     tops = deep_ei_topology(nets, 100)
     n = 5000
-    results.append(compare(
-        "sensitivity, 100x100 sigmoid (W~U(+-4), b~U(+-1)), 8 bins, 5000 samples/input", 50,
-        lambda: deep_ei.sensitivity(nets[0], tops, samples=n, **BINS),
-        lambda: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity").sensitivity,
-        lambda s: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity", seed=s).sensitivity))
+    if "sensitivity" in args.parts:
+        results.append(compare(
+            "sensitivity, 100x100 sigmoid (W~U(+-4), b~U(+-1)), 8 bins, 5000 samples/input", 50,
+            lambda: deep_ei.sensitivity(nets[0], tops, samples=n, **BINS),
+            lambda: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity").sensitivity,
+            lambda s: layer_ei(nets, n_sensitivity_samples=n, measures="sensitivity", seed=s).sensitivity))
 
     if args.init_demo:
         print("\n== rounding artefact: sensitivity at the paper's init weights (100x100, no bias)")
