@@ -47,6 +47,8 @@ timings. :func:`set_counting_kernel` or the environment variable
 """
 from __future__ import annotations
 
+import abc
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -135,7 +137,7 @@ class Right:
         return Right(t, j1 - j0, self.cols, self.step, self.per_pair)
 
 
-class CountingKernel:
+class CountingKernel(abc.ABC):
     r"""An exact counting kernel, split in three so that a blocked all-pairs computation
     builds each one-hot once: :meth:`left` (codes of a row block), :meth:`right` (codes
     of a column block, reused by every row block; :meth:`Right.neurons` slices it) and
@@ -152,14 +154,17 @@ class CountingKernel:
     left_bytes = right_bytes = 4.0
     cell_bytes = 12.0
 
+    @abc.abstractmethod
     def left(self, codes, cols):
-        raise NotImplementedError
+        """Implemented by each kernel."""
 
+    @abc.abstractmethod
     def right(self, codes, cols) -> Right:
-        raise NotImplementedError
+        """Implemented by each kernel."""
 
+    @abc.abstractmethod
     def product(self, left, right: Right, cols_a: int) -> torch.Tensor:
-        raise NotImplementedError
+        """Implemented by each kernel."""
 
     def __call__(self, ca, cb, ca_cols, cb_cols):
         return self.product(self.left(ca, ca_cols), self.right(ca if cb is None else cb, cb_cols), ca_cols).T
