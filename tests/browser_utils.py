@@ -592,3 +592,50 @@ def _wait(pred, timeout: float, what: str, page=None, interval: float = 0.25) ->
             page.wait_for_timeout(interval * 1000)
         else:
             time.sleep(interval)
+
+
+@dataclass
+class ExplorerRun:
+    """What :func:`explorer_run` saw: the readout and plot images before the test moved a
+    control; ``after``/``images_after`` are for the test to fill in."""
+    before: str
+    images_before: list
+    after: str = ""
+    images_after: list | None = None
+    peak: int | None = None
+    seconds: float = 0.0
+    moved: str = ""  # for the report line, e.g. "step 18 -> 14"
+
+
+@contextlib.contextmanager
+def explorer_run(page, server, request, notebook: str, tag: str, near=None):
+    """The frame every chapter's browser test shares: open and run ``notebook``, read the
+    explorer's readout and plot (``near`` a control's label), hand them to the test (which
+    moves a control, waits and asserts on the readout), then check that the plot changed and
+    no widget error shows, measure the kernel's peak memory, shut the kernel down and record
+    the run (the test sets ``run.after`` and ``run.moved`` for the report line)."""
+    from notebook_utils import MEMORY_LIMIT_BYTES, NotebookRun, record_run, report_line
+
+    assert (NOTEBOOKS_DIR / notebook).is_file(), f"notebooks/{notebook} is missing"
+    kw = {} if near is None else {"near": near}
+    try:
+        with screenshot_on_failure(page, tag):
+            seconds = open_and_run_notebook(page, server, notebook)
+            assert_no_widget_errors(page)
+            run = ExplorerRun(before=readout_text(page, **kw), images_before=widget_images(page, **kw),
+                              seconds=seconds)
+            assert run.images_before, "the explorer shows no plot"
+            yield run
+            page.wait_for_timeout(500)  # let the redrawn figure land
+            run.images_after = widget_images(page, **kw)
+            assert run.images_after and run.images_after != run.images_before, "the plot did not change"
+            assert_no_widget_errors(page)
+            run.peak = notebook_kernel_peak_bytes(server, notebook)
+        screenshot(page, f"{tag}-final")
+    finally:
+        shutdown_notebook_kernel(server, notebook)
+    rec = NotebookRun(name=notebook, path=notebook, seconds=run.seconds, peak_bytes=run.peak)
+    record_run(rec, report="browser")
+    report_line(request, f"[browser] {rec.summary()}; {run.moved}; readout {run.before!r} -> {run.after!r}")
+    if run.peak is not None:
+        assert run.peak < MEMORY_LIMIT_BYTES, f"{notebook}'s kernel peaked at {run.peak / 1e6:,.0f} MB in the browser run"

@@ -9,20 +9,7 @@ import re
 
 import pytest
 
-from browser_utils import (
-    assert_no_widget_errors,
-    move_slider,
-    notebook_kernel_peak_bytes,
-    open_and_run_notebook,
-    readout_text,
-    screenshot,
-    screenshot_on_failure,
-    shutdown_notebook_kernel,
-    wait_for_readout_change,
-    wait_for_readout_settle,
-    widget_images,
-)
-from notebook_utils import MEMORY_LIMIT_BYTES, NOTEBOOKS_DIR, NotebookRun, record_run, report_line
+from browser_utils import explorer_run, move_slider, wait_for_readout_change, wait_for_readout_settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -31,36 +18,15 @@ READOUT = re.compile(r"ablated (\d+) of (\d+) neurons of (\w+) \(.*\): accuracy 
 
 
 def test_ablation_explorer_slider(jupyter_server, browser_page, request):
-    assert (NOTEBOOKS_DIR / NOTEBOOK).is_file(), f"notebooks/{NOTEBOOK} is missing"
     page = browser_page
-    try:
-        with screenshot_on_failure(page, "ablation"):
-            seconds = open_and_run_notebook(page, jupyter_server, NOTEBOOK)
-            assert_no_widget_errors(page)
-            before = readout_text(page, near="ablated")
-            m0 = READOUT.search(before)
-            assert m0, f"unexpected readout {before!r}"
-            images_before = widget_images(page, near="ablated")
-            assert images_before, "the explorer shows no plot"
-
-            old, new = move_slider(page, "ablated", steps=4)
-            wait_for_readout_change(page, before, near="ablated")
-            after = wait_for_readout_settle(page, near="ablated")  # every key press recomputes
-            page.wait_for_timeout(500)  # let the redrawn figure land
-            images_after = widget_images(page, near="ablated")
-
-            m1 = READOUT.search(after)
-            assert m1, f"unexpected readout {after!r}"
-            assert int(m1.group(1)) == int(m0.group(1)) + 4 == int(new), (old, new, before, after)
-            assert m1.group(2) == m0.group(2) and m1.group(3) == m0.group(3)  # same layer
-            assert images_after and images_after != images_before, "the plot (curve marker) did not change"
-            assert_no_widget_errors(page)
-            peak = notebook_kernel_peak_bytes(jupyter_server, NOTEBOOK)
-        screenshot(page, "ablation-final")
-    finally:
-        shutdown_notebook_kernel(jupyter_server, NOTEBOOK)
-    run = NotebookRun(name=NOTEBOOK, path=NOTEBOOK, seconds=seconds, peak_bytes=peak)
-    record_run(run, report="browser")
-    report_line(request, f"[browser] {run.summary()}; ablated {old} -> {new}; readout {before!r} -> {after!r}")
-    if peak is not None:
-        assert peak < MEMORY_LIMIT_BYTES, f"{NOTEBOOK}'s kernel peaked at {peak / 1e6:,.0f} MB in the browser run"
+    with explorer_run(page, jupyter_server, request, NOTEBOOK, "ablation", near="ablated") as run:
+        m0 = READOUT.search(run.before)
+        assert m0, f"unexpected readout {run.before!r}"
+        old, new = move_slider(page, "ablated", steps=4)
+        wait_for_readout_change(page, run.before, near="ablated")
+        run.after = wait_for_readout_settle(page, near="ablated")  # every key press recomputes
+        run.moved = f"ablated {old} -> {new}"
+        m1 = READOUT.search(run.after)
+        assert m1, f"unexpected readout {run.after!r}"
+        assert int(m1.group(1)) == int(m0.group(1)) + 4 == int(new), (old, new, run.before, run.after)
+        assert m1.group(2) == m0.group(2) and m1.group(3) == m0.group(3)  # same layer
