@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nifkit.data import load_mnist  # noqa: E402
 from nifkit.info import binarize  # noqa: E402
+from nifkit.intervene import Knockouts  # noqa: E402
 from nifkit.relay import (  # noqa: E402
-    KnockoutEvaluator,
     compose,
     exhaustive_relay,
     greedy_vs_exhaustive,
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     net = compose(sub)
     X = torch.cat([ds.split("train")[0], ds.split("test")[0]])
     y = torch.cat([ds.split("train")[1], ds.split("test")[1]]).numpy()
-    ev = KnockoutEvaluator(net, X, y)
+    ev = Knockouts(net, X, y).readout("act1")
     codes = binarize(ev.H.numpy())
     pred = ev.base_predicted
     print(f"network: {sub!r}; trained + recorded in {time.perf_counter() - t:.1f} s; {len(y)} samples, "

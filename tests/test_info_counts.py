@@ -93,3 +93,22 @@ def test_p_values_vectorised_and_nan_safe():
     np.testing.assert_allclose(p_values(obs, null), [2 / 4, 3 / 4, np.nan])
     with pytest.raises(ValueError, match="shaped like observed"):
         p_values(obs, [np.zeros(2)])
+
+
+def test_row_keys_is_the_one_mixed_radix_packer():
+    """row_keys gives one distinct key per distinct row (mixed radix by column
+    cardinality), the keys that pack() and the group measures count; None past 62 bits."""
+    from nifkit.info import pack
+    from nifkit.info.counts import mixed_radix, row_keys
+
+    rng = np.random.default_rng(5)
+    codes = np.column_stack([rng.integers(0, k, 3000) for k in (2, 3, 7, 5)])
+    keys = row_keys(codes)
+    assert np.array_equal(keys, codes @ np.array([1, 2, 6, 42]))
+    _, inv = np.unique(codes, axis=0, return_inverse=True)
+    assert len(np.unique(keys)) == inv.max() + 1
+    assert np.array_equal(pack(codes), keys)
+    assert list(mixed_radix([4, 4, 4])) == [1, 4, 16]
+    assert mixed_radix([2] * 62) is None and row_keys(np.zeros((3, 62), int), [2] * 62) is None
+    wide = np.column_stack([rng.integers(0, 2, 100) for _ in range(70)])  # 2^70 states: unique rows
+    assert pack(wide).max() == len(np.unique(wide, axis=0)) - 1

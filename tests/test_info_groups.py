@@ -173,7 +173,7 @@ def test_median_and_fixed_threshold():
     assert np.array_equal(binary_thresholds(x, "median"), np.median(x, axis=0))
     assert np.array_equal(binarize(x, "threshold", threshold=4.5)[:, 0], (x[:, 0] > 4.5).astype(np.uint8))
     assert np.array_equal(binarize(x, thresholds=[0.0, 100.0])[:, 1], np.zeros(6))
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="binning must be one of"):
         binarize(x, "otsu")
     with pytest.raises(ValueError, match="one per neuron"):
         binarize(x, "threshold", threshold=[1, 2, 3])

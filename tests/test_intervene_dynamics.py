@@ -143,3 +143,47 @@ def test_layer_knockouts_live_in_intervene_restore_the_model_and_serve_chapter_2
         knock_out_layers(net, X, y, ["fc9"])
     with pytest.raises(ValueError, match="mode must be one of"):
         knock_out_layers(net, X, y, ["1"], mode="noise")
+
+
+@pytest.mark.parametrize("value", ["zero", "mean", "given"])
+def test_readout_mode_equals_the_forward_pass_of_the_general_mode(value):
+    """Knockouts.readout (split sums through the last Linear) gives the same accuracy as
+    Knockouts.evaluate (a forward pass of every following layer) for zero, mean and
+    given values, and its balanced accuracy equals (TPR + TNR) / 2 counted by hand."""
+    from nifkit.intervene import masks_from_bits
+
+    net = mlp([10, 6, 3], activation="tanh", out_activation="tanh", seed=3)
+    X = torch.randn(400, 10, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = net(X).argmax(1).numpy()
+    y[::5] = (y[::5] + 1) % 3  # some errors, so that knockouts can also help
+    ko = Knockouts(net, X, y)
+    v = np.linspace(-0.5, 0.5, 6) if value == "given" else value
+    ro = ko.readout("act1", v)
+    masks = masks_from_bits(np.arange(64), 6)
+    ref = ko.evaluate(["act1"], [masks], [v] if value == "given" else v)  # one value array per layer
+    acc = ro.accuracies(masks)
+    assert np.allclose(acc["accuracy"], ref.accuracy, atol=1e-12)
+    assert acc["accuracy"].std() > 0  # the knockouts really change the answer
+    pred = ro.predict(masks)
+    for c in range(3):
+        assert np.allclose(ro.all_subsets(c, sample_chunk=16), acc["balanced"][:, c], atol=1e-12)
+        tpr = (pred[:, y == c] == c).mean(1)
+        tnr = (pred[:, y != c] != c).mean(1)
+        assert np.allclose(acc["balanced"][:, c], (tpr + tnr) / 2, atol=1e-12)
+    assert np.array_equal(ro.base_predicted, net(X).argmax(1).numpy())
+
+
+def test_readout_mode_refuses_layers_it_cannot_read():
+    net = mlp([10, 6, 5, 3], seed=0)
+    X = torch.randn(50, 10)
+    ko = Knockouts(net, X, np.zeros(50, int))
+    with pytest.raises(ValueError, match="one nn.Linear"):
+        ko.readout("act1")  # two Linear layers follow it
+    with pytest.raises(ValueError, match="unknown layer 'act7'. Did you mean"):
+        ko.readout("act7")
+    ro = ko.readout("act2")
+    with pytest.raises(ValueError, match="masks must be"):
+        ro.accuracies(np.zeros((2, 4), bool))
+    with pytest.raises(ValueError, match="cls=1"):
+        ro.all_subsets(1)  # class 1 has no samples

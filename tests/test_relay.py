@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from nifkit.data import load_digits
+from nifkit.intervene import Knockouts, masks_from_bits
 from nifkit.models import mlp
 from nifkit.relay import (
-    KnockoutEvaluator,
     RelayExplorer,
     aggregated_relay,
     class_variables,
@@ -16,7 +16,6 @@ from nifkit.relay import (
     exhaustive_relay,
     greedy_vs_exhaustive,
     knockout_regression,
-    masks_from_bits,
     module_search,
     reference_module_search,
     relay_information,
@@ -115,7 +114,7 @@ def test_knockouts_match_the_model_and_all_subsets():
     with torch.no_grad():
         y = net(X).argmax(1).numpy()
     y = np.where(rng.random(300) < 0.7, y, rng.integers(0, 4, 300))
-    ev = KnockoutEvaluator(net, X, y)
+    ev = Knockouts(net, X, y).readout("act1")
     masks = masks_from_bits(np.arange(256), 8)
     pred = ev.predict(masks)
     with torch.no_grad():
@@ -133,7 +132,7 @@ def test_knockouts_match_the_model_and_all_subsets():
         tnr = np.mean(p[y != c] != c)
         assert abs(acc["balanced"][9, c] - (tpr + tnr) / 2) < 1e-12
     with pytest.raises(ValueError, match="unknown layer"):
-        KnockoutEvaluator(net, X, y, layer="act7")
+        Knockouts(net, X, y).readout("act7")
     with pytest.raises(ValueError, match="masks must be"):
         ev.predict(np.zeros((2, 5), bool))
     with pytest.raises(ValueError, match="does not occur"):
@@ -181,7 +180,7 @@ def test_composed_network_is_block_diagonal(digits_composed):
 def test_explorer_moves(digits_composed):
     ds, sub, net = digits_composed
     X, y = ds.split("test")
-    ev = KnockoutEvaluator(net, X, y.numpy())
+    ev = Knockouts(net, X, y.numpy()).readout("act1")
     from nifkit.info import binarize
 
     s = module_search(binarize(ev.H.numpy()), y.numpy(), ev.base_predicted)

@@ -16,7 +16,7 @@ A :class:`Binner` is fitted once and then transforms any number of batches with 
 same edges, which is what streaming over a data loader needs.
 
 Binary splits (one threshold per neuron, codes 0/1): :func:`binarize` with
-``method="kmeans2"`` (exact 1-D 2-means, Hintze & Adami), ``"median"`` or
+``binning="kmeans2"`` (exact 1-D 2-means, Hintze & Adami), ``"median"`` or
 ``"threshold"`` (a fixed value).
 """
 from __future__ import annotations
@@ -166,18 +166,18 @@ def kmeans2_thresholds(x) -> np.ndarray:
     return thr
 
 
-def binary_thresholds(x, method: str = "kmeans2", threshold=0.0) -> np.ndarray:
-    """Per-neuron thresholds of a binary split: ``"kmeans2"`` (exact 1-D 2-means, see
+def binary_thresholds(x, binning: str = "kmeans2", threshold=0.0) -> np.ndarray:
+    """Per-neuron thresholds of a binary split, by ``binning``: ``"kmeans2"`` (exact 1-D 2-means, see
     :func:`kmeans2_thresholds`), ``"median"`` (each neuron's median), or
     ``"threshold"`` (the fixed ``threshold``, a number or one per neuron)."""
     x = as_2d(x, "x")
-    if method not in BINARY_METHODS:
-        raise ValueError(f"method must be one of {BINARY_METHODS}, got {method!r}")
+    if not isinstance(binning, str) or binning not in BINARY_METHODS:
+        raise ValueError(f"binning must be one of {BINARY_METHODS}, got {binning!r}")
     if len(x) == 0:
         raise ValueError("cannot fit a binary split on zero samples")
-    if method == "kmeans2":
+    if binning == "kmeans2":
         return kmeans2_thresholds(x)
-    if method == "median":
+    if binning == "median":
         return np.median(x.astype(np.float64), axis=0)
     t = np.asarray(threshold, dtype=np.float64).reshape(-1)
     if not np.isfinite(t).all():
@@ -187,15 +187,15 @@ def binary_thresholds(x, method: str = "kmeans2", threshold=0.0) -> np.ndarray:
     return np.broadcast_to(t, (x.shape[1],)).copy()
 
 
-def binarize(x, method: str = "kmeans2", threshold=0.0, *, thresholds=None) -> np.ndarray:
+def binarize(x, binning: str = "kmeans2", threshold=0.0, *, thresholds=None) -> np.ndarray:
     """Binary codes ``(samples, neurons)`` (uint8, 1 where ``x > threshold``).
 
-    ``method`` as in :func:`binary_thresholds`; pass ``thresholds`` (fitted on other
+    ``binning`` as in :func:`binary_thresholds`; pass ``thresholds`` (fitted on other
     data, one per neuron) to apply an existing split instead of fitting one.
     """
     x = as_2d(x, "x")
     if thresholds is None:
-        thresholds = binary_thresholds(x, method, threshold)
+        thresholds = binary_thresholds(x, binning, threshold)
     thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if thr.size != x.shape[1]:
         raise ValueError(f"thresholds has {thr.size} entries but x has {x.shape[1]} neurons")

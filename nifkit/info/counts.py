@@ -10,7 +10,10 @@ Binned activity is turned into counts here, and only here:
   one ``bincount`` over ``(unit * bins + code) * classes + label``;
 * :func:`pack_keys` / :func:`group_counts` - the joint state of a *group* of units as
   one mixed-radix int64 key ``sum_i code_i * bins**i``, counted sparsely
-  (:class:`KeyCounts`): the counts behind vector EI and group entropies.
+  (:class:`KeyCounts`): the counts behind vector EI and group entropies;
+  :func:`row_keys` / :func:`mixed_radix` are the one packer behind it, for columns of
+  different cardinalities (``key = sum_i code_i * prod_{k<i} card_k``), also used by
+  :func:`nifkit.info.pack` and the group measures of :mod:`nifkit.info.groups`.
 
 Each has a mergeable accumulator (:class:`PairCounts`, :class:`LabelCounts`,
 :class:`KeyCounts`, :class:`MarginalCounts`): ``update`` adds a batch, ``merge`` adds
@@ -31,7 +34,8 @@ from .._validation import as_codes, to_numpy
 from .pairwise import _inner_counts, _marginal_counts, mi_from_counts  # the counting kernel (same package)
 
 __all__ = [
-    "marginal_counts", "pair_counts", "label_counts", "pack_keys", "group_keys", "group_counts",
+    "marginal_counts", "pair_counts", "label_counts", "pack_keys", "group_keys", "group_counts", "mixed_radix",
+    "row_keys",
     "MarginalCounts", "PairCounts", "LabelCounts", "KeyCounts", "reduce_across_processes", "entropy_from_keys",
 ]
 
@@ -147,16 +151,48 @@ def label_counts(codes, labels, n_bins: int, n_classes: int, chunk_bytes: int = 
     return out.reshape(m, n_bins, n_classes)
 
 
+def mixed_radix(card) -> np.ndarray | None:
+    """Place values ``(m,)`` int64 of a mixed-radix key of ``m`` columns with ``card[i]``
+    values each: ``radix[i] = prod_{k<i} card[k]``, so ``key = codes @ radix`` is unique
+    per joint state. ``None`` when the joint space needs 62 bits or more."""
+    c = np.maximum(np.asarray(card, dtype=np.int64).reshape(-1), 1)
+    if float(np.sum(np.log2(c.astype(np.float64)))) >= _MAX_KEY_BITS:
+        return None
+    return np.concatenate([[1], np.cumprod(c[:-1])]).astype(np.int64) if len(c) else np.zeros(0, np.int64)
+
+
+def row_keys(codes, card=None) -> np.ndarray | None:
+    """Mixed-radix int64 key ``(samples,)`` of each row of integer ``codes (samples, m)``
+    (numpy), with ``card`` values per column (default: each column's maximum + 1);
+    ``None`` when the joint space does not fit 62 bits (then count unique rows). Below
+    2^53 the product runs in float64 BLAS, which is exact there (numpy has no integer
+    BLAS)."""
+    c = np.asarray(codes)
+    if c.ndim != 2:
+        raise ValueError(f"codes must be (samples, columns), got shape {c.shape}")
+    if card is None:
+        card = c.max(axis=0) + 1 if c.size else np.ones(c.shape[1], np.int64)
+    radix = mixed_radix(card)
+    if radix is None:
+        return None
+    if c.shape[1] == 0:
+        return np.zeros(len(c), np.int64)
+    if int(radix[-1]) * int(np.max(card)) < 2**53:
+        return (c.astype(np.float64) @ radix.astype(np.float64)).astype(np.int64)
+    return c.astype(np.int64) @ radix
+
+
 def pack_keys(codes, n_bins: int) -> torch.Tensor:
     """Mixed-radix int64 key of each row of ``codes (samples, units)``:
     ``sum_i codes[:, i] * n_bins**i``. The joint state space ``n_bins**units`` must fit
     62 bits (``ValueError`` otherwise)."""
     t = _codes_tensor(codes, "codes", n_bins)
-    bits = t.shape[1] * math.log2(max(int(n_bins), 2))
-    if bits > _MAX_KEY_BITS:
+    radix = mixed_radix(np.full(t.shape[1], max(int(n_bins), 2)))
+    if radix is None:
+        bits = t.shape[1] * math.log2(max(int(n_bins), 2))
         raise ValueError(f"the joint state space of {t.shape[1]} units with {n_bins} bins is 2^{bits:.0f} states, "
                          f"more than a 62-bit key holds; pack smaller groups of units")
-    powers = int(n_bins) ** torch.arange(t.shape[1], device=t.device, dtype=torch.int64)
+    powers = torch.from_numpy(radix).to(t.device)
     if t.shape[1] == 0:
         return torch.zeros(len(t), dtype=torch.int64, device=t.device)
     if int(powers[-1]) < 2**45:  # bins <= 256, so every key < 2**53: one float64 product is exact

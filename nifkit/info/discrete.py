@@ -28,6 +28,7 @@ from itertools import combinations
 
 import numpy as np
 
+from .counts import row_keys
 from .._validation import CORRECTIONS, as_codes, as_counts, check_correction, to_numpy
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 LN2 = np.log(2.0)
-_check_correction = check_correction  # the name other modules import
 
 
 def _check_counts(counts, axis):
@@ -72,7 +72,7 @@ def entropy_from_counts(counts, axis=-1, correction=None):
     give 0. ``correction="miller-madow"`` adds ``(m - 1) / (2 n ln 2)`` with ``m`` the
     number of occupied cells.
     """
-    _check_correction(correction)
+    check_correction(correction)
     c = _check_counts(counts, axis)
     n = c.sum(axis=axis)
     s = _xlog2x(c).sum(axis=axis)
@@ -113,11 +113,8 @@ def pack(*variables, names=None) -> np.ndarray:
     if joint.shape[1] == 1:
         return joint[:, 0]
     # mixed-radix packing when it fits in int64, otherwise unique rows
-    card = joint.max(axis=0) + 1
-    if np.sum(np.log2(card.astype(np.float64))) < 62:
-        radix = np.concatenate([[1], np.cumprod(card[:-1])]).astype(np.int64)
-        return joint @ radix
-    return np.unique(joint, axis=0, return_inverse=True)[1].ravel()
+    keys = row_keys(joint)
+    return keys if keys is not None else np.unique(joint, axis=0, return_inverse=True)[1].ravel()
 
 
 def _H(correction, *variables, names=None) -> float:
@@ -128,26 +125,26 @@ def _H(correction, *variables, names=None) -> float:
 
 def entropy(*variables, correction=None) -> float:
     """Joint entropy ``H(X_1, ..., X_k)`` in bits of the given variables."""
-    _check_correction(correction)
+    check_correction(correction)
     return _H(correction, *variables)
 
 
 def conditional_entropy(x, given, correction=None) -> float:
     """``H(X | Z) = H(X, Z) - H(Z)`` in bits."""
-    _check_correction(correction)
+    check_correction(correction)
     return _H(correction, x, given, names=("x", "given")) - _H(correction, given, names=("given",))
 
 
 def mutual_information(x, y, correction=None) -> float:
     """``I(X;Y) = H(X) + H(Y) - H(X,Y)`` in bits (plug-in, optional Miller–Madow)."""
-    _check_correction(correction)
+    check_correction(correction)
     hxy = _H(correction, x, y, names=("x", "y"))  # checks both, and their lengths, first
     return _H(correction, x, names=("x",)) + _H(correction, y, names=("y",)) - hxy
 
 
 def conditional_mutual_information(x, y, z, correction=None) -> float:
     """``I(X;Y|Z) = H(X,Z) + H(Y,Z) - H(X,Y,Z) - H(Z)`` in bits."""
-    _check_correction(correction)
+    check_correction(correction)
     hxyz = _H(correction, x, y, z, names=("x", "y", "z"))  # checks all three first
     return (
         _H(correction, x, z, names=("x", "z")) + _H(correction, y, z, names=("y", "z")) - hxyz
@@ -159,7 +156,7 @@ def co_information(*variables, correction=None) -> float:
     """Co-information ``I(X_1; ...; X_k)`` in bits (``k >= 2``), by inclusion–exclusion
     over joint entropies; equals ``I(X;Y)`` for two variables and
     ``I(X;Y) - I(X;Y|Z)`` for three."""
-    _check_correction(correction)
+    check_correction(correction)
     k = len(variables)
     if k < 2:
         raise ValueError(f"co_information needs at least two variables, got {k}")

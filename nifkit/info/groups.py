@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_codes
+from .counts import mixed_radix, row_keys
 from .discrete import pack
 
 __all__ = [
@@ -113,10 +114,8 @@ def _distinct(codes, xc, yc, bx, by):
     """Collapse samples to distinct (codes, x, y) rows; returns (codes_u, xy_u, w)."""
     xy = xc * by + yc
     card = codes.max(axis=0) + 1 if codes.shape[1] else np.zeros(0, np.int64)
-    bits = float(np.sum(np.log2(np.maximum(card, 1)))) + np.log2(bx * by)
-    if bits < 62:
-        radix = np.concatenate([[1], np.cumprod(card[:-1])]).astype(np.int64) if len(card) else np.zeros(0, np.int64)
-        key = (codes @ radix if len(card) else np.zeros(len(xy), np.int64)) * (bx * by) + xy
+    key = row_keys(np.column_stack([xy, codes]), np.concatenate([[bx * by], card]))
+    if key is not None:
         _, first, w = np.unique(key, return_index=True, return_counts=True)
     else:
         _, first, w = np.unique(np.column_stack([codes, xy]), axis=0, return_index=True, return_counts=True)
@@ -244,9 +243,9 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
     table = _xlog2x_table(n)
     S = len(mk)
     out = np.empty(S, np.float64)
-    if np.sum(np.log2(np.maximum(card, 1))) >= 62:
+    radix = mixed_radix(card)
+    if radix is None:
         raise ValueError("the joint code of all variables does not fit 62 bits; binarise or use fewer variables")
-    radix = np.concatenate([[1], np.cumprod(card[:-1])]).astype(np.int64)
     exact_float = float(np.sum(np.log2(np.maximum(card, 1)))) < 52
     cuf, radixf = cu.astype(np.float64), radix.astype(np.float64)
     # about a dozen (sets, distinct rows) int64 temporaries per block

@@ -36,6 +36,7 @@ import torch
 
 from ..runtime import with_thread_policy
 from .._validation import (
+    check_correction,
     as_codes,
     as_counts,
     check_correction,
@@ -46,7 +47,6 @@ from .._validation import (
     resolve_device,
 )
 from ..config import DEFAULT_MEMORY_BUDGET
-from .discrete import _check_correction
 from .kernels import blocked_kernel, count_pairs, counting_kernel, kernel_failure
 
 __all__ = ["pairwise_mi", "PairwiseMI", "mi_from_counts"]
@@ -340,7 +340,7 @@ def pairwise_mi(
 
     Returns ``(neurons_a, neurons_b)`` float64 array.
     """
-    _check_correction(correction)
+    check_correction(correction)
     n_bins, n_bins_b = _bins_pair(n_bins, n_bins_b)
     memory_budget = check_memory_budget(memory_budget)
     dev = resolve_device(device)
@@ -458,7 +458,7 @@ class PairwiseMI:
 
     def mi(self, correction=None) -> np.ndarray:
         """The MI matrix (bits) of everything added so far."""
-        _check_correction(correction)
+        check_correction(correction)
         if self.n_samples < 2:
             raise ValueError("need at least 2 samples; call update() with data first")
         ba, bb = self.count_a_.shape[1], self.count_b_.shape[1]

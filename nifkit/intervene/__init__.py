@@ -15,6 +15,10 @@ every weight, mode and flag restored, also on exceptions.
   memory-bounded chunks; a following ``nn.Linear`` is evaluated with rank-one updates
   for cumulative orders and single units, ``z_k = z_0 - sum_{j<k} (a_{o_j} - v_{o_j})
   w_{o_j}``. Other models use forward hooks (one pass per knockout; correct, slower).
+* :meth:`Knockouts.readout` is the second evaluation mode (:mod:`.readout`): knockouts
+  of one hidden layer scored through the linear readout after it, by batched products
+  and split sums: per-class balanced accuracy for stacks of masks or for all ``2^m``
+  subsets of the layer at once (chapter 3's knockouts).
 * :func:`knock_out` is a context manager that knocks units out with hooks while you
   run the model yourself.
 * :func:`knock_out_layers` replaces whole layers (or a random share of their channels)
@@ -25,10 +29,12 @@ every weight, mode and flag restored, also on exceptions.
 
 
 Package layout: :mod:`.units` (Knockouts, knock_out, input checks), :mod:`.edges`
-(knock_out_edges, evaluate_edge_knockouts), :mod:`.layers` (knock_out_layers).
+(knock_out_edges, evaluate_edge_knockouts), :mod:`.layers` (knock_out_layers),
+:mod:`.readout` (ReadoutKnockouts, balanced_accuracy, masks_from_bits).
 """
 from .edges import evaluate_edge_knockouts, knock_out_edges
 from .layers import LAYER_MODES, LayerKnockouts, knock_out_layers
+from .readout import ReadoutKnockouts, balanced_accuracy, masks_from_bits
 from .units import (
     VALUES,
     KnockoutResult,
@@ -42,4 +48,4 @@ from .units import (
 
 __all__ = ["Knockouts", "KnockoutResult", "VALUES", "knock_out", "knock_out_edges", "evaluate_edge_knockouts",
            "cumulative_masks", "flat_sequential", "check_labels", "as_float_tensor", "knock_out_layers",
-           "LayerKnockouts", "LAYER_MODES"]
+           "LayerKnockouts", "LAYER_MODES", "ReadoutKnockouts", "balanced_accuracy", "masks_from_bits"]

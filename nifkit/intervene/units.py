@@ -246,6 +246,15 @@ class Knockouts:
             raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} neurons")
         return v
 
+    def readout(self, layer: str, value="zero"):
+        """The second evaluation mode: knockouts of ``layer``'s units scored through the
+        one ``nn.Linear`` after it, by batched products and split sums (overall and
+        per-class balanced accuracy, all ``2^m`` subsets of a layer of ``m <= 24`` units).
+        See :class:`nifkit.intervene.readout.ReadoutKnockouts`."""
+        from .readout import ReadoutKnockouts
+
+        return ReadoutKnockouts(self, layer, value)
+
     # -- the core: masks per touched layer ------------------------------------------------
     def evaluate(self, layers: Sequence[str], masks: Sequence, value="zero", *,
                  cumulative: Sequence | None = None, single: bool = False) -> KnockoutResult:

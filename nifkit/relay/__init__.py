@@ -1,11 +1,11 @@
 """Chapter 3: relay information and module detection (Hintze & Adami, Entropy 2023).
 
 Measures and search (:mod:`.measures`), the composed one-vs-rest network and its
-control (:mod:`.networks`), batched knockouts (:mod:`.knockouts`), plots, the
-:class:`RelayExplorer` widget and the exercise checker.
+control (:mod:`.networks`), the knockout regression (:mod:`.regression`), plots, the
+:class:`RelayExplorer` widget and the exercise checker. The knockouts themselves are
+:meth:`nifkit.intervene.Knockouts.readout` (the one intervention mechanism).
 """
 from .exercises import check_relay_information
-from .knockouts import KnockoutEvaluator, OLSResult, balanced_accuracy, knockout_regression, masks_from_bits
 from .measures import (
     MAX_EXHAUSTIVE,
     ModuleSearch,
@@ -18,13 +18,14 @@ from .measures import (
     relay_information,
     smearedness,
 )
+from .regression import OLSResult, knockout_regression
 from .networks import ControlResult, OneVsRest, compose, train_control, train_one_vs_rest, true_modules
 from .widget import RelayExplorer, RelayView
 
 __all__ = [
     "MAX_EXHAUSTIVE", "ModuleSearch", "aggregated_relay", "class_variables", "exhaustive_relay",
     "greedy_vs_exhaustive", "module_search", "reference_module_search", "relay_information", "smearedness",
-    "KnockoutEvaluator", "OLSResult", "balanced_accuracy", "knockout_regression", "masks_from_bits",
+    "OLSResult", "knockout_regression",
     "ControlResult", "OneVsRest", "compose", "train_control", "train_one_vs_rest", "true_modules",
     "RelayExplorer", "RelayView", "check_relay_information",
 ]

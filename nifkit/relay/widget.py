@@ -9,7 +9,7 @@ import ipywidgets as W
 import numpy as np
 
 from ..widgets.base import STYLE, Explorer
-from .knockouts import KnockoutEvaluator
+from ..intervene import ReadoutKnockouts
 from .measures import ModuleSearch
 from .plots import plot_incoming_weights, plot_layer_set, plot_relay_curves
 
@@ -34,7 +34,8 @@ class RelayExplorer(Explorer):
     Parameters
     ----------
     search : :class:`~nifkit.relay.ModuleSearch` of the hidden layer
-    evaluator : :class:`~nifkit.relay.knockouts.KnockoutEvaluator` of the same layer
+    evaluator : :class:`~nifkit.intervene.ReadoutKnockouts` of the same layer
+        (``Knockouts(model, X, y).readout(layer)``)
     weights : incoming weights ``(neurons, pixels)`` of the hidden layer (optional)
     image_shape : ``(H, W)`` of the inputs, to draw ``weights`` as images
     true_modules : ``{class: [neurons]}`` when known (composed networks)
@@ -44,7 +45,7 @@ class RelayExplorer(Explorer):
     batched call) and cached. ``.result`` is a :class:`RelayView`.
     """
 
-    def __init__(self, search: ModuleSearch, evaluator: KnockoutEvaluator, *, weights=None, image_shape=None,
+    def __init__(self, search: ModuleSearch, evaluator: ReadoutKnockouts, *, weights=None, image_shape=None,
                  true_modules: dict | None = None, step: int | None = None):
         if search.n_neurons != evaluator.n_neurons:
             raise ValueError(f"search has {search.n_neurons} neurons but the evaluator's layer has "
