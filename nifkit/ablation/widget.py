@@ -23,20 +23,40 @@ __all__ = ["AblationExplorer", "AblationView"]
 
 @dataclass(repr=False)
 class AblationView:
-    """What the explorer shows: the curve of (layer, measure, order) at ``n_ablated``."""
+    """What the explorer shows: the curve of (layer, measure, order) at ``n_ablated``.
+    The numbers are read from ``curve`` at that point (one source, nothing copied)."""
 
     layer: str
     measure: str
     order: str
     n_ablated: int
     n_units: int
-    accuracy: float
-    base_accuracy: float
-    loss: float
-    class_accuracy: np.ndarray
-    ablated_units: np.ndarray
     curve: AblationCurve
     random_curves: list
+
+    @property
+    def _step(self) -> int:
+        return self.curve.step_of(self.n_ablated)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.curve.accuracy[self._step])
+
+    @property
+    def base_accuracy(self) -> float:
+        return float(self.curve.accuracy[0])
+
+    @property
+    def loss(self) -> float:
+        return float(self.curve.loss[self._step])
+
+    @property
+    def class_accuracy(self) -> np.ndarray:
+        return self.curve.class_accuracy[self._step].copy()
+
+    @property
+    def ablated_units(self) -> np.ndarray:
+        return self.curve.order[:self.n_ablated].copy()
 
     def __repr__(self) -> str:
         return (f"AblationView({self.layer!r}, {self.order} {self.measure}, {self.n_ablated}/{self.n_units} "
@@ -147,11 +167,8 @@ class AblationExplorer(Explorer):
         m = self.engine.n_units(layer)
         k = int(min(self.value("ablated"), m))
         c = self.curve(layer, measure, order)
-        s = c.step_of(k)
-        return AblationView(layer=layer, measure=measure, order=order, n_ablated=k, n_units=m,
-                            accuracy=float(c.accuracy[s]), base_accuracy=float(c.accuracy[0]),
-                            loss=float(c.loss[s]), class_accuracy=c.class_accuracy[s].copy(),
-                            ablated_units=c.order[:k].copy(), curve=c, random_curves=self._random(layer))
+        return AblationView(layer=layer, measure=measure, order=order, n_ablated=k, n_units=m, curve=c,
+                            random_curves=self._random(layer))
 
     def _first_layer_weights(self, layer):
         """Incoming weights (units, inputs) when ``layer`` sits right after the model's first
