@@ -41,7 +41,7 @@ import networkx as nx  # noqa: E402
 from nifkit.data import load_digits, make_planted  # noqa: E402
 from nifkit.info import counting_kernel_info  # noqa: E402
 from nifkit.runtime import cpu_threads  # noqa: E402
-from nifkit.nif import DV_DEFAULTS, flow_graph, flow_layers  # noqa: E402
+from nifkit.nif import DV_DEFAULTS, flow_graph, flow_layers, flow_nodes  # noqa: E402
 from nifkit.info import ksg_mi_pairs  # noqa: E402
 from nifkit.info import dv_mi  # noqa: E402
 from nifkit.models import mlp, train  # noqa: E402
@@ -68,7 +68,7 @@ def activities(model, X):
 def loop_graph(model, X, bins):
     """The anchor: record, then one histogram2d + plug-in MI per connected pair."""
     names, acts = activities(model, X)
-    layer_names = ["input"] + names
+    layer_names = flow_nodes(model)  # node ids as the flow graph names them: "input:i", "act1:j", ...
     mods = dict(model.named_modules())
     mis = []
     t_graph = 0.0
@@ -111,7 +111,7 @@ def part_a(args):
     t_loop_graph = time.perf_counter() - t0
     t_loop = t_loop_graph - t_graph_ref
     err = max(float(np.abs(a - b).max()) for a, b in zip(fg.mi, ref))
-    assert g.number_of_edges() == g_ref.number_of_edges() == 17024
+    assert g.number_of_edges() == g_ref.number_of_edges() == 17024 and set(g.edges) == set(g_ref.edges)
     return {
         "network": "64-128-64-10 ReLU MLP, digits, all 1797 samples", "edges": fg.n_edges, "bins": bins,
         "fast_s": t_fast, "fast_with_graph_s": t_fast_graph, "loop_s": t_loop, "loop_with_graph_s": t_loop_graph,

@@ -10,6 +10,7 @@ from nifkit.ei import layer_ei, model_ei
 from nifkit.intervene import Knockouts, evaluate_edge_knockouts, knock_out
 from nifkit.models import mlp, train, walk
 from nifkit.nif import flow_graph
+from nifkit.nif.plots import plot_flow_graph
 
 torch.manual_seed(0)
 NET = mlp([4, 6, 3], seed=0)
@@ -48,6 +49,12 @@ CASES = [
     ("flow_graph: NaN data", lambda: flow_graph(NET, XNAN), ValueError, "NaN"),
     ("flow_graph: n_bins", lambda: flow_graph(NET, X, n_bins=0), ValueError, "n_bins"),
     ("flow_graph: unknown layer", lambda: flow_graph(NET, X, layers=["fc9"]), ValueError, "unknown layer"),
+    ("flow_graph: units name as layers=", lambda: flow_graph(NET, X, layers=["act1"]), ValueError,
+     "Did you mean 'fc1'"),
+    ("flow attribution: a weight layer's name as a node", lambda: flow_graph(NET, X, n_bins=4).attribution(
+        target="fc1:2"), ValueError, "target: unknown layer 'fc1'. Did you mean 'act1'"),
+    ("flow plot: unknown node", lambda: plot_flow_graph(flow_graph(NET, X, n_bins=4), highlight="act7:0"),
+     ValueError, "highlight: unknown layer 'act7'"),
     ("layer_ei: n_bins", lambda: layer_ei(np.eye(2), n_bins=1), ValueError, "n_bins"),
     ("layer_ei: n_samples", lambda: layer_ei(np.eye(2), n_samples=-5), ValueError, "n_samples"),
     ("layer_ei: NaN weights", lambda: layer_ei(np.array([[np.nan]])), ValueError, "NaN"),

@@ -55,7 +55,11 @@ def test_each_lens_equals_its_chapter_function(composed):
     fg = flow_graph(net, X, n_bins=8, binning="quantile", seed=0)
     np.testing.assert_allclose(comp.score("nif"), fg.flows[0].sum(0) + fg.flows[1].sum(1))
     bt = fg.betweenness()
-    np.testing.assert_allclose(comp.score("nif", "betweenness"), [bt[f"fc1:{j}"] for j in range(20)])
+    # the flow graph's nodes and the capstone's neurons share one address: "act1:j"
+    assert [str(n) for n in comp.neurons] == [f"act1:{j}" for j in range(20)]
+    assert set(map(str, comp.neurons)) <= set(fg.graph.nodes)
+    np.testing.assert_allclose(comp.score("nif", "betweenness"), [bt[f"act1:{j}"] for j in range(20)])
+    assert max(bt[f"act1:{j}"] for j in range(20)) > 0
 
     cond = layer_conductance(net, X, ["act1"], target="true", labels=y, steps=8)
     np.testing.assert_allclose(comp.score("conductance"), cond["act1"].abs().double().mean(0).numpy(), rtol=1e-5)

@@ -15,6 +15,7 @@ from nifkit.nif import (
     check_flow_attribution,
     flow_graph,
     flow_layers,
+    flow_nodes,
     strongest_paths,
 )
 from nifkit.info import (
@@ -26,7 +27,7 @@ from nifkit.info import (
     ksg_mi_pairs,
     pairwise_mi,
 )
-from nifkit.models import mlp, small_cnn, train
+from nifkit.models import Neuron, mlp, small_cnn, train, walk
 from nifkit.record import record
 
 
@@ -50,16 +51,21 @@ def test_graph_structure_of_known_mlp(tmp_path):
     model = _rand_mlp([4, 5, 3, 2])
     X = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
     fg = flow_graph(model, X, n_bins=4)
-    assert fg.layers == ["input", "fc1", "fc2", "fc_out"]
+    # nodes: the walker's units names (one neuron vocabulary); edges: the weight layers
+    assert fg.layers == ["input", "act1", "act2", "fc_out"] == ["input"] + [lay.units for lay in walk(model).layers]
+    assert fg.weight_layers == ["fc1", "fc2", "fc_out"] == flow_layers(model)
     assert fg.sizes == [4, 5, 3, 2]
     g = fg.graph
     assert g.number_of_nodes() == fg.n_nodes == 14
     assert g.number_of_edges() == fg.n_edges == 4 * 5 + 5 * 3 + 3 * 2
-    assert g.nodes["fc1:3"] == {"layer": "fc1", "depth": 1, "index": 3, "name": "fc1:3", "label": "fc1:3"}
+    assert g.nodes["act1:3"] == {"layer": "act1", "depth": 1, "index": 3, "name": "act1:3", "label": "act1:3"}
+    assert "fc1:3" not in g and str(Neuron("act2", 1)) in g
     # edges only between adjacent layers, in the direction of the data
     assert all(g.nodes[v]["depth"] == g.nodes[u]["depth"] + 1 for u, v in g.edges)
-    e = g.edges["input:1", "fc1:2"]
-    assert set(e) == {"mi", "weight", "flow"}
+    e = g.edges["input:1", "act1:2"]
+    assert set(e) == {"weight_layer", "mi", "weight", "flow"} and e["weight_layer"] == "fc1"
+    assert {d for _, _, d in g.edges(data="weight_layer")} == {"fc1", "fc2", "fc_out"}
+    assert g.edges["act2:2", "fc_out:1"]["weight"] == pytest.approx(abs(model.fc_out.weight[1, 2].item()))
     assert e["weight"] == pytest.approx(abs(model.fc1.weight[2, 1].item()))
     assert e["mi"] == pytest.approx(fg.mi[0][1, 2]) and e["flow"] == pytest.approx(max(fg.mi[0][1, 2], 0))
     np.testing.assert_allclose(fg.weights[1], model.fc2.weight.detach().abs().numpy().T)
@@ -68,8 +74,11 @@ def test_graph_structure_of_known_mlp(tmp_path):
     fg.to_graphml(path)
     back = nx.read_graphml(path)
     assert set(back.nodes) == set(g.nodes) and set(back.edges) == set(g.edges)
-    assert back.nodes["fc2:1"]["layer"] == "fc2" and back.nodes["fc2:1"]["index"] == 1
+    assert back.nodes["act2:1"]["layer"] == "act2" and back.nodes["act2:1"]["index"] == 1
+    assert back.edges["act1:4", "act2:0"]["weight_layer"] == "fc2"
+    assert back.graph["layers"] == "input,act1,act2,fc_out" and back.graph["weight_layers"] == "fc1,fc2,fc_out"
     for u, v, d in g.edges(data=True):
+        assert back.edges[u, v]["weight_layer"] == d["weight_layer"]
         for k in ("mi", "weight", "flow"):
             assert back.edges[u, v][k] == pytest.approx(d[k], abs=1e-12)
     assert back.graph["estimator"] == "binned" and back.graph["n_samples"] == 400
@@ -78,12 +87,13 @@ def test_graph_structure_of_known_mlp(tmp_path):
 def test_zero_weights_are_not_edges_and_weight_scale():
     model = _rand_mlp([4, 5, 2])
     with torch.no_grad():
-        model.fc1.weight[0, :] = 0.0       # unit fc1:0 reads nothing
+        model.fc1.weight[0, :] = 0.0       # unit act1:0 reads nothing
         model.fc_out.weight[1, 3] = 0.0    # one pruned connection
     X = torch.randn(300, 4, generator=torch.Generator().manual_seed(1))
     fg = flow_graph(model, X, n_bins=4, weight_scale=True)
     assert fg.n_edges == 4 * 5 + 5 * 2 - 4 - 1
-    assert not fg.graph.has_edge("input:2", "fc1:0") and not fg.graph.has_edge("fc1:3", "fc_out:1")
+    assert not fg.graph.has_edge("input:2", "act1:0") and not fg.graph.has_edge("act1:3", "fc_out:1")
+    assert fg.graph.has_edge("input:2", "act1:1") and fg.graph.has_edge("act1:2", "fc_out:1")
     f = fg.flows[0]
     np.testing.assert_allclose(f, np.clip(fg.mi[0], 0, None) * model.fc1.weight.detach().abs().numpy().T)
 
@@ -99,23 +109,61 @@ def test_edge_mi_equals_pairwise_mi():
         for l in range(3):
             ref = pairwise_mi(codes[l], codes[l + 1], n_bins=6)
             assert np.abs(fg.mi[l] - ref).max() <= 1e-12
-        assert fg.graph.edges["fc1:4", "fc2:6"]["mi"] == pytest.approx(
+        assert fg.graph.edges["act1:4", "act2:6"]["mi"] == pytest.approx(
             pairwise_mi(codes[1], codes[2], n_bins=6)[4, 6], abs=1e-12)
 
 
 def test_cnn_channels_are_nodes():
     model = small_cnn(1, (8, 8), channels=(3, 4), hidden=(5,), n_classes=2, seed=0)
     with torch.no_grad():
-        model.conv2.weight[1, 2] = 0.0     # channel conv1:2 no longer feeds conv2:1
+        model.conv2.weight[1, 2] = 0.0     # channel act1:2 no longer feeds act2:1
     X = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     fg = flow_graph(model, X, n_bins=4)
-    assert fg.layers == ["input", "conv1", "conv2", "fc1", "fc_out"]
+    assert fg.layers == ["input", "act1", "act2", "act_fc1", "fc_out"]
+    assert fg.weight_layers == ["conv1", "conv2", "fc1", "fc_out"]
     assert fg.sizes == [1, 3, 4, 5, 2]
     assert fg.n_edges == 1 * 3 + 3 * 4 - 1 + 4 * 5 + 5 * 2
-    assert not fg.graph.has_edge("conv1:2", "conv2:1")
+    assert not fg.graph.has_edge("act1:2", "act2:1") and fg.graph.has_edge("act1:1", "act2:1")
+    assert fg.graph.edges["act2:3", "act_fc1:0"]["weight_layer"] == "fc1"
     # channel -> dense unit weights: mean |w| over the channel's flattened positions
     w = model.fc1.weight.detach().double().abs().reshape(5, 4, -1).mean(2).numpy().T
     np.testing.assert_allclose(fg.weights[2], w)
+
+
+def test_node_names_are_the_walkers_units_and_old_names_are_refused():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nifkit.nif.plots import plot_flow_graph
+
+    model = mlp([4, 5, 3, 2], out_activation="sigmoid", seed=0)
+    X = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(model, X, n_bins=4)
+    # the output layer's units are what the walker says: its activation module here
+    assert fg.layers == flow_nodes(model) == ["input", "act1", "act2", "act_out"]
+    assert fg.weight_layers == ["fc1", "fc2", "fc_out"]
+    assert fg.node_id("act2", 2) == fg.node_id(2, 2) == "act2:2" and fg.locate(Neuron("act_out", 1)) == (3, 1)
+    assert fg.neuron("act1:4") == Neuron("act1", 4)
+    # the weight layer's spelling of a node: "did you mean" the units, naming the argument
+    with pytest.raises(ValueError, match=r"target: unknown layer 'fc1'\. Did you mean 'act1'\?"):
+        attribution(fg, target="fc1:3")
+    with pytest.raises(ValueError, match=r"target: unknown layer 'fc1'"):
+        attribution(fg, target=("fc1", 3))
+    with pytest.raises(ValueError, match=r"highlight: unknown layer 'fc_out'\. Did you mean 'act_out'"):
+        plot_flow_graph(fg, highlight="fc_out:0")
+    with pytest.raises(ValueError, match=r"paths: unknown layer 'fc1'"):
+        plot_flow_graph(fg, paths=[["input:0", "fc1:0", "fc2:0", "act_out:0"]])
+    with pytest.raises(ValueError, match=r"node: unknown layer 'act9'\. Did you mean 'act2', 'act1', 'act_out'\?"):
+        fg.locate("act9:0")
+    with pytest.raises(ValueError, match="layer 'act1' has 5 neurons; index 5 is out of range"):
+        fg.node_id("act1", 5)
+    with pytest.raises(ValueError, match="node: .*'layer:index'.*look like 'act1:0'"):
+        fg.locate("act1")
+    # layers= takes the weight layers (the edges); a units name is pointed at its weight layer
+    with pytest.raises(ValueError, match=r"layers: 'act2' names the units after weight layer 'fc2'.*Did you mean 'fc2'"):
+        flow_graph(model, X, layers=["act2", "fc_out"])
+    with pytest.raises(ValueError, match=r"layers: unknown layer 'fc9'\. Did you mean"):
+        flow_graph(model, X, layers=["fc9"])
 
 
 def test_layer_subset_starts_at_that_layers_input():
@@ -123,7 +171,8 @@ def test_layer_subset_starts_at_that_layers_input():
     X = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))
     fg = flow_graph(model, X, layers=["fc2", "fc_out"], n_bins=4)
     full = flow_graph(model, X, n_bins=4)
-    assert fg.layers == ["fc1", "fc2", "fc_out"] and fg.sizes == [6, 5, 2]
+    assert fg.layers == ["act1", "act2", "fc_out"] and fg.sizes == [6, 5, 2]
+    assert fg.weight_layers == ["fc2", "fc_out"] and "act1:5" in fg.graph
     np.testing.assert_allclose(fg.mi[0], full.mi[1], atol=1e-12)
 
 
@@ -211,7 +260,10 @@ def test_flow_attribution_is_the_product_of_target_normalised_matrices(planted, 
     # every output's information is fully shared out among the inputs
     np.testing.assert_allclose(r.sum(0), 1.0, atol=1e-12)
     # a hidden target: its column of the partial product
-    a = attribution(fg, target="fc2:3")
+    a = attribution(fg, target="act2:3")
+    assert a.target == "act2:3"
+    for same in (Neuron("act2", 3), ("act2", 3), (2, 3)):
+        np.testing.assert_allclose(attribution(fg, target=same).scores, a.scores)
     col = (N[0] @ N[1])[:, 3]
     np.testing.assert_allclose(a.scores, col / col.sum(), atol=1e-12)
     # the checker recognises the right answer and the classic mistake
@@ -252,7 +304,7 @@ def test_betweenness_and_communities(planted):
     b = fg.betweenness()
     assert set(b) == set(fg.graph.nodes)
     assert all(b[f"input:{i}"] == 0 for i in range(10)) and all(b[f"fc_out:{o}"] == 0 for o in range(2))
-    assert max(b[f"fc1:{j}"] for j in range(16)) > 0
+    assert max(b[f"act1:{j}"] for j in range(16)) > 0
     # betweenness = networkx on the -log2 normalised-flow distance
     h = nx.DiGraph()
     h.add_weighted_edges_from(((u, v, -np.log2(f / fg.max_flow)) for u, v, f in fg.graph.edges(data="flow")
@@ -318,8 +370,11 @@ def test_unknown_and_wrong_layers():
     X = torch.randn(200, 4)
     with pytest.raises(ValueError, match="unknown layer 'fc9'.*fc1, fc_out"):
         flow_graph(model, X, layers=["fc9"])
-    with pytest.raises(ValueError, match="'act1' is a ReLU, not a Linear/Conv"):
+    with pytest.raises(ValueError, match="'act1' names the units after weight layer 'fc1'"):
         flow_graph(model, X, layers=["act1"])
+    cnn = small_cnn(1, (8, 8), channels=(3, 4), n_classes=2, seed=0)
+    with pytest.raises(ValueError, match="'pool1' is a MaxPool2d, not a Linear/Conv"):
+        flow_graph(cnn, torch.rand(50, 1, 8, 8), layers=["pool1"])
     with pytest.raises(ValueError, match="consecutive"):
         flow_graph(_rand_mlp([4, 5, 5, 2]), X, layers=["fc1", "fc_out"])
 
@@ -355,11 +410,18 @@ def test_widget_threshold_and_selection(planted):
     small = FlowExplorer(model, d, estimators=("binned",), max_edges=100)
     assert "448 of 448 edges above 0.000 bits" in small.readout.text
     assert "the strongest 100 drawn" in small.readout.text
-    ex.controls["layer"].value = "fc1"
+    picker = ex.controls["layer"]
+    assert tuple(label for label, _ in picker.options) == ("(none)", "input", "act1 (output of fc1)", "act2 (output of fc2)", "fc_out")
+    assert [v for _, v in picker.options] == ["(none)", "input", "act1", "act2", "fc_out"]
+    with pytest.raises(Exception):   # the weight layer's name is not a node layer
+        picker.value = "fc1"
+    picker.value = "act1"
     ex.controls["neuron"].value = 3
     r2 = ex.result
-    assert r2.selected == "fc1:3" and "selected fc1:3" in ex.readout.text
-    np.testing.assert_allclose(r2.attribution.scores, attribution(r2.graph, target="fc1:3").scores)
+    assert r2.selected == "act1:3" and "selected act1:3 (output of fc1)" in ex.readout.text
+    np.testing.assert_allclose(r2.attribution.scores, attribution(r2.graph, target="act1:3").scores)
+    col = r2.graph.flows[0][:, 3]
+    assert r2.flow_in == pytest.approx(col[col >= 0.05].sum())
     n_binned = ex.n_computed
     ex.controls["estimator"].value = "gaussian"
     assert ex.result.graph.estimator == "gaussian" and ex.n_computed == n_binned + 1
@@ -381,9 +443,11 @@ def test_plots_draw_graph_image_attribution_and_comparisons():
     X = torch.rand(300, 16, generator=torch.Generator().manual_seed(0))
     fg = flow_graph(model, X, n_bins=4, image_shape=(4, 4))
     fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-    ax = plot_flow_graph(fg, ax=axes[0], threshold=0.05, highlight="fc1:2", max_edges=50,
+    ax = plot_flow_graph(fg, ax=axes[0], threshold=0.05, highlight="act1:2", max_edges=50,
                          paths=[p for _, p in fg.strongest_paths().best(2)])
     assert "of 114 edges" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["input\n(16)", "act1\n(6)", "fc_out\n(3)"]
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("fc")] == ["fc1", "fc_out"]  # edge layers
     widths = ax.collections[0].get_linewidths()
     assert len(widths) == min(50, fg.edges_above(0.05))
     a = fg.attribution()
@@ -409,7 +473,7 @@ def test_flow_graph_legend_names_every_encoding():
     model = _rand_mlp([16, 6, 3], seed=0)
     X = torch.rand(300, 16, generator=torch.Generator().manual_seed(0))
     fg = flow_graph(model, X, n_bins=4)
-    ax = plot_flow_graph(fg, highlight="fc1:2", paths=[p for _, p in fg.strongest_paths().best(2)])
+    ax = plot_flow_graph(fg, highlight="act1:2", paths=[p for _, p in fg.strongest_paths().best(2)])
     leg = ax.get_legend()
     assert leg is not None, "plot_flow_graph draws no legend"
     texts = [t.get_text() for t in leg.get_texts()]
@@ -421,7 +485,7 @@ def test_flow_graph_legend_names_every_encoding():
     n_big = sum(len(c) > 1 for c in fg.communities(seed=0))
     assert sum(t.startswith("colour: community") for t in texts) == min(n_big, 6)
     assert "grey: no community (alone)" in texts
-    assert "flow in/out of fc1:2" in texts and "strongest paths" in texts
+    assert "flow in/out of act1:2" in texts and "strongest paths" in texts
     # line widths of the key follow the drawing's scale: the widest key line = widest edge
     key_lw = max(h.get_linewidth() for t, h in zip(texts, leg.legend_handles) if t.startswith("width"))
     assert key_lw == pytest.approx(max(ax.collections[0].get_linewidths()))

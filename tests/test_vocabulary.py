@@ -121,11 +121,18 @@ def test_seed_and_progress_mean_one_thing(where):
 
 
 def test_the_same_hidden_layer_has_one_name_in_every_chapter():
+    import torch
+
     from nifkit.ablation import hidden_layers
-    from nifkit.models import mlp, walk
-    from nifkit.nif import flow_layers
+    from nifkit.models import Neuron, mlp, walk
+    from nifkit.nif import flow_graph, flow_layers, flow_nodes
 
     net = mlp([6, 5, 4, 3], seed=0)
     w = walk(net)
     assert hidden_layers(net) == w.hidden() == ["act1", "act2"]
     assert flow_layers(net) == w.names == ["fc1", "fc2", "fc_out"]  # weight layers (edges) keep their names
+    # the flow graph's nodes are the same hidden units: the walker's units names
+    assert flow_nodes(net) == ["input", "act1", "act2", "fc_out"] == ["input"] + [lay.units for lay in w.layers]
+    fg = flow_graph(net, torch.randn(200, 6, generator=torch.Generator().manual_seed(0)), n_bins=4)
+    assert fg.layers[1:-1] == w.hidden() and fg.weight_layers == w.names
+    assert str(Neuron("act2", 3)) in fg.graph and "fc2:3" not in fg.graph

@@ -230,17 +230,15 @@ def lens_nif(model, data, *, n_bins: int = 8, binning: str = "quantile", seed: i
     X, y = data
     layout = hidden_layout(model)
     fg = flow_graph(model, X, n_bins=n_bins, binning=binning, seed=seed, **kw)
-    bt = fg.betweenness()
-    flow, betw, per_class = [], [], []
-    for units, wname, _ in layout:
-        d = fg.layers.index(wname)
-        f_in = fg.flows[d - 1].sum(0)
-        f_out = fg.flows[d].sum(1)
-        flow.append(f_in + f_out)
-        betw.append(np.array([bt.get(fg.node_id(wname, j), 0.0) for j in range(fg.sizes[d])]))
+    flow, per_class = [], []
+    for units, _, _ in layout:  # the flow graph's node layers are the walker's units names
+        d = fg.layers.index(units)
+        flow.append(fg.flows[d - 1].sum(0) + fg.flows[d].sum(1))  # in + out
         last = d + 1 == len(fg.layers) - 1
         per_class.append(fg.flows[d].T if last else np.full((fg.sizes[-1], fg.sizes[d]), np.nan))
-    return LensScores({"flow": np.concatenate(flow), "betweenness": np.concatenate(betw)}, "flow",
+    bt = fg.betweenness()  # keyed by node id = the Neuron address "act1:3" every lens uses
+    betw = np.array([bt[str(n)] for n in hidden_neurons(model)])
+    return LensScores({"flow": np.concatenate(flow), "betweenness": betw}, "flow",
                       np.concatenate(per_class, axis=1), raw=fg,
                       notes=[f"NIF: binned MI ({n_bins} {binning} bins) on {fg.n_samples} samples"])
 

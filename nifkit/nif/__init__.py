@@ -9,7 +9,11 @@ default is labelled *reconstruction* in the docstrings.
 The flow graph
 --------------
 Nodes are neurons: the input features, the hidden units (their post-activation values,
-i.e. what the next layer reads) and the outputs (the model's output, e.g. logits). A
+i.e. what the next layer reads) and the outputs (the model's output, e.g. logits),
+addressed as every chapter addresses them: the one walker's units name and the index
+(:class:`nifkit.models.Neuron`: ``"input:2"``, ``"act1:3"``, ``"fc_out:1"`` in an
+``mlp``; :func:`flow_nodes`). Edges are the weights of the Linear/Conv layer between two
+node layers (``FlowGraph.weight_layers``: ``fc1`` joins ``input`` to ``act1``). A
 convolutional layer contributes one node per channel, whose activity is the channel's
 spatial mean. Edges join *connected* neurons of adjacent layers (a nonzero weight, or a
 nonzero kernel slice for channels) and carry the mutual information between the two
@@ -53,7 +57,7 @@ Package layout: :mod:`.build` (layers, activities, edge estimates: :func:`flow_g
 :mod:`.widget` (:class:`FlowExplorer`), :mod:`.exercise` (the checker).
 """
 from .._lazy import lazy_widget
-from .build import DV_DEFAULTS, ESTIMATORS, INPUT_LAYER, flow_graph, flow_layers
+from .build import DV_DEFAULTS, ESTIMATORS, INPUT_LAYER, flow_graph, flow_layers, flow_nodes
 from .exercise import check_flow_attribution, flow_attribution_verdict
 from .graph import Attribution, FlowGraph, FlowPaths, attribution, betweenness, communities, strongest_paths
 
@@ -61,7 +65,7 @@ _WIDGET = ("FlowExplorer", "FlowView")
 
 __all__ = [
     "ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "FlowGraph", "FlowPaths", "Attribution", "flow_graph", "flow_layers",
-    "betweenness", "communities", "strongest_paths", "attribution", "check_flow_attribution",
+    "flow_nodes", "betweenness", "communities", "strongest_paths", "attribution", "check_flow_attribution",
     "flow_attribution_verdict", "FlowExplorer", "FlowView",
 ]
 

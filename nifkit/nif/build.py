@@ -4,7 +4,6 @@ pair (binned, DV, KSG, Gaussian; shuffle-null p-values).
 """
 from __future__ import annotations
 
-import difflib
 import math
 import time
 
@@ -15,10 +14,10 @@ from torch import nn
 from .._validation import check_n_samples
 from ..info import Binner, dv_mi_pairs, gaussian_mi_pairs, ksg_mi_pairs, p_values, pairwise_mi
 from ..info.binning import METHODS as BINNING_METHODS
-from ..models.walk import walk
+from ..models.walk import unknown_layer_error, walk
 from .graph import FlowGraph
 
-__all__ = ["ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "flow_layers", "flow_graph"]
+__all__ = ["ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "flow_layers", "flow_nodes", "flow_graph"]
 
 
 ESTIMATORS = ("binned", "dv", "ksg", "gaussian")
@@ -53,7 +52,9 @@ def _not_feedforward(msg: str) -> ValueError:
 
 
 def flow_layers(model: nn.Module) -> list[str]:
-    """Names of the Linear/Conv layers of a feedforward ``model``, in data-flow order.
+    """Names of the Linear/Conv layers of a feedforward ``model``, in data-flow order:
+    the weight layers whose weights are the flow graph's edges (its nodes are named by
+    each layer's units, :func:`flow_nodes`).
 
     The model is walked by the one walker (:func:`nifkit.models.walk`, a ``torch.fx``
     trace); it must be a chain (every operation reads exactly one tensor and feeds
@@ -62,6 +63,19 @@ def flow_layers(model: nn.Module) -> list[str]:
     ``ValueError`` (not feedforward: skip connections, branches, recurrent or attention
     modules, a module called twice) or ``TypeError`` (not a module, or not traceable).
     """
+    return _flow_walk(model).names
+
+
+def flow_nodes(model: nn.Module) -> list[str]:
+    """The flow graph's node layers of ``model``: ``"input"``, then the units name
+    (:attr:`nifkit.models.walk.WalkedLayer.units`, the one neuron vocabulary of every
+    chapter) of each layer of :func:`flow_layers`: ``["input", "act1", "act2",
+    "fc_out"]`` for ``mlp([n, h, h, k])``."""
+    return [INPUT_LAYER] + [lay.units for lay in _flow_walk(model).layers]
+
+
+def _flow_walk(model: nn.Module):
+    """The walk of a feedforward ``model`` (see :func:`flow_layers` for what is refused)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, m in model.named_modules():
@@ -91,11 +105,17 @@ def flow_layers(model: nn.Module) -> list[str]:
             raise _not_feedforward(f"operation {st.node!r} ({st.target}) is not elementwise, pooling or reshaping")
     if not w.layers:
         raise _not_feedforward("it has no Linear or Conv layer")
-    return w.names
+    units = [lay.units for lay in w.layers]
+    clash = sorted({u for u in units if units.count(u) > 1 or u == INPUT_LAYER})
+    if clash:
+        raise _not_feedforward(f"the units of several layers share the name {clash[0]!r} (flow graph nodes need one "
+                               "name per layer)")
+    return w
 
 
-def _select_layers(model, weight_names, layers):
-    """The contiguous run of weight layers the graph covers."""
+def _select_layers(model, weight_names, units, layers):
+    """The contiguous run of weight layers the graph covers (``layers=`` names weight
+    layers: the edges; a units name gets a hint at its weight layer)."""
     if layers is None:
         return list(weight_names)
     if isinstance(layers, str):
@@ -103,18 +123,20 @@ def _select_layers(model, weight_names, layers):
     layers = list(layers)
     if not layers:
         raise ValueError("layers is an empty list; pass None for every Linear/Conv layer")
-    modules = dict(model.named_modules())
     for name in layers:
         if not isinstance(name, str):
             raise TypeError(f"layers must be module names (str), got {name!r}")
-        if name not in modules or name == "":
-            close = difflib.get_close_matches(name, weight_names, n=3, cutoff=0.4)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"layers: unknown layer {name!r}.{hint} The model's Linear/Conv layers are: "
-                             f"{', '.join(weight_names)}")
-        if name not in weight_names:
-            raise ValueError(f"layers: {name!r} is a {type(modules[name]).__name__}, not a Linear/Conv layer; "
+        if name in units and name not in weight_names:
+            w = weight_names[units.index(name)]
+            raise ValueError(f"layers: {name!r} names the units after weight layer {w!r}; layers= takes the weight "
+                             f"layers whose weights are the edges (the graph's nodes keep the units names). Did you "
+                             f"mean {w!r}? Weight layers: {', '.join(weight_names)}")
+        module = dict(model.named_modules()).get(name) if name else None
+        if module is not None and name not in weight_names:
+            raise ValueError(f"layers: {name!r} is a {type(module).__name__}, not a Linear/Conv layer; "
                              f"flow graph layers are: {', '.join(weight_names)}")
+        if name not in weight_names:
+            raise unknown_layer_error(name, weight_names, "layers")
     pos = [weight_names.index(n) for n in layers]
     if pos != list(range(pos[0], pos[0] + len(pos))):
         raise ValueError(f"layers must be consecutive Linear/Conv layers in data-flow order "
@@ -243,8 +265,9 @@ def flow_graph(
     weight_scale : multiply each edge's MI by ``|w_ij|`` (*reconstruction*).
     significance : None, or ``alpha``: keep only edges whose shuffle-null p-value
         (``n_shuffles`` permutations, ``seed``) is below ``alpha``.
-    layers : None (all Linear/Conv layers) or consecutive layer names; the graph then
-        starts at the input of the first one.
+    layers : None (all Linear/Conv layers) or consecutive weight layer names (the
+        edges, e.g. ``["fc2", "fc_out"]``); the graph then starts at the input of the
+        first one (node layer ``act1`` in an ``mlp``).
     max_samples, batch_size : how much data and how it is batched through the model.
     dv_options : options for :func:`nifkit.info.dv_mi_pairs` (over :data:`DV_DEFAULTS`).
     ksg_k : neighbours of the KSG estimator.
@@ -256,7 +279,9 @@ def flow_graph(
     feature_names, image_shape : labels of the input nodes and, for images, their
         ``(H, W)`` (taken from a ``Dataset`` when not given).
 
-    Returns a :class:`FlowGraph`.
+    Returns a :class:`FlowGraph`: nodes named by the one walker's units names
+    (``"input:j"``, ``"act1:j"``, ..., the output layer's units), edges by their weight
+    layer (``fg.weight_layers``, edge attribute ``weight_layer``).
     """
     t0 = time.perf_counter()
     if estimator not in ESTIMATORS:
@@ -274,8 +299,10 @@ def flow_graph(
             raise ValueError(f"with n_shuffles={n_shuffles} the smallest possible p-value is 1/{n_shuffles + 1} = "
                              f"{1 / (n_shuffles + 1):.3g}, so significance={significance} would prune every edge; "
                              f"use n_shuffles >= {math.ceil(1 / significance)}")
-    weight_names = flow_layers(model)
-    chosen = _select_layers(model, weight_names, layers)
+    fw = _flow_walk(model)
+    weight_names = fw.names
+    units = [lay.units for lay in fw.layers]
+    chosen = _select_layers(model, weight_names, units, layers)
     modules = dict(model.named_modules())
     acts, _ = _record_activities(model, data, chosen, weight_names, split, max_samples, batch_size, num_threads,
                                  device)
@@ -291,8 +318,8 @@ def flow_graph(
     t_rec = time.perf_counter()
 
     i0 = weight_names.index(chosen[0])
-    first_name = INPUT_LAYER if i0 == 0 else weight_names[i0 - 1]
-    names = [first_name] + list(chosen)
+    # nodes: the inputs (or the units the first chosen layer reads), then each layer's units
+    names = [INPUT_LAYER if i0 == 0 else units[i0 - 1]] + units[i0:i0 + len(chosen)]
     sizes = [a.shape[1] for a in acts]
     weights, connected = [], []
     for l, name in enumerate(chosen):
@@ -336,7 +363,8 @@ def flow_graph(
                 dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None,
                 timings={"record": t_rec - t0, "estimate": t_est - t_rec, "assemble": time.perf_counter() - t_est})
     return FlowGraph(layers=names, sizes=sizes, mi=mi, weights=weights, connected=connected,
-                     flows=flows, p_values=pv, estimator=estimator, n_samples=int(n), meta=meta)
+                     flows=flows, p_values=pv, estimator=estimator, n_samples=int(n), weight_layers=list(chosen),
+                     meta=meta)
 
 
 def _estimate(estimator, acts, connected, *, n_bins, binning, bin_range, correction, significance, n_shuffles,

@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 
 from ..info import p_values
+from ..models.walk import Neuron, unknown_layer_error
 
 __all__ = [
     "FlowGraph", "DISTANCES", "betweenness", "COMMUNITY_METHODS", "communities", "PATH_MODES", "FlowPaths",
@@ -22,17 +23,25 @@ class FlowGraph:
 
     ``graph``: ``networkx.DiGraph`` (assembled from the matrices on first access and
     cached: networkx holds one Python object per edge, which for a 17,000-edge graph
-    costs about as much as estimating all the edges); node ids ``"<layer>:<index>"`` with attributes
-    ``layer`` (name), ``depth`` (0 = input), ``index``, ``name`` (= the id) and ``label``
-    (feature name for inputs); edges with ``mi`` (bits, the estimate), ``weight``
-    (``|w_ij|``), ``flow`` (what the network science uses: ``max(mi, 0)``, times
-    ``|w_ij|`` when ``weight_scale``) and ``p_value`` when a shuffle test ran.
+    costs about as much as estimating all the edges). Node ids are neuron addresses
+    (:class:`nifkit.models.Neuron`, written ``"<layer>:<index>"``): ``"input:j"`` for the
+    inputs, then the one walker's units name of every later layer
+    (:attr:`nifkit.models.walk.WalkedLayer.units`: ``"act1:3"`` in an ``mlp``, the same
+    address ordered ablation and the capstone use; ``"fc_out:1"`` for an output layer
+    without an activation module). Node attributes: ``layer`` (that name), ``depth``
+    (0 = input), ``index``, ``name`` (= the id) and ``label`` (feature name for inputs);
+    edges with ``weight_layer`` (the Linear/Conv layer whose weights they are, e.g.
+    ``"fc1"``), ``mi`` (bits, the estimate), ``weight`` (``|w_ij|``), ``flow`` (what the
+    network science uses: ``max(mi, 0)``, times ``|w_ij|`` when ``weight_scale``) and
+    ``p_value`` when a shuffle test ran.
 
-    ``layers``/``sizes``: node layers (``"input"``, then the Linear/Conv layer names) and
-    their numbers of nodes. Per adjacent layer pair ``l`` (matrices ``(sizes[l],
-    sizes[l+1])``): ``mi[l]`` the estimate for every pair (NaN where not estimated),
-    ``weights[l]`` the ``|w|`` matrix, ``connected[l]`` the edge mask, ``p_values[l]``
-    (or None), ``flows[l]`` the edge flows (0 where there is no edge or it was pruned).
+    ``layers``/``sizes``: node layers (``"input"``, then the units names) and their
+    numbers of nodes. Per adjacent layer pair ``l`` (matrices ``(sizes[l],
+    sizes[l+1])``): ``weight_layers[l]`` the weight layer between them (its output is
+    node layer ``l + 1``), ``mi[l]`` the estimate for every pair (NaN where not
+    estimated), ``weights[l]`` the ``|w|`` matrix, ``connected[l]`` the edge mask,
+    ``p_values[l]`` (or None), ``flows[l]`` the edge flows (0 where there is no edge or
+    it was pruned).
     """
 
     layers: list
@@ -44,8 +53,14 @@ class FlowGraph:
     p_values: list | None
     estimator: str
     n_samples: int
+    weight_layers: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if len(self.weight_layers) != len(self.layers) - 1:
+            raise ValueError(f"weight_layers must name the weight layer of each of the {len(self.layers) - 1} "
+                             f"layer pairs of layers={self.layers}, got {self.weight_layers}")
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -54,22 +69,51 @@ class FlowGraph:
         return self._cache["graph"]
 
     # -- addressing ------------------------------------------------------------------
-    def node_id(self, layer, index: int) -> str:
-        """Id of neuron ``index`` of ``layer`` (a name or a depth)."""
-        name = self.layers[layer] if isinstance(layer, (int, np.integer)) else layer
-        if name not in self.layers:
-            raise ValueError(f"unknown layer {name!r}; layers are {self.layers}")
-        d = self.layers.index(name)
-        if not 0 <= int(index) < self.sizes[d]:
-            raise ValueError(f"layer {name!r} has {self.sizes[d]} neurons; index {index} is out of range")
-        return f"{name}:{int(index)}"
+    def _unknown_layer(self, name, what: str) -> ValueError:
+        """"Did you mean" for a node layer name, also for a weight layer's name (the
+        spelling of node ids before they became the walker's units names)."""
+        if name in self.weight_layers:
+            units = self.layers[self.weight_layers.index(name) + 1]
+            return ValueError(
+                f"{what}: unknown layer {name!r}. Did you mean {units!r}? Nodes are named by their units "
+                f"(the one walker's units name, as in every chapter); {name!r} is the weight layer whose edges "
+                f"lead into {units!r}. Node layers: {', '.join(self.layers)}")
+        return unknown_layer_error(name, self.layers, what)
 
-    def locate(self, node) -> tuple[int, int]:
-        """``(depth, index)`` of a node id ``"<layer>:<index>"``."""
-        name, _, idx = str(node).rpartition(":")
-        if name not in self.layers or not idx.isdigit() or int(idx) >= self.sizes[self.layers.index(name)]:
-            raise ValueError(f"no node {node!r} in the flow graph (ids look like {self.node_id(0, 0)!r})")
-        return self.layers.index(name), int(idx)
+    def neuron(self, node, what: str = "node") -> Neuron:
+        """The :class:`~nifkit.models.Neuron` of a node: an id ``"act1:3"``, a ``Neuron``
+        or a ``(layer, index)`` pair (the layer a name or a depth). Unknown layers and
+        indices out of range raise ``ValueError`` naming ``what`` (the argument)."""
+        if isinstance(node, tuple) and len(node) == 2 and isinstance(node[0], (int, np.integer)):
+            d = int(node[0])
+            if not 0 <= d < len(self.layers):
+                raise ValueError(f"{what}: depth {d} is out of range; the graph has {len(self.layers)} layers "
+                                 f"(0 = input .. {len(self.layers) - 1})")
+            node = (self.layers[d], node[1])
+        try:
+            n = Neuron.parse(node)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what}: {exc}; nodes of this graph look like {self.node_id(1, 0)!r}") from None
+        if n.layer not in self.layers:
+            raise self._unknown_layer(n.layer, what)
+        size = self.sizes[self.layers.index(n.layer)]
+        if not 0 <= n.index < size:
+            raise ValueError(f"{what}: layer {n.layer!r} has {size} neurons; index {n.index} is out of range")
+        return n
+
+    def node_id(self, layer, index: int) -> str:
+        """Id ``"<layer>:<index>"`` of neuron ``index`` of node layer ``layer`` (a name or
+        a depth)."""
+        return str(self.neuron((layer, int(index))))
+
+    def locate(self, node, what: str = "node") -> tuple[int, int]:
+        """``(depth, index)`` of a node (an id, a ``Neuron`` or a ``(layer, index)`` pair)."""
+        n = self.neuron(node, what)
+        return self.layers.index(n.layer), n.index
+
+    def nodes(self) -> list:
+        """Every node id, layer by layer (index order inside a layer)."""
+        return [str(Neuron(name, i)) for name, m in zip(self.layers, self.sizes) for i in range(m)]
 
     @property
     def n_edges(self) -> int:
@@ -138,7 +182,8 @@ def _assemble(fg: FlowGraph) -> nx.DiGraph:
     g = nx.DiGraph()
     m = fg.meta
     g.graph.update(estimator=fg.estimator, n_samples=int(fg.n_samples), weight_scale=bool(m.get("weight_scale")),
-                   layers=",".join(fg.layers), n_bins=int(m.get("n_bins", 0)), binning=str(m.get("binning")),
+                   layers=",".join(fg.layers), weight_layers=",".join(fg.weight_layers),
+                   n_bins=int(m.get("n_bins", 0)), binning=str(m.get("binning")),
                    significance=float(m["significance"]) if m.get("significance") is not None else -1.0)
     names = m.get("feature_names")
     for d, (name, size) in enumerate(zip(fg.layers, fg.sizes)):
@@ -148,6 +193,7 @@ def _assemble(fg: FlowGraph) -> nx.DiGraph:
                          for i in range(size))
     for l, keep in enumerate(fg.edge_masks):
         src, dst = np.nonzero(keep)
+        wl = fg.weight_layers[l]
         cols = {"mi": fg.mi[l][src, dst], "weight": fg.weights[l][src, dst], "flow": fg.flows[l][src, dst]}
         if fg.p_values is not None:
             cols["p_value"] = fg.p_values[l][src, dst]
@@ -155,7 +201,7 @@ def _assemble(fg: FlowGraph) -> nx.DiGraph:
         vals = zip(*(v.tolist() for v in cols.values()))
         a, b = fg.layers[l], fg.layers[l + 1]
         g.add_edges_from(zip((f"{a}:{i}" for i in src.tolist()), (f"{b}:{j}" for j in dst.tolist()),
-                             (dict(zip(keys, v)) for v in vals)))
+                             ({"weight_layer": wl, **dict(zip(keys, v))} for v in vals)))
     return g
 
 
@@ -354,15 +400,15 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
     ``"strength"``
         The input's total outgoing flow (weighted out-degree centrality).
 
-    ``target``: None (all outputs) or a node id / ``(layer, index)``: attribute that
-    neuron's information instead (``"flow"`` and ``"path"`` only).
+    ``target``: None (all outputs) or a node (an id such as ``"act1:3"``, a
+    :class:`~nifkit.models.Neuron` or ``(layer, index)``): attribute that neuron's information instead (``"flow"`` and ``"path"`` only).
     """
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
     tgt_id, depth, idx = None, len(fg.layers) - 1, None
     if target is not None:
-        tgt_id = fg.node_id(*target) if isinstance(target, tuple) else target
-        depth, idx = fg.locate(tgt_id)
+        tgt_id = str(fg.neuron(target, "target"))
+        depth, idx = fg.locate(tgt_id, "target")
         if method not in ("flow", "path"):
             raise ValueError(f"target= works with method 'flow' or 'path', not {method!r}")
     per = None
@@ -396,7 +442,7 @@ def _truncate(fg: FlowGraph, depth: int) -> FlowGraph:
     return FlowGraph(layers=fg.layers[:depth + 1], sizes=fg.sizes[:depth + 1], mi=fg.mi[:depth],
                      weights=fg.weights[:depth], connected=fg.connected[:depth], flows=fg.flows[:depth],
                      p_values=None if fg.p_values is None else fg.p_values[:depth], estimator=fg.estimator,
-                     n_samples=fg.n_samples, meta=fg.meta,
+                     n_samples=fg.n_samples, weight_layers=fg.weight_layers[:depth], meta=fg.meta,
                      _cache={"masks": fg.edge_masks[:depth]})
 
 

@@ -46,19 +46,24 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
                     max_edges: int = 1500, centrality: bool = True, communities: bool = True,
                     node_size=(12.0, 260.0), edge_width=(0.15, 3.0), labels: bool | None = None,
                     seed: int = 0, title=None, cmap="tab10", legend: bool = True):
-    """Draw the flow graph in layers.
+    """Draw the flow graph in layers: one column per node layer (labelled by its units
+    name and size), the weight layer of the edges named in grey between two columns.
 
     ``threshold``: hide edges with flow below it (bits). ``max_edges``: draw at most the
     strongest that many of the rest (a 64-128-64-10 MLP has 17,024 edges). Node size by
     betweenness (``centrality``), colour by community (``communities``, seeded Louvain;
-    singletons grey), edge width by flow. ``highlight``: a node id whose incoming and
-    outgoing edges are drawn in red over a faded graph. ``paths``: a list of node-id
-    lists (e.g. from :meth:`FlowPaths.best`) drawn in orange. ``labels``: name the nodes
-    (default: when there are at most 100; layers of over 40 neurons stay unlabelled).
+    singletons grey), edge width by flow. ``highlight``: a node (id such as
+    ``"act1:3"``, ``Neuron`` or ``(layer, index)``) whose incoming and outgoing edges
+    are drawn in red over a faded graph. ``paths``: a list of node-id lists (e.g.
+    from :meth:`FlowPaths.best`) drawn in orange. ``labels``: name the nodes (default:
+    when there are at most 100; layers of over 40 neurons stay unlabelled).
     ``legend``: a key right of the axes saying what width (edge flow, bits; bits x |w|
     with ``weight_scale``), size (betweenness centrality) and colour (community) encode.
     """
     ax = _ax(ax, (7, 4.5))
+    if highlight is not None:
+        highlight = str(fg.neuron(highlight, "highlight"))
+    paths = [[fg.locate(v, "paths") for v in path] for path in paths or []]
     pos = layered_positions(fg)
     allpos = np.concatenate(pos)
     segs, flows, ends = _segments(fg, pos, threshold)
@@ -71,7 +76,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
                             colors="0.35", alpha=0.12 if faded else 0.45, zorder=1)
         ax.add_collection(lc)
 
-    nodes = [f"{name}:{i}" for name, m in zip(fg.layers, fg.sizes) for i in range(m)]
+    nodes = fg.nodes()
     smin, smax = node_size
     if centrality:
         b = fg.betweenness()
@@ -101,8 +106,8 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
                                              colors="tab:red", alpha=0.85, zorder=2))
         p = pos[d][i]
         ax.scatter([p[0]], [p[1]], s=smax * 1.2, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=4)
-    for path in paths or []:
-        pts = np.array([pos[fg.locate(v)[0]][fg.locate(v)[1]] for v in path])
+    for path in paths:
+        pts = np.array([pos[d][i] for d, i in path])
         ax.plot(pts[:, 0], pts[:, 1], color="tab:orange", lw=2.2, alpha=0.9, zorder=2)
 
     if labels is None:
@@ -117,6 +122,9 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
                 ha, dx = ("right", -0.06) if d == 0 else ("left", 0.06)
                 ax.text(pos[d][i, 0] + dx, pos[d][i, 1], text, fontsize=7, ha=ha, va="center", zorder=5)
     ax.set_xticks(range(len(fg.layers)), [f"{n}\n({m})" for n, m in zip(fg.layers, fg.sizes)], fontsize=8)
+    for l, wname in enumerate(fg.weight_layers):  # the weight layer whose weights are the edges between columns
+        ax.annotate(wname, (l + 0.5, 0.0), xycoords=("data", "axes fraction"), xytext=(0, -4),
+                    textcoords="offset points", ha="center", va="top", fontsize=7, color="0.4", style="italic")
     ax.set_yticks([])
     ax.set_xlim(-0.5, len(fg.layers) - 0.5)
     ax.set_ylim(-0.03, 1.03)
@@ -217,14 +225,15 @@ def plot_attribution(attr: Attribution, *, ax=None, informative=None, highlight=
 
 def plot_edge_comparison(fg_x: FlowGraph, fg_y: FlowGraph, *, ax=None, title=None):
     """Scatter of the edge MI of two flow graphs of the same network (e.g. binned on x,
-    DV on y), one colour per layer pair, with Spearman's rank correlation."""
+    DV on y), one colour per layer pair (labelled ``"fc1: input -> act1"``: the weight
+    layer, then its node layers), with Spearman's rank correlation."""
     from scipy.stats import spearmanr
 
     ax = _ax(ax, (4.2, 4))
     xs, ys = [], []
     for l, (c1, c2) in enumerate(zip(fg_x.connected, fg_y.connected)):
         m = c1 & c2 & np.isfinite(fg_x.mi[l]) & np.isfinite(fg_y.mi[l])
-        ax.scatter(fg_x.mi[l][m], fg_y.mi[l][m], s=8, alpha=0.6, label=f"{fg_x.layers[l]} -> {fg_x.layers[l + 1]}")
+        ax.scatter(fg_x.mi[l][m], fg_y.mi[l][m], s=8, alpha=0.6, label=f"{fg_x.weight_layers[l]}: {fg_x.layers[l]} -> {fg_x.layers[l + 1]}")
         xs.append(fg_x.mi[l][m])
         ys.append(fg_y.mi[l][m])
     x, y = np.concatenate(xs), np.concatenate(ys)

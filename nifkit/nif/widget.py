@@ -8,6 +8,7 @@ selection only redraws. The last state is in ``.result`` (a :class:`FlowView`)::
     ex = FlowExplorer(model, data); ex
     ex.controls["threshold"].value = 0.05
     ex.result.n_shown, ex.readout.text
+    ex.controls["layer"].value = "act1"   # node layers: the walker's units names
 """
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ from .plots import flow_unit, plot_attribution, plot_flow_graph
 __all__ = ["FlowExplorer", "FlowView"]
 
 NONE = "(none)"
+
+
+def _layer_options(fg: FlowGraph) -> list:
+    """The layer picker: ``(label, node layer)``, the label naming the weight layer whose
+    output the units are when it has another name (``"act1 (output of fc1)"``); the
+    value is the node layer name."""
+    before = [None] + list(fg.weight_layers)
+    return [(name if before[d] in (None, name) else f"{name} (output of {before[d]})", name)
+            for d, name in enumerate(fg.layers)]
+
 @dataclass(repr=False)
 class FlowView:
     """What the explorer shows: the graph, the threshold (bits), how many edges pass
@@ -80,8 +91,8 @@ class FlowExplorer(Explorer):
             "threshold": W.FloatSlider(value=min(float(threshold), top), min=0.0, max=top, step=top / 100,
                                        description="threshold", readout_format=".3f", continuous_update=False,
                                        style=STYLE),
-            "layer": W.Dropdown(options=[NONE] + list(first.layers), value=NONE, description="select layer",
-                                style=STYLE),
+            "layer": W.Dropdown(options=[(NONE, NONE)] + _layer_options(first), value=NONE,
+                                description="select layer", style=STYLE),
             "neuron": W.IntSlider(value=0, min=0, max=max(first.sizes[0] - 1, 0), description="neuron",
                                   continuous_update=False, style=STYLE),
         }
@@ -163,8 +174,10 @@ class FlowExplorer(Explorer):
         if r.n_shown > self.max_edges:
             text += f", the strongest {self.max_edges} drawn"
         if r.selected:
-            d, i = fg.locate(r.selected)
-            text += f"; selected {r.selected}: in {r.flow_in:.3f} bits, out {r.flow_out:.3f} bits"
+            d, _ = fg.locate(r.selected)
+            w = fg.weight_layers[d - 1] if d > 0 else None
+            via = f" (output of {w})" if w not in (None, fg.layers[d]) else ""
+            text += f"; selected {r.selected}{via}: in {r.flow_in:.3f} bits, out {r.flow_out:.3f} bits"
         top = ", ".join(n for n, _ in r.attribution.top(3))
         text += f"; top inputs: {top}"
         self.readout.set(text)
