@@ -207,7 +207,7 @@ class Neuron(NamedTuple):
             return cls(str(text[0]), int(text[1]))
         name, sep, idx = str(text).rpartition(":")
         if not sep or not idx.isdigit():
-            raise ValueError(f"a neuron address looks like 'layer:index' (e.g. 'fc1:3'), got {text!r}")
+            raise ValueError(f"a neuron address looks like 'layer:index' (e.g. 'act1:3'), got {text!r}")
         return cls(name, int(idx))
 
 
