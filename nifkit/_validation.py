@@ -219,6 +219,21 @@ def as_labels(y, name: str = "labels", n_samples: int | None = None,
     return arr
 
 
+def as_masks(masks, m: int, meaning: str, name: str = "masks") -> np.ndarray:
+    """Boolean masks ``(n_sets, m)`` (a single mask ``(m,)`` becomes one row); 0/1
+    integers are accepted, anything else raises naming ``name`` and what True means."""
+    mk = np.asarray(masks)
+    if mk.ndim == 1:
+        mk = mk[None]
+    if mk.ndim != 2 or mk.shape[1] != m:
+        raise ValueError(f"{name} must be (n_sets, {m}) booleans ({meaning}), got shape {mk.shape}")
+    if mk.dtype != bool:
+        if mk.dtype.kind not in "iub" or not np.isin(mk, (0, 1)).all():
+            raise ValueError(f"{name} must hold booleans or 0/1 (True = {meaning})")
+        mk = mk.astype(bool)
+    return mk
+
+
 def as_counts(x, name: str = "counts"):
     """Histogram counts (or unnormalised weights): numbers, finite, non-negative. A torch
     tensor comes back as a float64 tensor on its device, anything else as a float64 numpy

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_codes
+from .._validation import as_codes, as_masks
 from .counts import mixed_radix, row_keys
 from .discrete import pack
 
@@ -212,16 +212,7 @@ def cmi_extended(x, y, given, extra, *, memory_budget: int = 256 * 2**20) -> np.
 
 # ------------------------------------------------------------------------ batched: masks
 def _as_masks(masks, m):
-    mk = np.asarray(masks)
-    if mk.ndim == 1:
-        mk = mk[None]
-    if mk.ndim != 2 or mk.shape[1] != m:
-        raise ValueError(f"masks must be (n_sets, {m}) booleans (one column per variable), got shape {mk.shape}")
-    if mk.dtype != bool:
-        if not np.isin(mk, (0, 1)).all():
-            raise ValueError("masks must hold booleans (True = the variable is in the conditioning group)")
-        mk = mk.astype(bool)
-    return mk
+    return as_masks(masks, m, "the variable is in the conditioning group")
 
 
 def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.ndarray:

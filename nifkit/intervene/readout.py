@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import as_masks
 from ..runtime import Progress, cpu_threads
 
 __all__ = ["ReadoutKnockouts", "balanced_accuracy", "masks_from_bits", "MAX_ALL_SUBSETS"]
@@ -95,14 +96,7 @@ class ReadoutKnockouts:
         return torch.matmul(self._Hc, keep[:, :, None] * self.W.T[None]) + self._b
 
     def _masks(self, masks):
-        mk = np.asarray(masks)
-        if mk.ndim == 1:
-            mk = mk[None]
-        if mk.ndim != 2 or mk.shape[1] != self.n_neurons:
-            raise ValueError(f"masks must be (n_sets, {self.n_neurons}) booleans, got shape {mk.shape}")
-        if mk.dtype != bool and not np.isin(mk, (0, 1)).all():
-            raise ValueError("masks must hold booleans (True = knocked out) or 0/1")
-        return mk.astype(bool)
+        return as_masks(masks, self.n_neurons, "the unit is knocked out")
 
     def _keep(self, mk):
         return torch.from_numpy(~mk).float().to(self.H.device)

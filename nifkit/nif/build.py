@@ -123,6 +123,7 @@ def _select_layers(model, weight_names, units, layers):
     layers = list(layers)
     if not layers:
         raise ValueError("layers is an empty list; pass None for every Linear/Conv layer")
+    modules = dict(model.named_modules())
     for name in layers:
         if not isinstance(name, str):
             raise TypeError(f"layers must be module names (str), got {name!r}")
@@ -131,7 +132,7 @@ def _select_layers(model, weight_names, units, layers):
             raise ValueError(f"layers: {name!r} names the units after weight layer {w!r}; layers= takes the weight "
                              f"layers whose weights are the edges (the graph's nodes keep the units names). Did you "
                              f"mean {w!r}? Weight layers: {', '.join(weight_names)}")
-        module = dict(model.named_modules()).get(name) if name else None
+        module = modules.get(name) if name else None
         if module is not None and name not in weight_names:
             raise ValueError(f"layers: {name!r} is a {type(module).__name__}, not a Linear/Conv layer; "
                              f"flow graph layers are: {', '.join(weight_names)}")

@@ -407,8 +407,8 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
         raise ValueError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
     tgt_id, depth, idx = None, len(fg.layers) - 1, None
     if target is not None:
-        tgt_id = str(fg.neuron(target, "target"))
-        depth, idx = fg.locate(tgt_id, "target")
+        n = fg.neuron(target, "target")
+        tgt_id, depth, idx = str(n), fg.layers.index(n.layer), n.index
         if method not in ("flow", "path"):
             raise ValueError(f"target= works with method 'flow' or 'path', not {method!r}")
     per = None
