@@ -279,14 +279,16 @@ class ModelState:
     and ``freeze=True`` (no parameter requires grad). On exit (also on exceptions and
     KeyboardInterrupt) it restores all of them. ``weights=True`` also saves a copy of
     the state dict and loads it back on exit (for code that edits weights in place).
+    ``device``: move the model there for the run (None = leave it) and back on exit.
     """
 
     def __init__(self, model: nn.Module, *, eval: bool = True, no_grad: bool = False, freeze: bool = False,
-                 weights: bool = False):
+                 weights: bool = False, device=None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.eval, self.no_grad, self.freeze, self.weights = eval, no_grad, freeze, weights
+        self.device = None if device is None else torch.device(device)
 
     def __enter__(self) -> "ModelState":
         self.modes = [(m, m.training) for m in self.model.modules()]
@@ -294,6 +296,10 @@ class ModelState:
         self.grad_enabled = torch.is_grad_enabled()
         self.saved = ({k: v.detach().clone() for k, v in self.model.state_dict().items()}
                       if self.weights else None)
+        self.home = model_device(self.model)[0]
+        self.moved = self.device is not None and self.device != self.home
+        if self.moved:
+            self.model.to(self.device)
         if self.eval:
             self.model.eval()
         if self.freeze:
@@ -312,4 +318,6 @@ class ModelState:
             p.requires_grad_(flag)
         for m, mode in self.modes:
             m.training = mode
+        if self.moved:
+            self.model.to(self.home)
         return False

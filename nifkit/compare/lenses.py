@@ -249,8 +249,9 @@ def lens_conductance(model, data, *, steps: int = 16, method: str = "riemann_tra
 
     X, y = data
     names = [u for u, _, _ in hidden_layout(model)]
-    # batch_size=256: with the default (sized from the memory budget) 4,000 MNIST inputs peaked
-    # at ~1.3 GB of process memory; 256 inputs at a time stays near the baseline and is faster
+    # batch_size=256: the default plan (sized from the 256 MiB budget) puts ~2,900 of the capstone's
+    # MNIST inputs in one chunk; 256 at a time was 2.2x faster (0.27 s vs 0.60 s, AMD EPYC) and
+    # peaks ~80 MiB above the baseline instead of ~315 MiB
     cond = layer_conductance(model, X, names, target="true", labels=y, steps=steps, method=method,
                              batch_size=batch_size, **kw)
     cols, per_class = [], []

@@ -36,7 +36,8 @@ from torch import nn
 from .._validation import as_2d, to_tensor
 from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
 from ..intervene.layers import LAYER_MODES, LayerKnockouts, knock_out_layers
-from .attribution import Conductance, _resolve, layer_conductance
+from ..record.path import path_layers
+from .attribution import Conductance, layer_conductance
 
 __all__ = ["ESTIMATORS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
            "layer_codes", "plane_from_values", "information_plane", "ite", "knockout", "verdict_check",
@@ -255,7 +256,7 @@ def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fractio
     feed-forward stack, removing a whole layer destroys everything whichever layer it is.
     (Runs on :func:`nifkit.intervene.knock_out_layers`; ``layers`` default: :func:`blocks`.)
     """
-    return knock_out_layers(model, X, y, _resolve(model, layers), mode=mode, fraction=fraction,
+    return knock_out_layers(model, X, y, path_layers(model, layers), mode=mode, fraction=fraction,
                             n_repeats=n_repeats, seed=seed, batch_size=batch_size, num_threads=num_threads)
 
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_num_threads, resolve_device, to_tensor
-from .models.walk import resolve_layers
-from .runtime import ModelState, Progress
+from .._validation import check_choice, check_int, check_num_threads, resolve_device, to_tensor
+from ..models.walk import resolve_layers
+from ..runtime import ModelState, Progress, model_device
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
@@ -305,7 +305,7 @@ class Recording:
 
 def _batches(data, targets, batch_size, split):
     """Yield ``(x, y_or_None)`` batches and the number of batches (or None)."""
-    from .data import Dataset
+    from ..data import Dataset
 
     if isinstance(data, Dataset):
         X, y = data.split(split)
@@ -369,16 +369,6 @@ def _iter_batches(loader):
         yield xb, yb
 
 
-def _model_device_dtype(model):
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    for b in model.buffers():
-        if b.is_floating_point():
-            return b.device, b.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
-
-
 def _batch_loss(loss_fn, out, y):
     """Scalar to back-propagate: per-sample losses summed over the batch."""
     if loss_fn is None:
@@ -428,7 +418,7 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     ``num_threads``: torch CPU threads for the run (None = 1 on the CPU, restored
     after; see :class:`nifkit.runtime.cpu_threads`).
     """
-    from .runtime import cpu_threads
+    from ..runtime import cpu_threads
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -440,7 +430,7 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     for flag, value in (("inputs", inputs), ("grads", grads), ("to_cpu", to_cpu)):
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
-    dev_for_threads = resolve_device(device) if device is not None else _model_device_dtype(model)[0]
+    dev_for_threads = resolve_device(device) if device is not None else model_device(model)[0]
     with cpu_threads(num_threads, dev_for_threads):
         return _record(model, data, layers, batch_size=batch_size, inputs=inputs, grads=grads,
                        loss_fn=loss_fn, targets=targets, device=device, progress=progress,
@@ -453,22 +443,19 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     max_samples = check_int(max_samples, "max_samples", minimum=1, allow_none=True)
-    model_device, dtype = _model_device_dtype(model)
-    dev = model_device if device is None else resolve_device(device)
+    home, dtype = model_device(model)
+    dev = home if device is None else resolve_device(device)
     batches, n_batches, n_total = _batches(data, targets, int(batch_size), split)
     if max_samples is not None and n_total is not None:
         n_batches = math.ceil(min(n_total, max_samples) / batch_size)
 
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    moved = dev != model_device
     outputs, ys = [], []
     rec = Recorder(model, layers, inputs=inputs, grads=grads, to_cpu=to_cpu, reused=reused)
     bar = Progress(progress, total=n_batches, what="record", unit="batch")
-    # modes of every submodule and requires_grad flags are restored by ModelState
-    state = ModelState(model, eval=True, freeze=grads)
+    # modes of every submodule, requires_grad flags and the device are restored by ModelState
+    state = ModelState(model, eval=True, freeze=grads, device=dev)
     try:
-        if moved:
-            model.to(dev)
         seen = 0
         with state, rec:
             for xb, yb in batches:
@@ -504,8 +491,6 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
         acts, ins, grs, names = rec.activations, rec.inputs, rec.gradients, rec.names
     finally:
         bar.close()
-        if moved:
-            model.to(model_device)
     if not outputs:
         raise ValueError("data holds no samples; nothing was recorded")
     return Recording(
