@@ -191,3 +191,24 @@ def test_widget(composed):
     ex.controls["lens y"].value = "ei"
     assert ex.result.lens_y == "ei" and set(ex.result.drops) >= set(C.DEFAULT_LENSES)
     assert r0 is not ex.result
+
+
+def test_device_and_memory_budget_reach_every_lens_and_change_no_score(composed):
+    """A small memory_budget forces every heavy lens to work in chunks; the scores must
+    not move, and the settings say what was asked for."""
+    net, X, y, comp = composed["net"], composed["X"], composed["y"], composed["comp"]
+    small = C.compare(net, (X, y), options=FAST, device="cpu", memory_budget=4 * 2**20)
+    assert small.settings["device"] == "cpu" and small.settings["memory_budget"] == 4 * 2**20
+    assert small.lenses["conductance"].raw.settings["memory_budget"] == 4 * 2**20  # it reached the lens
+    for lens in C.DEFAULT_LENSES:
+        for col in comp.lenses[lens].columns:
+            np.testing.assert_allclose(small.score(lens, col), comp.score(lens, col), rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{lens}.{col}")
+    t1 = C.knockout_truth(net, (X, y), max_sets=50)
+    t2 = C.knockout_truth(net, (X, y), max_sets=50, device="cpu", memory_budget=2**16, num_threads=1)
+    np.testing.assert_array_equal(t1.drop, t2.drop)
+    np.testing.assert_array_equal(t1.set_drop, t2.set_drop)
+    with pytest.raises(ValueError, match="memory_budget"):
+        C.compare(net, (X, y), memory_budget=0)
+    with pytest.raises(ValueError, match="device"):
+        C.compare(net, (X, y), device="tpu:3")

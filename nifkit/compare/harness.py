@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import check_int, resolve_device
 from ..data import Dataset
 from ..intervene import as_float_tensor, check_labels
 from ..models import cpu_threads
@@ -127,14 +128,17 @@ class Comparison:
 
 
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "train", max_samples: int | None = None,
-            seed: int = 0, options: dict | None = None, num_threads: int | None = None, progress=None) -> Comparison:
+            seed: int = 0, options: dict | None = None, device=None, memory_budget: int | None = None,
+            num_threads: int | None = None, progress=None) -> Comparison:
     """Score every hidden neuron of ``model`` on ``data`` through each of ``lenses``.
 
     ``lenses``: registered names (default: the five chapters' lenses) or functions
     ``(model, data) -> scores``. ``data``: ``(X, y)`` or a Dataset (its ``split``),
     at most ``max_samples`` (seeded subset). ``options[lens]``: keywords for that
-    built-in lens (e.g. ``{"ei": {"n_samples": 5000}}``). ``num_threads``: torch CPU threads
-    for the whole call (None: 1 on the CPU, the project's policy, restored after).
+    built-in lens (e.g. ``{"ei": {"n_samples": 5000}}``). ``device`` and ``memory_budget``
+    (bytes) go to every built-in lens's heavy functions (None: each one's default;
+    ``options`` win). ``num_threads``: torch CPU threads for the whole call (None: 1 on
+    the CPU, the project's policy, restored after).
     ``progress``: True for a bar, or a callable ``progress(done, total, lens)``. Each lens runs its chapter's own functions; the
     model is left as it was (every chapter restores mode and hooks).
     """
@@ -156,14 +160,19 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "trai
         if k not in [r.name for r in resolved]:
             raise ValueError(f"options has an entry for {k!r}, which is not among the lenses run: "
                              f"{[r.name for r in resolved]}")
+    heavy = {}
+    if device is not None:
+        heavy["device"] = str(resolve_device(device))
+    if memory_budget is not None:
+        heavy["memory_budget"] = check_int(memory_budget, "memory_budget", minimum=1)
     neurons = hidden_neurons(model)
     X, y = as_xy(data, split, max_samples, seed)
     out, secs, notes = {}, {}, []
     report = progress_callback(progress)
-    with cpu_threads(num_threads):
+    with cpu_threads(num_threads, heavy.get("device")):
         for i, lens in enumerate(resolved):  # loop over lenses
             t = time.perf_counter()
-            opts = options.get(lens.name, {})
+            opts = {**heavy, **options.get(lens.name, {})} if lens.builtin else options.get(lens.name, {})
             raw = lens.fn(model, (X, y), **opts) if (lens.builtin or opts) else lens.fn(model, (X, y))
             ls = validate_scores(raw, neurons, lens.name)
             secs[lens.name] = time.perf_counter() - t
@@ -173,4 +182,4 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "trai
                 report(i + 1, len(resolved), lens.name)
     return Comparison(neurons=neurons, lenses=out, seconds=secs, n_samples=len(X),
                       settings={"lenses": [r.name for r in resolved], "split": split, "max_samples": max_samples,
-                                "seed": seed, "options": options}, notes=notes)
+                                "seed": seed, "options": options, **heavy}, notes=notes)

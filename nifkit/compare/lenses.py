@@ -50,7 +50,6 @@ import torch
 
 from ..models.walk import Neuron, walk
 from ..record import record
-from ..runtime import ModelState
 
 __all__ = ["LensScores", "LENSES", "register_lens", "unregister_lens", "get_lens", "lens_names", "hidden_neurons",
            "hidden_layout", "validate_scores", "BUILTIN"]
@@ -219,8 +218,8 @@ def _vector(v, n, lens, col, fix) -> np.ndarray:
 # ======================================================================================
 # The five built-in lenses
 # ======================================================================================
-def _acts(model, X, names):
-    rec = record(model, X, names, progress=False, batch_size=4096)
+def _acts(model, X, names, device=None):
+    rec = record(model, X, names, progress=False, batch_size=4096, device=device)
     return {n: rec.flat(n).float() for n in names}
 
 
@@ -269,15 +268,15 @@ def lens_conductance(model, data, *, steps: int = 16, method: str = "riemann_tra
                                        f"max |completeness gap| {gap:.2g}"])
 
 
-def lens_relay(model, data, *, binarization: str = "kmeans2", **kw) -> LensScores:
+def lens_relay(model, data, *, binarization: str = "kmeans2", device=None, memory_budget=None, **kw) -> LensScores:
     from ..info import binarize
     from ..relay import aggregated_relay, module_search
 
     X, y = data
     names = [u for u, _, _ in hidden_layout(model)]
-    acts = _acts(model, X, names)
-    with ModelState(model, eval=True, no_grad=True):
-        pred = model(X).argmax(1).numpy()
+    rec = record(model, X, names, progress=False, batch_size=4096, device=device)
+    acts = {n: rec.flat(n).float() for n in names}
+    pred = rec.outputs.argmax(1).cpu().numpy()  # the search itself counts on the CPU (memory_budget: unused)
     cols, per_class, raws = [], [], {}
     for n in names:
         codes = binarize(acts[n].numpy(), binarization)
@@ -295,14 +294,16 @@ def lens_relay(model, data, *, binarization: str = "kmeans2", **kw) -> LensScore
                              "over classes (a reconstruction, see chapter 3)"])
 
 
-def lens_ablation(model, data, *, n_bins: int = 8, binning: str = "minmax", **kw) -> LensScores:
+def lens_ablation(model, data, *, n_bins: int = 8, binning: str = "minmax", device=None, memory_budget=None,
+                  **kw) -> LensScores:
     from ..ablation import neuron_measures, single_neuron_importance
 
     X, y = data
     names = [u for u, _, _ in hidden_layout(model)]
-    acts = _acts(model, X, names)
-    nm = neuron_measures(acts, y, n_bins=n_bins, binning=binning, **kw)
-    imp = single_neuron_importance(model, X, y, layers=names)
+    acts = _acts(model, X, names, device)
+    heavy = {k: v for k, v in (("device", device), ("memory_budget", memory_budget)) if v is not None}
+    nm = neuron_measures(acts, y, n_bins=n_bins, binning=binning, **heavy, **kw)
+    imp = single_neuron_importance(model, X, y, layers=names, **heavy)
     cols = {k: np.concatenate([nm[n].get(k) for n in names]) for k in ("mi", "entropy", "selectivity")}
     cols["knockout"] = np.concatenate([imp[n].accuracy_drop for n in names])
     per_class = np.concatenate([nm[n].kl_profile.T for n in names], 1)
@@ -311,13 +312,13 @@ def lens_ablation(model, data, *, n_bins: int = 8, binning: str = "minmax", **kw
 
 
 def lens_ei(model, data, *, n_bins: int = 8, n_samples: int = 5000, n_sensitivity_samples: int = 1000, seed: int = 0,
-            **kw) -> LensScores:
+            device=None, **kw) -> LensScores:
     from ..ei import layer_ei, measured_layers
 
     X, y = data
     layout = hidden_layout(model)
     found = measured_layers(model)
-    acts = _acts(model, X, [u for u, _, _ in layout])
+    acts = _acts(model, X, [u for u, _, _ in layout], device)
     ranges = {layout[0][1]: (float(X.min()), float(X.max()))}
     for (units, _, nxt) in layout:
         a = acts[units]
@@ -329,7 +330,7 @@ def lens_ei(model, data, *, n_bins: int = 8, n_samples: int = 5000, n_sensitivit
             continue
         res[name] = layer_ei(mod, act, input_shape=shape, name=name, in_range=ranges[name], out_range="fit",
                              n_bins=n_bins, n_samples=n_samples, n_sensitivity_samples=n_sensitivity_samples,
-                             measures=("ei_parts", "sensitivity"), seed=seed, **kw)
+                             measures=("ei_parts", "sensitivity"), seed=seed, device=device, **kw)
     ei, sens, per_class = [], [], []
 
     def debiased(r):  # the chapter's plug-in bias of one independent edge, removed from every edge

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..intervene import Knockouts
-from ..runtime import check_seed
+from ..runtime import check_seed, cpu_threads
 from .harness import Comparison, as_xy
 from .lenses import hidden_neurons
 
@@ -90,7 +90,8 @@ class KnockoutTruth:
 
 
 def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str = "mean", split: str = "test",
-                   max_samples: int | None = None, seed: int = 0) -> KnockoutTruth:
+                   max_samples: int | None = None, seed: int = 0, device=None, memory_budget: int | None = None,
+                   num_threads: int | None = None) -> KnockoutTruth:
     """Single-neuron and ``k``-set knockout drops of every hidden neuron (see the module
     docstring). ``data``: ``(X, y)`` or a Dataset (its ``split``, default the test part,
     so the truth is measured on samples the lenses did not see).
@@ -99,7 +100,11 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     the samples, so it carries no information about the input) or ``"zero"`` (the relay
     paper's choice). For tanh units with output biases 0 is not "absent" but a third
     state that can push an output up: on the composed network a zeroed module can make
-    its class predicted more often, not less."""
+    its class predicted more often, not less.
+
+    ``device``, ``memory_budget`` go to the batched knockouts
+    (:class:`nifkit.intervene.Knockouts`; None = their defaults); ``num_threads``: torch
+    CPU threads (None = 1 on the CPU, restored after)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer (the size of the knocked-out sets), got {k!r}")
     seed = check_seed(seed, allow_none=False)
@@ -109,7 +114,15 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
         raise ValueError(f"value must be 'mean' or 'zero' (what a knocked-out neuron is fixed to), got {value!r}")
     neurons = hidden_neurons(model)
     X, y = as_xy(data, split, max_samples, seed)
-    ko = Knockouts(model, X, y)
+    heavy = {} if memory_budget is None else {"memory_budget": memory_budget}
+    with cpu_threads(num_threads, device):
+        ko = Knockouts(model, X, y, device=device, **heavy)
+        settings = {"k": int(k), "max_sets": max_sets, "split": split, "n_samples": len(X), "value": value,
+                    "seed": seed}
+        return _truth(ko, neurons, k, max_sets, value, seed, settings)
+
+
+def _truth(ko, neurons, k, max_sets, value, seed, settings) -> KnockoutTruth:
     layers = list(dict.fromkeys(a.layer for a in neurons))
     C = ko.n_classes
     base_cls = np.bincount(ko.y_np, weights=(ko.base_logits.argmax(1) == ko.y).cpu().numpy().astype(float),
@@ -139,9 +152,7 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
         best[lay] = (sets[b].tolist(), float(d[b]))
     return KnockoutTruth(neurons=neurons, drop=np.concatenate(drop), class_drop=np.concatenate(cdrop),
                          set_drop=np.concatenate(sdrop), k=int(k), n_sets=n_sets, best_sets=best,
-                         base_accuracy=ko.base_accuracy, knockouts=ko,
-                         settings={"k": int(k), "max_sets": max_sets, "split": split, "n_samples": len(X),
-                                   "value": value, "seed": seed})
+                         base_accuracy=ko.base_accuracy, knockouts=ko, settings=settings)
 
 
 def module_knockouts(truth: KnockoutTruth, modules: dict) -> np.ndarray:
