@@ -20,16 +20,15 @@ from browser_utils import (
     READOUT_SELECTOR,
     assert_no_widget_errors,
     move_slider,
-    notebook_kernel_peak_bytes,
     open_and_run_notebook,
     readout_text,
     screenshot,
     screenshot_on_failure,
-    shutdown_notebook_kernel,
     wait_for_readout_change,
     wait_for_readout_settle,
     widget_images,
 )
+from lab_server import notebook_kernel_peak_bytes, shutdown_notebook_kernel
 from notebook_utils import MEMORY_LIMIT_BYTES, NOTEBOOKS_DIR, NotebookRun, record_run, report_line
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
