@@ -26,11 +26,11 @@ class AblationStudy:
     """Curves for several layers, measures, directions and random seeds, plus the
     network-wide curves (``layer == "network"``). Look-ups: :meth:`get`, :meth:`random`."""
 
-    curves: list
+    curves: list  # of AblationCurve: per layer (and the network), measure, direction, random seed
     measures: NeuronMeasures
     base_accuracy: float
     layers: list
-    value: str = "zero"
+    value: str = "zero"  # what an ablated unit is set to
     meta: dict = field(default_factory=dict)
 
     def get(self, layer: str, measure: str, direction: str) -> AblationCurve:

@@ -54,9 +54,9 @@ class Agreement:
     of every resample (or seed), ``(reps, lenses, lenses)``; ``low``/``high``: the
     interval; ``what``: ``"bootstrap over samples"`` or ``"training seeds"``."""
 
-    names: list
+    names: list  # lens names: the rows and columns of matrix
     matrix: np.ndarray
-    replicates: np.ndarray
+    replicates: np.ndarray  # (replicates, lenses, lenses)
     low: np.ndarray
     high: np.ndarray
     what: str

@@ -24,7 +24,6 @@ from itertools import combinations
 from math import comb
 
 import numpy as np
-import torch
 
 from ..intervene import Knockouts
 from ..runtime import check_seed, cpu_threads

@@ -31,12 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_int, resolve_device
+from .._validation import check_int
 from ..models.walk import blocks  # the default layers: the one walker's blocks
-from ..record.path import (BASELINES, METHODS, OUTPUTS, PathTaps, apply_output, check_output, check_path_inputs,
-                           make_baseline, path_alphas, path_chunks, path_gradients, path_layers, path_targets,
-                           plan_path_chunks, probe_path)
-from ..runtime import ModelState, Progress, cpu_threads, model_device
+from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, PathTaps, apply_output, make_baseline, path_alphas,
+                           path_chunks, path_gradients, path_targets, plan_path_chunks, probe_path)
+from ..runtime import ModelState, Progress, cpu_threads
 from .result import Conductance
 
 #: default bytes of temporaries per chunk: half the project's default, because the autograd
@@ -74,19 +73,11 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
     also on errors. ``num_threads``: torch CPU threads for the run (None = 1 on the CPU,
     the project's policy for a shared machine; restored after).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    alphas = path_alphas(steps, method)
-    x = check_path_inputs(inputs)
-    names = path_layers(model, layers)
-    check_output(output)
+    p = PathSetup(model, inputs, layers, baselines=baselines, steps=steps, method=method, output=output, seed=seed,
+                  blur_sigma=blur_sigma, device=device, memory_budget=memory_budget, default_budget=DEFAULT_BUDGET)
+    alphas, x, base, names, budget, dev = p.alphas, p.x, p.base, p.names, p.budget, p.device
     chunk_steps = check_int(chunk_steps, "chunk_steps", minimum=1, allow_none=True)
     batch_size = check_int(batch_size, "batch_size", minimum=1, allow_none=True)
-    budget = check_int(DEFAULT_BUDGET if memory_budget is None else memory_budget, "memory_budget", minimum=1)
-    model_dev, dtype = model_device(model)
-    dev = model_dev if device is None else resolve_device(device)
-    x = x.to(dtype)
-    base = make_baseline(baselines, x, seed=seed, blur_sigma=blur_sigma).to(dtype)
     n = len(x)
     with cpu_threads(num_threads, dev), ModelState(model, eval=True, freeze=True, device=dev):
         probe = probe_path(model, x[:1].to(dev), names, output)

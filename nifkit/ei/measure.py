@@ -98,7 +98,7 @@ def plane_kind(which, layers) -> str:
 class ModelEI:
     """EI measures of every measured layer of a model, by layer name."""
 
-    layers: "OrderedDict[str, LayerEI]"
+    layers: "dict[str, LayerEI]"  # in measurement order
 
     @property
     def names(self) -> list:

@@ -12,6 +12,7 @@ from .path import (
     METHODS,
     OUTPUTS,
     PathProbe,
+    PathSetup,
     PathTaps,
     apply_output,
     check_output,
@@ -27,5 +28,5 @@ from .path import (
 )
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES", "path_alphas", "make_baseline",
-           "path_layers", "path_gradients", "PathTaps", "PathProbe", "probe_path", "plan_path_chunks", "path_chunks",
+           "path_layers", "path_gradients", "PathTaps", "PathProbe", "PathSetup", "probe_path", "plan_path_chunks", "path_chunks",
            "apply_output", "check_path_inputs", "check_output", "path_targets", "METHODS", "BASELINES", "OUTPUTS"]

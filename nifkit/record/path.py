@@ -28,7 +28,7 @@ from ..models.walk import blocks, resolve_layers
 from ..runtime import ModelState, Progress, cpu_threads, model_device
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "make_baseline", "path_layers", "path_gradients",
-           "PathTaps", "PathProbe", "probe_path", "plan_path_chunks", "path_chunks", "apply_output",
+           "PathTaps", "PathProbe", "PathSetup", "probe_path", "plan_path_chunks", "path_chunks", "apply_output",
            "check_path_inputs", "check_output", "path_targets"]
 
 METHODS = ("riemann_trapezoid", "gausslegendre", "riemann_left", "riemann_right", "riemann_middle")
@@ -370,6 +370,27 @@ def path_chunks(model: nn.Module, x: torch.Tensor, base: torch.Tensor, targets: 
 # --------------------------------------------------------------------------------------
 # All of it, kept
 # --------------------------------------------------------------------------------------
+class PathSetup:
+    """The checked arguments of a path computation, in one place for every caller:
+    ``alphas``, inputs ``x`` and baselines ``base`` in the model's dtype, layer ``names``,
+    ``budget`` (bytes; None = ``default_budget``) and ``device`` (None = the model's)."""
+
+    def __init__(self, model, inputs, layers, *, baselines, steps, method, output, seed, blur_sigma, device,
+                 memory_budget, default_budget: int = 256 * 2**20):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.alphas = path_alphas(steps, method)
+        x = check_path_inputs(inputs)
+        self.names = path_layers(model, layers)
+        check_output(output)
+        self.budget = check_int(default_budget if memory_budget is None else memory_budget, "memory_budget",
+                                minimum=1)
+        home, dtype = model_device(model)
+        self.device = home if device is None else resolve_device(device)
+        self.x = x.to(dtype)
+        self.base = make_baseline(baselines, self.x, seed=seed, blur_sigma=blur_sigma).to(dtype)
+
+
 def path_gradients(model: nn.Module, inputs, layers=None, *, baselines="zeros", target="predicted", labels=None,
                    steps: int = 8, method: str = "riemann_trapezoid", output="logits", seed: int = 0,
                    blur_sigma: float = 4.0, device=None, memory_budget: int | None = None,
@@ -386,17 +407,9 @@ def path_gradients(model: nn.Module, inputs, layers=None, *, baselines="zeros", 
     256 MiB) bounds the temporaries of each chunk. The model runs in eval mode with frozen
     parameters on ``device`` (default: its own) and is given back as it was.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    alphas = path_alphas(steps, method)
-    x = check_path_inputs(inputs)
-    names = path_layers(model, layers)
-    check_output(output)
-    budget = check_int(256 * 2**20 if memory_budget is None else memory_budget, "memory_budget", minimum=1)
-    model_dev, dtype = model_device(model)
-    dev = model_dev if device is None else resolve_device(device)
-    x = x.to(dtype)
-    base = make_baseline(baselines, x, seed=seed, blur_sigma=blur_sigma).to(dtype)
+    p = PathSetup(model, inputs, layers, baselines=baselines, steps=steps, method=method, output=output, seed=seed,
+                  blur_sigma=blur_sigma, device=device, memory_budget=memory_budget)
+    alphas, x, base, names, budget, dev = p.alphas, p.x, p.base, p.names, p.budget, p.device
     with cpu_threads(num_threads, dev), ModelState(model, eval=True, freeze=True, device=dev):
         probe = probe_path(model, x[:1].to(dev), names, output)
         with torch.no_grad():
