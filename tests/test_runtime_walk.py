@@ -50,6 +50,36 @@ def test_progress_contract_callable_bar_and_off():
         Progress("yes")
 
 
+def _progress_calls():
+    import numpy as np
+
+    from nifkit.conductance import layer_conductance
+    from nifkit.info import dv_mi_pairs, pairwise_mi
+    from nifkit.models import mlp
+    from nifkit.record import path_gradients, record
+
+    codes = np.random.default_rng(0).integers(0, 4, (300, 200)).astype(np.uint8)
+    x = torch.rand(64, 4, generator=torch.Generator().manual_seed(0))
+    net = mlp([4, 5, 3], seed=0)
+    return {
+        "all-pairs MI": lambda p: pairwise_mi(codes, n_bins=4, memory_budget=2**19, progress=p),
+        "DV critics (2)": lambda p: dv_mi_pairs(x.numpy(), x.numpy(), [[0, 1], [2, 3]], steps=5, progress=p),
+        "conductance": lambda p: layer_conductance(net, x, ["act1"], steps=4, progress=p),
+        "path gradients": lambda p: path_gradients(net, x, ["act1"], steps=4, progress=p),
+        "record": lambda p: record(net, x, ["act1"], batch_size=16, progress=p),
+    }
+
+
+@pytest.mark.parametrize("what", ["all-pairs MI", "DV critics (2)", "conductance", "path gradients", "record"])
+def test_every_progress_argument_follows_the_one_contract(what):
+    """A callable progress is called as progress(done, total, what), up to done == total."""
+    seen = []
+    _progress_calls()[what](lambda d, t, w: seen.append((d, t, w)))
+    assert seen, f"{what}: the progress callable was never called"
+    assert all(w == what for _, _, w in seen)
+    assert [d for d, _, _ in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1]
+
+
 # ----------------------------------------------------------------------------- model state
 def test_model_state_restores_modes_flags_grad_and_weights():
     net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5), nn.Linear(3, 2))

@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 
-from ..runtime import with_thread_policy
+from ..runtime import Progress, with_thread_policy
 from .._validation import as_2d, check_int, check_number, check_pairs, check_seed, resolve_device
 
 __all__ = ["dv_mi", "dv_mi_pairs", "BatchedCritic"]
@@ -88,11 +88,7 @@ def _fit_dv(xs: torch.Tensor, ys: torch.Tensor, *, hidden, steps, batch_size, lr
     critic = BatchedCritic(P, xs.shape[2] + ys.shape[2], hidden, generator=gen).to(dev)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     bs = min(batch_size, n)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=f"DV critics ({P})", unit="step")
+    bar = Progress(progress, steps, f"DV critics ({P})", unit="step")
     try:
         for _ in range(steps):
             idx = torch.randint(0, n, (bs,), generator=gen).to(dev)
@@ -103,11 +99,9 @@ def _fit_dv(xs: torch.Tensor, ys: torch.Tensor, *, hidden, steps, batch_size, lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     with torch.no_grad():
         t_joint = critic(torch.cat([xs, ys], dim=-1))
         est = torch.zeros(P, dtype=torch.float64, device=dev)
@@ -156,7 +150,8 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
 
     Options: ``hidden=32`` (critic width), ``steps=800``, ``batch_size=512``,
     ``lr=3e-3`` (Adam), ``n_eval_shuffles=4``, ``seed=0``, ``device=None``,
-    ``progress=False``.
+    ``progress=False`` (True for a bar, or a callable ``progress(done, total, what)``
+    after each training step).
     """
     o = _defaults(options)
     a, b = _inputs(a, b, "a", "b")

@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from ..runtime import with_thread_policy
+from ..runtime import Progress, with_thread_policy
 from .._validation import (
     check_correction,
     as_codes,
@@ -260,11 +260,7 @@ def _all_pairs(ta, tb, ba, bb, symmetric, correction, budget, progress) -> torch
     out = torch.empty(ma, mb, dtype=torch.float64)
     col_blocks = [(j0, min(j0 + kb, mb)) for j0 in range(0, mb, kb)]
     jobs = [(j0, j1, i0) for j0, j1 in col_blocks for i0 in range(0, j1 if symmetric else ma, ka)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="all-pairs MI", unit="block")
+    bar = Progress(progress, len(jobs), "all-pairs MI", unit="block")
     right = None
     try:
         for j0, j1, i0 in jobs:  # loop over blocks
@@ -293,11 +289,9 @@ def _all_pairs(ta, tb, ba, bb, symmetric, correction, budget, progress) -> torch
             out[i0:i1, c0:j1] = blk.T
             if symmetric:
                 out[c0:j1, i0:i1] = blk
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if symmetric:  # one value per pair (a diagonal block holds both orders, equal to ~1e-15)
         out = torch.triu(out) + torch.triu(out, 1).T
     return out
@@ -313,7 +307,7 @@ def pairwise_mi(
     correction=None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     device=None,
-    progress: bool = False,
+    progress=False,
 ) -> np.ndarray:
     """MI in bits between every neuron of ``a`` and every neuron of ``b``.
 
@@ -329,6 +323,8 @@ def pairwise_mi(
     device : torch device for the counting (``None``: CPU).
     num_threads : torch CPU threads (default: nifkit's thread policy, 1; see
         :mod:`nifkit.runtime`).
+    progress : True for a bar, or a callable ``progress(done, total, "all-pairs MI")``
+        called after each block of pairs.
 
     The counting kernel (int8 or float32 product, both exact) is the one measured fastest
     on this machine: :func:`nifkit.info.counting_kernel_info` says which and why.
