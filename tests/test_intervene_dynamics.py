@@ -187,3 +187,19 @@ def test_readout_mode_refuses_layers_it_cannot_read():
         ro.accuracies(np.zeros((2, 4), bool))
     with pytest.raises(ValueError, match="cls=1"):
         ro.all_subsets(1)  # class 1 has no samples
+
+
+def test_base_class_accuracy_is_the_intact_model_per_class():
+    """Knockouts.base_class_accuracy equals evaluating an empty knockout, and counts by
+    hand; a class without samples is NaN, as in evaluate."""
+    net = mlp([5, 4, 3], seed=2)
+    X = torch.randn(90, 5, generator=torch.Generator().manual_seed(4))
+    y = np.arange(90) % 2  # class 2 never occurs
+    ko = Knockouts(net, X, y)
+    empty = ko.evaluate(["act1"], [np.zeros((1, 4), bool)]).class_accuracy[0]
+    with torch.no_grad():
+        pred = net(X).argmax(1).numpy()
+    hand = [(pred[y == c] == c).mean() for c in (0, 1)]
+    np.testing.assert_allclose(ko.base_class_accuracy[:2], hand)
+    np.testing.assert_allclose(ko.base_class_accuracy[:2], empty[:2])
+    assert np.isnan(ko.base_class_accuracy[2]) and np.isnan(empty[2])

@@ -151,11 +151,7 @@ def single_neuron_importance(model_or_engine, X=None, y=None, layers=None, value
     layers = [layers] if isinstance(layers, str) else list(layers)
     out = {}
     base_loss = float(F.cross_entropy(eng.base_logits, eng.y).double())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        base_cls = np.where(eng.class_counts > 0,
-                            np.bincount(eng.y_np, weights=(eng.base_logits.argmax(1) == eng.y).cpu().numpy()
-                                        .astype(np.float64), minlength=eng.n_classes) / np.maximum(eng.class_counts, 1),
-                            np.nan)
+    base_cls = eng.base_class_accuracy
     for n in layers:
         acc, loss, cls = eng.single(n, value)
         out[n] = SingleImportance(layer=n, accuracy_drop=eng.base_accuracy - acc, loss_increase=loss - base_loss,

@@ -123,9 +123,7 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
 
 def _truth(ko, neurons, k, max_sets, value, seed, settings) -> KnockoutTruth:
     layers = list(dict.fromkeys(a.layer for a in neurons))
-    C = ko.n_classes
-    base_cls = np.bincount(ko.y_np, weights=(ko.base_logits.argmax(1) == ko.y).cpu().numpy().astype(float),
-                           minlength=C) / np.maximum(ko.class_counts, 1)
+    base_cls = ko.base_class_accuracy
     drop, cdrop, sdrop, n_sets, best = [], [], [], {}, {}
     rng = np.random.default_rng(seed)
     for lay in layers:  # loop over layers
@@ -162,9 +160,7 @@ def module_knockouts(truth: KnockoutTruth, modules: dict) -> np.ndarray:
     per = [truth.masks(modules[t]) for t in keys]
     masks = [np.concatenate([p[li] for p in per]) for li in range(len(truth.layers))]
     res = ko.evaluate(truth.layers, masks, truth.settings.get("value", "mean"))
-    base_cls = np.bincount(ko.y_np, weights=(ko.base_logits.argmax(1) == ko.y).cpu().numpy().astype(float),
-                           minlength=ko.n_classes) / np.maximum(ko.class_counts, 1)
-    return base_cls[None] - res.class_accuracy
+    return ko.base_class_accuracy[None] - res.class_accuracy
 
 
 @dataclass(repr=False)

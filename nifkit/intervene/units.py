@@ -163,7 +163,11 @@ class Knockouts:
         self.class_counts = np.bincount(self.y_np, minlength=self.n_classes)
         self._onehot = F.one_hot(self.y, self.n_classes).to(self.dtype)
         self.base_logits = logits
-        self.base_accuracy = float((logits.argmax(1) == self.y).double().mean())
+        correct = (logits.argmax(1) == self.y).double()
+        self.base_accuracy = float(correct.mean())
+        #: accuracy of the intact model per class (NaN for a class without samples, as in evaluate)
+        per = np.bincount(self.y_np, weights=correct.cpu().numpy(), minlength=self.n_classes)
+        self.base_class_accuracy = np.where(self.class_counts > 0, per / np.maximum(self.class_counts, 1), np.nan)
 
     # -- plumbing -----------------------------------------------------------------------
     @property

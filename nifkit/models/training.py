@@ -20,7 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .._validation import check_finite, resolve_device, to_tensor
-from ..runtime import ModelState, Progress, cpu_threads, set_seed  # cpu_threads re-exported
+from ..runtime import ModelState, Progress, cpu_threads, model_device, set_seed  # cpu_threads re-exported
 
 __all__ = ["train", "evaluate", "TrainResult", "LOSSES"]
 
@@ -65,20 +65,28 @@ def evaluate(model: nn.Module, X, y, loss="cross_entropy", batch_size: int = 409
     ``argmax(output) == y`` (NaN for float targets). The model's mode is restored."""
     dev = resolve_device(device) if device is not None else _device_of(model)
     X, y = to_tensor(X, "X"), to_tensor(y, "y")
-    tot_loss, correct, n = 0.0, 0, 0
+    return _eval_batches(model, ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size)),
+                         loss, dev)
+
+
+def _eval_batches(model, batches, loss, dev) -> tuple[float, float]:
+    """The one evaluation loop: ``(loss per sample, accuracy)`` over ``(x, y)`` batches
+    in eval mode under ``no_grad`` (accuracy NaN for float targets)."""
+    tot, correct, n, is_float = 0.0, 0, 0, False
+    dtype = model_device(model)[1]
     with ModelState(model, eval=True, no_grad=True):
-        for i in range(0, len(X), batch_size):
-            xb, yb = X[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+        for b in batches:
+            xb, yb = b[0].to(dev), b[1].to(dev)
+            if xb.is_floating_point():
+                xb = xb.to(dtype)  # float64 data on a float32 model, and the other way round
             out = model(xb)
-            if callable(loss):
-                tot_loss += float(loss(out, yb)) * len(xb)
-            else:
-                tot_loss += float(_per_sample_loss(loss, out, yb).sum())
-            if not yb.is_floating_point():
+            tot += (float(loss(out, yb)) * len(xb) if callable(loss)
+                    else float(_per_sample_loss(loss, out, yb).sum()))
+            is_float = yb.is_floating_point()
+            if not is_float:
                 correct += int((out.argmax(1) == yb).sum())
             n += len(xb)
-    acc = correct / n if not y.is_floating_point() else float("nan")
-    return tot_loss / max(n, 1), acc
+    return tot / max(n, 1), (correct / max(n, 1) if not is_float else float("nan"))
 
 
 @dataclass(repr=False)
@@ -271,7 +279,7 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
 
     def log(epoch):
         if loader is not None and Xtr is None:
-            tr_loss, tr_acc = _loader_eval(model, loader, loss, dev)
+            tr_loss, tr_acc = _eval_batches(model, loader, loss, dev)
         else:
             tr_loss, tr_acc = evaluate(model, Xtr, ytr, loss, device=dev)
         te_loss, te_acc = (evaluate(model, Xte, yte, loss, device=dev) if Xte is not None
@@ -334,20 +342,3 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
                snapshot_every=snapshot_every, seed=seed, eval_every=eval_every, device=str(dev),
                epochs_completed=completed, stopped_early=stopped_early, num_threads=torch.get_num_threads())
     return TrainResult(model=model, history=hist, snapshots=snaps, interrupted=interrupted, config=cfg)
-
-
-def _loader_eval(model, loader, loss, dev):
-    tot, correct, n, is_float = 0.0, 0, 0, False
-    with ModelState(model, eval=True, no_grad=True):
-        for b in loader:
-            xb, yb = b[0].to(dev), b[1].to(dev)
-            if xb.is_floating_point():
-                xb = xb.float()
-            out = model(xb)
-            tot += (float(loss(out, yb)) * len(xb) if callable(loss)
-                    else float(_per_sample_loss(loss, out, yb).sum()))
-            is_float = yb.is_floating_point()
-            if not is_float:
-                correct += int((out.argmax(1) == yb).sum())
-            n += len(xb)
-    return tot / max(n, 1), (correct / max(n, 1) if not is_float else float("nan"))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import Dataset
-from ..models import cpu_threads, mlp, set_seed
+from ..models import cpu_threads, evaluate, mlp, set_seed
 
 __all__ = ["OneVsRest", "train_one_vs_rest", "compose", "true_modules", "train_control", "ControlResult"]
 
@@ -211,9 +211,7 @@ def train_control(data, n_hidden: int = 20, *, target_accuracy: float = 0.98, lr
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            net.eval()
-            with torch.no_grad():
-                acc = float((net(X).argmax(1) == y).float().mean())
+            acc = evaluate(net, X, y)[1]  # the one evaluation loop (eval mode, no_grad)
             if acc >= target_accuracy:
                 break
     net.eval()
