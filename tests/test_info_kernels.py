@@ -166,8 +166,8 @@ def test_a_plain_function_kernel_runs_block_by_block(forced, monkeypatch):
 def test_mi_step_is_exact_for_float_and_integer_counts():
     c = skewed_codes(9, 3000, 6, 4)
     t = torch.from_numpy(c)
-    inner = pw._inner_counts(t, None, 4, 4)
-    marg = pw._marginal_counts(t, 4)
+    inner = pw.inner_counts(t, None, 4, 4)
+    marg = pw.marginal_bin_counts(t, 4)
     ref = bincount_mi(c, c, 4, 4)
     for counts in (inner, inner.to(torch.float64), inner.to(torch.int64)):
         np.testing.assert_allclose(pw._mi_from_inner(counts, marg, marg, 3000).numpy(), ref, atol=1e-9, rtol=0)

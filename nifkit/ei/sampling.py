@@ -13,7 +13,7 @@ import torch
 from .._validation import check_n_samples
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..info import KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys
-from .layers import _Layer, _z_thresholds
+from .layers import EILayer, z_thresholds
 
 __all__ = ["LN2", "CHUNK"]
 
@@ -24,19 +24,19 @@ LN2 = math.log(2.0)
 CHUNK = 4096
 
 
-_MAX_KEY_BITS = 62
+MAX_KEY_BITS = 62
 
 
-_STREAM_NOISE = 0
+STREAM_NOISE = 0
 
 
-_STREAM_SENS = 1
+STREAM_SENS = 1
 
 
 _STREAM_PILOT = 2
 
 
-def _check_range(r, what):
+def check_range(r, what):
     try:
         lo, hi = (float(v) for v in r)
     except (TypeError, ValueError):
@@ -46,7 +46,7 @@ def _check_range(r, what):
     return lo, hi
 
 
-def _check_bins(n_bins):
+def check_bins(n_bins):
     if isinstance(n_bins, (tuple, list)):
         if len(n_bins) != 2:
             raise ValueError(f"n_bins must be an int or a pair (in_bins, out_bins), got {n_bins!r}")
@@ -61,7 +61,7 @@ def _check_bins(n_bins):
     return int(bi), int(bo)
 
 
-def _check_samples(n_samples, what, bi, bo):
+def check_samples(n_samples, what, bi, bo):
     if isinstance(n_samples, str):
         if n_samples != "auto":
             raise ValueError(f"{what} must be a positive integer or 'auto', got {n_samples!r}")
@@ -76,7 +76,7 @@ def _seed_for(seed, stream, chunk):
     return int(np.random.SeedSequence([int(seed) % 2**63, stream, chunk]).generate_state(1, np.uint64)[0] >> 1)
 
 
-class _Noise:
+class NoiseBlocks:
     """Deterministic uniform noise, chunk by chunk: sample ``i`` depends only on
     ``(seed, stream, i)``, never on how samples are grouped into blocks.
 
@@ -133,7 +133,7 @@ def _out_codes(y, lo, hi, n_bins, inplace=False):
     return t.to(torch.uint8)  # after clamping to [0, bins - 1], truncation is the floor
 
 
-def _fit_out_range(layer: _Layer, in_lo, in_hi, seed, dev):
+def fit_out_range(layer: EILayer, in_lo, in_hi, seed, dev):
     """Per-output ranges ``(lo, hi)`` reachable under the all-input noise."""
     w = layer.weight.to(torch.float64)
     b = layer.bias.to(torch.float64)
@@ -142,7 +142,7 @@ def _fit_out_range(layer: _Layer, in_lo, in_hi, seed, dev):
         zmax = b + torch.maximum(w * in_lo, w * in_hi).sum(1)
         with torch.no_grad():
             return layer.act.fn(zmin), layer.act.fn(zmax)
-    noise = _Noise(layer.n_in, in_lo, in_hi, 2, seed, _STREAM_PILOT, dev)
+    noise = NoiseBlocks(layer.n_in, in_lo, in_hi, 2, seed, _STREAM_PILOT, dev)
     x, _ = noise.block(0, 4 * CHUNK)
     with torch.no_grad():
         y = layer.act.fn(torch.addmm(layer.bias, x, layer.weight.T))
@@ -152,12 +152,12 @@ def _fit_out_range(layer: _Layer, in_lo, in_hi, seed, dev):
 _BLOCK_BYTES = 128 * 2**20
 
 
-def _rows_per_block(bytes_per_row, budget):
+def rows_per_block(bytes_per_row, budget):
     rows = int(min(budget, _BLOCK_BYTES) // max(1, bytes_per_row))
     return max(CHUNK, rows // CHUNK * CHUNK)
 
 
-class _AllNoiseCounts:
+class AllNoiseCounts:
     """Counts of the all-inputs-noised run: pair tables for EI_parts and the packed
     joint-state table for vector EI. ``update`` adds one block."""
 
@@ -170,7 +170,7 @@ class _AllNoiseCounts:
         self.out_of_range = 0
         self.check_range = True
         if layer.act.monotone:  # the reachable range is known: count only if it can leave the bins
-            rlo, rhi = _fit_out_range(layer, in_lo, in_hi, None, dev)
+            rlo, rhi = fit_out_range(layer, in_lo, in_hi, None, dev)
             self.check_range = bool(((rlo < out_lo) | (rhi > out_hi)).any())
         if parts:
             self.pairs = PairCounts(bi, bo)  # the core's pair counts: (n_in, bi, n_out, bo)
@@ -250,7 +250,7 @@ def _sort_rows(a):
     return torch.sort(a, dim=1).values
 
 
-class _SensitivityCounts:
+class SensitivityCounts:
     """Edge counts of the one-input-at-a-time run. Column ``A`` of a noise block is
     input ``A``'s own noise run (the other inputs held at 0)."""
 
@@ -275,7 +275,7 @@ class _SensitivityCounts:
         v = torch.arange(1, bo, device=self.dev, dtype=torch.float64)
         lo, hi = self.lo.to(torch.float64), self.hi.to(torch.float64)
         edges = lo[:, None] + (hi - lo)[:, None] * v[None, :] / bo  # (n_out, bo-1)
-        t = _z_thresholds(lay.act, edges)
+        t = z_thresholds(lay.act, edges)
         t[(hi - lo) <= 0] = math.inf  # a constant neuron stays in bin 0
         w = lay.weight.to(torch.float64).T[:, :, None]  # (n_in, n_out, 1)
         b = lay.bias.to(torch.float64)[None, :, None]
@@ -341,7 +341,7 @@ class _SensitivityCounts:
         return mi_from_counts(self.joint, self.joint.sum(3), self.joint.sum(2), self.n).clamp_(min=0)
 
 
-def _drive(noise, counter, n_samples, block_rows, estimate, auto, progress_cb, what):
+def drive_layer(noise, counter, n_samples, block_rows, estimate, auto, progress_cb, what):
     """Stream noise blocks into ``counter`` until ``samples`` (int) or, for ``"auto"``,
     until the estimates stop moving. Returns the trace ``[(n, estimates), ...]``."""
     trace = []

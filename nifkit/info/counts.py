@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .._validation import as_codes, to_numpy
-from .pairwise import _inner_counts, _marginal_counts, mi_from_counts  # the counting kernel (same package)
+from .pairwise import inner_counts, marginal_bin_counts, mi_from_counts  # the counting kernel (same package)
 
 __all__ = [
     "marginal_counts", "pair_counts", "label_counts", "pack_keys", "group_keys", "group_counts", "mixed_radix",
@@ -81,7 +81,7 @@ def _check_bins(n_bins, name):
 def marginal_counts(codes, n_bins: int) -> torch.Tensor:
     """``(units, n_bins)`` float64 counts of each unit's codes, one ``bincount``."""
     t = _codes_tensor(codes, "codes", n_bins)
-    return _marginal_counts(t, int(n_bins))
+    return marginal_bin_counts(t, int(n_bins))
 
 
 def pair_counts(a, b, n_bins_a: int, n_bins_b: int | None = None) -> torch.Tensor:
@@ -101,9 +101,9 @@ def pair_counts(a, b, n_bins_a: int, n_bins_b: int | None = None) -> torch.Tenso
     if bi < 2 or bo < 2:
         raise ValueError(f"pair counts need at least 2 bins per side, got {bi} and {bo}")
     n_in, n_out = xa.shape[1], xb.shape[1]
-    inner = _inner_counts(xa, xb, bi, bo).to(torch.float64)  # (n_in, bi-1, n_out, bo-1)
-    cin = _marginal_counts(xa, bi)
-    cout = _marginal_counts(xb, bo)
+    inner = inner_counts(xa, xb, bi, bo).to(torch.float64)  # (n_in, bi-1, n_out, bo-1)
+    cin = marginal_bin_counts(xa, bi)
+    cout = marginal_bin_counts(xb, bo)
     joint = torch.empty(n_in, bi, n_out, bo, dtype=torch.float64, device=xa.device)
     joint[:, :-1, :, :-1] = inner
     joint[:, :-1, :, -1] = cin[:, :-1, None] - inner.sum(3)

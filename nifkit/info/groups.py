@@ -290,7 +290,6 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.nd
     kb = int(min(max(block_vars, 0), m))
     top = m - kb
     out = np.empty(1 << m, np.float64)
-    nxy = bx * by
     for t in range(1 << top):
         cols = [kb + i for i in range(top) if (t >> i) & 1]
         if cols:

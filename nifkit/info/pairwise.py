@@ -34,9 +34,7 @@ import math
 import numpy as np
 import torch
 
-from ..runtime import Progress, with_thread_policy
 from .._validation import (
-    check_correction,
     as_codes,
     as_counts,
     check_correction,
@@ -47,6 +45,7 @@ from .._validation import (
     resolve_device,
 )
 from ..config import DEFAULT_MEMORY_BUDGET
+from ..runtime import Progress, with_thread_policy
 from .kernels import blocked_kernel, count_pairs, counting_kernel, kernel_failure
 
 __all__ = ["pairwise_mi", "PairwiseMI", "mi_from_counts"]
@@ -95,7 +94,7 @@ def _count_matmul(ca: torch.Tensor, cb, ca_cols: int, cb_cols: int) -> torch.Ten
     return count_pairs(ca, cb, ca_cols, cb_cols)
 
 
-def _inner_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
+def inner_counts(ca: torch.Tensor, cb, ba: int, bb: int) -> torch.Tensor:
     """Joint counts of the cells ``u < ba-1, v < bb-1`` of every pair of the code blocks
     ``ca (n, ka)``, ``cb (n, kb)`` (``cb=None``: ``ca`` with itself), as an integer
     ``(ka, ba-1, kb, bb-1)`` tensor. The last bin of each neuron is left out of the
@@ -162,7 +161,7 @@ def _mi_from_inner(inner, marg_a, marg_b, n, correction=None) -> torch.Tensor:
     return mi
 
 
-def _marginal_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
+def marginal_bin_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
     """(n, m) codes -> (m, n_bins) float64 counts, one bincount for all neurons."""
     n, m = codes.shape
     # int32 labels when they fit: bincount over them is several times faster than int64
@@ -255,8 +254,8 @@ def _all_pairs(ta, tb, ba, bb, symmetric, correction, budget, progress) -> torch
     name = counting_kernel(dev)
     kern = blocked_kernel(name)
     ka, kb, s = _plan(n, ma, mb, ca, cb, kern, budget)
-    cnt_a = _marginal_counts(ta, ba)
-    cnt_b = cnt_a if symmetric else _marginal_counts(tb, bb)
+    cnt_a = marginal_bin_counts(ta, ba)
+    cnt_b = cnt_a if symmetric else marginal_bin_counts(tb, bb)
     out = torch.empty(ma, mb, dtype=torch.float64)
     col_blocks = [(j0, min(j0 + kb, mb)) for j0 in range(0, mb, kb)]
     jobs = [(j0, j1, i0) for j0, j1 in col_blocks for i0 in range(0, j1 if symmetric else ma, ka)]
@@ -405,9 +404,9 @@ class PairwiseMI:
                 "batch shape differs from earlier batches: every update needs the same neurons "
                 f"(got {ta.shape[1]} x {tb.shape[1]})"
             )
-        self.inner_ += _inner_counts(ta, None if self_pairs else tb, ba, bb).to(torch.float64)
-        self.count_a_ += _marginal_counts(ta, ba)
-        self.count_b_ += _marginal_counts(tb, bb)
+        self.inner_ += inner_counts(ta, None if self_pairs else tb, ba, bb).to(torch.float64)
+        self.count_a_ += marginal_bin_counts(ta, ba)
+        self.count_b_ += marginal_bin_counts(tb, bb)
         self.n_ += len(ta)
         return self
 
