@@ -102,3 +102,40 @@ def test_the_checks_see_the_imports_they_claim_to():
     found = {tuple(t) for t, _, _ in _imports(PKG / "conductance" / "attribution.py")}
     assert ("record", "path") in found and ("runtime",) in found
     assert _layer("conductance") > _layer("record") > _layer("models") > _layer("runtime")
+
+
+#: private attributes of *libraries* read on purpose, each with its reason in the code
+LIBRARY_PRIVATES = {"_samples": "torchvision Imagenette's file list", "_int_mm": "torch's int8 matmul kernel"}
+
+
+def _defined_privates(tree) -> set:
+    """Private names a file defines: functions, classes, assignments (``self._x = ...``), fields."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            out.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.add(node.target.id)
+    return {n for n in out if n.startswith("_")}
+
+
+def _foreign_privates(source: str, where: str = "<src>") -> list:
+    tree = ast.parse(source, where)
+    mine = _defined_privates(tree)
+    return [f"{where}:{node.lineno}: .{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+            and node.attr not in mine and node.attr not in LIBRARY_PRIVATES]
+
+
+def test_no_module_reads_another_modules_private_attributes():
+    """``obj._name`` where this file defines no ``_name``: it reaches into another module."""
+    wrong = [w for path in FILES for w in _foreign_privates(path.read_text(), f"nifkit/{path.relative_to(PKG)}")]
+    assert not wrong, "make it public in its module (and document it) or move the code:\n" + "\n".join(wrong)
+    # the check itself: a foreign private is caught, one's own is not
+    assert _foreign_privates("def f(eng):\n    return eng._index\n") == ["<src>:2: ._index"]
+    assert _foreign_privates("class A:\n    def __init__(self):\n        self._x = 1\n"
+                             "    def f(self):\n        return self._x\n") == []

@@ -202,6 +202,8 @@ def load_imagenette(n: int = 200, *, root=None, online: bool = False, size: int 
     except OSError as exc:
         raise FileNotFoundError(f"downloading Imagenette to {root} failed ({type(exc).__name__}: {exc}). "
                                 f"{_OFFLINE_HINT}") from exc
+    # torchvision's Imagenette lists its (file, label) pairs only in the private _samples; reading
+    # it saves decoding every photo to learn its label (checked by test_imagenette_loader_...)
     labels = np.array([t for _, t in ds._samples])
     rng = np.random.default_rng(seed)
     per = [rng.permutation(np.flatnonzero(labels == c)) for c in range(10)]

@@ -298,7 +298,7 @@ def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n
                     counts["count_in"] = acc.count_in.cpu().numpy()
                     counts["count_out"] = acc.count_out.cpu().numpy()
             if acc.vector and keep_counts:
-                acc._merge()
+                acc.merge_pending()
                 counts["vector_keys"] = acc.states.keys.cpu().numpy()
                 counts["vector_counts"] = acc.states.counts.cpu().numpy()
             del acc

@@ -204,10 +204,10 @@ class AllNoiseCounts:
             self.pending.append(key)
             self.pending_size += len(key)
             if self.pending_size * 8 * 4 > min(self.budget, _BLOCK_BYTES):  # fold raw keys into the table
-                self._merge()
+                self.merge_pending()
         self.n += len(x)
 
-    def _merge(self):
+    def merge_pending(self):
         """Fold the raw keys of the pending blocks into the (key, count) table."""
         if not self.pending:
             return
@@ -233,7 +233,7 @@ class AllNoiseCounts:
 
     def vector_mi(self):
         """I(inputs; outputs) = H(in) + H(out) - H(in, out) from the packed joint states."""
-        self._merge()
+        self.merge_pending()
         k = self.k_out
         h_in = self.states.grouped(lambda key: key // k).entropy()
         h_out = self.states.grouped(lambda key: key % k).entropy()

@@ -81,11 +81,11 @@ def _edge_knockouts(eng, model, masks, S, value, memory_budget) -> KnockoutResul
         for s in range(S):  # generic models: one pass per knockout
             with knock_out_edges(model, {n: mk[s] for n, (_, mk) in masks.items()}, value):
                 with torch.no_grad():
-                    logits = eng._forward_full(eng.X)
+                    logits = eng.forward_all(eng.X)
             ok = (logits.argmax(1) == eng.y).to(eng.dtype)
-            correct[s] = (ok @ eng._onehot).double()
+            correct[s] = (ok @ eng.onehot).double()
             loss_sum[s] = F.cross_entropy(logits, eng.y, reduction="sum").double()
-        return eng._finish(correct, loss_sum)
+        return eng.results_from(correct, loss_sum)
     names = [n for n, _ in flat]
     pos = {names.index(n): n for n in masks}
     first = min(pos)
@@ -114,7 +114,7 @@ def _edge_knockouts(eng, model, masks, S, value, memory_budget) -> KnockoutResul
             logits = h.reshape(n, S, -1)
             yb = eng.y[ns:ns + n]
             ok = (logits.argmax(-1) == yb[:, None]).to(eng.dtype)
-            correct += (eng._onehot[ns:ns + n].T @ ok).T.double()
+            correct += (eng.onehot[ns:ns + n].T @ ok).T.double()
             loss_sum += F.cross_entropy(logits.reshape(n * S, -1), yb.repeat_interleave(S),
                                         reduction="none").reshape(n, S).double().sum(0)
-    return eng._finish(correct, loss_sum)
+    return eng.results_from(correct, loss_sum)

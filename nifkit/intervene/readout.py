@@ -70,7 +70,7 @@ class ReadoutKnockouts:
                              f"got {[type(a).__name__ for a in after]}. Pass the last hidden layer as layer=")
         self.layer, self.num_threads = layer, engine.num_threads
         self.H = engine.activations(layer).float()
-        v = engine._value(layer, value).float()
+        v = engine.unit_value(layer, value).float()
         self.value = value if isinstance(value, str) else "given"
         lin = after[0]
         W = lin.weight.detach().float().to(self.H.device)

@@ -154,14 +154,14 @@ class Knockouts:
         self._layer_names = [n for n, _ in self.flat] if self.flat is not None else \
             [n for n, _ in model.named_modules() if n]
         with ModelState(model, eval=True, no_grad=True), cpu_threads(num_threads, self.device):
-            logits = self._forward_full(self.X)
+            logits = self.forward_all(self.X)
         if logits.ndim != 2:
             raise ValueError(f"the model's output must be (samples, classes) logits, got shape {tuple(logits.shape)}")
         self.n_classes = logits.shape[1]
         self.y_np = check_labels(y, len(self.X), "X", self.n_classes)
         self.y = torch.from_numpy(self.y_np).to(self.device)
         self.class_counts = np.bincount(self.y_np, minlength=self.n_classes)
-        self._onehot = F.one_hot(self.y, self.n_classes).to(self.dtype)
+        self.onehot = F.one_hot(self.y, self.n_classes).to(self.dtype)
         self.base_logits = logits
         correct = (logits.argmax(1) == self.y).double()
         self.base_accuracy = float(correct.mean())
@@ -174,7 +174,9 @@ class Knockouts:
     def layer_names(self) -> list:
         return list(self._layer_names)
 
-    def _forward_full(self, X):
+    def forward_all(self, X):
+        """The model's logits for ``X``, ``batch_size`` rows at a time, as the model is now
+        (the caller sets mode, grad and any knockout hooks)."""
         outs = []
         for s in range(0, len(X), self.batch_size):
             out = self.model(X[s:s + self.batch_size].to(self.device, self.dtype))
@@ -222,7 +224,7 @@ class Knockouts:
         handle = module.register_forward_hook(hook)
         try:
             with ModelState(self.model, eval=True, no_grad=True):
-                self._forward_full(self.X)
+                self.forward_all(self.X)
         finally:
             handle.remove()
         n_batches = -(-len(self.X) // self.batch_size)
@@ -237,7 +239,9 @@ class Knockouts:
     def n_units(self, layer: str) -> int:
         return self.activations(layer).shape[1]
 
-    def _value(self, layer: str, value) -> torch.Tensor:
+    def unit_value(self, layer: str, value) -> torch.Tensor:
+        """What knocked-out units of ``layer`` are set to: ``"zero"``, ``"mean"`` (over
+        the evaluation set) or given values, one per unit."""
         a = self.activations(layer)
         if isinstance(value, str):
             if value == "zero":
@@ -286,7 +290,7 @@ class Knockouts:
         idx = [self.index(n) for n in layers]
         if sorted(idx) != idx or len(set(idx)) != len(idx):
             raise ValueError("layers must be distinct and given in the model's order")
-        vals = [self._value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
+        vals = [self.unit_value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
         cum = list(cumulative) if cumulative is not None else [None] * len(layers)
         masks = list(masks)
         for i, n in enumerate(layers):
@@ -359,7 +363,7 @@ class Knockouts:
                 a = a0[ns:ns + n_chunk]
                 n = len(a)
                 yb = self.y[ns:ns + n]
-                oh = self._onehot[ns:ns + n]
+                oh = self.onehot[ns:ns + n]
                 if kind != "general":
                     z0 = lin(a)  # nothing ablated, exactly as the model computes it
                     d = a[:, order0] - v_ord  # (n, K): change of each unit when ablated
@@ -410,9 +414,11 @@ class Knockouts:
                     lse = (logits - mx).exp_().sum(-1).log_().add_(mx[..., 0])
                     picked = logits.gather(2, yb[:, None, None].expand(n, s, 1))[..., 0]
                     loss_sum[sl] += (lse - picked).double().sum(0)
-        return self._finish(correct, loss_sum)
+        return self.results_from(correct, loss_sum)
 
-    def _finish(self, correct, loss_sum):
+    def results_from(self, correct, loss_sum):
+        """:class:`KnockoutResult` from per-knockout correct counts per class
+        ``(S, C)`` and summed losses ``(S,)``: accuracy, mean loss, class accuracy."""
         correct = correct.cpu().numpy()
         N = len(self.y_np)
         acc = correct.sum(1) / N
@@ -432,7 +438,7 @@ class Knockouts:
         for n in layers:
             self.index(n)
         modules = dict(self.model.named_modules())
-        vals = [self._value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
+        vals = [self.unit_value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
         masks = list(masks)
         cum = list(cumulative) if cumulative is not None else [None] * len(layers)
         for i, n in enumerate(layers):
@@ -456,14 +462,14 @@ class Knockouts:
                 for s in range(S):
                     for i in range(len(layers)):
                         current[i] = masks[i][s]
-                    logits = self._forward_full(self.X)
+                    logits = self.forward_all(self.X)
                     ok = (logits.argmax(1) == self.y).to(self.dtype)
-                    correct[s] = (ok @ self._onehot).double().cpu()
+                    correct[s] = (ok @ self.onehot).double().cpu()
                     loss_sum[s] = F.cross_entropy(logits, self.y, reduction="sum").double().cpu()
         finally:
             for h in handles:
                 h.remove()
-        return self._finish(correct, loss_sum)
+        return self.results_from(correct, loss_sum)
 
 
 @contextlib.contextmanager

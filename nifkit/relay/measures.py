@@ -131,7 +131,8 @@ class ModuleSearch:
     settings: dict = field(default_factory=dict)
     notes: str = ""
 
-    def _row(self, cls) -> int:
+    def row(self, cls) -> int:
+        """The row of class ``cls`` in ``curve`` and ``order`` (ValueError if not searched)."""
         hits = np.flatnonzero(self.classes == cls)
         if not len(hits):
             raise ValueError(f"class {cls} was not searched; searched classes: {self.classes.tolist()}")
@@ -141,17 +142,17 @@ class ModuleSearch:
         """The greedy set of ``size`` neurons for ``cls`` (sorted indices)."""
         if not 0 <= size <= self.n_neurons:
             raise ValueError(f"size must be in 0..{self.n_neurons}, got {size}")
-        return np.sort(self.order[self._row(cls), self.n_neurons - size:])
+        return np.sort(self.order[self.row(cls), self.n_neurons - size:])
 
     def relay_at(self, cls, size: int) -> float:
-        return float(self.curve[self._row(cls), self.n_neurons - size])
+        return float(self.curve[self.row(cls), self.n_neurons - size])
 
     def module(self, cls, size: int | None = None) -> np.ndarray:
         """The module of ``cls``: the greedy set of the known ``size``, or (``None``) the
         set just before the largest drop of the curve (the last removal that costs the
         most relay information)."""
         if size is None:
-            drops = -np.diff(self.curve[self._row(cls)])  # drop at step k: removing order[k]
+            drops = -np.diff(self.curve[self.row(cls)])  # drop at step k: removing order[k]
             size = self.n_neurons - int(np.argmax(drops))
         return self.set_at(cls, size)
 

@@ -20,7 +20,7 @@ def plot_relay_curves(search, cls=None, *, step: int | None = None, ax=None, fig
         ax.plot(sizes, search.curve[i], color="tab:blue" if hl else "0.75", lw=2 if hl else 1, zorder=3 if hl else 1,
                 label=f"class {c}" if hl else None)
     if cls is not None and step is not None:
-        y = search.curve[search._row(cls), step]
+        y = search.curve[search.row(cls), step]
         ax.plot([m - step], [y], "o", color="tab:red", ms=8, zorder=4, label=f"{m - step} neurons: {y:.3f} bits")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("neurons in the greedy set Y_R")

@@ -68,7 +68,7 @@ class RelayExplorer(Explorer):
         """Balanced accuracy of ``cls`` with each greedy set (steps 0..m) knocked out."""
         if cls not in self._cache:
             m = self.search.n_neurons
-            row = self.search._row(cls)
+            row = self.search.row(cls)
             masks = np.zeros((m + 1, m), bool)
             for k in range(m + 1):  # m+1 nested sets (greedy steps)
                 masks[k, self.search.order[row, k:]] = True
@@ -83,7 +83,7 @@ class RelayExplorer(Explorer):
         ko, base = self.knockouts(cls)
         members = self.search.set_at(cls, m - step)
         true = None if self.true_modules is None else self.true_modules.get(cls)
-        return RelayView(cls=cls, step=step, members=members, relay=float(self.search.curve[self.search._row(cls), step]),
+        return RelayView(cls=cls, step=step, members=members, relay=float(self.search.curve[self.search.row(cls), step]),
                          knockout_balanced=float(ko[step]), base_balanced=base, true_module=true)
 
     def render(self, r: RelayView) -> None:
