@@ -104,3 +104,14 @@ def test_nan_inputs_raise_instead_of_giving_an_accuracy():
         AblationEngine(net, X, y)
     with pytest.raises(ValueError, match=r"data\[0\] contains NaN"):
         train(net, (X, y), epochs=1, progress=False)
+
+
+def test_neuron_measures_refuse_more_joint_cells_than_samples():
+    """As flow_graph and layer_ei do: 200 bins x 2 classes on 50 samples is refused, by name."""
+    from nifkit.ablation import neuron_measures
+
+    rng = np.random.default_rng(0)
+    acts, y = {"a": rng.random((50, 3))}, rng.integers(0, 2, 50)
+    with pytest.raises(ValueError, match=r"too few samples in activations.*200 bins x 2 classes needs at least 400"):
+        neuron_measures(acts, y, n_bins=200)
+    assert neuron_measures(acts, y, n_bins=5)["a"].mi.shape == (3,)  # 10 cells on 50 samples: fine

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from .._validation import to_numpy
+from .._validation import check_n_samples, to_numpy
 from ..info import Binner, entropy_from_counts, kl_profile_from_counts, label_counts
 from ..intervene import as_float_tensor, check_labels
 from ..models.walk import unknown_layer_error, walk
@@ -225,6 +225,9 @@ def _neuron_measures(activations, labels, layers, n_bins, binning, bin_range, bi
             b = Binner(n_bins=binner.n_bins, binning=binner.binning, bin_range=binner.bin_range) \
                 if binner is not None else Binner(n_bins=n_bins, binning=binning, bin_range=bin_range)
             codes = b.fit_transform(a)
+        # as flow_graph and layer_ei refuse: a plug-in I(T;Y) over more joint cells than samples
+        check_n_samples(len(a), b.n_bins * k, f"a neuron of {name!r} with {b.n_bins} bins x {k} classes",
+                        "activations")
         counts = label_counts(codes, y_np, b.n_bins, k, chunk_bytes=budget, device=dev)
         out[name] = measures_from_counts(counts, layer=name, correction=correction, selectivity=selectivity,
                                          binning=b.binning)
