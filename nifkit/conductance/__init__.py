@@ -7,13 +7,13 @@
   (reconstructed formulas), the knockout check, trajectories through training;
 * :mod:`.zoo` - EfficientNet-Lite0 and 20 ImageNet photos offline; torchvision's
   ResNet-50 / VGG-16 and Imagenette online;
-* :mod:`.plots`, :mod:`.widget` (:class:`ConductanceExplorer`), :mod:`.exercises`.
+* :mod:`.plots`, :mod:`.widget` (:class:`ConductanceExplorer`), :mod:`.exercise`.
 """
 from .attribution import (  # noqa: F401
     BASELINES, METHODS, OUTPUTS, Conductance, blocks, layer_conductance, make_baseline, path_alphas, path_gradients,
 )
 from . import zoo  # noqa: F401
-from .exercises import check_conductance, reference_conductance  # noqa: F401
+from .exercise import check_conductance, reference_conductance  # noqa: F401
 from .plane import (  # noqa: F401
     ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, InformationPlane, Knockout, Trajectory, information_plane, ite,
     knockout, layer_codes, plane_from_values, plane_trajectory, verdict_check,

@@ -5,7 +5,7 @@ control (:mod:`.networks`), the knockout regression (:mod:`.regression`), plots,
 :class:`RelayExplorer` widget and the exercise checker. The knockouts themselves are
 :meth:`nifkit.intervene.Knockouts.readout` (the one intervention mechanism).
 """
-from .exercises import check_relay_information
+from .exercise import check_relay_information
 from .measures import (
     MAX_EXHAUSTIVE,
     ModuleSearch,
