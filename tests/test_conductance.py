@@ -21,15 +21,6 @@ from nifkit.models import small_cnn
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def cnn():
-    return small_cnn(1, 8, (4, 8), 10, hidden=(12,), seed=0).eval()
-
-
-@pytest.fixture(scope="module")
-def xs():
-    return torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
 
 def _captum(model, layer, x, base, target, steps, method):
     from captum.attr import LayerConductance

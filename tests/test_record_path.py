@@ -18,15 +18,6 @@ from nifkit.runtime import ModelState
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def cnn():
-    return small_cnn(1, 8, (4, 8), 10, hidden=(12,), seed=0).eval()
-
-
-@pytest.fixture(scope="module")
-def xs():
-    return torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
 
 def test_chunked_path_gradients_equal_one_chunk(cnn, xs):
     layers = ["act1", "act2"]

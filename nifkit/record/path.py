@@ -412,8 +412,10 @@ def path_gradients(model: nn.Module, inputs, layers=None, *, baselines="zeros", 
     alphas, x, base, names, budget, dev = p.alphas, p.x, p.base, p.names, p.budget, p.device
     with cpu_threads(num_threads, dev), ModelState(model, eval=True, freeze=True, device=dev):
         probe = probe_path(model, x[:1].to(dev), names, output)
+        bs_eval = max(1, budget // (2 * max(probe.leaf_bytes, 1)))  # F(x) in budget-sized batches too
         with torch.no_grad():
-            fx = apply_output(model(x.to(dev)), output).cpu()
+            fx = torch.cat([apply_output(model(x[i:i + bs_eval].to(dev)), output).cpu()
+                            for i in range(0, len(x), bs_eval)])
         t = torch.as_tensor(path_targets(target, labels, fx, len(x), fx.shape[1]))
         bs, pts = plan_path_chunks(len(x), len(alphas), probe.bytes_per_point, budget)
         n_chunks = math.ceil(len(x) / bs) * len(range(0, len(alphas) - 1, pts - 1))
