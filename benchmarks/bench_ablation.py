@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
     # nifkit: one engine, every curve of every layer
     t = time.perf_counter()
-    study = A.ablation_study(net, X, y, meas, layers, n_random=5, seed=0, value="zero")
+    study = A.ablation_study(net, (X, y), meas, layers, n_random=5, seed=0, value="zero")
     t_fast = time.perf_counter() - t
     n_steps = sum(len(c.counts) for c in study.curves)
 

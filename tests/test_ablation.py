@@ -268,8 +268,8 @@ def test_model_unchanged_afterwards(task, relu_net):
     relu_net.fc2.eval()  # a mixed state must come back as it was
     modes = [m.training for m in relu_net.modules()]
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
-    A.ablation_study(relu_net, X, y, meas, n_random=1, network=True, counts=5)
-    A.single_neuron_importance(relu_net, X, y)
+    A.ablation_study(relu_net, (X, y), meas, n_random=1, network=True, counts=5)
+    A.single_neuron_importance(relu_net, (X, y))
     A.reference_ablation_curve(relu_net, X, y, "act1", np.arange(24), counts=3)
     A.AblationEngine(relu_net, X, y, method="hooks").curve("act1", np.arange(24), counts=3)
     assert [m.training for m in relu_net.modules()] == modes
@@ -284,7 +284,7 @@ def test_study_orders_and_random_band(task, relu_net):
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
     assert meas.names == ["act1", "act2"]
-    s = A.ablation_study(relu_net, X, y, meas, n_random=3, seed=10)
+    s = A.ablation_study(relu_net, (X, y), meas, n_random=3, seed=10)
     assert len(s.curves) == 2 * (3 * 2 + 3)
     c = s.get("act1", "mi", "descending")
     np.testing.assert_array_equal(c.order, np.argsort(-meas.get("act1", "mi"), kind="stable"))
@@ -299,7 +299,7 @@ def test_study_orders_and_random_band(task, relu_net):
     rows = A.summarize_study(s, "relu")
     assert {r["measure"] for r in rows} == set(A.MEASURES) and all(r["net"] == "relu" for r in rows)
     # rank-normalised network order: each layer's values become ranks in [0, 1]
-    sn = A.ablation_study(relu_net, X, y, meas, n_random=0, network=True, network_normalize="rank",
+    sn = A.ablation_study(relu_net, (X, y), meas, n_random=0, network=True, network_normalize="rank",
                           measure_names=["mi"], directions=["descending"], counts=6)
     assert sn.get("network", "mi", "descending").n_units == 40
 
@@ -323,7 +323,7 @@ def test_importance_correlations(task, relu_net):
 
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
-    imp = A.single_neuron_importance(relu_net, X, y)
+    imp = A.single_neuron_importance(relu_net, (X, y))
     assert set(imp) == {"act1", "act2"}
     assert np.all(np.isfinite(imp["act1"].accuracy_drop))
     r = A.importance_correlations(imp, meas)
@@ -344,7 +344,7 @@ def test_compare_relu_and_tanh(task, relu_net, tanh_net):
     studies = {}
     for name, net in [("relu", relu_net), ("tanh", tanh_net)]:
         meas = A.neuron_measures(A.layer_activations(net, X), y)
-        studies[name] = A.ablation_study(net, X, y, meas, n_random=1, counts=5)
+        studies[name] = A.ablation_study(net, (X, y), meas, n_random=1, counts=5)
     rows = A.compare_studies(studies)
     assert {r["net"] for r in rows} == {"relu", "tanh"} and len(rows) == 2 * 2 * 3
 
@@ -373,11 +373,11 @@ def test_bad_input_errors(task, relu_net):
         eng.curve("act2", np.arange(16), value="median")
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
     with pytest.raises(ValueError, match="unknown layer 'fc7'"):
-        A.ablation_study(relu_net, X, y, meas, layers=["fc7"])
+        A.ablation_study(relu_net, (X, y), meas, layers=["fc7"])
     with pytest.raises(ValueError, match="no measures for layer 'fc1'"):
-        A.ablation_study(relu_net, X, y, meas, layers=["fc1"])
+        A.ablation_study(relu_net, (X, y), meas, layers=["fc1"])
     with pytest.raises(ValueError, match="measure 'kl' unknown"):
-        A.ablation_study(relu_net, X, y, meas, measure_names=["kl"])
+        A.ablation_study(relu_net, (X, y), meas, measure_names=["kl"])
 
 
 # ----------------------------------------------------------------------------- plots, widget
@@ -388,8 +388,8 @@ def test_plots_return_axes(task, relu_net):
 
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
-    s = A.ablation_study(relu_net, X, y, meas, n_random=2, counts=6)
-    imp = A.single_neuron_importance(relu_net, X, y)
+    s = A.ablation_study(relu_net, (X, y), meas, n_random=2, counts=6)
+    imp = A.single_neuron_importance(relu_net, (X, y))
     axes = [P.plot_measures(meas), P.plot_measures(meas["act1"], x="mi", y="selectivity", color=None),
             P.plot_ablation_curves(s, layer="act2", marker_at=3), P.plot_ablation_curves(s.for_layer("act1"),
                                                                                            metric="loss"),

@@ -44,7 +44,7 @@ CASES = [
     ("neuron_measures: labels", lambda: neuron_measures(ACTS, Y[:50]), ValueError, "labels has 50"),
     ("neuron_measures: memory_budget", lambda: neuron_measures(ACTS, Y, memory_budget=0), ValueError,
      "memory_budget"),
-    ("ablation_study: seed", lambda: ablation_study(NET, X, Y, neuron_measures(ACTS, Y), seed=1.5), TypeError,
+    ("ablation_study: seed", lambda: ablation_study(NET, (X, Y), neuron_measures(ACTS, Y), seed=1.5), TypeError,
      "seed"),
     ("flow_graph: NaN data", lambda: flow_graph(NET, XNAN), ValueError, "NaN"),
     ("flow_graph: n_bins", lambda: flow_graph(NET, X, n_bins=0), ValueError, "n_bins"),

@@ -136,7 +136,7 @@ def test_layer_knockouts_live_in_intervene_restore_the_model_and_serve_chapter_2
         net.train()
     assert ko.base_accuracy == int((base.argmax(1) == y).sum()) / len(y)
     assert ko.accuracy[1] == int((y == int(net[5].bias.argmax())).sum()) / len(y)
-    same = knockout(net, X, y, ["1", "4"], mode="zero")
+    same = knockout(net, (X, y), ["1", "4"], mode="zero")
     np.testing.assert_array_equal(same.accuracy, ko.accuracy)
     np.testing.assert_array_equal(same.logit, ko.logit)
     with pytest.raises(ValueError, match="unknown layer 'fc9'"):

@@ -87,13 +87,13 @@ def test_edge_ablation_runs_in_eval_mode_and_checks_labels(dropout_bn_net):
     res = ModelEI(OrderedDict([("4", layer_ei(net[4], name="4", measures=("ei_parts", "sensitivity"), **KW))]))
     net.train()
     stats = net[1].running_mean.clone()
-    runs = [edge_ablation(net, X, y, res, n_groups=4).accuracy["ei"] for _ in range(3)]
+    runs = [edge_ablation(net, (X, y), res, n_groups=4).accuracy["ei"] for _ in range(3)]
     assert all(np.array_equal(runs[0], r) for r in runs)  # Dropout off: one answer
     assert torch.equal(net[1].running_mean, stats) and net.training  # BatchNorm untouched, mode restored
-    with pytest.raises(ValueError, match="labels has 299 entries"):
-        edge_ablation(net, X, y[:-1], res, n_groups=4)
+    with pytest.raises(ValueError, match="has 299 labels but the data have 300 samples"):
+        edge_ablation(net, (X, y[:-1]), res, n_groups=4)
     with pytest.raises(ValueError, match="only 2 classes"):
-        edge_ablation(net, X, y + 2, res, n_groups=4)
+        edge_ablation(net, (X, y + 2), res, n_groups=4)
 
 
 def test_nan_inputs_raise_instead_of_giving_an_accuracy():

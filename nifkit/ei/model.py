@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
+from ..data.arrays import as_xy
 from ..dynamics import over_snapshots
 from ..intervene import Knockouts, evaluate_edge_knockouts
 from ..models.walk import ELEMENTWISE_TYPES, walk
@@ -195,10 +196,11 @@ def _group_masks(score: np.ndarray, n_groups: int) -> np.ndarray:
     return (group[None, :] == np.arange(n_groups)[:, None]).reshape(n_groups, *score.shape)
 
 
-def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_groups: int = 10,
-                  scores=("ei", "weight"), seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+def edge_ablation(model: nn.Module, data, measures: ModelEI, *, layers=None, n_groups: int = 10,
+                  scores=("ei", "weight"), seed: int = 0, split: str = "test", device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                   num_threads: int | None = None) -> EdgeAblation:
-    """Zero the edges of one decile at a time and measure accuracy on ``(X, y)``.
+    """Zero the edges of one decile at a time and measure accuracy on labelled ``data``
+    (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``).
 
     The model runs in eval mode (Dropout off, BatchNorm statistics untouched) and is
     restored; all groups of one score are evaluated in one batch
@@ -209,6 +211,7 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
     ``"weight"`` (``|W|``) or ``"random"``; decile ``k`` is zeroed in all those layers
     at once.
     """
+    X, y = as_xy(data, split)
     names = measures.names if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 1:
         raise ValueError(f"n_groups must be a positive integer, got {n_groups!r}")
