@@ -189,7 +189,7 @@ def _make_optimizer(optimizer, params, lr, weight_decay, momentum):
 
 def train(model: nn.Module, data, *, epochs: int = 20, lr: float = 1e-3, optimizer="adam",
           loss="cross_entropy", batch_size: int = 64, snapshot_every: int | None = None,
-          seed: int | None = 0, device=None, progress=True, eval_every: int = 1,
+          seed: int | None = 0, device=None, progress=False, eval_every: int = 1,
           callback: Callable | None = None, test_data=None, weight_decay: float = 0.0,
           momentum: float = 0.0, num_threads: int | None = None) -> TrainResult:
     """Train a classifier and record its history and weight snapshots.

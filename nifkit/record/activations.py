@@ -392,7 +392,7 @@ def _batch_loss(loss_fn, out, y):
 
 
 def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs: bool = False,
-           grads: bool = False, loss_fn=None, targets=None, device=None, progress: bool = True,
+           grads: bool = False, loss_fn=None, targets=None, device=None, progress=False,
            max_samples: int | None = None, reused: str = "error", split: str = "train",
            to_cpu: bool = True, num_threads: int | None = None) -> Recording:
     """Run ``model`` over ``data`` batch by batch and record named layers.
