@@ -208,7 +208,7 @@ class Knockouts:
                         parts.append(h.clone())
                 a = torch.cat(parts)
             else:
-                a = self._hooked_activations(layer)
+                a = self._recorded_activations(layer)
             if a.ndim != 2:
                 raise ValueError(
                     f"layer {layer!r} outputs shape {tuple(a.shape[1:])} per sample; ablation works on "
@@ -216,7 +216,7 @@ class Knockouts:
             self._prefix[layer] = a
         return self._prefix[layer]
 
-    def _hooked_activations(self, layer):
+    def _recorded_activations(self, layer):
         """``layer``'s output on the evaluation set through :func:`nifkit.record.record`
         (the one recorder); a module called more than once is refused."""
         from ..record import record
