@@ -203,3 +203,31 @@ def test_base_class_accuracy_is_the_intact_model_per_class():
     np.testing.assert_allclose(ko.base_class_accuracy[:2], hand)
     np.testing.assert_allclose(ko.base_class_accuracy[:2], empty[:2])
     assert np.isnan(ko.base_class_accuracy[2]) and np.isnan(empty[2])
+
+
+def test_intervene_functions_do_one_job_in_at_most_80_lines():
+    """Issue 18, point 7: Knockouts.evaluate and knock_out_layers were 136 and 89 lines."""
+    import ast
+    from pathlib import Path
+
+    import nifkit.intervene as pkg
+
+    long = []
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, f"split these into functions of one job each: {long}"
+
+
+def test_layer_knockout_settings_check_their_values():
+    from nifkit.intervene.layers import LayerKnockoutSettings
+
+    assert LayerKnockoutSettings(fraction=0.5, n_repeats=3).draws == 3
+    assert LayerKnockoutSettings(fraction=1.0, n_repeats=3).draws == 1
+    with pytest.raises(ValueError, match="fraction must be in"):
+        LayerKnockoutSettings(fraction=0)
+    with pytest.raises(ValueError, match="n_repeats must be a positive integer"):
+        LayerKnockoutSettings(n_repeats=True)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        LayerKnockoutSettings(mode="half")

@@ -14,6 +14,7 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..data.arrays import as_xy
 from ..dynamics import over_snapshots
 from ..intervene import Knockouts, evaluate_edge_knockouts
+from ..models.hooks import hooks
 from ..models.walk import ELEMENTWISE_TYPES, walk
 from ..runtime import check_seed
 from .measure import ModelEI, layer_ei, plane_kind
@@ -56,18 +57,12 @@ def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tup
     conv_shapes = {}
     convs = [lay.name for lay in w.layers if isinstance(lay.module, nn.Conv2d)]
     if input_shape is not None and convs:
-        modules = dict(model.named_modules())
-        hooks = []
-        try:
-            for n in convs:
-                hooks.append(modules[n].register_forward_hook(
-                    lambda mod, inp, out, n=n: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))))
-            p = next(model.parameters())
-            with torch.no_grad():
-                model(torch.zeros((1, *tuple(input_shape)), dtype=p.dtype, device=p.device))
-        finally:
-            for h in hooks:
-                h.remove()
+        def shape_of(n):
+            return lambda mod, inp, out: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))
+
+        p = next(model.parameters())
+        with hooks(model, {n: shape_of(n) for n in convs}), torch.no_grad():
+            model(torch.zeros((1, *tuple(input_shape)), dtype=p.dtype, device=p.device))
     out = OrderedDict()
     for lay in w.layers:
         act = lay.activation
