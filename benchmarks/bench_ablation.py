@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     # the plain approach: same orders, one hooked forward pass from the input per step
     t = time.perf_counter()
-    refs = [A.reference_ablation_curve(net, X, y, c.layer, c.order, c.counts, c.value) for c in study.curves]
+    refs = [A.reference_ablation_curve(net, (X, y), c.layer, c.order, c.counts, c.value) for c in study.curves]
     t_plain = time.perf_counter() - t
 
     worst_acc = max(float(np.abs(c.accuracy - r.accuracy).max()) for c, r in zip(study.curves, refs))

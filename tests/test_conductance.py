@@ -348,7 +348,7 @@ def test_widget_recomputes_and_reports_completeness(trained):
     from nifkit.conductance.widget import ConductanceExplorer
 
     d, m, _ = trained
-    ex = ConductanceExplorer(m, d.X_test[:60], d.y_test[:60], steps=2)
+    ex = ConductanceExplorer(m, (d.X_test[:60], d.y_test[:60]), steps=2)
     before = ex.readout.text
     assert "completeness gap" in before and ex.result.conductance.settings["steps"] == 2
     ex.controls["steps"].value = 16

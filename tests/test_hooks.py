@@ -138,7 +138,7 @@ def test_knockouts_record_through_record_and_restore_after_faults():
     torch.manual_seed(0)
     X, y = torch.randn(40, 5), torch.arange(40) % 3
     net = Tree(Trip(KeyboardInterrupt, at=-1)).train()
-    eng = Knockouts(net, X, y)
+    eng = Knockouts(net, (X, y))
     assert eng.method == "hooks"
     assert torch.equal(eng.activations("act"), record(net, X, "act", progress=False)["act"])
     masks = torch.eye(6, dtype=torch.bool)
@@ -163,7 +163,7 @@ def test_knockouts_record_through_record_and_restore_after_faults():
         assert no_hooks(net) and net.training
         net.trip.calls, net.trip.at = 0, 2  # in knock_out_layers, after the intact pass
         with pytest.raises(exc, match="tripped"):
-            knock_out_layers(net, X, y, ["act"], mode="zero")
+            knock_out_layers(net, (X, y), ["act"], mode="zero")
         assert no_hooks(net) and net.training
     net.trip.at = -1
     np.testing.assert_array_equal(eng.evaluate("act", masks).accuracy, acc)

@@ -88,7 +88,7 @@ def _calls(s):
                                                                        progress=p),
         "nifkit.info.neural.dv_mi_pairs": lambda p: info.dv_mi_pairs(
             x[:, :4].numpy(), x[:, :4].numpy(), [[0, 1]], steps=3, progress=p),
-        "nifkit.intervene.readout.ReadoutKnockouts.all_subsets": lambda p: Knockouts(net, *data).readout(
+        "nifkit.intervene.readout.ReadoutKnockouts.all_subsets": lambda p: Knockouts(net, data).readout(
             "act1").all_subsets(0, progress=p),
         "nifkit.models.training.train": lambda p: models.train(models.mlp([64, 4, 10], seed=1), s["d"], epochs=2,
                                                                seed=0, progress=p),

@@ -100,8 +100,8 @@ def test_nan_inputs_raise_instead_of_giving_an_accuracy():
     net = mlp([3, 4, 2], seed=0)
     X, y = torch.rand(50, 3), torch.randint(0, 2, (50,))
     X[7, 1] = float("nan")
-    with pytest.raises(ValueError, match="X contains NaN"):
-        AblationEngine(net, X, y)
+    with pytest.raises(ValueError, match="contains NaN"):
+        AblationEngine(net, (X, y))
     with pytest.raises(ValueError, match=r"data\[0\] contains NaN"):
         train(net, (X, y), epochs=1, progress=False)
 

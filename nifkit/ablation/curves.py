@@ -13,6 +13,7 @@ from torch import nn
 
 from .._validation import to_numpy
 from ..intervene import Knockouts, VALUES, as_float_tensor, check_labels, cumulative_masks
+from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, check_seed, model_device
@@ -207,21 +208,22 @@ def ablation_order(values, direction: str = "descending", seed: int | None = Non
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
-def ablation_curve(model: nn.Module, X, y, layer: str, order, counts=None, value="zero",
+def ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value="zero",
                    **engine_kw) -> AblationCurve:
-    """One cumulative-ablation curve (a convenience around :class:`AblationEngine`)."""
-    return AblationEngine(model, X, y, **engine_kw).curve(layer, order, counts, value)
+    """One cumulative-ablation curve on labelled ``data`` (a convenience around
+    :class:`AblationEngine`)."""
+    return AblationEngine(model, data, **engine_kw).curve(layer, order, counts, value)
 
 
-def reference_ablation_curve(model: nn.Module, X, y, layer: str, order, counts=None, value="zero",
-                             batch_size: int = 100_000) -> AblationCurve:
+def reference_ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value="zero",
+                             batch_size: int = 100_000, split: str = "test") -> AblationCurve:
     """The plain approach (the anchor): for every step, a forward hook on ``layer`` sets
     the ablated outputs to ``value`` and the whole model runs again from the input.
-    ``value="mean"`` uses the mean over ``X``. Slow by design; hooks always removed."""
+    ``value="mean"`` uses the mean over the data. Slow by design; hooks always removed."""
     modules = dict(model.named_modules())
     if layer not in modules or layer == "":
         raise unknown_layer_error(layer, [n for n in modules if n], what="layer")
-    X = as_float_tensor(X, "X")
+    X, y = as_xy(data, split)
     dev, dt = model_device(model)
     X = X.to(dev, dt)
     state = {"mask": None}

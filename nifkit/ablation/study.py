@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..data.arrays import as_xy
 from ..runtime import Progress, check_seed, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURES, NeuronMeasures, hidden_layers
@@ -70,8 +69,8 @@ def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None
     for mname in measure_names:
         if mname not in MEASURES:
             raise ValueError(f"measure {mname!r} unknown; choose from {MEASURES}")
-    eng = engine or AblationEngine(model, *as_xy(data, split), device=device, memory_budget=memory_budget, num_threads=num_threads,
-                                   **engine_kw)
+    eng = engine or AblationEngine(model, data, split=split, device=device, memory_budget=memory_budget,
+                                   num_threads=num_threads, **engine_kw)
     for n in layers:
         eng.index(n)
         if n not in measures.layers:
@@ -156,7 +155,7 @@ def single_neuron_importance(model_or_engine, data=None, layers=None, value="zer
     else:
         if data is None:
             raise ValueError("data is missing: pass labelled data, e.g. (X, y), or an AblationEngine")
-        eng = AblationEngine(model_or_engine, *as_xy(data, split), **engine_kw)
+        eng = AblationEngine(model_or_engine, data, split=split, **engine_kw)
     if layers is None:
         layers = hidden_layers(eng.model)
     layers = [layers] if isinstance(layers, str) else list(layers)

@@ -115,7 +115,7 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     X, y = lens_data(data, split, max_samples, seed)
     heavy = {} if memory_budget is None else {"memory_budget": memory_budget}
     with cpu_threads(num_threads, device):
-        ko = Knockouts(model, X, y, device=device, **heavy)
+        ko = Knockouts(model, (X, y), device=device, **heavy)
         settings = {"k": int(k), "max_sets": max_sets, "split": split, "n_samples": len(X), "value": value,
                     "seed": seed}
         return _truth(ko, neurons, k, max_sets, value, seed, settings)

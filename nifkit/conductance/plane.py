@@ -265,8 +265,7 @@ def knockout(model: nn.Module, data, layers=None, *, mode: str = "mean", fractio
     feed-forward stack, removing a whole layer destroys everything whichever layer it is.
     (Runs on :func:`nifkit.intervene.knock_out_layers`; ``layers`` default: :func:`blocks`.)
     """
-    X, y = as_xy(data, split)
-    return knock_out_layers(model, X, y, path_layers(model, layers), mode=mode, fraction=fraction,
+    return knock_out_layers(model, data, path_layers(model, layers), split=split, mode=mode, fraction=fraction,
                             n_repeats=n_repeats, seed=seed, batch_size=batch_size, num_threads=num_threads)
 
 

@@ -77,7 +77,8 @@ def as_xy(data, split: str = "train", *, labels: bool = True, max_samples: int |
             raise ValueError(f"data (labels) must be 1-D class labels (samples,); got shape {tuple(y.shape)}")
         y = torch.from_numpy(np.ascontiguousarray(as_labels(y, "data (labels)", n_samples=len(X))))
     if len(X) < min_samples:
-        raise ValueError(f"data has {len(X)} samples; this measure needs at least {min_samples}")
+        held = "holds no samples" if len(X) == 0 else f"has {len(X)} samples"
+        raise ValueError(f"data {held}; this measure needs at least {min_samples}")
     if max_samples is not None and max_samples < len(X):
         rng = np.random.default_rng(check_seed(seed))
         idx = torch.from_numpy(np.sort(rng.choice(len(X), max_samples, replace=False)))

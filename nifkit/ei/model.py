@@ -235,8 +235,8 @@ def edge_ablation(model: nn.Module, data, measures: ModelEI, *, layers=None, n_g
 
     out = {}
     kw = dict(device=device, memory_budget=memory_budget, num_threads=num_threads)
-    baseline = Knockouts(model, X, y, **kw).base_accuracy  # eval mode, labels checked
+    baseline = Knockouts(model, (X, y), **kw).base_accuracy  # eval mode, labels checked
     for kind in scores:  # all groups of one score in one batched evaluation
         masks = {n: _group_masks(score_of(kind, n), n_groups) for n in names}
-        out[kind] = evaluate_edge_knockouts(model, X, y, masks, **kw).accuracy
+        out[kind] = evaluate_edge_knockouts(model, (X, y), masks, **kw).accuracy
     return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .._validation import to_tensor
+from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
@@ -90,19 +91,18 @@ class LayerKnockoutSettings:
         return 1 if self.fraction >= 1 else int(self.n_repeats)
 
 
-def knock_out_layers(model: nn.Module, X, y, layers, *, mode: str = "mean", fraction: float = 1.0,
-                     n_repeats: int = 1, seed: int = 0, batch_size: int = 256, num_threads=None) -> LayerKnockouts:
-    """Knock each of ``layers`` (module names) out in turn; see the module docstring.
+def knock_out_layers(model: nn.Module, data, layers, *, mode: str = "mean", fraction: float = 1.0,
+                     n_repeats: int = 1, seed: int = 0, batch_size: int = 256, split: str = "test",
+                     num_threads=None) -> LayerKnockouts:
+    """Knock each of ``layers`` (module names) out in turn on labelled ``data`` (``(X, y)``,
+    a Dataset's ``split``, a DataLoader of ``(x, y)``); see the module docstring.
     ``num_threads``: the project's thread policy (None = 1 thread on the CPU)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     settings = LayerKnockoutSettings(mode, fraction, n_repeats, seed, batch_size)
     rng = np.random.default_rng(seed)
     names = _layer_names(model, layers)
-    X = to_tensor(X, "X").float()
-    y = to_tensor(y, "y").reshape(-1).long()
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must hold the same positive number of samples, got {len(X)} and {len(y)}")
+    X, y = as_xy(data, split)
     dev = next(model.parameters()).device
     notes: list = []
     with cpu_threads(num_threads, dev), ModelState(model, eval=True, no_grad=True):

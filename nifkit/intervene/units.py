@@ -14,6 +14,7 @@ from torch import nn
 
 from .._validation import as_labels, check_finite, to_numpy
 from ..config import DEFAULT_MEMORY_BUDGET
+from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
@@ -119,10 +120,12 @@ class Knockouts:
     thread policy, see :class:`nifkit.runtime.cpu_threads`).
     """
 
-    def __init__(self, model: nn.Module, X, y, *, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 num_threads: int | None = None, method: str = "auto", batch_size: int = 4096):
+    def __init__(self, model: nn.Module, data, *, split: str = "test", device=None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, method: str = "auto",
+                 batch_size: int = 4096):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        X, y = as_xy(data, split)
         if method not in ("auto", "fast", "hooks"):
             raise ValueError(f"method must be 'auto', 'fast' or 'hooks', got {method!r}")
         if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer, float)) \
