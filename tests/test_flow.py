@@ -357,8 +357,8 @@ def test_not_feedforward_models_are_rejected():
     with pytest.raises(ValueError, match="not a feedforward chain"):
         flow_graph(_Branch(), X)
     shared = nn.Linear(4, 4)
-    with pytest.raises(ValueError, match="more than once"):
-        flow_layers(nn.Sequential(shared, nn.ReLU(), shared))
+    with pytest.raises(ValueError, match="module '0' is called 2 times.*Fix: give each use its own module"):
+        flow_layers(nn.Sequential(shared, nn.ReLU(), shared))  # the walker's own reuse check names the fix
     with pytest.raises(ValueError, match="Embedding"):
         flow_layers(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)))
     with pytest.raises(TypeError, match="torch.nn.Module"):
