@@ -250,16 +250,15 @@ def _layer_ei(lay, s: EISettings, progress) -> LayerEI:
     want_vector = _want_vector(lay, s, notes)
     want_noise = want_vector or "ei_parts" in s.measures
     _check_grid(lay, s, want_noise)
-    mask_f = None if lay.edge_mask is None else lay.edge_mask.to(torch.float64)
     nan = float("nan")
     found = dict(ei=nan, ei_parts=nan, edge_ei=None, n_samples=0, trace=[], out_of_range=0.0, sensitivity=nan,
                  edge_sensitivity=None, n_sensitivity_samples=0, sensitivity_trace=[], sensitivity_method="")
     counts = {}
     with Progress(progress, unit="sample") as cb:
         if want_noise:
-            found.update(_measure_noise(lay, s, out_lo, out_hi, want_vector, mask_f, cb, counts))
+            found.update(_measure_noise(lay, s, (out_lo, out_hi), want_vector, cb, counts))
         if "sensitivity" in s.measures:
-            found.update(_measure_sensitivity(lay, s, out_lo, out_hi, mask_f, cb, counts))
+            found.update(_measure_sensitivity(lay, s, (out_lo, out_hi), cb, counts))
     return _layer_result(lay, s, found, range_desc, notes, counts)
 
 
@@ -318,10 +317,12 @@ def _check_grid(lay, s: EISettings, want_noise: bool) -> None:
                          f"got {s.n_sensitivity_samples}")
 
 
-def _measure_noise(lay, s: EISettings, out_lo, out_hi, want_vector, mask_f, cb, counts) -> dict:
-    """Vector EI and EI_parts from all inputs noised at once: the LayerEI fields they
-    fill (count tables into ``counts`` with ``keep_counts``)."""
-    (bi, bo), budget = s.bins, s.memory_budget
+def _measure_noise(lay, s: EISettings, out_bins, want_vector, cb, counts) -> dict:
+    """Vector EI and EI_parts from all inputs noised at once (outputs binned over
+    ``out_bins = (out_lo, out_hi)``): the LayerEI fields they fill (count tables into
+    ``counts`` with ``keep_counts``)."""
+    (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
+    mask_f = _mask_f(lay)
     parts = "ei_parts" in s.measures
     acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, parts, want_vector, s.device, *s.in_range, budget)
     if parts and lay.n_in * bi * lay.n_out * bo * 8 * 3 > budget:
@@ -356,9 +357,10 @@ def _measure_noise(lay, s: EISettings, out_lo, out_hi, want_vector, mask_f, cb, 
     return found
 
 
-def _measure_sensitivity(lay, s: EISettings, out_lo, out_hi, mask_f, cb, counts) -> dict:
+def _measure_sensitivity(lay, s: EISettings, out_bins, cb, counts) -> dict:
     """Sensitivity from one input noised at a time: the LayerEI fields it fills."""
-    (bi, bo), budget = s.bins, s.memory_budget
+    (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
+    mask_f = _mask_f(lay)
     sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, s.sensitivity_method, s.device, budget)
     noise = NoiseBlocks(lay.n_in, *s.in_range, bi, s.seed, STREAM_SENS, s.device, s.sampling, per_column=True)
     trace = drive_layer(noise, sacc, s.n_sensitivity_samples, rows_per_block(sacc.bytes_per_row(), budget),
@@ -388,6 +390,11 @@ def _layer_result(lay, s: EISettings, found: dict, range_desc, notes: list, coun
         n_outputs=lay.n_out, kind=lay.kind, edge_mask=mask_np, bias_parts=bias_parts, sampling=s.sampling,
         notes=notes, counts=counts if s.keep_counts else None,
     )
+
+
+def _mask_f(lay):
+    """A convolution's edge mask as float64 (None for a dense layer: every pair is an edge)."""
+    return None if lay.edge_mask is None else lay.edge_mask.to(torch.float64)
 
 
 def _edge_sum(m, mask_f) -> float:

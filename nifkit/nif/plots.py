@@ -99,8 +99,8 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     _draw_layer_axis(ax, fg)
     shown = min(len(flows), max_edges)
     if legend:
-        _flow_legend(ax, fg, flows[order] if len(order) else flows, fmax, edge_width, node_size, bv, big, cmap,
-                     highlight, paths)
+        _flow_legend(ax, fg, flows[order] if len(order) else flows, fmax=fmax, edge_width=edge_width,
+                     node_size=node_size, bv=bv, big=big, cmap=cmap, highlight=highlight, paths=paths)
     ax.set_title(title or f"{fg.estimator} flow: {shown} of {fg.n_edges} edges (flow >= {threshold:.3g} {flow_unit(fg)})",
                  fontsize=9)
     return ax
@@ -178,7 +178,7 @@ def flow_unit(fg: FlowGraph) -> str:
     return "bits x |w|" if fg.meta.get("weight_scale") else "bits"
 
 
-def _flow_legend(ax, fg, flows, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,
+def _flow_legend(ax, fg, flows, *, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,
                  max_communities: int = 6):
     """Proxy-artist key of :func:`plot_flow_graph`: width -> edge flow (in the graph's
     unit), size -> betweenness centrality, colour -> community; highlight and paths."""
