@@ -324,12 +324,15 @@ def _measure_noise(lay, s: EISettings, out_bins, want_vector, cb, counts) -> dic
     (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
     mask_f = _mask_f(lay)
     parts = "ei_parts" in s.measures
-    acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, parts, want_vector, s.device, *s.in_range, budget)
+    in_lo, in_hi = s.in_range
+    acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, parts=parts, vector=want_vector, dev=s.device, in_lo=in_lo,
+                         in_hi=in_hi, budget=budget)
     if parts and lay.n_in * bi * lay.n_out * bo * 8 * 3 > budget:
         raise ValueError(f"the EI_parts count table of layer {s.name!r} ({lay.n_in} x {lay.n_out} edges, "
                          f"{bi}x{bo} bins) does not fit memory_budget={budget} bytes; raise the "
                          "budget or measure a smaller layer / input_shape")
-    noise = NoiseBlocks(lay.n_in, *s.in_range, bi, s.seed, STREAM_NOISE, s.device, s.sampling)
+    noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed=s.seed, stream=STREAM_NOISE, device=s.device,
+                        sampling=s.sampling)
 
     def estimate():
         out = {}
@@ -361,8 +364,9 @@ def _measure_sensitivity(lay, s: EISettings, out_bins, cb, counts) -> dict:
     """Sensitivity from one input noised at a time: the LayerEI fields it fills."""
     (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
     mask_f = _mask_f(lay)
-    sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, s.sensitivity_method, s.device, budget)
-    noise = NoiseBlocks(lay.n_in, *s.in_range, bi, s.seed, STREAM_SENS, s.device, s.sampling, per_column=True)
+    sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, method=s.sensitivity_method, dev=s.device, budget=budget)
+    noise = NoiseBlocks(lay.n_in, *s.in_range, bi, seed=s.seed, stream=STREAM_SENS, device=s.device,
+                        sampling=s.sampling, per_column=True)
     trace = drive_layer(noise, sacc, s.n_sensitivity_samples, rows_per_block(sacc.bytes_per_row(), budget),
                         lambda: {"sensitivity": _edge_sum(sacc.edge_mi(), mask_f)}, s.auto, cb,
                         f"sensitivity of {s.name}")
