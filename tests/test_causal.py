@@ -524,3 +524,41 @@ def test_model_ei_measures_a_small_cnn_on_its_feature_maps():
     assert res["fc_out"].n_inputs == 2 * 2 * 2 and res["fc_out"].activation == "identity"
     single = model_ei(net, n_samples=3000, n_sensitivity_samples=300, measures=("ei_parts",))
     assert single["conv1"].n_inputs == 9 and single["conv1"].n_outputs == 2  # one receptive field
+
+
+# ----------------------------------------------------------------------------- pinned values
+#: layer_ei of ``_random_layer(3, 2)`` as computed by the code before ``_layer_ei`` was split
+#: into one function per job (issue 18, commit 38ad516): ``(ei, ei_parts, sensitivity,
+#: n_samples, n_sensitivity_samples)``, and the sample counts of the auto traces. Seeded
+#: noise (torch's CPU generator) and float64 activations: equal to ~1e-12 anywhere.
+PINNED_EI = {
+    "uniform": (dict(activation="sigmoid", n_samples=20000, n_sensitivity_samples=2000),
+                (3.9145400739011293, 2.1584614791335426, 7.295903557957763, 20000, 2000), ([20000], [2000])),
+    "grid_fit": (dict(activation="tanh", n_bins=(4, 4), n_samples=3200, n_sensitivity_samples=400, out_range="fit",
+                      sampling="grid", seed=3),
+                 (2.4536403225844996, 1.6047231045191381, 4.568668118142542, 3200, 400), ([3200], [400])),
+    "auto": (dict(activation="sigmoid", n_samples="auto", n_sensitivity_samples="auto", auto_start=2000,
+                  max_samples=32000, threshold=0.02),
+             (3.9480484448959423, 2.173975205854486, 7.3067371462732815, 8000, 4000), ([2000, 4000, 8000], [2000, 4000])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_EI))
+def test_layer_ei_values_are_those_of_the_code_before_the_split(case):
+    kw, (ei, parts, sens, n, n_sens), (trace, strace) = PINNED_EI[case]
+    r = layer_ei(_random_layer(3, 2), **kw)
+    assert (r.ei, r.ei_parts, r.sensitivity) == pytest.approx((ei, parts, sens), abs=1e-9)
+    assert (r.n_samples, r.n_sensitivity_samples) == (n, n_sens)
+    assert [t[0] for t in r.trace] == trace and [t[0] for t in r.sensitivity_trace] == strace
+    if case == "uniform":
+        np.testing.assert_allclose(r.edge_ei, [[0.001272, 0.776433], [0.315474, 0.163848], [0.821176, 0.080259]],
+                                   atol=1e-6)
+
+
+def test_model_ei_values_are_those_of_the_code_before_the_split():
+    from nifkit.models import mlp
+
+    res = model_ei(mlp([4, 5, 3], activation="sigmoid", seed=0), n_samples=3000, n_sensitivity_samples=300)
+    got = {name: (lay.ei, lay.ei_parts, lay.sensitivity) for name, lay in res.layers.items()}
+    assert got == {"fc1": pytest.approx((3.0578872621497855, 2.0820031217110397, 6.14909099486868), abs=1e-9),
+                   "fc_out": pytest.approx((2.234557898667253, 0.9170833338493072, 6.258791496707606), abs=1e-9)}

@@ -357,8 +357,8 @@ def test_not_feedforward_models_are_rejected():
     with pytest.raises(ValueError, match="not a feedforward chain"):
         flow_graph(_Branch(), X)
     shared = nn.Linear(4, 4)
-    with pytest.raises(ValueError, match="more than once"):
-        flow_layers(nn.Sequential(shared, nn.ReLU(), shared))
+    with pytest.raises(ValueError, match="module '0' is called 2 times.*Fix: give each use its own module"):
+        flow_layers(nn.Sequential(shared, nn.ReLU(), shared))  # the walker's own reuse check names the fix
     with pytest.raises(ValueError, match="Embedding"):
         flow_layers(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)))
     with pytest.raises(TypeError, match="torch.nn.Module"):
@@ -519,3 +519,38 @@ def test_rank_comparison_labels_only_extremes_without_overlap():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["informative (planted)", "noise"]
     assert not plot_rank_comparison(a, b, names=names, label_top=0).texts
     plt.close("all")
+
+
+# ------------------------------------------------------------------------------ pinned values
+#: flow graphs of ``_rand_mlp([4, 5, 3, 2])`` on 400 seeded normal samples, as computed by
+#: the code before ``flow_graph`` was split (issue 18, commit 38ad516): per weight layer the
+#: sum of the edge MI, of the flows, of the p-values, and the number of kept edges.
+PINNED_FLOW = {
+    "binned": (dict(n_bins=4, significance=0.2, n_shuffles=9, weight_scale=True, seed=2),
+               ["input", "act1", "act2", "fc_out"],
+               [3.06320155076706, 1.2561934328825473, 3.376812431891942],
+               [0.9907043038261837, 0.4185728308778425, 1.3460488169727491],
+               [3.8, 6.0, 2.4], [17, 10, 4]),
+    "gaussian": (dict(estimator="gaussian", significance=0.3, n_shuffles=5),
+                 ["input", "act1", "act2", "fc_out"],
+                 [3.8579942791959008, 1.744664936020049, 5.78707747803272],
+                 [3.8575520762112085, 1.744664936020049, 5.78707747803272],
+                 [4.666666666666666, 2.5, 1.0], [18, 15, 6]),
+    "ksg": (dict(estimator="ksg", significance=0.3, n_shuffles=3, max_samples=200, ksg_k=4, layers=["fc2", "fc_out"]),
+            ["act1", "act2", "fc_out"],
+            [2.9021065513894904, 9.030446040975892],
+            [2.890145515725363, 9.030446040975892],
+            [4.25, 1.5], [14, 6]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_FLOW))
+def test_flow_graph_values_are_those_of_the_code_before_the_split(case):
+    kw, layers, mi, flows, p, kept = PINNED_FLOW[case]
+    X = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
+    fg = flow_graph(_rand_mlp([4, 5, 3, 2]), X, **kw)
+    assert fg.layers == layers
+    np.testing.assert_allclose([np.nansum(m) for m in fg.mi], mi, rtol=1e-6)
+    np.testing.assert_allclose([f.sum() for f in fg.flows], flows, rtol=1e-6)
+    np.testing.assert_allclose([np.nansum(q) for q in fg.p_values], p, rtol=1e-9)
+    assert [int((f > 0).sum()) for f in fg.flows] == kept

@@ -201,3 +201,31 @@ def test_missing_pretrained_weights(tmp_path, monkeypatch):
     m = load_pretrained("mobilenet_v3_small", allow_download=False)
     assert not m.training
     assert torch.equal(m.features[0][0].weight, src.features[0][0].weight)
+
+
+#: histories of two seeded runs as computed by the code before ``_train`` was split
+#: (issue 18, commit 38ad516; float32 training on this machine's CPU): in-memory tensors
+#: with eval_every=2, and a DataLoader with test data.
+PINNED_HISTORY = {
+    "tensors": dict(epoch=[0, 2, 3], train_loss=[2.348597668474009, 2.1874896435478965, 2.1041086592163594],
+                    train_acc=[0.11613351877607789, 0.3136300417246175, 0.34214186369958277]),
+    "loader": dict(epoch=[0, 1, 2], train_loss=[2.361903502146403, 2.3270689392089845, 2.3077356020609536],
+                   train_acc=[0.11, 0.13, 0.15],
+                   test_loss=[2.3468364407425137, 2.3190074697510448, 2.302717883606807],
+                   test_acc=[0.11142061281337047, 0.1309192200557103, 0.14206128133704735]),
+}
+
+
+def test_training_runs_are_those_of_the_code_before_the_split(digits):
+    d = digits
+    res = train(mlp([64, 16, 10], seed=0), (d.X_train, d.y_train), epochs=3, snapshot_every=1, eval_every=2,
+                progress=False, seed=1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(d.X_train[:300], d.y_train[:300]),
+                                         batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    res2 = train(mlp([64, 8, 10], seed=0), loader, epochs=2, progress=False, seed=3, test_data=(d.X_test, d.y_test))
+    assert res.epochs_snapshotted == [0, 1, 2, 3]
+    assert all(math.isnan(v) for v in res.history["test_acc"])
+    for run, want in ((res, PINNED_HISTORY["tensors"]), (res2, PINNED_HISTORY["loader"])):
+        for k, v in want.items():
+            assert run.history[k] == pytest.approx(v, rel=1e-5), k
+    assert float(sum(v.double().sum() for v in res.state_at(3).values())) == pytest.approx(-4.992613777008955, rel=1e-5)

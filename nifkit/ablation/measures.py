@@ -200,11 +200,12 @@ def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, binnin
         raise TypeError(f"binning must be a method name ('minmax', 'quantile', 'fixed') or a Binner, got "
                         f"{type(binning).__name__}")
     with cpu_threads(num_threads, dev):
-        return _neuron_measures(activations, labels, layers, n_bins, binning, bin_range, binner, correction,
-                                selectivity, n_classes, dev, budget)
+        return _neuron_measures(activations, labels, layers, n_bins=n_bins, binning=binning, bin_range=bin_range,
+                                binner=binner, correction=correction, selectivity=selectivity,
+                                n_classes=n_classes, dev=dev, budget=budget)
 
 
-def _neuron_measures(activations, labels, layers, n_bins, binning, bin_range, binner, correction, selectivity,
+def _neuron_measures(activations, labels, layers, *, n_bins, binning, bin_range, binner, correction, selectivity,
                      n_classes, dev, budget) -> NeuronMeasures:
     acts = _layer_dict(activations, layers)
     if not acts:

@@ -185,159 +185,225 @@ def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str =
 
     dev = resolve_device(device)
     with cpu_threads(num_threads, dev):
-        return _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n_bins, n_samples,
-                         n_sensitivity_samples, measures, sampling, sensitivity_method, threshold, atol, auto_start,
-                         max_samples, memory_budget, dev, seed, progress, keep_counts)
+        lay = as_layer(layer, activation, bias, input_shape, name, dev)
+        settings = EISettings.checked(
+            name=name, n_bins=n_bins, in_range=in_range, out_range=out_range, measures=measures, sampling=sampling,
+            sensitivity_method=sensitivity_method, n_samples=n_samples, n_sensitivity_samples=n_sensitivity_samples,
+            threshold=threshold, atol=atol, auto_start=auto_start, max_samples=max_samples,
+            memory_budget=memory_budget, device=dev, seed=seed, keep_counts=keep_counts)
+        return _layer_ei(lay, settings, progress)
 
 
-def _layer_ei(layer, activation, bias, input_shape, name, in_range, out_range, n_bins, n_samples, n_sensitivity_samples,
-              measures, sampling, sensitivity_method, threshold, atol, auto_start, max_samples, memory_budget, dev,
-              seed, progress, keep_counts) -> LayerEI:
-    lay = as_layer(layer, activation, bias, input_shape, name, dev)
-    bi, bo = check_bins(n_bins)
-    in_lo, in_hi = check_range(in_range, "in_range")
-    measures = _check_measures(measures)
-    if sampling not in ("uniform", "grid"):
-        raise ValueError(f"sampling must be 'uniform' or 'grid', got {sampling!r}")
-    if not (isinstance(memory_budget, (int, float)) and memory_budget > 0):
-        raise ValueError("memory_budget must be a positive number of bytes")
-    n_samples = check_samples(n_samples, "n_samples", bi, bo)
-    n_sensitivity_samples = check_samples(n_sensitivity_samples, "n_sensitivity_samples", bi, bo)
-    auto = dict(start=int(auto_start), max_samples=int(max_samples), threshold=float(threshold), atol=float(atol))
-    if n_samples == "auto" or n_sensitivity_samples == "auto":
-        if auto["start"] < bi * bo or auto["max_samples"] < auto["start"]:
-            raise ValueError(f"auto sampling needs bins**2 <= auto_start <= max_samples, got auto_start="
-                             f"{auto_start}, max_samples={max_samples}")
+@dataclass(frozen=True)
+class EISettings:
+    """The checked settings of one :func:`layer_ei` measurement (see its parameters):
+    ``bins = (in_bins, out_bins)``, ``in_range = (lo, hi)``, ``measures`` maps each
+    wanted measure to ``"explicit"`` or ``"auto"`` (vector EI skipped when too large),
+    ``auto`` holds the doubling rule of ``"auto"`` sample counts."""
+
+    name: str
+    bins: tuple
+    in_range: tuple
+    out_range: object
+    measures: dict
+    sampling: str
+    sensitivity_method: str
+    n_samples: object
+    n_sensitivity_samples: object
+    auto: dict
+    memory_budget: float
+    device: torch.device
+    seed: int
+    keep_counts: bool
+
+    @classmethod
+    def checked(cls, *, name, n_bins, in_range, out_range, measures, sampling, sensitivity_method, n_samples,
+                n_sensitivity_samples, threshold, atol, auto_start, max_samples, memory_budget, device, seed,
+                keep_counts) -> "EISettings":
+        """Check :func:`layer_ei`'s arguments (``ValueError`` naming the argument);
+        ``out_range`` is checked when the output bins are made (:func:`_output_bins`)."""
+        bi, bo = check_bins(n_bins)
+        in_lo, in_hi = check_range(in_range, "in_range")
+        measures = _check_measures(measures)
+        if sampling not in ("uniform", "grid"):
+            raise ValueError(f"sampling must be 'uniform' or 'grid', got {sampling!r}")
+        if not (isinstance(memory_budget, (int, float)) and memory_budget > 0):
+            raise ValueError("memory_budget must be a positive number of bytes")
+        n_samples = check_samples(n_samples, "n_samples", bi, bo)
+        n_sensitivity_samples = check_samples(n_sensitivity_samples, "n_sensitivity_samples", bi, bo)
+        auto = dict(start=int(auto_start), max_samples=int(max_samples), threshold=float(threshold), atol=float(atol))
+        if n_samples == "auto" or n_sensitivity_samples == "auto":
+            if auto["start"] < bi * bo or auto["max_samples"] < auto["start"]:
+                raise ValueError(f"auto sampling needs bins**2 <= auto_start <= max_samples, got auto_start="
+                                 f"{auto_start}, max_samples={max_samples}")
+        return cls(name=name, bins=(bi, bo), in_range=(in_lo, in_hi), out_range=out_range, measures=measures,
+                   sampling=sampling, sensitivity_method=sensitivity_method, n_samples=n_samples,
+                   n_sensitivity_samples=n_sensitivity_samples, auto=auto, memory_budget=memory_budget,
+                   device=device, seed=seed, keep_counts=keep_counts)
+
+
+def _layer_ei(lay, s: EISettings, progress) -> LayerEI:
+    """Measure one layer: output bins, what can be measured, the noise counts (vector EI
+    and EI_parts), the sensitivity counts, and the result."""
     notes = []
+    out_lo, out_hi, range_desc = _output_bins(lay, s)
+    want_vector = _want_vector(lay, s, notes)
+    want_noise = want_vector or "ei_parts" in s.measures
+    _check_grid(lay, s, want_noise)
+    nan = float("nan")
+    found = dict(ei=nan, ei_parts=nan, edge_ei=None, n_samples=0, trace=[], out_of_range=0.0, sensitivity=nan,
+                 edge_sensitivity=None, n_sensitivity_samples=0, sensitivity_trace=[], sensitivity_method="")
+    counts = {}
+    with Progress(progress, unit="sample") as cb:
+        if want_noise:
+            found.update(_measure_noise(lay, s, (out_lo, out_hi), want_vector, cb, counts))
+        if "sensitivity" in s.measures:
+            found.update(_measure_sensitivity(lay, s, (out_lo, out_hi), cb, counts))
+    return _layer_result(lay, s, found, range_desc, notes, counts)
 
-    # output bins
+
+def _output_bins(lay, s: EISettings):
+    """``(out_lo, out_hi, range_desc)``: each output's bin range (float64 tensors) and
+    how the result reports it (``(lo, hi)``, or the fitted ranges ``(n_out, 2)``)."""
+    out_range = s.out_range
     if isinstance(out_range, str) and out_range == "default":
         out_range = (0.0, 1.0)
     if isinstance(out_range, str):
         if out_range != "fit":
             raise ValueError(f"out_range must be (lo, hi) or 'fit', got {out_range!r}")
-        out_lo, out_hi = fit_out_range(lay, in_lo, in_hi, seed, dev)
+        out_lo, out_hi = fit_out_range(lay, *s.in_range, s.seed, s.device)
         out_lo, out_hi = out_lo.to(torch.float64), out_hi.to(torch.float64)
-        range_desc = np.stack([out_lo.cpu().numpy(), out_hi.cpu().numpy()], 1)
-    else:
-        lo, hi = check_range(out_range, "out_range")
-        out_lo = torch.full((lay.n_out,), lo, dtype=torch.float64, device=dev)
-        out_hi = torch.full((lay.n_out,), hi, dtype=torch.float64, device=dev)
-        range_desc = (lo, hi)
+        return out_lo, out_hi, np.stack([out_lo.cpu().numpy(), out_hi.cpu().numpy()], 1)
+    lo, hi = check_range(out_range, "out_range")
+    out_lo = torch.full((lay.n_out,), lo, dtype=torch.float64, device=s.device)
+    out_hi = torch.full((lay.n_out,), hi, dtype=torch.float64, device=s.device)
+    return out_lo, out_hi, (lo, hi)
 
-    # vector EI feasibility
+
+def _want_vector(lay, s: EISettings, notes: list) -> bool:
+    """Whether vector EI is measured: asked for and its joint state space countable
+    (skipped with a note when only implied by ``"all"``, an error when asked for)."""
+    bi, bo = s.bins
     key_bits = lay.n_in * math.log2(bi) + lay.n_out * math.log2(bo)
-    want_vector = "ei" in measures
+    want_vector = "ei" in s.measures
     if want_vector and key_bits > MAX_KEY_BITS:
-        if measures.get("ei") == "auto":
+        if s.measures.get("ei") == "auto":
             want_vector = False
             notes.append(f"vector EI skipped: the joint state space {bi}^{lay.n_in} x {bo}^{lay.n_out} "
                          f"(~2^{key_bits:.0f}) is far too large to count or estimate from samples")
         else:
             raise ValueError(
-                f"vector EI of layer {name!r} ({lay.n_in} -> {lay.n_out} units, {bi}x{bo} bins) needs the joint "
+                f"vector EI of layer {s.name!r} ({lay.n_in} -> {lay.n_out} units, {bi}x{bo} bins) needs the joint "
                 f"state space {bi}^{lay.n_in} x {bo}^{lay.n_out} = 2^{key_bits:.0f} states: too large to count, and "
                 "no sample could estimate it. Vector EI is realistic for small layers only; use "
                 "measures=('ei_parts', 'sensitivity') (EI_parts is the paper's tractable stand-in).")
-    if want_vector and isinstance(n_samples, int) and n_samples < bi ** lay.n_in:
-        notes.append(f"vector EI: {n_samples} samples for {bi}^{lay.n_in} input states; the plug-in estimate is "
-                     f"capped near log2(samples) = {math.log2(n_samples):.1f} bits and biased")
-    want_noise = want_vector or "ei_parts" in measures
+    if want_vector and isinstance(s.n_samples, int) and s.n_samples < bi ** lay.n_in:
+        notes.append(f"vector EI: {s.n_samples} samples for {bi}^{lay.n_in} input states; the plug-in estimate is "
+                     f"capped near log2(samples) = {math.log2(s.n_samples):.1f} bits and biased")
+    return want_vector
 
-    if sampling == "grid":
-        cells = bi ** lay.n_in
-        if want_noise:
-            if n_samples == "auto" or n_samples % cells:
-                raise ValueError(f"sampling='grid' needs n_samples to be a multiple of in_bins**n_in = {cells}, "
-                                 f"got {n_samples}")
-        if "sensitivity" in measures and (n_sensitivity_samples == "auto" or n_sensitivity_samples % bi):
-            raise ValueError(f"sampling='grid' needs n_sensitivity_samples to be a multiple of in_bins = {bi}, "
-                             f"got {n_sensitivity_samples}")
 
-    cb = Progress(progress, unit="sample")
-    counts = {}
-    nan = float("nan")
-    ei = ei_parts = sens = nan
-    edge_ei = edge_sens = None
-    n_noise = n_sens = 0
-    trace, strace = [], []
-    out_of_range = 0.0
-    mask = lay.edge_mask
-    mask_f = None if mask is None else mask.to(torch.float64)
+def _check_grid(lay, s: EISettings, want_noise: bool) -> None:
+    """``sampling="grid"`` needs sample counts that fill every input bin cell equally."""
+    if s.sampling != "grid":
+        return
+    bi = s.bins[0]
+    cells = bi ** lay.n_in
+    if want_noise and (s.n_samples == "auto" or s.n_samples % cells):
+        raise ValueError(f"sampling='grid' needs n_samples to be a multiple of in_bins**n_in = {cells}, "
+                         f"got {s.n_samples}")
+    if "sensitivity" in s.measures and (s.n_sensitivity_samples == "auto" or s.n_sensitivity_samples % bi):
+        raise ValueError(f"sampling='grid' needs n_sensitivity_samples to be a multiple of in_bins = {bi}, "
+                         f"got {s.n_sensitivity_samples}")
 
-    try:
-        if want_noise:
-            acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, "ei_parts" in measures, want_vector, dev, in_lo, in_hi,
-                                 memory_budget)
-            if "ei_parts" in measures and lay.n_in * bi * lay.n_out * bo * 8 * 3 > memory_budget:
-                raise ValueError(f"the EI_parts count table of layer {name!r} ({lay.n_in} x {lay.n_out} edges, "
-                                 f"{bi}x{bo} bins) does not fit memory_budget={memory_budget} bytes; raise the "
-                                 "budget or measure a smaller layer / input_shape")
-            noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed, STREAM_NOISE, dev, sampling)
-            rows = rows_per_block(acc.bytes_per_row(), memory_budget)
 
-            def est_noise():
-                out = {}
-                if acc.parts:
-                    m = acc.edge_mi()
-                    out["ei_parts"] = float(m.sum() if mask_f is None else (m * mask_f).sum())
-                if acc.vector:
-                    out["ei"] = acc.vector_mi()
-                return out
+def _measure_noise(lay, s: EISettings, out_bins, want_vector, cb, counts) -> dict:
+    """Vector EI and EI_parts from all inputs noised at once (outputs binned over
+    ``out_bins = (out_lo, out_hi)``): the LayerEI fields they fill (count tables into
+    ``counts`` with ``keep_counts``)."""
+    (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
+    mask_f = _mask_f(lay)
+    parts = "ei_parts" in s.measures
+    in_lo, in_hi = s.in_range
+    acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, parts=parts, vector=want_vector, dev=s.device, in_lo=in_lo,
+                         in_hi=in_hi, budget=budget)
+    if parts and lay.n_in * bi * lay.n_out * bo * 8 * 3 > budget:
+        raise ValueError(f"the EI_parts count table of layer {s.name!r} ({lay.n_in} x {lay.n_out} edges, "
+                         f"{bi}x{bo} bins) does not fit memory_budget={budget} bytes; raise the "
+                         "budget or measure a smaller layer / input_shape")
+    noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed=s.seed, stream=STREAM_NOISE, device=s.device,
+                        sampling=s.sampling)
 
-            trace = drive_layer(noise, acc, n_samples, rows, est_noise, auto, cb, f"EI of {name}")
-            n_noise = acc.n
-            out_of_range = acc.out_of_range / max(1, acc.n * lay.n_out)
-            last = trace[-1][1]
-            ei = last.get("ei", nan)
-            if acc.parts:
-                edge_ei = _on_edges(acc.edge_mi(), mask_f)
-                ei_parts = float(edge_ei.sum())
-                if keep_counts:
-                    counts["joint"] = acc.joint.reshape(lay.n_in * bi, lay.n_out * bo).cpu().numpy()
-                    counts["count_in"] = acc.count_in.cpu().numpy()
-                    counts["count_out"] = acc.count_out.cpu().numpy()
-            if acc.vector and keep_counts:
-                acc.merge_pending()
-                counts["vector_keys"] = acc.states.keys.cpu().numpy()
-                counts["vector_counts"] = acc.states.counts.cpu().numpy()
-            del acc
-        if "sensitivity" in measures:
-            sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, sensitivity_method, dev, memory_budget)
-            noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed, STREAM_SENS, dev, sampling, per_column=True)
-            rows = rows_per_block(sacc.bytes_per_row(), memory_budget)
+    def estimate():
+        out = {}
+        if acc.parts:
+            out["ei_parts"] = _edge_sum(acc.edge_mi(), mask_f)
+        if acc.vector:
+            out["ei"] = acc.vector_mi()
+        return out
 
-            def est_sens():
-                m = sacc.edge_mi()
-                return {"sensitivity": float(m.sum() if mask_f is None else (m * mask_f).sum())}
+    trace = drive_layer(noise, acc, s.n_samples, rows_per_block(acc.bytes_per_row(), budget), estimate, s.auto,
+                        cb, f"EI of {s.name}")
+    found = dict(ei=trace[-1][1].get("ei", float("nan")), n_samples=acc.n, trace=trace,
+                 out_of_range=acc.out_of_range / max(1, acc.n * lay.n_out))
+    if acc.parts:
+        found["edge_ei"] = _on_edges(acc.edge_mi(), mask_f)
+        found["ei_parts"] = float(found["edge_ei"].sum())
+        if s.keep_counts:
+            counts["joint"] = acc.joint.reshape(lay.n_in * bi, lay.n_out * bo).cpu().numpy()
+            counts["count_in"] = acc.count_in.cpu().numpy()
+            counts["count_out"] = acc.count_out.cpu().numpy()
+    if acc.vector and s.keep_counts:
+        acc.merge_pending()
+        counts["vector_keys"] = acc.states.keys.cpu().numpy()
+        counts["vector_counts"] = acc.states.counts.cpu().numpy()
+    return found
 
-            strace = drive_layer(noise, sacc, n_sensitivity_samples, rows, est_sens, auto, cb, f"sensitivity of {name}")
-            n_sens = sacc.n
-            edge_sens = _on_edges(sacc.edge_mi(), mask_f)
-            sens = float(edge_sens.sum())
-            if keep_counts:
-                counts["sensitivity_joint"] = sacc.joint.cpu().numpy()
-            sens_method = sacc.method
-        else:
-            sens_method = ""
-    finally:
-        cb.close()
 
-    if out_of_range > 0.01:
-        notes.append(f"{100 * out_of_range:.1f}% of output values fell outside out_range and were put in the edge "
-                     "bins; consider out_range='fit'")
-    mask_np = None if mask is None else mask.cpu().numpy()
+def _measure_sensitivity(lay, s: EISettings, out_bins, cb, counts) -> dict:
+    """Sensitivity from one input noised at a time: the LayerEI fields it fills."""
+    (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
+    mask_f = _mask_f(lay)
+    sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, method=s.sensitivity_method, dev=s.device, budget=budget)
+    noise = NoiseBlocks(lay.n_in, *s.in_range, bi, seed=s.seed, stream=STREAM_SENS, device=s.device,
+                        sampling=s.sampling, per_column=True)
+    trace = drive_layer(noise, sacc, s.n_sensitivity_samples, rows_per_block(sacc.bytes_per_row(), budget),
+                        lambda: {"sensitivity": _edge_sum(sacc.edge_mi(), mask_f)}, s.auto, cb,
+                        f"sensitivity of {s.name}")
+    edge_sens = _on_edges(sacc.edge_mi(), mask_f)
+    if s.keep_counts:
+        counts["sensitivity_joint"] = sacc.joint.cpu().numpy()
+    return dict(sensitivity=float(edge_sens.sum()), edge_sensitivity=edge_sens, n_sensitivity_samples=sacc.n,
+                sensitivity_trace=trace, sensitivity_method=sacc.method)
+
+
+def _layer_result(lay, s: EISettings, found: dict, range_desc, notes: list, counts: dict) -> LayerEI:
+    """The :class:`LayerEI` of the measured fields (``found``), with the derived ones."""
+    if found["out_of_range"] > 0.01:
+        notes.append(f"{100 * found['out_of_range']:.1f}% of output values fell outside out_range and were put in "
+                     "the edge bins; consider out_range='fit'")
+    bi, bo = s.bins
+    mask_np = None if lay.edge_mask is None else lay.edge_mask.cpu().numpy()
     n_edges = int(mask_np.sum()) if mask_np is not None else lay.n_in * lay.n_out
-    bias_parts = n_edges * plugin_bias(bi, bo, n_noise) if n_noise else nan
+    n_noise = found["n_samples"]
+    bias_parts = n_edges * plugin_bias(bi, bo, n_noise) if n_noise else float("nan")
+    ei, ei_parts, sens = found["ei"], found["ei_parts"], found["sensitivity"]
     return LayerEI(
-        name=name, ei=ei, ei_parts=ei_parts, edge_ei=edge_ei, sensitivity=sens, edge_sensitivity=edge_sens,
-        degeneracy=sens - ei, degeneracy_parts=sens - ei_parts, phi=ei - ei_parts,
-        n_samples=n_noise, n_sensitivity_samples=n_sens, n_bins=(bi, bo), in_range=(in_lo, in_hi),
-        out_range=range_desc, activation=lay.act.name, n_inputs=lay.n_in, n_outputs=lay.n_out, kind=lay.kind,
-        edge_mask=mask_np, out_of_range=out_of_range, bias_parts=bias_parts, sampling=sampling,
-        sensitivity_method=sens_method, trace=trace, sensitivity_trace=strace, notes=notes,
-        counts=counts if keep_counts else None,
+        name=s.name, **found, degeneracy=sens - ei, degeneracy_parts=sens - ei_parts, phi=ei - ei_parts,
+        n_bins=(bi, bo), in_range=s.in_range, out_range=range_desc, activation=lay.act.name, n_inputs=lay.n_in,
+        n_outputs=lay.n_out, kind=lay.kind, edge_mask=mask_np, bias_parts=bias_parts, sampling=s.sampling,
+        notes=notes, counts=counts if s.keep_counts else None,
     )
+
+
+def _mask_f(lay):
+    """A convolution's edge mask as float64 (None for a dense layer: every pair is an edge)."""
+    return None if lay.edge_mask is None else lay.edge_mask.to(torch.float64)
+
+
+def _edge_sum(m, mask_f) -> float:
+    """The sum of per-edge values over the edges of the layer (all pairs, or a convolution's)."""
+    return float(m.sum() if mask_f is None else (m * mask_f).sum())
 
 
 def _on_edges(m, mask_f) -> np.ndarray:

@@ -239,111 +239,185 @@ def train(model: nn.Module, data, *, epochs: int = 20, lr: float = 1e-3, optimiz
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     with cpu_threads(num_threads, resolve_device(device) if device is not None else _device_of(model)):
-        return _train(model, data, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
-                      batch_size=batch_size, snapshot_every=snapshot_every, seed=seed, device=device,
-                      progress=progress, eval_every=eval_every, callback=callback, test_data=test_data,
-                      weight_decay=weight_decay, momentum=momentum)
+        settings = TrainSettings.checked(epochs=epochs, lr=lr, optimizer=optimizer, loss=loss, batch_size=batch_size,
+                                         snapshot_every=snapshot_every, seed=seed, eval_every=eval_every,
+                                         weight_decay=weight_decay, momentum=momentum)
+        return _train(model, data, settings, device=device, progress=progress, callback=callback,
+                      test_data=test_data)
 
 
-def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_every, seed, device,
-           progress, eval_every, callback, test_data, weight_decay, momentum):
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if snapshot_every is not None and (not isinstance(snapshot_every, (int, np.integer)) or snapshot_every < 1):
-        raise ValueError(f"snapshot_every must be a positive integer or None, got {snapshot_every!r}")
-    if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    if not (callable(loss) or loss in LOSSES):
-        raise ValueError(f"loss must be one of {LOSSES} or a callable loss(output, y); got {loss!r}")
+@dataclass(frozen=True)
+class TrainSettings:
+    """The checked settings of one :func:`train` run (see its parameters)."""
+
+    epochs: int
+    lr: float
+    optimizer: object
+    loss: object
+    batch_size: int
+    snapshot_every: int | None
+    seed: int | None
+    eval_every: int
+    weight_decay: float
+    momentum: float
+
+    @classmethod
+    def checked(cls, **settings) -> "TrainSettings":
+        """``ValueError`` naming the argument for bad counts or an unknown loss (the
+        optimizer is checked when it is made)."""
+        s = cls(**settings)
+        if not isinstance(s.epochs, (int, np.integer)) or s.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {s.epochs!r}")
+        if not isinstance(s.batch_size, (int, np.integer)) or s.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {s.batch_size!r}")
+        if s.snapshot_every is not None and (not isinstance(s.snapshot_every, (int, np.integer))
+                                             or s.snapshot_every < 1):
+            raise ValueError(f"snapshot_every must be a positive integer or None, got {s.snapshot_every!r}")
+        if not isinstance(s.eval_every, (int, np.integer)) or s.eval_every < 1:
+            raise ValueError(f"eval_every must be a positive integer, got {s.eval_every!r}")
+        if not (callable(s.loss) or s.loss in LOSSES):
+            raise ValueError(f"loss must be one of {LOSSES} or a callable loss(output, y); got {s.loss!r}")
+        return s
+
+    def config(self, dev, completed: int, stopped_early: bool) -> dict:
+        """``TrainResult.config``: the settings (objects by their repr) and how the run went."""
+        return dict(epochs=self.epochs, lr=self.lr,
+                    optimizer=self.optimizer if isinstance(self.optimizer, str) else repr(self.optimizer),
+                    loss=self.loss if isinstance(self.loss, str) else repr(self.loss),
+                    batch_size=int(self.batch_size), snapshot_every=self.snapshot_every, seed=self.seed,
+                    eval_every=self.eval_every, device=str(dev), epochs_completed=completed,
+                    stopped_early=stopped_early, num_threads=torch.get_num_threads())
+
+
+@dataclass
+class _TrainData:
+    """In-memory train (and test) tensors on the device, or a DataLoader (train) with
+    optional test tensors."""
+
+    X_train: torch.Tensor | None
+    y_train: torch.Tensor | None
+    X_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    loader: object = None
+
+
+def _on(t: torch.Tensor, dev) -> torch.Tensor:
+    """``t`` on ``dev``; float inputs as float32."""
+    return t.to(dev, torch.float32 if t.is_floating_point() else None)
+
+
+def _test_tensors(test_data):
+    if test_data is None:
+        return None, None
+    return _finite(to_tensor(test_data[0], "test_data[0]"), "test_data[0]"), to_tensor(test_data[1], "test_data[1]")
+
+
+def _training_data(data, test_data, dev) -> _TrainData:
+    """``train``'s ``data`` and ``test_data`` checked and, when in memory, moved to ``dev``."""
+    coerced = _coerce_data(data)
+    if isinstance(coerced[0], str):  # ("loader", DataLoader)
+        d = _TrainData(None, None, *_test_tensors(test_data), loader=coerced[1])
+    else:
+        d = _TrainData(*coerced)
+        if test_data is not None:
+            d.X_test, d.y_test = _test_tensors(test_data)
+        d.X_train, d.y_train = _on(d.X_train, dev), d.y_train.to(dev)
+        if len(d.X_train) == 0:
+            raise ValueError("data has no training samples")
+    if d.X_test is not None:
+        d.X_test, d.y_test = _on(d.X_test, dev), d.y_test.to(dev)
+    return d
+
+
+class _RunLog:
+    """History (loss and accuracy on the whole train and test sets, after an epoch, in
+    eval mode) and CPU weight snapshots of one training run."""
+
+    def __init__(self, model, data: _TrainData, loss, dev):
+        self.model, self.data, self.loss, self.dev = model, data, loss, dev
+        self.history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "time")}
+        self.snapshots: list = []
+        self.t0 = time.perf_counter()
+
+    def snapshot(self, epoch):
+        self.snapshots.append((epoch, {k: v.detach().to("cpu", copy=True)
+                                       for k, v in self.model.state_dict().items()}))
+
+    def log(self, epoch):
+        d = self.data
+        if d.loader is not None and d.X_train is None:
+            tr_loss, tr_acc = _eval_batches(self.model, d.loader, self.loss, self.dev)
+        else:
+            tr_loss, tr_acc = evaluate(self.model, (d.X_train, d.y_train), self.loss, device=self.dev)
+        te_loss, te_acc = (evaluate(self.model, (d.X_test, d.y_test), self.loss, device=self.dev)
+                           if d.X_test is not None else (float("nan"), float("nan")))
+        for k, v in zip(self.history, (epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - self.t0)):
+            self.history[k].append(v)
+
+    def complete(self, epoch):
+        """Log and snapshot ``epoch`` unless done already (a run stopped early)."""
+        if self.history["epoch"][-1] != epoch:
+            self.log(epoch)
+        if self.snapshots[-1][0] != epoch:
+            self.snapshot(epoch)
+
+    def postfix(self) -> dict:
+        """The progress bar's last loss and accuracies."""
+        h = self.history
+        post = {"loss": f"{h['train_loss'][-1]:.4g}", "acc": f"{h['train_acc'][-1]:.3f}"}
+        if self.data.X_test is not None:
+            post["test_acc"] = f"{h['test_acc'][-1]:.3f}"
+        return post
+
+
+def _batches(d: _TrainData, batch_size, gen, dev):
+    """One epoch's ``(x, y)`` batches: the loader's, or one seeded permutation of the tensors."""
+    if d.loader is not None:
+        for b in d.loader:
+            xb, yb = b[0].to(dev), b[1].to(dev)
+            yield (xb.float() if xb.is_floating_point() else xb), yb
+        return
+    perm = torch.randperm(len(d.X_train), generator=gen).to(dev)
+    for i in range(0, len(d.X_train), batch_size):
+        idx = perm[i:i + batch_size]
+        yield d.X_train[idx], d.y_train[idx]
+
+
+def _train(model, data, s: TrainSettings, *, device, progress, callback, test_data):
     dev = resolve_device(device) if device is not None else _device_of(model)
     model.to(dev)
-    coerced = _coerce_data(data)
-    loader = None
-    if isinstance(coerced[0], str):  # ("loader", DataLoader)
-        loader = coerced[1]
-        Xtr = ytr = None
-        Xte, yte = (None, None) if test_data is None else (_finite(to_tensor(test_data[0], "test_data[0]"), "test_data[0]"),
-                                                           to_tensor(test_data[1], "test_data[1]"))
-    else:
-        Xtr, ytr, Xte, yte = coerced
-        if test_data is not None:
-            Xte, yte = (_finite(to_tensor(test_data[0], "test_data[0]"), "test_data[0]"),
-                        to_tensor(test_data[1], "test_data[1]"))
-        Xtr, ytr = Xtr.to(dev, torch.float32 if Xtr.is_floating_point() else None), ytr.to(dev)
-        if len(Xtr) == 0:
-            raise ValueError("data has no training samples")
-    if Xte is not None:
-        Xte, yte = Xte.to(dev, torch.float32 if Xte.is_floating_point() else None), yte.to(dev)
-
+    d = _training_data(data, test_data, dev)
     gen = None
-    if seed is not None:
-        set_seed(seed)
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay, momentum)
-
-    hist = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "time")}
-    snaps: list = []
-    t0 = time.perf_counter()
-
-    def snapshot(epoch):
-        snaps.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}))
-
-    def log(epoch):
-        if loader is not None and Xtr is None:
-            tr_loss, tr_acc = _eval_batches(model, loader, loss, dev)
-        else:
-            tr_loss, tr_acc = evaluate(model, (Xtr, ytr), loss, device=dev)
-        te_loss, te_acc = (evaluate(model, (Xte, yte), loss, device=dev) if Xte is not None
-                           else (float("nan"), float("nan")))
-        for k, v in zip(hist, (epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)):
-            hist[k].append(v)
-
+    if s.seed is not None:
+        set_seed(s.seed)
+        gen = torch.Generator(device="cpu").manual_seed(int(s.seed))
+    opt = _make_optimizer(s.optimizer, model.parameters(), s.lr, s.weight_decay, s.momentum)
+    run = _RunLog(model, d, s.loss, dev)
     completed = 0
     interrupted = stopped_early = False
-    bar = Progress(progress, total=epochs, what="train", unit="epoch", leave=True)
+    bar = Progress(progress, total=s.epochs, what="train", unit="epoch", leave=True)
     try:
-        log(0)
-        snapshot(0)
-        for epoch in range(1, epochs + 1):
+        run.log(0)
+        run.snapshot(0)
+        for epoch in range(1, s.epochs + 1):
             model.train()
-            if loader is not None:
-                for b in loader:
-                    xb, yb = b[0].to(dev), b[1].to(dev)
-                    if xb.is_floating_point():
-                        xb = xb.float()
-                    opt.zero_grad(set_to_none=True)
-                    _batch_loss(loss, model(xb), yb).backward()
-                    opt.step()
-            else:
-                perm = torch.randperm(len(Xtr), generator=gen).to(dev)
-                for i in range(0, len(Xtr), batch_size):
-                    idx = perm[i:i + batch_size]
-                    opt.zero_grad(set_to_none=True)
-                    _batch_loss(loss, model(Xtr[idx]), ytr[idx]).backward()
-                    opt.step()
+            for xb, yb in _batches(d, s.batch_size, gen, dev):
+                opt.zero_grad(set_to_none=True)
+                _batch_loss(s.loss, model(xb), yb).backward()
+                opt.step()
             completed = epoch
-            last = epoch == epochs
-            if epoch % eval_every == 0 or last:
-                log(epoch)
-                post = {"loss": f"{hist['train_loss'][-1]:.4g}", "acc": f"{hist['train_acc'][-1]:.3f}"}
-                if Xte is not None:
-                    post["test_acc"] = f"{hist['test_acc'][-1]:.3f}"
-                bar.postfix = post
-            if (snapshot_every is not None and epoch % snapshot_every == 0) or last:
-                snapshot(epoch)
+            last = epoch == s.epochs
+            if epoch % s.eval_every == 0 or last:
+                run.log(epoch)
+                bar.postfix = run.postfix()
+            if (s.snapshot_every is not None and epoch % s.snapshot_every == 0) or last:
+                run.snapshot(epoch)
             bar.update()
             if bar.bar is not None:
                 bar.bar.set_postfix(bar.postfix, refresh=True)
-            if callback is not None and callback(epoch, model, hist):
+            if callback is not None and callback(epoch, model, run.history):
                 stopped_early = True
-                if hist["epoch"][-1] != epoch:
-                    log(epoch)
-                if snaps[-1][0] != epoch:
-                    snapshot(epoch)
+                run.complete(epoch)
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -352,8 +426,5 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
     finally:
         bar.close()
         model.eval()
-    cfg = dict(epochs=epochs, lr=lr, optimizer=optimizer if isinstance(optimizer, str) else repr(optimizer),
-               loss=loss if isinstance(loss, str) else repr(loss), batch_size=int(batch_size),
-               snapshot_every=snapshot_every, seed=seed, eval_every=eval_every, device=str(dev),
-               epochs_completed=completed, stopped_early=stopped_early, num_threads=torch.get_num_threads())
-    return TrainResult(model=model, history=hist, snapshots=snaps, interrupted=interrupted, config=cfg)
+    return TrainResult(model=model, history=run.history, snapshots=run.snapshots, interrupted=interrupted,
+                       config=s.config(dev, completed, stopped_early))

@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -31,15 +33,23 @@ def layered_positions(fg: FlowGraph) -> list:
     return [np.stack([np.full(m, float(d)), 1.0 - (np.arange(m) + 0.5) / m], 1) for d, m in enumerate(fg.sizes)]
 
 
-def _segments(fg: FlowGraph, pos, threshold):
-    """All drawn edges as segments ``(E, 2, 2)``, flows ``(E,)`` and endpoints."""
+class _Edges(NamedTuple):
+    """The drawn edges: segments ``(E, 2, 2)``, flows ``(E,)``, ``(layer, source, target)`` ends ``(E, 3)``."""
+
+    segs: np.ndarray
+    flows: np.ndarray
+    ends: np.ndarray
+
+
+def _segments(fg: FlowGraph, pos, threshold) -> _Edges:
+    """All drawn edges (flow at least ``threshold``) as segments, flows and endpoints."""
     segs, flows, ends = [], [], []
     for l, (f, m) in enumerate(zip(fg.flows, fg.edge_masks)):
         s, d = np.nonzero(m & (f >= threshold))
         segs.append(np.stack([pos[l][s], pos[l + 1][d]], 1))
         flows.append(f[s, d])
         ends.append(np.stack([np.full(len(s), l), s, d], 1))
-    return np.concatenate(segs), np.concatenate(flows), np.concatenate(ends)
+    return _Edges(np.concatenate(segs), np.concatenate(flows), np.concatenate(ends))
 
 
 def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight=None, paths=None,
@@ -65,8 +75,8 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
         highlight = str(fg.neuron(highlight, "highlight"))
     paths = [[fg.locate(v, "paths") for v in path] for path in paths or []]
     pos = layered_positions(fg)
-    allpos = np.concatenate(pos)
-    segs, flows, ends = _segments(fg, pos, threshold)
+    edges = _segments(fg, pos, threshold)
+    segs, flows = edges.segs, edges.flows
     fmax = fg.max_flow if fg.max_flow > 0 else 1.0
     order = np.argsort(-flows, kind="stable")[:max_edges]
     wmin, wmax = edge_width
@@ -75,9 +85,34 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
         lc = LineCollection(segs[order], linewidths=wmin + (wmax - wmin) * flows[order] / fmax,
                             colors="0.35", alpha=0.12 if faded else 0.45, zorder=1)
         ax.add_collection(lc)
+    bv, big = _draw_nodes(ax, fg, np.concatenate(pos), centrality=centrality, communities=communities,
+                          node_size=node_size, seed=seed, cmap=cmap)
+    if highlight is not None:
+        _draw_highlight(ax, fg, highlight, pos, edges, fmax, node_size[1])
+    for path in paths:
+        pts = np.array([pos[d][i] for d, i in path])
+        ax.plot(pts[:, 0], pts[:, 1], color="tab:orange", lw=2.2, alpha=0.9, zorder=2)
+    if labels is None:
+        labels = fg.n_nodes <= 100
+    if labels:
+        _draw_labels(ax, fg, pos)
+    _draw_layer_axis(ax, fg)
+    shown = min(len(flows), max_edges)
+    if legend:
+        _flow_legend(ax, fg, flows[order] if len(order) else flows, fmax=fmax, edge_width=edge_width,
+                     node_size=node_size, bv=bv, big=big, cmap=cmap, highlight=highlight, paths=paths)
+    ax.set_title(title or f"{fg.estimator} flow: {shown} of {fg.n_edges} edges (flow >= {threshold:.3g} {flow_unit(fg)})",
+                 fontsize=9)
+    return ax
 
+
+def _draw_nodes(ax, fg: FlowGraph, allpos, *, centrality, communities, node_size, seed, cmap):
+    """Nodes sized by betweenness (``centrality``), coloured by community
+    (``communities``; singletons grey). Returns ``(betweenness, communities)`` for the
+    legend, each None when not drawn."""
     nodes = fg.nodes()
     smin, smax = node_size
+    bv = None
     if centrality:
         b = fg.betweenness()
         bv = np.array([b.get(v, 0.0) for v in nodes])
@@ -85,7 +120,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     else:
         sizes = np.full(len(nodes), (smin + smax) / 3)
     colours = np.tile(np.array([0.7, 0.7, 0.7, 1.0]), (len(nodes), 1))
-    big = []
+    big = None
     if communities:
         index = {v: k for k, v in enumerate(nodes)}
         cm = plt.get_cmap(cmap)
@@ -93,34 +128,40 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
         for k, c in enumerate(big):
             colours[[index[v] for v in c]] = cm(k % cm.N)
     ax.scatter(allpos[:, 0], allpos[:, 1], s=sizes, c=colours, edgecolors="k", linewidths=0.4, zorder=3)
+    return bv, big
 
-    if highlight is not None:
-        d, i = fg.locate(highlight)
-        sel = np.zeros(len(flows), bool)
-        if d > 0:
-            sel |= (ends[:, 0] == d - 1) & (ends[:, 2] == i)
-        if d < len(fg.layers) - 1:
-            sel |= (ends[:, 0] == d) & (ends[:, 1] == i)
-        if sel.any():
-            ax.add_collection(LineCollection(segs[sel], linewidths=0.5 + 3.0 * flows[sel] / fmax,
-                                             colors="tab:red", alpha=0.85, zorder=2))
-        p = pos[d][i]
-        ax.scatter([p[0]], [p[1]], s=smax * 1.2, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=4)
-    for path in paths:
-        pts = np.array([pos[d][i] for d, i in path])
-        ax.plot(pts[:, 0], pts[:, 1], color="tab:orange", lw=2.2, alpha=0.9, zorder=2)
 
-    if labels is None:
-        labels = len(nodes) <= 100
-    if labels:
-        names = fg.meta.get("feature_names")
-        for d, (name, m) in enumerate(zip(fg.layers, fg.sizes)):
-            if m > 40:
-                continue
-            for i in range(m):
-                text = names[i] if (d == 0 and names) else str(i)
-                ha, dx = ("right", -0.06) if d == 0 else ("left", 0.06)
-                ax.text(pos[d][i, 0] + dx, pos[d][i, 1], text, fontsize=7, ha=ha, va="center", zorder=5)
+def _draw_highlight(ax, fg: FlowGraph, highlight, pos, edges: _Edges, fmax, smax):
+    """The highlighted node's incoming and outgoing edges in red, and a red ring around it."""
+    d, i = fg.locate(highlight)
+    sel = np.zeros(len(edges.flows), bool)
+    if d > 0:
+        sel |= (edges.ends[:, 0] == d - 1) & (edges.ends[:, 2] == i)
+    if d < len(fg.layers) - 1:
+        sel |= (edges.ends[:, 0] == d) & (edges.ends[:, 1] == i)
+    if sel.any():
+        ax.add_collection(LineCollection(edges.segs[sel], linewidths=0.5 + 3.0 * edges.flows[sel] / fmax,
+                                         colors="tab:red", alpha=0.85, zorder=2))
+    p = pos[d][i]
+    ax.scatter([p[0]], [p[1]], s=smax * 1.2, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=4)
+
+
+def _draw_labels(ax, fg: FlowGraph, pos):
+    """Name the nodes (the inputs by their feature names when known); layers of over 40
+    neurons stay unlabelled."""
+    names = fg.meta.get("feature_names")
+    for d, (name, m) in enumerate(zip(fg.layers, fg.sizes)):
+        if m > 40:
+            continue
+        for i in range(m):
+            text = names[i] if (d == 0 and names) else str(i)
+            ha, dx = ("right", -0.06) if d == 0 else ("left", 0.06)
+            ax.text(pos[d][i, 0] + dx, pos[d][i, 1], text, fontsize=7, ha=ha, va="center", zorder=5)
+
+
+def _draw_layer_axis(ax, fg: FlowGraph):
+    """One tick per node layer (units name and size), the weight layer of the edges in
+    grey between two columns, no y axis."""
     ax.set_xticks(range(len(fg.layers)), [f"{n}\n({m})" for n, m in zip(fg.layers, fg.sizes)], fontsize=8)
     for l, wname in enumerate(fg.weight_layers):  # the weight layer whose weights are the edges between columns
         ax.annotate(wname, (l + 0.5, 0.0), xycoords=("data", "axes fraction"), xytext=(0, -4),
@@ -130,13 +171,6 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     ax.set_ylim(-0.03, 1.03)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    shown = min(len(flows), max_edges)
-    if legend:
-        _flow_legend(ax, fg, flows[order] if len(order) else flows, fmax, edge_width, node_size,
-                     bv if centrality else None, big if communities else None, cmap, highlight, paths)
-    ax.set_title(title or f"{fg.estimator} flow: {shown} of {fg.n_edges} edges (flow >= {threshold:.3g} {flow_unit(fg)})",
-                 fontsize=9)
-    return ax
 
 
 def flow_unit(fg: FlowGraph) -> str:
@@ -144,7 +178,7 @@ def flow_unit(fg: FlowGraph) -> str:
     return "bits x |w|" if fg.meta.get("weight_scale") else "bits"
 
 
-def _flow_legend(ax, fg, flows, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,
+def _flow_legend(ax, fg, flows, *, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,
                  max_communities: int = 6):
     """Proxy-artist key of :func:`plot_flow_graph`: width -> edge flow (in the graph's
     unit), size -> betweenness centrality, colour -> community; highlight and paths."""
