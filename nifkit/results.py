@@ -6,6 +6,11 @@ Every result object of nifkit is a dataclass deriving from :class:`Result`: name
 pandas DataFrame), a ``repr`` derived from the fields, and ``plot(*, ax=None)`` where a
 figure exists (subclasses that have one set :attr:`Result.plotter`).
 
+Subclasses are declared ``@dataclass(repr=False)`` (a plain ``@dataclass`` would write
+its own ``__repr__`` over the derived one). Three hooks, no free-form ``__repr__``:
+``repr_skip`` (big fields left out), :meth:`Result.repr_extra` (derived values worth a
+glance, e.g. the critical layer, appended after the fields) and :meth:`Result.table`.
+
 :class:`NeuronScores` is what every chapter's model-level entry ``neuron_scores(model,
 data, *, layers=None, ...)`` returns (the lens protocol): one row per unit keyed by its
 :class:`~nifkit.models.Neuron` address, one column per measure.
@@ -16,6 +21,7 @@ fields of the base (``kw_only``) so they never clash with a subclass's positiona
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import numbers
 from dataclasses import dataclass, field
 
@@ -25,10 +31,15 @@ __all__ = ["Result", "NeuronScores", "summarize"]
 
 
 def summarize(value, width: int = 40) -> str:
-    """A short text for one field's value in a ``repr``: arrays and tensors by shape,
-    containers by length (and their first keys), numbers rounded, long text cut."""
+    """A short text for one field's value in a ``repr``: arrays and tensors by shape (up
+    to six numbers by value), containers by length (and their first keys), numbers
+    rounded, long text cut, multi-line reprs (modules) by type name."""
     shape = getattr(value, "shape", None)
-    if shape is not None and not isinstance(value, numbers.Number) and hasattr(value, "dtype"):
+    if isinstance(value, np.generic) or (shape == () and hasattr(value, "item")):
+        value = value.item()  # a numpy scalar or a 0-d array/tensor is one number
+    elif shape is not None and not isinstance(value, numbers.Number) and hasattr(value, "dtype"):
+        if len(shape) == 1 and 0 < shape[0] <= 6 and str(value.dtype).split(".")[-1][:3] in ("flo", "int", "uin"):
+            return "[" + ", ".join(summarize(v) for v in value.tolist()) + "]"  # a few numbers: their values
         return f"{type(value).__name__}{tuple(shape)}"
     if hasattr(value, "_fields") and type(value).__str__ is not tuple.__str__:
         return str(value)  # a NamedTuple with its own text, e.g. a Neuron address "act1:3"
@@ -44,6 +55,8 @@ def summarize(value, width: int = 40) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4g}"
     text = repr(value)
+    if "\n" in text:  # a module, a frame: its name only
+        return f"{type(value).__name__}(...)"
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -56,8 +69,24 @@ class Result:
 
     #: fields left out of the repr (large raw objects); subclasses extend it
     repr_skip = ("settings", "notes")
-    #: ``plotter(result, *, ax=None, **kw) -> Axes`` of this result, or None (no figure)
+    #: ``plotter(result, *, ax=None, **kw) -> Axes`` of this result, or None (no figure);
+    #: also a ``"package.module:function"`` string, imported on first use (a chapter's
+    #: plots module imports its results, so a result names its plot function lazily)
     plotter = None
+
+    @classmethod
+    def plot_function(cls):
+        """The callable behind :meth:`plot` (``None`` when the result has no figure)."""
+        p = cls.plotter
+        if isinstance(p, str):
+            module, _, name = p.partition(":")
+            p = getattr(importlib.import_module(module), name)
+        return p
+
+    def repr_extra(self) -> dict:
+        """Derived values shown after the fields in the ``repr`` (``name -> value``);
+        none by default. Override this (not ``__repr__``) when a summary number helps."""
+        return {}
 
     def table(self) -> list[dict]:
         """Rows as dicts. The default is one row of the scalar fields; results with one
@@ -80,13 +109,15 @@ class Result:
 
     def plot(self, *, ax=None, **kw):
         """Draw this result on ``ax`` (a new figure when None); returns the Axes."""
-        if self.plotter is None:
+        fn = self.plot_function()
+        if fn is None:
             raise TypeError(f"{type(self).__name__} has no figure of its own; see its chapter's plot_* functions")
-        return type(self).plotter(self, ax=ax, **kw)
+        return fn(self, ax=ax, **kw)
 
     def __repr__(self) -> str:
         parts = [f"{f.name}={summarize(getattr(self, f.name))}" for f in dataclasses.fields(self)
                  if f.repr and f.name not in self.repr_skip]
+        parts += [f"{k}={summarize(v)}" for k, v in self.repr_extra().items()]
         if self.notes:
             parts.append(f"notes=[{len(self.notes)}]")
         return f"{type(self).__name__}({', '.join(parts)})"

@@ -4,7 +4,7 @@ address, the settings, the notes and the time each lens took)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from ..intervene import as_float_tensor, check_labels
 from ..models import cpu_threads
 from ..runtime import check_seed, progress_callback
 from .lenses import get_lens, hidden_neurons, validate_scores
+from ..results import Result
 
 __all__ = ["Comparison", "compare", "as_xy", "DEFAULT_LENSES"]
 
@@ -47,7 +48,7 @@ def as_xy(data, split: str = "train", max_samples: int | None = None, seed: int 
 
 
 @dataclass(repr=False)
-class Comparison:
+class Comparison(Result):
     """Scores of every hidden neuron through every lens.
 
     ``neurons``: the addresses (:class:`~nifkit.models.Neuron`); ``lenses[name]``: the
@@ -60,8 +61,8 @@ class Comparison:
     lenses: dict
     seconds: dict
     n_samples: int
-    settings: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+
+    plotter = "nifkit.compare.plots:plot_lens_ranks"
 
     @property
     def names(self) -> list:
@@ -121,10 +122,6 @@ class Comparison:
         import pandas as pd
 
         return pd.DataFrame(self.table()).set_index("neuron")
-
-    def __repr__(self) -> str:
-        t = ", ".join(f"{n} {s:.1f} s" for n, s in self.seconds.items())
-        return f"Comparison({len(self.neurons)} hidden neurons, {self.n_samples} samples; {t})"
 
 
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "train", max_samples: int | None = None,

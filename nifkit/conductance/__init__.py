@@ -15,6 +15,6 @@ from .attribution import (  # noqa: F401
 from . import zoo  # noqa: F401
 from .exercise import check_conductance, reference_conductance  # noqa: F401
 from .plane import (  # noqa: F401
-    ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, InformationPlane, Knockout, Trajectory, information_plane, ite,
-    knockout, layer_codes, plane_from_values, plane_trajectory, verdict_check,
+    ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, InformationPlane, Knockout, PlaneSnapshot, information_plane, ite,
+    knockout, layer_codes, plane_from_values, plane_series, plane_trajectory, verdict_check,
 )

@@ -12,17 +12,24 @@ import numpy as np
 
 from .._validation import check_callable, check_estimate, check_int, check_seed, to_numpy
 from .pairwise import pairwise_mi
+from ..results import Result
 
 __all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test", "p_values"]
 
 
-@dataclass
-class ShuffleTest:
+@dataclass(repr=False)
+class ShuffleTest(Result):
     """Observed MI, null samples (bits) and the one-sided p-value."""
 
     observed: np.ndarray | float
     null: np.ndarray
     p_value: np.ndarray | float
+
+    def table(self) -> list[dict]:
+        """One row per tested pair (one row for a single test): observed, null mean, p."""
+        obs, mean, p = (np.atleast_1d(np.asarray(v, dtype=float)).ravel().tolist()
+                        for v in (self.observed, self.null_mean, self.p_value))
+        return [{"observed": o, "null_mean": m, "p_value": q} for o, m, q in zip(obs, mean, p)]
 
     @property
     def null_mean(self):

@@ -13,7 +13,7 @@ every hook removed and every mode and flag restored, also on exceptions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 from .._validation import to_tensor
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
+from ..results import Result
 
 __all__ = ["LAYER_MODES", "LayerKnockouts", "knock_out_layers"]
 
@@ -29,7 +30,7 @@ LAYER_MODES = ("mean", "zero", "bypass")
 
 
 @dataclass(repr=False)
-class LayerKnockouts:
+class LayerKnockouts(Result):
     """Accuracy and mean target logit with each layer knocked out (``mode``), against the
     intact model: ``drop[l] = base_accuracy - accuracy[l]``."""
 
@@ -39,7 +40,6 @@ class LayerKnockouts:
     base_accuracy: float
     base_logit: float
     mode: str
-    notes: list = field(default_factory=list)
 
     @property
     def drop(self) -> np.ndarray:
@@ -57,10 +57,6 @@ class LayerKnockouts:
         """1 = the largest accuracy drop (ties broken by the logit drop)."""
         key = np.lexsort((-self.logit_drop, -self.drop))
         return int(np.flatnonzero(np.array(self.names)[key] == name)[0]) + 1
-
-    def __repr__(self) -> str:
-        d = ", ".join(f"{n} {v:+.3f}" for n, v in zip(self.names, self.drop))
-        return f"Knockout[{self.mode}](base accuracy {self.base_accuracy:.3f}; drops: {d})"
 
 
 def knock_out_layers(model: nn.Module, X, y, layers, *, mode: str = "mean", fraction: float = 1.0,

@@ -113,7 +113,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     if labels is None:
         labels = len(nodes) <= 100
     if labels:
-        names = fg.meta.get("feature_names")
+        names = fg.feature_names
         for d, (name, m) in enumerate(zip(fg.layers, fg.sizes)):
             if m > 40:
                 continue
@@ -141,7 +141,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
 
 def flow_unit(fg: FlowGraph) -> str:
     """Unit of the graph's edge flow: bits, or bits x |w| when the flow was weight-scaled."""
-    return "bits x |w|" if fg.meta.get("weight_scale") else "bits"
+    return "bits x |w|" if fg.settings.get("weight_scale") else "bits"
 
 
 def _flow_legend(ax, fg, flows, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,
