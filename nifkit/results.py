@@ -9,7 +9,8 @@ figure exists (subclasses that have one set :attr:`Result.plotter`).
 Subclasses are declared ``@dataclass(repr=False)`` (a plain ``@dataclass`` would write
 its own ``__repr__`` over the derived one). Three hooks, no free-form ``__repr__``:
 ``repr_skip`` (big fields left out), :meth:`Result.repr_extra` (derived values worth a
-glance, e.g. the critical layer, appended after the fields) and :meth:`Result.table`.
+glance, e.g. the critical layer, appended after the fields) and :meth:`Result.table`
+(whose rows :meth:`Result.summary` prints as aligned text).
 
 :class:`NeuronScores` is what every chapter's model-level entry ``neuron_scores(model,
 data, *, layers=None, ...)`` returns (the lens protocol): one row per unit keyed by its
@@ -50,7 +51,7 @@ def summarize(value, width: int = 40) -> str:
         head = ", ".join(map(str, keys[:3])) + (", ..." if len(keys) > 3 else "")
         return f"{{{head}}}" if keys else "{}"
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):  # a NamedTuple is one value
-        inner = ", ".join(summarize(v, 12) for v in value)
+        inner = ", ".join(summarize(v, 24) for v in value)
         return f"[{len(value)} items]" if len(value) > 4 else f"[{inner}]"
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4g}"
@@ -58,6 +59,17 @@ def summarize(value, width: int = 40) -> str:
     if "\n" in text:  # a module, a frame: its name only
         return f"{type(value).__name__}(...)"
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _cell(value) -> str:
+    """One cell of :meth:`Result.summary`."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return str(value)
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    return str(value)
 
 
 @dataclass(repr=False)
@@ -98,6 +110,20 @@ class Result:
                 row[f.name] = v.item() if isinstance(v, np.generic) else v
         return [row]
 
+    def summary(self, max_rows: int | None = None) -> str:
+        """:meth:`table` as aligned text for ``print`` (numbers to 3 decimals; the first
+        ``max_rows`` rows when given). No pandas needed."""
+        rows = self.table()
+        shown = rows if max_rows is None else rows[:max_rows]
+        keys = list(dict.fromkeys(k for row in shown for k in row))
+        cells = [[_cell(row.get(k, "")) for k in keys] for row in shown]
+        widths = [max([len(str(k))] + [len(r[j]) for r in cells]) for j, k in enumerate(keys)]
+        lines = ["  ".join(str(k).rjust(w) for k, w in zip(keys, widths))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+        if len(shown) < len(rows):
+            lines.append(f"... ({len(rows) - len(shown)} more rows)")
+        return "\n".join(lines)
+
     def to_frame(self):
         """:meth:`table` as a pandas DataFrame (pandas is needed for this method only)."""
         try:
@@ -119,7 +145,7 @@ class Result:
                  if f.repr and f.name not in self.repr_skip]
         parts += [f"{k}={summarize(v)}" for k, v in self.repr_extra().items()]
         if self.notes:
-            parts.append(f"notes=[{len(self.notes)}]")
+            parts.append(f"notes=[{len(self.notes)} notes]")  # read them in .notes
         return f"{type(self).__name__}({', '.join(parts)})"
 
 

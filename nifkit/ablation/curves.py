@@ -62,7 +62,8 @@ class AblationCurve(Result):
                 for c, a, l in zip(self.counts.tolist(), self.accuracy.tolist(), self.loss.tolist())]
 
     def repr_extra(self) -> dict:
-        return {"label": self.label}
+        return {"label": self.label, "first_accuracy": float(self.accuracy[0]),
+                "last_accuracy": float(self.accuracy[-1])}
 
     @property
     def baseline(self) -> float:

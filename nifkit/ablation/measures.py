@@ -70,6 +70,10 @@ class LayerMeasures(Result):
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         return getattr(self, measure)
 
+    def repr_extra(self) -> dict:
+        return {"n_units": self.n_units, "mean_entropy": float(self.entropy.mean()), "mean_mi": float(self.mi.mean()),
+                "mean_selectivity": float(self.selectivity.mean())}
+
     def table(self) -> list[dict]:
         """One row per neuron: the three measures (bits)."""
         return [{"layer": self.layer, "unit": j, "entropy": float(h), "mi": float(i), "selectivity": float(s)}

@@ -63,6 +63,9 @@ class KnockoutTruth(Result):
 
     repr_skip = ("settings", "notes", "knockouts")
 
+    def repr_extra(self) -> dict:
+        return {"max_drop": float(self.drop.max())}
+
     def table(self) -> list[dict]:
         """One row per neuron: its single and mean ``k``-set knockout drops."""
         return [{"neuron": str(a), "drop": float(d), "set_drop": float(s)}

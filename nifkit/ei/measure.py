@@ -125,10 +125,11 @@ class ModelEI(Result):
         """One row per layer: its measures in bits."""
         return [{"layer": lay.name, **{m: float(getattr(lay, m)) for m in SUMMARY_MEASURES}} for lay in self]
 
-    def summary(self) -> str:
-        """:meth:`table` as aligned text, one line per layer (for ``print``)."""
+    def summary(self, max_rows: int | None = None) -> str:
+        """:meth:`table` as aligned text, one line per layer (for ``print``; the chapter's
+        column names)."""
         rows = [f"{'layer':<10}{'EI':>9}{'EI_parts':>10}{'sens.':>9}{'degen.':>9}{'degen_p':>9}{'phi':>9}"]
-        for lay in self.layers.values():
+        for lay in list(self.layers.values())[:max_rows]:
             rows.append(f"{lay.name:<10}{lay.ei:>9.3f}{lay.ei_parts:>10.3f}{lay.sensitivity:>9.3f}"
                         f"{lay.degeneracy:>9.3f}{lay.degeneracy_parts:>9.3f}{lay.phi:>9.3f}")
         return "\n".join(rows)

@@ -49,6 +49,9 @@ class LayerKnockouts(Result):
     def logit_drop(self) -> np.ndarray:
         return self.base_logit - self.logit
 
+    def repr_extra(self) -> dict:
+        return {"drop": self.drop}
+
     def table(self) -> list[dict]:
         return [{"layer": n, "accuracy": float(a), "accuracy_drop": float(d), "logit_drop": float(g)}
                 for n, a, d, g in zip(self.names, self.accuracy, self.drop, self.logit_drop)]

@@ -189,7 +189,8 @@ class FlowGraph(Result):
         return rows
 
     def repr_extra(self) -> dict:
-        return {"n_edges": self.n_edges, "significance": self.settings.get("significance")}
+        return {"n_edges": self.n_edges, "connections": sum(int(c.sum()) for c in self.connected),
+                "significance": self.settings.get("significance")}
 
 
 def _assemble(fg: FlowGraph) -> nx.DiGraph:
@@ -376,7 +377,7 @@ class Attribution(Result):
         return [{"input": n, "score": s} for n, s in self.top(len(self.scores))]
 
     def repr_extra(self) -> dict:
-        return {"top": [f"{n}={s:.3f}" for n, s in self.top(3)]}
+        return {"top": [n for n, _ in self.top(3)]}
 
     def ranking(self) -> np.ndarray:
         """Input indices, most attributed first (ties keep index order)."""
