@@ -294,3 +294,20 @@ def test_the_two_trajectories_are_one(world):
     assert traj.settings["steps"] == 4 and traj.settings["n_bins"] == 4
     with pytest.raises(ValueError, match="which must be"):
         C.plane_series(traj, "weights")
+
+
+def test_entry_points_say_how_they_computed(instances):
+    """``settings`` records the arguments that shaped each result (the ones this test passed)."""
+    assert instances["FlowGraph"].settings["n_bins"] == 4
+    assert instances["NeuronMeasures"].settings["n_bins"] == 4
+    assert instances["AblationStudy"].settings["n_random"] == 1
+    assert instances["ModelEI"].settings["n_samples"] == 2000
+    assert instances["CausalHistory"].settings["n_sensitivity_samples"] == 200
+    assert instances["EdgeAblation"].settings["scores"] == ["ei", "weight"]
+    assert instances["ShuffleTest"].settings["n_shuffles"] == 20
+    assert instances["TrainResult"].settings["epochs_completed"] == 4
+    assert instances["Recording"].settings["batch_size"] == 256
+    assert instances["Conductance"].settings["steps"] == 4
+    for name in ("InformationPlane", "ModuleSearch", "OneVsRest", "OLSResult", "Comparison", "KnockoutTruth",
+                 "Agreement"):
+        assert instances[name].settings, name

@@ -242,7 +242,8 @@ def _neuron_measures(activations, labels, layers, n_bins, binning, bin_range, bi
         counts = label_counts(codes, y_np, b.n_bins, k, chunk_bytes=budget, device=dev)
         out[name] = measures_from_counts(counts, layer=name, correction=correction, selectivity=selectivity,
                                          binning=b.binning)
-    return NeuronMeasures(out)
+    return NeuronMeasures(out, settings={"n_bins": n_bins, "binning": binning, "bin_range": bin_range,
+                                         "correction": correction, "selectivity": selectivity})
 
 
 def hidden_layers(model: nn.Module) -> list:

@@ -101,7 +101,7 @@ def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all",
         mod, act, shape = found[n]
         out[n] = layer_ei(mod, act, input_shape=shape, name=n, measures=measures, progress=progress, device=device,
                           memory_budget=memory_budget, num_threads=num_threads, **kwargs)
-    return ModelEI(out)
+    return ModelEI(out, settings={"layers": names, "measures": measures, **kwargs})
 
 
 @dataclass(repr=False)
@@ -245,4 +245,5 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
     for kind in scores:  # all groups of one score in one batched evaluation
         masks = {n: _group_masks(score_of(kind, n), n_groups) for n in names}
         out[kind] = evaluate_edge_knockouts(model, X, y, masks, **kw).accuracy
-    return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups)
+    return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups,
+                        settings={"scores": list(scores), "seed": seed})

@@ -67,7 +67,7 @@ def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     null = np.array([check_estimate(estimator(x, y[rng.permutation(len(y))]), "estimator", f" on shuffle {i}")
                      for i in range(n_shuffles)])
     p = (1 + np.sum(null >= obs)) / (1 + n_shuffles)
-    return ShuffleTest(obs, null, float(p))
+    return ShuffleTest(obs, null, float(p), settings={"n_shuffles": n_shuffles, "seed": seed})
 
 
 def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> ShuffleTest:
@@ -81,7 +81,7 @@ def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> 
     rng = np.random.default_rng(seed)
     null = np.stack([pairwise_mi(a, other[rng.permutation(len(other))], **kwargs) for _ in range(n_shuffles)])
     p = (1 + (null >= obs[None]).sum(axis=0)) / (1 + n_shuffles)
-    return ShuffleTest(obs, null, p)
+    return ShuffleTest(obs, null, p, settings={"n_shuffles": n_shuffles, "seed": seed, **kwargs})
 
 
 def p_values(observed, null) -> np.ndarray:
