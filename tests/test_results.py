@@ -308,6 +308,7 @@ def test_entry_points_say_how_they_computed(instances):
     assert instances["TrainResult"].settings["epochs_completed"] == 4
     assert instances["Recording"].settings["batch_size"] == 256
     assert instances["Conductance"].settings["steps"] == 4
+    assert instances["LayerKnockouts"].settings["fraction"] == 1.0
     for name in ("InformationPlane", "ModuleSearch", "OneVsRest", "OLSResult", "Comparison", "KnockoutTruth",
                  "Agreement"):
         assert instances[name].settings, name

@@ -150,4 +150,5 @@ def knock_out_layers(model: nn.Module, X, y, layers, *, mode: str = "mean", frac
             accs.append(a_sum / reps)
             logits.append(lg_sum / reps)
     return LayerKnockouts(names=names, accuracy=np.array(accs), logit=np.array(logits), base_accuracy=base_acc,
-                          base_logit=base_logit, mode=mode, notes=notes)
+                          base_logit=base_logit, mode=mode, notes=notes,
+                          settings={"fraction": fraction, "n_repeats": n_repeats, "seed": seed})
