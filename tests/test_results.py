@@ -208,7 +208,7 @@ def test_repr_names_the_fields_table_rows_and_frame(instances):
             assert f"{f}=" not in text or f in r.repr_extra(), (name, f)
         assert ("notes=" in text) == bool(r.notes) and (not r.notes or f"notes=[{len(r.notes)} notes]" in text)
         rows = r.table()
-        assert isinstance(rows, list) and all(isinstance(row, dict) for row in rows), name
+        assert isinstance(rows, list) and rows and rows[0] and all(isinstance(row, dict) for row in rows), name
         frame = r.to_frame()
         assert isinstance(frame, pd.DataFrame) and len(frame) == len(rows), name
         assert isinstance(r.settings, dict) and isinstance(r.notes, list), name
