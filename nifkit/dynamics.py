@@ -8,11 +8,13 @@ numbers) makes changes over training reflect the weights, not sampling noise.
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .results import Result
 from .runtime import Progress
 
 __all__ = ["Trajectory", "over_snapshots", "snapshot_epochs"]
@@ -38,17 +40,18 @@ def snapshot_epochs(train_result, epochs=None, every: int | None = None) -> list
 
 
 @dataclass(repr=False)
-class Trajectory:
+class Trajectory(Result):
     """``results[i]`` is ``measure(model at epochs[i])``; ``history`` the training
-    history; :meth:`values` one field of every result as an array."""
+    history; :meth:`values` one field of every result as an array; :meth:`table` one row
+    per epoch (and per row of each result's own table)."""
 
     epochs: np.ndarray
     results: list
     history: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
 
     def values(self, getter) -> np.ndarray:
-        """``getter`` (an attribute name or a function ``result -> value``) of every result."""
+        """``getter`` (an attribute name or a function ``result -> value``) of every
+        result: shape ``(epochs,)`` for a number, ``(epochs, ...)`` for an array."""
         fn = getter if callable(getter) else (lambda r: getattr(r, getter))
         return np.asarray([fn(r) for r in self.results], dtype=float)
 
@@ -61,15 +64,26 @@ class Trajectory:
     def __len__(self):
         return len(self.results)
 
-    def __repr__(self) -> str:
-        return f"Trajectory({len(self)} epochs {self.epochs.tolist()})"
+    def table(self) -> list[dict]:
+        """Each result's rows with its ``epoch`` first (a number result is the row
+        ``{"epoch", "value"}``): the long format for :meth:`to_frame`."""
+        rows = []
+        for e, r in zip(self.epochs.tolist(), self.results):  # a loop over epochs
+            if isinstance(r, Result):
+                rows += [{"epoch": e, **row} for row in r.table()]
+            elif isinstance(r, (numbers.Number, np.number)):
+                rows.append({"epoch": e, "value": float(r)})
+            else:
+                rows.append({"epoch": e})
+        return rows
 
 
 def over_snapshots(train_result, measure: Callable, *, epochs=None, every: int | None = None, progress=False,
-                   what: str = "over training") -> Trajectory:
+                   what: str = "over training", settings: dict | None = None) -> Trajectory:
     """``measure(model)`` at the chosen snapshot epochs of ``train_result`` (see
     :func:`snapshot_epochs`); ``progress``: the one progress contract (True, False or
-    ``progress(done, total, what)``), one step per epoch."""
+    ``progress(done, total, what)``), one step per epoch. ``settings``: how the measure
+    was called, kept on the trajectory."""
     if not callable(measure):
         raise TypeError(f"measure must be a callable model -> result, got {type(measure).__name__}")
     chosen = snapshot_epochs(train_result, epochs, every)
@@ -78,4 +92,5 @@ def over_snapshots(train_result, measure: Callable, *, epochs=None, every: int |
         for e in chosen:  # loop over epochs
             results.append(measure(train_result.model_at(e)))
             bar(len(results), len(chosen), f"{what}: epoch {e}")
-    return Trajectory(np.asarray(chosen, dtype=int), results, dict(getattr(train_result, "history", {}) or {}))
+    return Trajectory(np.asarray(chosen, dtype=int), results, dict(getattr(train_result, "history", {}) or {}),
+                      settings=dict(settings or {}))

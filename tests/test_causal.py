@@ -231,7 +231,9 @@ def test_model_ei_measures_every_layer_and_skips_vector_ei_when_too_large():
     assert res["0"].plane_point() == (res["0"].sensitivity, res["0"].degeneracy_parts)
     assert res["3"].plane_point() == (res["3"].sensitivity, res["3"].degeneracy)
     np.testing.assert_allclose(res.values("ei_parts"), [res["0"].ei_parts, res["3"].ei_parts])
-    assert "EI_parts" in res.table()
+    assert "EI_parts" in res.summary()
+    rows = res.table()
+    assert [r["layer"] for r in rows] == ["0", "3"] and rows[1]["ei_parts"] == res["3"].ei_parts
     with pytest.raises(ValueError, match="too large"):
         model_ei(net, measures=("ei",), n_samples=8000)
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from nifkit.conductance import (
     blocks, check_conductance, information_plane, ite, knockout, layer_codes, layer_conductance, make_baseline,
-    path_alphas, path_gradients, plane_from_values, plane_trajectory, reference_conductance, verdict_check,
+    path_alphas, path_gradients, plane_from_values, plane_series, plane_trajectory, reference_conductance,
+    verdict_check,
 )
 from nifkit.info import discretize, entropy, mutual_information
 from nifkit.models import small_cnn
@@ -223,10 +224,11 @@ def test_knockout_bypass_on_resnet_blocks():
 def test_trajectory_through_training(trained):
     d, _, run = trained
     tr = plane_trajectory(run, (d.X_test[:100], d.y_test[:100]), steps=4, n_bins=4)
-    x, y = tr.series("conductance")
-    assert tr.epochs == [0, 5, 10] and x.shape == (3, len(tr.names)) and np.all(y <= x + 1e-9)
-    xa, ya = tr.series("activation")
-    assert np.all(xa <= math.log2(100) + 1e-9) and len(tr.accuracy) == 3
+    x, y = plane_series(tr, "conductance")
+    names = tr.results[0].conductance.names
+    assert tr.epochs.tolist() == [0, 5, 10] and x.shape == (3, len(names)) and np.all(y <= x + 1e-9)
+    xa, ya = plane_series(tr, "activation")
+    assert np.all(xa <= math.log2(100) + 1e-9) and tr.values("accuracy").shape == (3,)
 
 
 # ------------------------------------------------------------------ bad input

@@ -156,7 +156,7 @@ def test_keyboard_interrupt_returns_partial(digits):
     assert not net.training
     stop = train(mlp([64, 16, 10], seed=0), digits, epochs=10, eval_every=5,
                  callback=lambda e, m, h: e == 3, progress=False)
-    assert stop.config["stopped_early"] and stop.history["epoch"] == [0, 3] and stop.epochs_snapshotted == [0, 3]
+    assert stop.settings["stopped_early"] and stop.history["epoch"] == [0, 3] and stop.epochs_snapshotted == [0, 3]
 
 
 def test_dataloader_and_tuple_inputs(digits):

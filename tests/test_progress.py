@@ -73,7 +73,7 @@ def _calls(s):
         "nifkit.conductance.scores.neuron_scores": lambda p: conductance.neuron_scores(net, data, steps=2,
                                                                                        progress=p),
         "nifkit.dynamics.over_snapshots": lambda p: dynamics.over_snapshots(
-            s["run"], lambda m: float(m.fc1.weight.abs().sum()), progress=p),
+            s["run"], lambda m: float(m.fc1.weight.detach().abs().sum()), progress=p),
         "nifkit.ei.measure.layer_ei": lambda p: ei.layer_ei(torch.nn.Linear(3, 2), torch.sigmoid, n_samples=2000,
                                                             n_sensitivity_samples=100, progress=p),
         "nifkit.ei.model.model_ei": lambda p: ei.model_ei(net, n_samples=2000, n_sensitivity_samples=100,

@@ -234,7 +234,7 @@ def test_flat_and_errors():
     rec = record(conv, x, ["0"], progress=False)
     assert rec.flat("0").shape == (4, 75)
     torch.testing.assert_close(rec.flat("0", per_channel=True), rec["0"].mean(dim=(2, 3)))
-    assert isinstance(rec, Recording) and "Recording(4 samples" in repr(rec)
+    assert isinstance(rec, Recording) and "n_samples=4" in repr(rec) and rec.table()[0]["shape"] == (3, 5, 5)
     with pytest.raises(KeyError, match="Did you mean '0'"):
         rec.flat("00")
     with pytest.raises(KeyError, match="grads"):

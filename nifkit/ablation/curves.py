@@ -18,6 +18,7 @@ from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, check_seed, model_device
 from .measures import MEASURE_LABELS
+from ..results import Result
 
 __all__ = [
     "DIRECTIONS", "AblationCurve", "AblationEngine", "ablation_order", "ablation_curve",
@@ -29,7 +30,7 @@ DIRECTIONS = ("ascending", "descending", "random")
 
 
 @dataclass(repr=False)
-class AblationCurve:
+class AblationCurve(Result):
     """Accuracy and loss against the number of ablated neurons.
 
     ``counts[s]`` neurons ablated at step ``s``: the first ``counts[s]`` entries of
@@ -54,6 +55,17 @@ class AblationCurve:
     seed: int | None = None
     n_units: int = 0
     method: str = "fast"
+
+    plotter = "nifkit.ablation.plots:plot_ablation_curves"
+
+    def table(self) -> list[dict]:
+        """One row per step: neurons ablated, accuracy, loss."""
+        return [{"n_ablated": int(c), "accuracy": float(a), "loss": float(l)}
+                for c, a, l in zip(self.counts.tolist(), self.accuracy.tolist(), self.loss.tolist())]
+
+    def repr_extra(self) -> dict:
+        return {"label": self.label, "first_accuracy": float(self.accuracy[0]),
+                "last_accuracy": float(self.accuracy[-1])}
 
     @property
     def baseline(self) -> float:
@@ -82,10 +94,6 @@ class AblationCurve:
         if self.direction == "random":
             return f"random (seed {self.seed})"
         return f"{self.direction} {MEASURE_LABELS.get(self.measure, self.measure)}"
-
-    def __repr__(self) -> str:
-        return (f"AblationCurve({self.layer!r}, {self.label}, {len(self.counts)} steps, "
-                f"acc {self.accuracy[0]:.3f} -> {self.accuracy[-1]:.3f}, value={self.value!r})")
 
 
 def _counts_arg(counts, n_units: int, what: str) -> np.ndarray:

@@ -13,6 +13,7 @@ from ..info import Binner, entropy_from_counts, kl_profile_from_counts, label_co
 from ..intervene import as_float_tensor, check_labels
 from ..models.walk import unknown_layer_error, walk
 from ..record import record
+from ..results import Result
 
 __all__ = [
     "MEASURES", "MEASURE_LABELS", "SELECTIVITY_KINDS", "LayerMeasures", "NeuronMeasures", "measures_from_counts",
@@ -30,7 +31,7 @@ SELECTIVITY_KINDS = ("max", "max_minus_mean", "ratio")
 
 
 @dataclass(repr=False)
-class LayerMeasures:
+class LayerMeasures(Result):
     """The three quantities for every neuron of one layer, in bits.
 
     ``entropy``, ``mi``, ``selectivity``: arrays ``(units,)``. ``kl_profile``:
@@ -62,25 +63,38 @@ class LayerMeasures:
     def n_samples(self) -> int:
         return int(self.counts[0].sum()) if len(self.counts) else 0
 
+    plotter = "nifkit.ablation.plots:plot_measures"
+
     def get(self, measure: str) -> np.ndarray:
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         return getattr(self, measure)
 
-    def __repr__(self) -> str:
-        return (f"LayerMeasures({self.layer!r}, {self.n_units} units, mean H={self.entropy.mean():.3f}, "
-                f"mean I={self.mi.mean():.3f}, mean sel={self.selectivity.mean():.3f} bits)")
+    def repr_extra(self) -> dict:
+        return {"n_units": self.n_units, "mean_entropy": float(self.entropy.mean()), "mean_mi": float(self.mi.mean()),
+                "mean_selectivity": float(self.selectivity.mean())}
+
+    def table(self) -> list[dict]:
+        """One row per neuron: the three measures (bits)."""
+        return [{"layer": self.layer, "unit": j, "entropy": float(h), "mi": float(i), "selectivity": float(s)}
+                for j, (h, i, s) in enumerate(zip(self.entropy.tolist(), self.mi.tolist(), self.selectivity.tolist()))]
 
 
 @dataclass(repr=False)
-class NeuronMeasures:
+class NeuronMeasures(Result):
     """Measures of several layers: ``layers[name] -> LayerMeasures``."""
 
     layers: dict
 
+    plotter = "nifkit.ablation.plots:plot_measures"
+
     @property
     def names(self) -> list:
         return list(self.layers)
+
+    def table(self) -> list[dict]:
+        """One row per neuron of every layer."""
+        return [row for m in self.layers.values() for row in m.table()]
 
     def __getitem__(self, layer: str) -> LayerMeasures:
         if layer not in self.layers:
@@ -100,9 +114,6 @@ class NeuronMeasures:
         li = np.concatenate([np.full(len(v), i) for i, v in enumerate(vals)])
         unit = np.concatenate([np.arange(len(v)) for v in vals])
         return np.concatenate(vals), li, unit
-
-    def __repr__(self) -> str:
-        return "NeuronMeasures(" + ", ".join(f"{k}: {v.n_units} units" for k, v in self.layers.items()) + ")"
 
 
 def _selectivity(profile: np.ndarray, prior: np.ndarray, kind: str) -> np.ndarray:
@@ -232,7 +243,8 @@ def _neuron_measures(activations, labels, layers, *, n_bins, binning, bin_range,
         counts = label_counts(codes, y_np, b.n_bins, k, chunk_bytes=budget, device=dev)
         out[name] = measures_from_counts(counts, layer=name, correction=correction, selectivity=selectivity,
                                          binning=b.binning)
-    return NeuronMeasures(out)
+    return NeuronMeasures(out, settings={"n_bins": n_bins, "binning": binning, "bin_range": bin_range,
+                                         "correction": correction, "selectivity": selectivity})
 
 
 def hidden_layers(model: nn.Module) -> list:

@@ -4,7 +4,7 @@ its rank correlations with the measures, and the areas that summarise curves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..runtime import Progress, check_seed, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURES, NeuronMeasures, hidden_layers
+from ..results import Result
 
 __all__ = [
     "AblationStudy", "ablation_study", "SingleImportance", "single_neuron_importance", "ImportanceCorrelation",
@@ -22,7 +23,7 @@ __all__ = [
 
 
 @dataclass(repr=False)
-class AblationStudy:
+class AblationStudy(Result):
     """Curves for several layers, measures, directions and random seeds, plus the
     network-wide curves (``layer == "network"``). Look-ups: :meth:`get`, :meth:`random`."""
 
@@ -31,7 +32,12 @@ class AblationStudy:
     base_accuracy: float
     layers: list
     value: str = "zero"  # what an ablated unit is set to
-    meta: dict = field(default_factory=dict)
+
+    plotter = "nifkit.ablation.plots:plot_ablation_curves"
+
+    def table(self) -> list[dict]:
+        """:func:`summarize_study`: per layer and measure the areas and the gap."""
+        return summarize_study(self)
 
     def get(self, layer: str, measure: str, direction: str) -> AblationCurve:
         for c in self.curves:
@@ -45,10 +51,6 @@ class AblationStudy:
 
     def for_layer(self, layer: str) -> list:
         return [c for c in self.curves if c.layer == layer]
-
-    def __repr__(self) -> str:
-        return (f"AblationStudy({len(self.curves)} curves, layers={self.layers}, "
-                f"base accuracy {self.base_accuracy:.3f}, value={self.value!r})")
 
 
 @with_thread_policy
@@ -110,7 +112,7 @@ def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None
         bar.close()
     return AblationStudy(curves=curves, measures=measures, base_accuracy=eng.base_accuracy, layers=layers,
                          value=value if isinstance(value, str) else "custom",
-                         meta={"n_random": n_random, "seed": seed, "network_normalize": network_normalize})
+                         settings={"n_random": n_random, "seed": seed, "network_normalize": network_normalize})
 
 
 def _within_layer_rank(vals, li):
@@ -125,7 +127,7 @@ def _within_layer_rank(vals, li):
 
 
 @dataclass(repr=False)
-class SingleImportance:
+class SingleImportance(Result):
     """Importance of each neuron alone: ``accuracy_drop[j] = base - acc(without j)``,
     ``loss_increase`` likewise, ``class_drop (units, classes)``."""
 
@@ -136,9 +138,10 @@ class SingleImportance:
     base_accuracy: float
     value: str = "zero"
 
-    def __repr__(self) -> str:
-        return (f"SingleImportance({self.layer!r}, {len(self.accuracy_drop)} units, "
-                f"max drop {self.accuracy_drop.max():.4f})")
+    def table(self) -> list[dict]:
+        """One row per neuron: the accuracy drop and the loss increase without it."""
+        return [{"layer": self.layer, "unit": j, "accuracy_drop": float(a), "loss_increase": float(l)}
+                for j, (a, l) in enumerate(zip(self.accuracy_drop.tolist(), self.loss_increase.tolist()))]
 
 
 @with_thread_policy
@@ -171,7 +174,7 @@ def single_neuron_importance(model_or_engine, data=None, layers=None, value="zer
 
 
 @dataclass(repr=False)
-class ImportanceCorrelation:
+class ImportanceCorrelation(Result):
     """Spearman rank correlations between single-neuron importance and each measure:
     ``within[layer][measure]`` (and p-values ``p_within``) and ``pooled[measure]`` over
     all neurons of all layers together (the cross-layer comparison)."""
@@ -188,10 +191,6 @@ class ImportanceCorrelation:
         rows += [{"layer": "all (pooled)", "measure": m, "spearman": r, "p": self.p_pooled[m]}
                  for m, r in self.pooled.items()]
         return rows
-
-    def __repr__(self) -> str:
-        lines = [f"{r['layer']:>14} {r['measure']:>12}: rho = {r['spearman']:+.3f}" for r in self.table()]
-        return "ImportanceCorrelation(\n  " + "\n  ".join(lines) + "\n)"
 
 
 def importance_correlations(importance: dict, measures: NeuronMeasures, measure_names=MEASURES,

@@ -19,11 +19,12 @@ from .plots import (
     plot_class_accuracy,
     plot_weight_images,
 )
+from ..results import Result
 
 __all__ = ["AblationExplorer", "AblationView"]
 
 @dataclass(repr=False)
-class AblationView:
+class AblationView(Result):
     """What the explorer shows: the curve of (layer, measure, order) at ``n_ablated``.
     The numbers are read from ``curve`` at that point (one source, nothing copied)."""
 
@@ -58,10 +59,6 @@ class AblationView:
     @property
     def ablated_units(self) -> np.ndarray:
         return self.curve.order[:self.n_ablated].copy()
-
-    def __repr__(self) -> str:
-        return (f"AblationView({self.layer!r}, {self.order} {self.measure}, {self.n_ablated}/{self.n_units} "
-                f"ablated, accuracy {self.accuracy:.3f})")
 
 
 class AblationExplorer(Explorer):

@@ -28,6 +28,7 @@ import torch
 from ..runtime import check_seed
 from .harness import DEFAULT_LENSES, Comparison, compare, lens_data
 from .truth import KnockoutTruth, spearman
+from ..results import Result
 
 __all__ = ["Agreement", "agreement_matrix", "bootstrap_agreement", "seed_agreement", "CrossLayer", "cross_layer"]
 
@@ -49,7 +50,7 @@ def agreement_matrix(comparison: Comparison, layer: str | None = None) -> np.nda
 
 
 @dataclass(repr=False)
-class Agreement:
+class Agreement(Result):
     """``matrix``: the agreement of the reference comparison; ``replicates``: the matrices
     of every resample (or seed), ``(reps, lenses, lenses)``; ``low``/``high``: the
     interval; ``what``: ``"bootstrap over samples"`` or ``"training seeds"``."""
@@ -60,18 +61,15 @@ class Agreement:
     low: np.ndarray
     high: np.ndarray
     what: str
-    settings: dict = field(default_factory=dict)
     comparisons: list = field(default_factory=list)
+
+    repr_skip = ("settings", "notes", "comparisons")
+    plotter = "nifkit.compare.plots:plot_agreement"
 
     def table(self) -> list:
         n = self.names
         return [{"lens a": n[i], "lens b": n[j], "rho": float(self.matrix[i, j]), "low": float(self.low[i, j]),
                  "high": float(self.high[i, j])} for i in range(len(n)) for j in range(i + 1, len(n))]
-
-    def __repr__(self) -> str:
-        lines = [f"{r['lens a']:>12} x {r['lens b']:<12} rho {r['rho']:+.2f}  [{r['low']:+.2f}, {r['high']:+.2f}]"
-                 for r in self.table()]
-        return f"Agreement({self.what}, {len(self.replicates)} reps)\n" + "\n".join(lines)
 
 
 def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, alpha: float = 0.1, seed: int = 0,
@@ -119,7 +117,7 @@ def seed_agreement(build: Callable, seeds, data, lenses=DEFAULT_LENSES, **compar
 
 
 @dataclass(repr=False)
-class CrossLayer:
+class CrossLayer(Result):
     """Per lens: ``pooled`` rho with the knockout drop over all hidden neurons,
     ``within`` the mean of the per-layer rhos (``per_layer``), and ``top_share[layer]``
     the share of the pooled top-``k`` neurons from each layer."""
@@ -130,12 +128,6 @@ class CrossLayer:
 
     def table(self) -> list:
         return self.rows
-
-    def __repr__(self) -> str:
-        lines = [f"{r['lens']:>12}: pooled rho {r['pooled']:+.2f}, within-layer rho {r['within']:+.2f}, "
-                 f"top-{self.k} from " + ", ".join(f"{lay} {r['top_share'][lay]:.0%}" for lay in self.layers)
-                 for r in self.rows]
-        return "CrossLayer(\n  " + "\n  ".join(lines) + "\n)"
 
 
 def cross_layer(comparison: Comparison, truth: KnockoutTruth, k: int | None = None) -> CrossLayer:

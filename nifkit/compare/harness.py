@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from ..data.arrays import as_xy
 from ..models import cpu_threads, hidden_neurons
 from ..runtime import Progress, check_seed
 from .lenses import get_lens, validate_scores
+from ..results import Result
 
 __all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data"]
 
@@ -23,7 +24,7 @@ DEFAULT_LENSES = ("nif", "conductance", "relay", "ablation", "ei")
 
 
 @dataclass(repr=False)
-class Comparison:
+class Comparison(Result):
     """Scores of every hidden neuron through every lens.
 
     ``neurons``: the addresses (:class:`~nifkit.models.Neuron`); ``lenses[name]``: the
@@ -36,8 +37,8 @@ class Comparison:
     lenses: dict
     seconds: dict
     n_samples: int
-    settings: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+
+    plotter = "nifkit.compare.plots:plot_lens_ranks"
 
     @property
     def names(self) -> list:
@@ -97,10 +98,6 @@ class Comparison:
         import pandas as pd
 
         return pd.DataFrame(self.table()).set_index("neuron")
-
-    def __repr__(self) -> str:
-        t = ", ".join(f"{n} {s:.1f} s" for n, s in self.seconds.items())
-        return f"Comparison({len(self.neurons)} hidden neurons, {self.n_samples} samples; {t})"
 
 
 def lens_data(data, split: str = "train", max_samples: int | None = None, seed: int = 0) -> tuple:

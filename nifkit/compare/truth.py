@@ -19,7 +19,7 @@ Each lens is scored by
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 from math import comb
 
@@ -29,6 +29,7 @@ from ..intervene import Knockouts
 from ..runtime import check_seed, cpu_threads
 from ..models.units import hidden_neurons
 from .harness import Comparison, lens_data
+from ..results import Result
 
 __all__ = ["KnockoutTruth", "knockout_truth", "LensScore", "score_lenses", "module_knockouts", "spearman"]
 
@@ -44,7 +45,7 @@ def spearman(a, b) -> float:
 
 
 @dataclass(repr=False)
-class KnockoutTruth:
+class KnockoutTruth(Result):
     """Measured knockout drops. ``drop[i]``: accuracy drop with neuron ``i`` alone at 0;
     ``class_drop (neurons, classes)``; ``set_drop[i]``: mean drop over the ``k``-sets of
     its layer containing it; ``best_sets[layer]``: the ``k``-set with the largest drop and
@@ -59,7 +60,16 @@ class KnockoutTruth:
     best_sets: dict
     base_accuracy: float
     knockouts: Knockouts
-    settings: dict = field(default_factory=dict)
+
+    repr_skip = ("settings", "notes", "knockouts")
+
+    def repr_extra(self) -> dict:
+        return {"max_drop": float(self.drop.max())}
+
+    def table(self) -> list[dict]:
+        """One row per neuron: its single and mean ``k``-set knockout drops."""
+        return [{"neuron": str(a), "drop": float(d), "set_drop": float(s)}
+                for a, d, s in zip(self.neurons, self.drop.tolist(), self.set_drop.tolist())]
 
     @property
     def layers(self) -> list:
@@ -82,10 +92,6 @@ class KnockoutTruth:
         masks = [np.concatenate([p[li] for p in per]) for li in range(len(self.layers))]
         res = self.knockouts.evaluate(self.layers, masks, self.settings.get("value", "mean"))
         return self.base_accuracy - res.accuracy
-
-    def __repr__(self) -> str:
-        return (f"KnockoutTruth({len(self.neurons)} neurons, base accuracy {self.base_accuracy:.3f}, "
-                f"max single drop {self.drop.max():.3f}, k={self.k})")
 
 
 def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str = "mean", split: str = "test",
@@ -164,12 +170,14 @@ def module_knockouts(truth: KnockoutTruth, modules: dict) -> np.ndarray:
 
 
 @dataclass(repr=False)
-class LensScore:
+class LensScore(Result):
     """How well each lens predicts the knockout truth: one row per lens (see
     :func:`score_lenses`)."""
 
     rows: list
     k: int
+
+    plotter = "nifkit.compare.plots:plot_topk_drops"
 
     def table(self) -> list:
         return self.rows
@@ -179,13 +187,6 @@ class LensScore:
             if r["lens"] == lens:
                 return r
         raise KeyError(f"no lens {lens!r}; lenses: {[r['lens'] for r in self.rows]}")
-
-    def __repr__(self) -> str:
-        head = f"{'lens':>12} {'rho(drop)':>9} {'rho(k-set)':>10} {'prec@k':>6} {'top-k drop':>10} {'modules':>7}"
-        lines = [head] + [f"{r['lens']:>12} {r['spearman']:>+9.3f} {r['spearman_sets']:>+10.3f} "
-                          f"{r['precision']:>6.2f} {r['topk_drop']:>10.3f} "
-                          f"{'' if r['modules'] is None else r['modules']:>7}" for r in self.rows]
-        return "\n".join(lines)
 
 
 def score_lenses(comparison: Comparison, truth: KnockoutTruth, *, k: int | None = None, modules: dict | None = None,

@@ -11,14 +11,15 @@ import numpy as np
 from ..widgets.base import Explorer
 from .plots import plot_lens_ranks, plot_lens_scatter, plot_topk_drops
 from .truth import score_lenses, spearman
+from ..results import Result
 
 __all__ = ["CompareExplorer", "CompareView"]
 
 _STYLE = {"description_width": "initial"}
 
 
-@dataclass
-class CompareView:
+@dataclass(repr=False)
+class CompareView(Result):
     """What the explorer shows: the two lenses, their rho, the picked neuron and its rank
     under every lens, and the knockout drop of every lens's top-k (``drops``)."""
 

@@ -17,8 +17,8 @@ from .attribution import (
 )
 from .exercise import check_conductance, reference_conductance
 from .plane import (
-    ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, PLANE_BINNINGS, InformationPlane, Knockout, Trajectory,
-    information_plane, ite, knockout, layer_codes, plane_from_values, plane_trajectory, verdict_check,
+    ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, PLANE_BINNINGS, InformationPlane, Knockout, PlaneSnapshot,
+    information_plane, ite, knockout, layer_codes, plane_from_values, plane_series, plane_trajectory, verdict_check,
 )
 from .scores import neuron_scores
 
@@ -27,7 +27,7 @@ _WIDGET = ("ConductanceExplorer", "ConductanceView")
 __all__ = [
     "zoo", "BASELINES", "DEFAULT_BUDGET", "METHODS", "OUTPUTS", "Conductance", "blocks", "layer_conductance",
     "make_baseline", "path_alphas", "path_gradients", "check_conductance", "reference_conductance", "ESTIMATORS",
-    "ITE", "ITE_FORMULAS", "KNOCKOUT_MODES", "PLANE_BINNINGS", "InformationPlane", "Knockout", "Trajectory",
+    "ITE", "ITE_FORMULAS", "KNOCKOUT_MODES", "PLANE_BINNINGS", "InformationPlane", "Knockout", "PlaneSnapshot", "plane_series",
     "information_plane", "ite", "knockout", "layer_codes", "plane_from_values", "plane_trajectory", "verdict_check",
     "neuron_scores", "ConductanceExplorer", "ConductanceView",
 ]

@@ -31,7 +31,7 @@ the previous layer). The *critical layer* of a formula is its largest value;
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
@@ -39,14 +39,16 @@ from torch import nn
 from .._validation import as_2d, check_choice, to_tensor
 from ..data.arrays import as_xy
 from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
+from ..dynamics import Trajectory, over_snapshots
 from ..intervene.layers import LAYER_MODES, LayerKnockouts, knock_out_layers
 from ..record.path import path_layers
-from ..runtime import Progress
+from ..results import Result
 from .attribution import DEFAULT_BUDGET, Conductance, layer_conductance
 
-__all__ = ["ESTIMATORS", "PLANE_BINNINGS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
+__all__ = ["ESTIMATORS", "PLANE_BINNINGS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout",
+           "PlaneSnapshot",
            "layer_codes", "plane_from_values", "information_plane", "ite", "knockout", "verdict_check",
-           "plane_trajectory"]
+           "plane_trajectory", "plane_series"]
 
 ESTIMATORS = ("binned", "gaussian")
 #: how the binned estimator bins a layer: one equal-width range per layer, or quantiles per unit
@@ -56,7 +58,7 @@ KNOCKOUT_MODES = LAYER_MODES
 
 
 @dataclass(repr=False)
-class InformationPlane:
+class InformationPlane(Result):
     """``i_xt[l]``, ``i_ty[l]`` (bits) per layer ``names[l]``; ``bound_x = log2 N`` and
     ``h_y = H(Y)`` the bounds; ``null_ty`` / ``p_ty`` the shuffle null mean and p-value of
     ``I(T;Y)`` (NaN without shuffles); ``source`` is ``"conductance"`` or ``"activation"``."""
@@ -69,8 +71,8 @@ class InformationPlane:
     source: str
     null_ty: np.ndarray
     p_ty: np.ndarray
-    settings: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+
+    plotter = "nifkit.conductance.plots:plot_information_plane"
 
     @property
     def bound_x(self) -> float:
@@ -89,11 +91,6 @@ class InformationPlane:
     def table(self) -> list[dict]:
         return [{"layer": n, "I(X;T)": float(a), "I(T;Y)": float(b), "null I(T;Y)": float(c), "p": float(p)}
                 for n, a, b, c, p in zip(self.names, self.i_xt, self.i_ty, self.null_ty, self.p_ty)]
-
-    def __repr__(self) -> str:
-        pts = ", ".join(f"{n}: ({a:.2f}, {b:.2f})" for n, a, b in zip(self.names, self.i_xt, self.i_ty))
-        return (f"InformationPlane[{self.source}, {self.settings.get('estimator')}] (I(X;T), I(T;Y)) bits: {pts}; "
-                f"log2 N = {self.bound_x:.2f}, H(Y) = {self.h_y:.2f}")
 
 
 def layer_codes(values, n_bins: int = 30, binning: str = "layer_minmax") -> np.ndarray:
@@ -208,7 +205,7 @@ def information_plane(cond: Conductance, labels, *, which: str = "conductance", 
 # ITE
 # --------------------------------------------------------------------------------------
 @dataclass(repr=False)
-class ITE:
+class ITE(Result):
     """ITE per layer under one reconstructed ``formula``; ``critical`` = the layer with
     the largest value (NaN values, e.g. the first layer of ``"gain"``, never are)."""
 
@@ -217,6 +214,11 @@ class ITE:
     formula: str
     source: str
 
+    plotter = "nifkit.conductance.plots:plot_ite"
+
+    def repr_extra(self) -> dict:
+        return {"critical": self.critical}
+
     @property
     def critical(self) -> str:
         v = np.where(np.isfinite(self.values), self.values, -np.inf)
@@ -224,10 +226,6 @@ class ITE:
 
     def table(self) -> list[dict]:
         return [{"layer": n, "ITE": float(v), "critical": n == self.critical} for n, v in zip(self.names, self.values)]
-
-    def __repr__(self) -> str:
-        vals = ", ".join(f"{n} {v:.3f}" for n, v in zip(self.names, self.values))
-        return f"ITE[{self.formula}, {self.source}]({vals}; critical: {self.critical})"
 
 
 def ite(plane: InformationPlane, formula: str = "ratio") -> ITE:
@@ -288,23 +286,28 @@ def verdict_check(ites: list, ko: Knockout) -> list[dict]:
 # Through training
 # --------------------------------------------------------------------------------------
 @dataclass(repr=False)
-class Trajectory:
-    """Information planes at training snapshots: ``conductance[e]`` and ``activation[e]``
-    for ``epochs[e]``."""
+class PlaneSnapshot(Result):
+    """One training snapshot of :func:`plane_trajectory`: the conductance and the
+    activation planes of the model at that epoch, and its accuracy on the inputs."""
 
-    epochs: list
-    conductance: list
-    activation: list
-    accuracy: list
+    conductance: InformationPlane
+    activation: InformationPlane
+    accuracy: float
 
-    @property
-    def names(self) -> list:
-        return self.conductance[0].names
+    def table(self) -> list[dict]:
+        """One row per layer: both planes' coordinates and the accuracy."""
+        c, a = self.conductance, self.activation
+        return [{"layer": n, "conductance I(X;T)": float(c.i_xt[j]), "conductance I(T;Y)": float(c.i_ty[j]),
+                 "activation I(X;T)": float(a.i_xt[j]), "activation I(T;Y)": float(a.i_ty[j]),
+                 "accuracy": float(self.accuracy)} for j, n in enumerate(c.names)]
 
-    def series(self, which: str = "conductance"):
-        """``(I(X;T), I(T;Y))`` arrays of shape ``(epochs, layers)``."""
-        planes = self.conductance if which == "conductance" else self.activation
-        return np.stack([p.i_xt for p in planes]), np.stack([p.i_ty for p in planes])
+
+def plane_series(traj: Trajectory, which: str = "conductance") -> tuple:
+    """``(I(X;T), I(T;Y))`` arrays of shape ``(epochs, layers)`` of a
+    :func:`plane_trajectory` (``which``: ``"conductance"`` or ``"activation"``)."""
+    if which not in ("conductance", "activation"):
+        raise ValueError(f"which must be 'conductance' or 'activation', got {which!r}")
+    return traj.values(lambda r: getattr(r, which).i_xt), traj.values(lambda r: getattr(r, which).i_ty)
 
 
 def plane_trajectory(run, data, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
@@ -314,22 +317,22 @@ def plane_trajectory(run, data, layers=None, *, epochs=None, steps: int = 16, ba
                      **plane_kw) -> Trajectory:
     """Conductance and activation planes of every snapshot of a
     :class:`nifkit.models.TrainResult` ``run`` (or the ``epochs`` given), on labelled
-    ``data`` (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``).
+    ``data`` (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``): a
+    :class:`nifkit.dynamics.Trajectory` of :class:`PlaneSnapshot` (computed by
+    :func:`nifkit.dynamics.over_snapshots`; :func:`plane_series` reads its arrays).
     ``device``, ``memory_budget``, ``num_threads`` go to :func:`layer_conductance`;
-    ``progress``: True for a bar over the snapshots, or a callable ``(done, total, what)``."""
+    ``progress``: the one progress contract, one step per snapshot."""
     X, y = as_xy(data, split)
-    eps = run.epochs_snapshotted if epochs is None else list(epochs)
-    if not eps:
-        raise ValueError("the run has no snapshots; train with snapshot_every=k")
-    cond_kw = dict(baselines=baselines, target=target, steps=steps, method=method, device=device,
-                   memory_budget=memory_budget, num_threads=num_threads)
-    plane_kw = dict(reduce=reduce, estimator=estimator, n_bins=n_bins, inputs=X, **plane_kw)
-    conds, acts, accs = [], [], []
-    with Progress(progress, len(eps), "snapshots") as bar:
-        for e in eps:  # loop over snapshots
-            c = layer_conductance(run.model_at(e), X, layers, labels=y, **cond_kw)
-            conds.append(information_plane(c, y, which="conductance", **plane_kw))
-            acts.append(information_plane(c, y, which="activation", **plane_kw))
-            accs.append(float((c.predicted == y.numpy()).mean()))
-            bar.update()
-    return Trajectory(epochs=eps, conductance=conds, activation=acts, accuracy=accs)
+    y_np = y.numpy()
+
+    def snapshot(m) -> PlaneSnapshot:
+        c = layer_conductance(m, X, layers, baselines=baselines, target=target, labels=y, steps=steps,
+                              method=method, device=device, memory_budget=memory_budget, num_threads=num_threads)
+        planes = [information_plane(c, y, which=w, reduce=reduce, estimator=estimator, n_bins=n_bins, inputs=X,
+                                    **plane_kw) for w in ("conductance", "activation")]
+        return PlaneSnapshot(*planes, accuracy=float((c.predicted == y_np).mean()))
+
+    settings = dict(layers=layers, steps=steps, baselines=baselines if isinstance(baselines, str) else "custom",
+                    method=method, target=target, estimator=estimator, n_bins=n_bins, reduce=reduce, **plane_kw)
+    return over_snapshots(run, snapshot, epochs=epochs, progress=progress, what="information planes",
+                          settings=settings)

@@ -54,16 +54,18 @@ def plot_trajectory(traj, which: str = "conductance", *, ax=None, cmap="viridis"
     import matplotlib.pyplot as plt
 
     ax = new_ax(ax, (5, 4))
-    x, y = traj.series(which)
+    from .plane import plane_series
+
+    x, y = plane_series(traj, which)
+    first = getattr(traj.results[0], which)
     ep = np.asarray(traj.epochs, dtype=float)
     norm = plt.Normalize(ep.min(), ep.max() if ep.max() > ep.min() else ep.min() + 1)
-    for j, name in enumerate(traj.names):
+    for j, name in enumerate(first.names):
         ax.plot(x[:, j], y[:, j], "-", color="0.6", lw=0.8)
         sc = ax.scatter(x[:, j], y[:, j], c=ep, cmap=cmap, norm=norm, s=18 + 12 * j, zorder=3)
         ax.annotate(name, (x[-1, j], y[-1, j]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    p = (traj.conductance if which == "conductance" else traj.activation)[0]
-    ax.axvline(p.bound_x, color="0.4", ls=":", lw=1)
-    ax.axhline(p.h_y, color="0.4", ls="--", lw=1)
+    ax.axvline(first.bound_x, color="0.4", ls=":", lw=1)
+    ax.axhline(first.h_y, color="0.4", ls="--", lw=1)
     ax.figure.colorbar(sc, ax=ax, label="epoch")
     ax.set_xlabel("I(X;T) (bits)")
     ax.set_ylabel("I(T;Y) (bits)")

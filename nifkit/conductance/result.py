@@ -3,16 +3,17 @@ completeness gap, and reductions of large maps."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from ..results import Result
 
 __all__ = ["Conductance"]
 
 
 @dataclass(repr=False)
-class Conductance:
+class Conductance(Result):
     """Conductance of every unit of every chosen layer.
 
     ``maps[name]``: ``(samples, *layer_shape)`` tensor (CPU); ``activations[name]``:
@@ -28,8 +29,11 @@ class Conductance:
     f_baseline: np.ndarray
     target: np.ndarray
     predicted: np.ndarray
-    settings: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+
+    plotter = "nifkit.conductance.plots:plot_layer_gaps"
+
+    def repr_extra(self) -> dict:
+        return {"max_abs_gap": float(np.abs(self.gap).max())}
 
     def __getitem__(self, key) -> torch.Tensor:
         return self.maps[self._name(key)]
@@ -110,8 +114,3 @@ class Conductance:
         return [{"layer": n, "units": int(np.prod(self.maps[n].shape[1:])),
                  "mean_total": float(self.total(n).mean()), "mean_delta_f": float(self.delta_f.mean()),
                  "mean_abs_gap": float(np.abs(g[:, i]).mean())} for i, n in enumerate(self.names)]
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return (f"Conductance({len(self.names)} layers, {self.n_samples} samples, {s.get('steps')} steps "
-                f"{s.get('method')}, baseline {s.get('baselines')!r}, max |gap| {np.abs(self.gap).max():.3g})")

@@ -15,11 +15,12 @@ from ..widgets.base import STYLE, Explorer, layer_picker
 from .attribution import BASELINES, Conductance, blocks, layer_conductance
 from .plane import information_plane, ite
 from .plots import plot_information_plane, plot_ite, plot_overlay
+from ..results import Result
 
 __all__ = ["ConductanceExplorer", "ConductanceView"]
 
 @dataclass(repr=False)
-class ConductanceView:
+class ConductanceView(Result):
     """What the explorer shows for the current controls."""
 
     layer: str
@@ -31,10 +32,6 @@ class ConductanceView:
     mean_delta_f: float
     mean_abs_gap: float
     relative_gap: float
-
-    def __repr__(self) -> str:
-        return (f"ConductanceView({self.layer!r}, {self.conductance.settings['steps']} steps, "
-                f"gap {self.mean_abs_gap:.4f} ({self.relative_gap:.1%}))")
 
 
 class ConductanceExplorer(Explorer):

@@ -18,15 +18,18 @@ from .sampling import (
     check_range, check_samples, drive_layer, fit_out_range, rows_per_block,
 )
 from .layers import as_layer
+from ..results import Result
 
 __all__ = ["MEASURES", "LayerEI", "plane_kind", "ModelEI", "layer_ei"]
 
 
 MEASURES = ("ei", "ei_parts", "sensitivity")
+#: the per-layer numbers of :meth:`ModelEI.table` (bits)
+SUMMARY_MEASURES = ("ei", "ei_parts", "sensitivity", "degeneracy", "degeneracy_parts", "phi")
 
 
 @dataclass(repr=False)
-class LayerEI:
+class LayerEI(Result):
     """EI measures of one layer, in bits. ``edge_ei[A, B]`` and ``edge_sensitivity[A, B]``
     are per edge (inputs x outputs); non-edges of a convolution are 0 (see ``edge_mask``).
 
@@ -62,8 +65,11 @@ class LayerEI:
     sensitivity_method: str = ""
     trace: list = field(default_factory=list)
     sensitivity_trace: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
     counts: dict | None = None
+
+    repr_skip = ("settings", "notes", "edge_ei", "edge_sensitivity", "edge_mask", "trace", "sensitivity_trace",
+                 "counts")
+    plotter = "nifkit.ei.plots:plot_edge_ei"
 
     @property
     def n_edges(self) -> int:
@@ -74,14 +80,6 @@ class LayerEI:
         or whichever is available (``"auto"``: vector EI when measured)."""
         which = plane_kind(which, [self])
         return self.sensitivity, (self.degeneracy if which == "ei" else self.degeneracy_parts)
-
-    def __repr__(self) -> str:
-        def f(v):
-            return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-        return (f"LayerEI({self.name}: {self.n_inputs}->{self.n_outputs} {self.activation}, EI={f(self.ei)}, "
-                f"EI_parts={f(self.ei_parts)}, sensitivity={f(self.sensitivity)}, degeneracy={f(self.degeneracy)}, "
-                f"phi={f(self.phi)} bits; {self.n_samples} samples, {self.n_bins[0]}x{self.n_bins[1]} bins)")
 
 
 def plane_kind(which, layers) -> str:
@@ -95,10 +93,12 @@ def plane_kind(which, layers) -> str:
 
 
 @dataclass(repr=False)
-class ModelEI:
+class ModelEI(Result):
     """EI measures of every measured layer of a model, by layer name."""
 
     layers: "dict[str, LayerEI]"  # in measurement order
+
+    plotter = "nifkit.ei.plots:plot_causal_plane"
 
     @property
     def names(self) -> list:
@@ -121,15 +121,18 @@ class ModelEI:
         """One measure (a LayerEI field name) for every layer, as an array."""
         return np.array([getattr(lay, measure) for lay in self.layers.values()], dtype=float)
 
-    def table(self) -> str:
+    def table(self) -> list[dict]:
+        """One row per layer: its measures in bits."""
+        return [{"layer": lay.name, **{m: float(getattr(lay, m)) for m in SUMMARY_MEASURES}} for lay in self]
+
+    def summary(self, max_rows: int | None = None) -> str:
+        """:meth:`table` as aligned text, one line per layer (for ``print``; the chapter's
+        column names)."""
         rows = [f"{'layer':<10}{'EI':>9}{'EI_parts':>10}{'sens.':>9}{'degen.':>9}{'degen_p':>9}{'phi':>9}"]
-        for lay in self.layers.values():
+        for lay in list(self.layers.values())[:max_rows]:
             rows.append(f"{lay.name:<10}{lay.ei:>9.3f}{lay.ei_parts:>10.3f}{lay.sensitivity:>9.3f}"
                         f"{lay.degeneracy:>9.3f}{lay.degeneracy_parts:>9.3f}{lay.phi:>9.3f}")
         return "\n".join(rows)
-
-    def __repr__(self) -> str:
-        return f"ModelEI({len(self)} layers)\n" + self.table()
 
 
 def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str = "layer",

@@ -18,6 +18,7 @@ from ..models.hooks import hooks
 from ..models.walk import ELEMENTWISE_TYPES, walk
 from ..runtime import check_seed
 from .measure import ModelEI, layer_ei, plane_kind
+from ..results import Result
 
 __all__ = [
     "measured_layers", "model_ei", "CausalHistory", "history_from_results", "ei_over_training", "EdgeAblation",
@@ -96,11 +97,11 @@ def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all",
         mod, act, shape = found[n]
         out[n] = layer_ei(mod, act, input_shape=shape, name=n, measures=measures, progress=progress, device=device,
                           memory_budget=memory_budget, num_threads=num_threads, **kwargs)
-    return ModelEI(out)
+    return ModelEI(out, settings={"layers": names, "measures": measures, **kwargs})
 
 
 @dataclass(repr=False)
-class CausalHistory:
+class CausalHistory(Result):
     """Every measured layer's EI measures at each snapshot epoch.
 
     Arrays are ``(n_epochs, n_layers)``; ``results[i]`` is the :class:`ModelEI` at
@@ -117,7 +118,13 @@ class CausalHistory:
     phi: np.ndarray
     results: list
     history: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
+
+    repr_skip = ("settings", "notes", "results")
+    plotter = "nifkit.ei.plots:plot_ei_over_training"
+
+    def table(self) -> list[dict]:
+        """One row per epoch and layer: the measures of :meth:`ModelEI.table`."""
+        return [{"epoch": int(e), **row} for e, r in zip(self.epochs.tolist(), self.results) for row in r.table()]
 
     def at(self, epoch: int) -> ModelEI:
         idx = np.flatnonzero(self.epochs == epoch)
@@ -130,10 +137,6 @@ class CausalHistory:
         which = plane_kind(which, [lay for r in self.results for lay in r])
         return self.sensitivity, (self.degeneracy if which == "ei" else self.degeneracy_parts), which
 
-    def __repr__(self) -> str:
-        return (f"CausalHistory({len(self.epochs)} epochs {self.epochs[0]}..{self.epochs[-1]}, "
-                f"layers {self.layers})")
-
 
 def history_from_results(epochs, results, history=None, settings=None) -> CausalHistory:
     layers = results[0].names
@@ -143,7 +146,7 @@ def history_from_results(epochs, results, history=None, settings=None) -> Causal
 
     return CausalHistory(np.asarray(epochs, dtype=int), layers, arr("ei"), arr("ei_parts"), arr("sensitivity"),
                          arr("degeneracy"), arr("degeneracy_parts"), arr("phi"), list(results),
-                         dict(history or {}), dict(settings or {}))
+                         dict(history or {}), settings=dict(settings or {}))
 
 
 def ei_over_training(train_result, *, epochs=None, every: int | None = None, layers=None, progress=False,
@@ -161,7 +164,7 @@ def ei_over_training(train_result, *, epochs=None, every: int | None = None, lay
 
 
 @dataclass(repr=False)
-class EdgeAblation:
+class EdgeAblation(Result):
     """Accuracy after zeroing one decile (group) of edges at a time.
 
     ``accuracy[score][k]``: accuracy with group ``k`` of edges zeroed in every ablated
@@ -175,11 +178,12 @@ class EdgeAblation:
     layers: list
     n_groups: int
 
-    def __repr__(self) -> str:
-        rows = [f"EdgeAblation(baseline accuracy {self.baseline:.3f}; layers {self.layers})"]
-        for k, v in self.accuracy.items():
-            rows.append(f"  by {k:<8}: " + " ".join(f"{a:.2f}" for a in v))
-        return "\n".join(rows)
+    plotter = "nifkit.ei.plots:plot_edge_ablation"
+
+    def table(self) -> list[dict]:
+        """One row per group of edges: the accuracy with it zeroed, for every score."""
+        return [{"group": int(g), **{f"accuracy by {k}": float(v[i]) for k, v in self.accuracy.items()}}
+                for i, g in enumerate(np.asarray(self.groups).tolist())]
 
 
 def _group_masks(score: np.ndarray, n_groups: int) -> np.ndarray:
@@ -239,4 +243,5 @@ def edge_ablation(model: nn.Module, data, measures: ModelEI, *, layers=None, n_g
     for kind in scores:  # all groups of one score in one batched evaluation
         masks = {n: _group_masks(score_of(kind, n), n_groups) for n in names}
         out[kind] = evaluate_edge_knockouts(model, (X, y), masks, **kw).accuracy
-    return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups)
+    return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups,
+                        settings={"scores": list(scores), "seed": seed})

@@ -12,12 +12,13 @@ from ..widgets.base import STYLE, Explorer, bins_slider, layer_picker, samples_s
 from .measure import LayerEI, ModelEI, plane_kind
 from .model import CausalHistory, history_from_results, measured_layers, model_ei
 from .plots import plot_causal_plane, plot_edge_ei
+from ..results import Result
 
 __all__ = ["CausalExplorer", "CausalView"]
 
 
-@dataclass
-class CausalView:
+@dataclass(repr=False)
+class CausalView(Result):
     """What :class:`CausalExplorer` shows: the selected layer at the selected epoch, and
     every layer's path at the current bins and samples."""
 

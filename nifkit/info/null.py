@@ -12,17 +12,24 @@ import numpy as np
 
 from .._validation import check_callable, check_estimate, check_int, check_seed, to_numpy
 from .pairwise import pairwise_mi
+from ..results import Result
 
 __all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test", "p_values"]
 
 
-@dataclass
-class ShuffleTest:
+@dataclass(repr=False)
+class ShuffleTest(Result):
     """Observed MI, null samples (bits) and the one-sided p-value."""
 
     observed: np.ndarray | float
     null: np.ndarray
     p_value: np.ndarray | float
+
+    def table(self) -> list[dict]:
+        """One row per tested pair (one row for a single test): observed, null mean, p."""
+        obs, mean, p = (np.atleast_1d(np.asarray(v, dtype=float)).ravel().tolist()
+                        for v in (self.observed, self.null_mean, self.p_value))
+        return [{"observed": o, "null_mean": m, "p_value": q} for o, m, q in zip(obs, mean, p)]
 
     @property
     def null_mean(self):
@@ -60,7 +67,7 @@ def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     null = np.array([check_estimate(estimator(x, y[rng.permutation(len(y))]), "estimator", f" on shuffle {i}")
                      for i in range(n_shuffles)])
     p = (1 + np.sum(null >= obs)) / (1 + n_shuffles)
-    return ShuffleTest(obs, null, float(p))
+    return ShuffleTest(obs, null, float(p), settings={"n_shuffles": n_shuffles, "seed": seed})
 
 
 def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> ShuffleTest:
@@ -74,7 +81,7 @@ def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> 
     rng = np.random.default_rng(seed)
     null = np.stack([pairwise_mi(a, other[rng.permutation(len(other))], **kwargs) for _ in range(n_shuffles)])
     p = (1 + (null >= obs[None]).sum(axis=0)) / (1 + n_shuffles)
-    return ShuffleTest(obs, null, p)
+    return ShuffleTest(obs, null, p, settings={"n_shuffles": n_shuffles, "seed": seed, **kwargs})
 
 
 def p_values(observed, null) -> np.ndarray:

@@ -13,7 +13,7 @@ every hook removed and every mode and flag restored, also on exceptions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
+from ..results import Result
 
 __all__ = ["LAYER_MODES", "LayerKnockouts", "LayerKnockoutSettings", "knock_out_layers"]
 
@@ -31,7 +32,7 @@ LAYER_MODES = ("mean", "zero", "bypass")
 
 
 @dataclass(repr=False)
-class LayerKnockouts:
+class LayerKnockouts(Result):
     """Accuracy and mean target logit with each layer knocked out (``mode``), against the
     intact model: ``drop[l] = base_accuracy - accuracy[l]``."""
 
@@ -41,7 +42,6 @@ class LayerKnockouts:
     base_accuracy: float
     base_logit: float
     mode: str
-    notes: list = field(default_factory=list)
 
     @property
     def drop(self) -> np.ndarray:
@@ -51,6 +51,9 @@ class LayerKnockouts:
     def logit_drop(self) -> np.ndarray:
         return self.base_logit - self.logit
 
+    def repr_extra(self) -> dict:
+        return {"drop": self.drop}
+
     def table(self) -> list[dict]:
         return [{"layer": n, "accuracy": float(a), "accuracy_drop": float(d), "logit_drop": float(g)}
                 for n, a, d, g in zip(self.names, self.accuracy, self.drop, self.logit_drop)]
@@ -59,10 +62,6 @@ class LayerKnockouts:
         """1 = the largest accuracy drop (ties broken by the logit drop)."""
         key = np.lexsort((-self.logit_drop, -self.drop))
         return int(np.flatnonzero(np.array(self.names)[key] == name)[0]) + 1
-
-    def __repr__(self) -> str:
-        d = ", ".join(f"{n} {v:+.3f}" for n, v in zip(self.names, self.drop))
-        return f"Knockout[{self.mode}](base accuracy {self.base_accuracy:.3f}; drops: {d})"
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,8 @@ def knock_out_layers(model: nn.Module, data, layers, *, mode: str = "mean", frac
         means, (base_acc, base_logit) = _layer_means(model, names, score)
         rows = [_knock_out_one(model, n, means[n], score, settings, rng, notes) for n in names]  # loop over layers
     return LayerKnockouts(names=names, accuracy=np.array([r[0] for r in rows]), logit=np.array([r[1] for r in rows]),
-                          base_accuracy=base_acc, base_logit=base_logit, mode=mode, notes=notes)
+                          base_accuracy=base_acc, base_logit=base_logit, mode=mode, notes=notes,
+                          settings={"fraction": fraction, "n_repeats": n_repeats, "seed": seed})
 
 
 def _layer_names(model, layers) -> list:

@@ -18,6 +18,7 @@ from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
+from ..results import Result
 
 __all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knock_out",
            "KnockoutSpec", "FastPlan", "RankOneLinear"]
@@ -87,7 +88,7 @@ def cumulative_masks(order, counts, m: int) -> torch.Tensor:
 
 
 @dataclass(repr=False)
-class KnockoutResult:
+class KnockoutResult(Result):
     """``accuracy (S,)``, mean cross-entropy ``loss (S,)`` and ``class_accuracy (S, C)``
     (NaN for a class without samples) of ``S`` knockouts. Unpacks as a triple."""
 
@@ -95,11 +96,13 @@ class KnockoutResult:
     loss: np.ndarray
     class_accuracy: np.ndarray
 
+    def table(self) -> list[dict]:
+        """One row per knockout: accuracy and loss."""
+        return [{"accuracy": a, "loss": l} for a, l in zip(np.asarray(self.accuracy, dtype=float).tolist(),
+                                                            np.asarray(self.loss, dtype=float).tolist())]
+
     def __iter__(self):
         return iter((self.accuracy, self.loss, self.class_accuracy))
-
-    def __repr__(self) -> str:
-        return f"KnockoutResult({len(self.accuracy)} knockouts, accuracy {np.round(self.accuracy, 3).tolist()[:8]})"
 
 
 class Knockouts:

@@ -8,10 +8,9 @@ in its ``seed``. :func:`evaluate` is the one accuracy loop of the package.
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 
 from .._validation import check_finite, resolve_device, to_tensor
 from ..runtime import ModelState, Progress, cpu_threads, model_device, set_seed  # cpu_threads re-exported
+from ..results import Result
 
 __all__ = ["train", "evaluate", "TrainResult", "LOSSES"]
 
@@ -105,7 +105,7 @@ def _eval_batches(model, batches, loss, dev) -> tuple[float, float]:
 
 
 @dataclass(repr=False)
-class TrainResult:
+class TrainResult(Result):
     """What :func:`train` returns.
 
     ``history``: dict of equal-length lists ``epoch, train_loss, train_acc, test_loss,
@@ -113,14 +113,24 @@ class TrainResult:
     data). ``snapshots``: list of ``(epoch, state_dict)`` CPU copies. ``interrupted`` is
     True when training was stopped by KeyboardInterrupt (the model then holds the
     weights of the interrupted epoch; history and snapshots stop at the last complete
-    one). A callback that returns True stops cleanly (``config["stopped_early"]``).
+    one). A callback that returns True stops cleanly (``settings["stopped_early"]``).
     """
 
     model: nn.Module
     history: dict
     snapshots: list
     interrupted: bool = False
-    config: dict = field(default_factory=dict)
+
+    repr_skip = ("settings", "notes", "snapshots")
+
+    def table(self) -> list[dict]:
+        """One row per epoch of ``history``."""
+        return [dict(zip(self.history, row)) for row in zip(*self.history.values())]
+
+    def repr_extra(self) -> dict:
+        h = self.history
+        return {"epochs": h["epoch"][-1], "train_acc": h["train_acc"][-1], "test_acc": h["test_acc"][-1],
+                "snapshots": self.epochs_snapshotted} if h.get("epoch") else {}
 
     @property
     def epochs_snapshotted(self) -> list[int]:
@@ -128,7 +138,7 @@ class TrainResult:
 
     @property
     def epochs_trained(self) -> int:
-        return int(self.config.get("epochs_completed", 0))
+        return int(self.settings.get("epochs_completed", 0))
 
     def state_at(self, epoch: int) -> dict:
         """The snapshot state_dict of ``epoch`` (KeyError listing those available)."""
@@ -144,16 +154,6 @@ class TrainResult:
         m = copy.deepcopy(self.model)
         m.load_state_dict(sd)
         return m.eval()
-
-    def __repr__(self) -> str:
-        h = self.history
-        last = ""
-        if h.get("epoch"):
-            last = f", last epoch {h['epoch'][-1]}: train_acc={h['train_acc'][-1]:.3f}"
-            if not math.isnan(h["test_acc"][-1]):
-                last += f", test_acc={h['test_acc'][-1]:.3f}"
-        flag = ", interrupted" if self.interrupted else ""
-        return f"TrainResult({self.epochs_trained} epochs{last}, snapshots at {self.epochs_snapshotted}{flag})"
 
 
 def _device_of(model):
@@ -280,7 +280,7 @@ class TrainSettings:
         return s
 
     def config(self, dev, completed: int, stopped_early: bool) -> dict:
-        """``TrainResult.config``: the settings (objects by their repr) and how the run went."""
+        """``TrainResult.settings``: the settings (objects by their repr) and how the run went."""
         return dict(epochs=self.epochs, lr=self.lr,
                     optimizer=self.optimizer if isinstance(self.optimizer, str) else repr(self.optimizer),
                     loss=self.loss if isinstance(self.loss, str) else repr(self.loss),
@@ -427,4 +427,4 @@ def _train(model, data, s: TrainSettings, *, device, progress, callback, test_da
         bar.close()
         model.eval()
     return TrainResult(model=model, history=run.history, snapshots=run.snapshots, interrupted=interrupted,
-                       config=s.config(dev, completed, stopped_early))
+                       settings=s.config(dev, completed, stopped_early))

@@ -288,15 +288,15 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
     flows = _flows(mi, pv, weights, connected, significance, weight_scale)
     feature_names, image_shape = _input_labels(data, i0, sizes[0], feature_names, image_shape)
 
-    meta = dict(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
-                weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
-                feature_names=list(feature_names) if feature_names is not None else None,
-                image_shape=tuple(image_shape) if image_shape is not None else None,
-                dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None,
-                timings={"record": t_rec - t0, "estimate": t_est - t_rec, "assemble": time.perf_counter() - t_est})
+    settings = dict(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
+                    weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
+                    dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None)
     return FlowGraph(layers=names, sizes=sizes, mi=mi, weights=weights, connected=connected,
                      flows=flows, p_values=pv, estimator=estimator, n_samples=int(n), weight_layers=list(chosen),
-                     meta=meta)
+                     feature_names=list(feature_names) if feature_names is not None else None,
+                     image_shape=tuple(image_shape) if image_shape is not None else None,
+                     timings={"record": t_rec - t0, "estimate": t_est - t_rec, "assemble": time.perf_counter() - t_est},
+                     settings=settings)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..info import p_values
 from ..models.walk import Neuron, unknown_layer_error
+from ..results import Result
 
 __all__ = [
     "FlowGraph", "DISTANCES", "betweenness", "COMMUNITY_METHODS", "communities", "PATH_MODES", "FlowPaths",
@@ -18,7 +19,7 @@ __all__ = [
 
 
 @dataclass(repr=False)
-class FlowGraph:
+class FlowGraph(Result):
     """A network's information-flow graph.
 
     ``graph``: ``networkx.DiGraph`` (assembled from the matrices on first access and
@@ -41,7 +42,8 @@ class FlowGraph:
     node layer ``l + 1``), ``mi[l]`` the estimate for every pair (NaN where not
     estimated), ``weights[l]`` the ``|w|`` matrix, ``connected[l]`` the edge mask,
     ``p_values[l]`` (or None), ``flows[l]`` the edge flows (0 where there is no edge or
-    it was pruned).
+    it was pruned). ``feature_names``/``image_shape`` describe the inputs (None when
+    unknown), ``timings`` the seconds of each stage, ``settings`` how it was estimated.
     """
 
     layers: list
@@ -54,8 +56,13 @@ class FlowGraph:
     estimator: str
     n_samples: int
     weight_layers: list = field(default_factory=list)
-    meta: dict = field(default_factory=dict)
+    feature_names: list | None = None
+    image_shape: tuple | None = None
+    timings: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
+
+    repr_skip = ("settings", "notes", "mi", "weights", "connected", "flows", "p_values", "feature_names", "timings")
+    plotter = "nifkit.nif.plots:plot_flow_graph"
 
     def __post_init__(self):
         if len(self.weight_layers) != len(self.layers) - 1:
@@ -135,10 +142,10 @@ class FlowGraph:
     def edge_masks(self) -> list:
         """Per layer pair: True where the graph has an edge (connected and not pruned)."""
         if "masks" not in self._cache:
-            if self.p_values is None or self.meta.get("significance") is None:
+            if self.p_values is None or self.settings.get("significance") is None:
                 self._cache["masks"] = [c.copy() for c in self.connected]
             else:
-                a = self.meta["significance"]
+                a = self.settings["significance"]
                 self._cache["masks"] = [c & (p < a) for c, p in zip(self.connected, self.p_values)]
         return self._cache["masks"]
 
@@ -169,23 +176,33 @@ class FlowGraph:
     def attribution(self, method: str = "flow", target=None) -> "Attribution":
         return attribution(self, method=method, target=target)
 
-    def __repr__(self) -> str:
-        sizes = "-".join(str(s) for s in self.sizes)
-        sig = f", significance={self.meta.get('significance')}" if self.meta.get("significance") else ""
-        return (f"FlowGraph({self.estimator}, {sizes} neurons, {self.n_edges} edges of "
-                f"{sum(int(c.sum()) for c in self.connected)} connections, {self.n_samples} samples{sig})")
+    def table(self) -> list[dict]:
+        """One row per layer pair: its weight layer, edges kept of the connections, the
+        mean estimate over the connections and the largest flow (bits)."""
+        rows = []
+        for l, wl in enumerate(self.weight_layers):  # a loop over layers
+            c, m = self.connected[l], self.edge_masks[l]
+            rows.append({"weight_layer": wl, "source": self.layers[l], "target": self.layers[l + 1],
+                         "connections": int(c.sum()), "edges": int(m.sum()),
+                         "mean_mi": float(np.nanmean(np.where(c, self.mi[l], np.nan))) if c.any() else float("nan"),
+                         "max_flow": float(self.flows[l].max()) if self.flows[l].size else 0.0})
+        return rows
+
+    def repr_extra(self) -> dict:
+        return {"n_edges": self.n_edges, "connections": sum(int(c.sum()) for c in self.connected),
+                "significance": self.settings.get("significance")}
 
 
 def _assemble(fg: FlowGraph) -> nx.DiGraph:
     """The networkx graph of a FlowGraph (one Python object per node and edge; the
     numbers were computed vectorised)."""
     g = nx.DiGraph()
-    m = fg.meta
+    m = fg.settings
     g.graph.update(estimator=fg.estimator, n_samples=int(fg.n_samples), weight_scale=bool(m.get("weight_scale")),
                    layers=",".join(fg.layers), weight_layers=",".join(fg.weight_layers),
                    n_bins=int(m.get("n_bins", 0)), binning=str(m.get("binning")),
                    significance=float(m["significance"]) if m.get("significance") is not None else -1.0)
-    names = m.get("feature_names")
+    names = fg.feature_names
     for d, (name, size) in enumerate(zip(fg.layers, fg.sizes)):
         labels = names if d == 0 else None
         g.add_nodes_from((f"{name}:{i}", {"layer": name, "depth": d, "index": i, "name": f"{name}:{i}",
@@ -271,7 +288,7 @@ PATH_MODES = ("product", "widest")
 
 
 @dataclass(repr=False)
-class FlowPaths:
+class FlowPaths(Result):
     """Strongest flow path from every input to every output.
 
     ``value[i, o]``: the path's strength (``"product"``: product of the normalised
@@ -284,6 +301,13 @@ class FlowPaths:
     layers: list
     mode: str
 
+    repr_skip = ("settings", "notes", "nodes")
+
+    def table(self) -> list[dict]:
+        """One row per input-output pair, strongest first: its value and its path."""
+        return [{"value": v, "input": p[0], "output": p[-1], "path": " -> ".join(p)}
+                for v, p in self.best(self.value.size)]
+
     def path(self, i: int, o: int) -> list:
         """Node ids of the strongest path from input ``i`` to output ``o``."""
         return [f"{name}:{int(k)}" for name, k in zip(self.layers, self.nodes[i, o])]
@@ -293,9 +317,6 @@ class FlowPaths:
         order = np.argsort(-self.value, axis=None)[:k]
         ii, oo = np.unravel_index(order, self.value.shape)
         return [(float(self.value[i, o]), self.path(i, o)) for i, o in zip(ii.tolist(), oo.tolist())]
-
-    def __repr__(self) -> str:
-        return f"FlowPaths({self.mode}, {self.value.shape[0]} inputs x {self.value.shape[1]} outputs)"
 
 
 def strongest_paths(fg: FlowGraph, mode: str = "product") -> FlowPaths:
@@ -333,7 +354,7 @@ ATTRIBUTION_METHODS = ("flow", "path", "maxflow", "strength")
 
 
 @dataclass(repr=False)
-class Attribution:
+class Attribution(Result):
     """Feature attribution by information flow.
 
     ``scores``: one per input, summing to 1 (unless all are 0). ``per_target``: the
@@ -348,6 +369,16 @@ class Attribution:
     feature_names: list | None = None
     image_shape: tuple | None = None
 
+    repr_skip = ("settings", "notes", "feature_names")
+    plotter = "nifkit.nif.plots:plot_attribution"
+
+    def table(self) -> list[dict]:
+        """One row per input, most attributed first."""
+        return [{"input": n, "score": s} for n, s in self.top(len(self.scores))]
+
+    def repr_extra(self) -> dict:
+        return {"top": [n for n, _ in self.top(3)]}
+
     def ranking(self) -> np.ndarray:
         """Input indices, most attributed first (ties keep index order)."""
         return np.argsort(-self.scores, kind="stable")
@@ -360,10 +391,6 @@ class Attribution:
         if self.image_shape is None:
             raise ValueError("these inputs have no image_shape; use the scores as a bar chart")
         return self.scores.reshape(self.image_shape)
-
-    def __repr__(self) -> str:
-        tgt = f", target={self.target}" if self.target else ""
-        return f"Attribution({self.method}{tgt}, top: {', '.join(f'{n}={s:.3f}' for n, s in self.top(3))})"
 
 
 def _target_normalised(fg: FlowGraph) -> list:
@@ -434,7 +461,7 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
     total = scores.sum()
     scores = scores / total if total > 0 else scores
     return Attribution(scores=scores, per_target=per, method=method, target=tgt_id,
-                       feature_names=fg.meta.get("feature_names"), image_shape=fg.meta.get("image_shape"))
+                       feature_names=fg.feature_names, image_shape=fg.image_shape)
 
 
 def _truncate(fg: FlowGraph, depth: int) -> FlowGraph:
@@ -442,7 +469,8 @@ def _truncate(fg: FlowGraph, depth: int) -> FlowGraph:
     return FlowGraph(layers=fg.layers[:depth + 1], sizes=fg.sizes[:depth + 1], mi=fg.mi[:depth],
                      weights=fg.weights[:depth], connected=fg.connected[:depth], flows=fg.flows[:depth],
                      p_values=None if fg.p_values is None else fg.p_values[:depth], estimator=fg.estimator,
-                     n_samples=fg.n_samples, weight_layers=fg.weight_layers[:depth], meta=fg.meta,
+                     n_samples=fg.n_samples, weight_layers=fg.weight_layers[:depth],
+                     settings=fg.settings, feature_names=fg.feature_names, image_shape=fg.image_shape,
                      _cache={"masks": fg.edge_masks[:depth]})
 
 

@@ -149,7 +149,7 @@ def _draw_highlight(ax, fg: FlowGraph, highlight, pos, edges: _Edges, fmax, smax
 def _draw_labels(ax, fg: FlowGraph, pos):
     """Name the nodes (the inputs by their feature names when known); layers of over 40
     neurons stay unlabelled."""
-    names = fg.meta.get("feature_names")
+    names = fg.feature_names
     for d, (name, m) in enumerate(zip(fg.layers, fg.sizes)):
         if m > 40:
             continue
@@ -175,7 +175,7 @@ def _draw_layer_axis(ax, fg: FlowGraph):
 
 def flow_unit(fg: FlowGraph) -> str:
     """Unit of the graph's edge flow: bits, or bits x |w| when the flow was weight-scaled."""
-    return "bits x |w|" if fg.meta.get("weight_scale") else "bits"
+    return "bits x |w|" if fg.settings.get("weight_scale") else "bits"
 
 
 def _flow_legend(ax, fg, flows, *, fmax, edge_width, node_size, bv, big, cmap, highlight, paths,

@@ -21,6 +21,7 @@ from ..widgets.base import STYLE, Explorer
 from .build import ESTIMATORS, flow_graph
 from .graph import Attribution, FlowGraph, attribution
 from .plots import flow_unit, plot_attribution, plot_flow_graph
+from ..results import Result
 
 __all__ = ["FlowExplorer", "FlowView"]
 
@@ -36,7 +37,7 @@ def _layer_options(fg: FlowGraph) -> list:
             for d, name in enumerate(fg.layers)]
 
 @dataclass(repr=False)
-class FlowView:
+class FlowView(Result):
     """What the explorer shows: the graph, the threshold (bits), how many edges pass
     it, the selected neuron (or None) with its total incoming/outgoing flow (bits, over
     the shown edges), and the attribution drawn (of the selection, or of all outputs)."""
@@ -49,10 +50,6 @@ class FlowView:
     flow_in: float
     flow_out: float
     attribution: Attribution
-
-    def __repr__(self) -> str:
-        sel = f", selected {self.selected}" if self.selected else ""
-        return f"FlowView({self.graph.estimator}, {self.n_shown} of {self.n_total} edges above {self.threshold:g}{sel})"
 
 
 class FlowExplorer(Explorer):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -35,6 +35,7 @@ from .._validation import check_choice, check_int, check_num_threads, resolve_de
 from ..models.hooks import hooks
 from ..models.walk import resolve_layers
 from ..runtime import ModelState, Progress, model_device
+from ..results import Result
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
@@ -250,7 +251,7 @@ class Recorder:
 # Recording over a data set
 # --------------------------------------------------------------------------------------
 @dataclass(repr=False)
-class Recording:
+class Recording(Result):
     """What :func:`record` captured: ``activations[name]`` is a tensor
     ``(samples, ...)`` per layer (``name@k`` for the k-th call of a reused module);
     ``inputs``/``gradients`` likewise when requested (else empty dicts); ``outputs`` the
@@ -262,7 +263,14 @@ class Recording:
     outputs: torch.Tensor
     targets: torch.Tensor | None
     layer_names: list
-    meta: dict = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        """One row per recorded layer: its name and the shape of one sample."""
+        return [{"layer": k, "shape": tuple(v.shape[1:]), "inputs": k in self.inputs, "gradients": k in self.gradients}
+                for k, v in self.activations.items()]
+
+    def repr_extra(self) -> dict:
+        return {"n_samples": self.n_samples}
 
     @property
     def n_samples(self) -> int:
@@ -299,12 +307,6 @@ class Recording:
         if per_channel and t.ndim > 2:
             return t.flatten(2).mean(2)
         return t.reshape(len(t), -1)
-
-    def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}: {tuple(v.shape[1:])}" for k, v in list(self.activations.items())[:8])
-        more = "" if len(self.activations) <= 8 else f", ... ({len(self.activations)} layers)"
-        extra = "".join(f", {w}" for w in ("inputs", "gradients") if getattr(self, w))
-        return f"Recording({self.n_samples} samples; {shapes}{more}{extra})"
 
 
 def _batches(data, targets, batch_size, split):
@@ -500,7 +502,7 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
     return Recording(
         activations=acts, inputs=ins if inputs else {}, gradients=grs if grads else {},
         outputs=torch.cat(outputs), targets=torch.cat(ys) if ys else None, layer_names=names,
-        meta={"batch_size": int(batch_size), "grads": grads, "loss_fn": loss_fn, "reused": reused},
+        settings={"batch_size": int(batch_size), "grads": grads, "loss_fn": loss_fn, "reused": reused},
     )
 
 

@@ -24,12 +24,13 @@ see :func:`aggregated_relay` and :func:`smearedness` for the documented choices.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._validation import as_codes
 from ..info.groups import MAX_ALL_SUBSETS, cmi_all_subsets, cmi_extended, cmi_from_labels, compact, group_labels
+from ..results import Result
 
 __all__ = [
     "class_variables",
@@ -115,8 +116,8 @@ def relay_information(x_in, x_out, codes, group) -> float:
 
 
 # ----------------------------------------------------------------------------- greedy
-@dataclass
-class ModuleSearch:
+@dataclass(repr=False)
+class ModuleSearch(Result):
     """Greedy shrinking-subset search for every class.
 
     ``order[i, k]``: the neuron removed at step ``k`` for ``classes[i]``;
@@ -128,8 +129,8 @@ class ModuleSearch:
     order: np.ndarray
     curve: np.ndarray
     n_neurons: int
-    settings: dict = field(default_factory=dict)
-    notes: str = ""
+
+    plotter = "nifkit.relay.plots:plot_relay_curves"
 
     def row(self, cls) -> int:
         """The row of class ``cls`` in ``curve`` and ``order`` (ValueError if not searched)."""
@@ -164,9 +165,6 @@ class ModuleSearch:
     def table(self) -> list:
         return [{"class": int(c), "I_R(all)": float(self.curve[i, 0]), "best pair": self.set_at(c, 2).tolist(),
                  "I_R(pair)": float(self.curve[i, self.n_neurons - 2])} for i, c in enumerate(self.classes)]
-
-    def __repr__(self) -> str:
-        return f"ModuleSearch({len(self.classes)} classes, {self.n_neurons} neurons)"
 
 
 def _greedy_one(x_in, x_out, codes):

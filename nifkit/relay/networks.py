@@ -19,7 +19,7 @@ stopping criterion; off-block weights of the composed network are exactly 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..models import cpu_threads, evaluate, mlp, set_seed
+from ..results import Result
 
 __all__ = ["OneVsRest", "train_one_vs_rest", "compose", "true_modules", "train_control", "ControlResult"]
 
@@ -49,8 +50,8 @@ def _xy(data, split="train"):
     return X, y
 
 
-@dataclass
-class OneVsRest:
+@dataclass(repr=False)
+class OneVsRest(Result):
     """``K`` trained one-vs-rest sub-networks ``n_in -> h tanh -> 1 tanh`` (stacked)."""
 
     W1: torch.Tensor  # (K*h, n_in)
@@ -62,16 +63,16 @@ class OneVsRest:
     steps: np.ndarray  # optimizer steps each sub-network trained for
     train_accuracy: np.ndarray  # balanced training accuracy of each at the end
     reached: np.ndarray  # bool: reached the target
-    settings: dict = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        """One row per sub-network: its class, steps, balanced training accuracy, reached."""
+        return [{"class": c, "steps": int(s), "train_accuracy": float(a), "reached": bool(r)}
+                for c, s, a, r in zip(self.classes, self.steps.tolist(), self.train_accuracy.tolist(),
+                                      self.reached.tolist())]
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
-
-    def __repr__(self) -> str:
-        return (f"OneVsRest({self.n_classes} sub-networks x {self.n_hidden} hidden; balanced train accuracy "
-                f"{self.train_accuracy.min():.3f}-{self.train_accuracy.max():.3f}, steps {self.steps.min()}-"
-                f"{self.steps.max()})")
 
 
 def _init_uniform(shape, fan_in, gen):
@@ -179,8 +180,8 @@ def true_modules(subnets_or_k, n_hidden: int | None = None) -> dict:
     return {t: list(range(t * h, (t + 1) * h)) for t in range(K)}
 
 
-@dataclass
-class ControlResult:
+@dataclass(repr=False)
+class ControlResult(Result):
     model: nn.Sequential
     epochs: int
     train_accuracy: float

@@ -13,16 +13,17 @@ sets that relay more information cost more accuracy when knocked out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from ..results import Result
 
 __all__ = ["OLSResult", "knockout_regression"]
 
 
 # ----------------------------------------------------------------------------- regression
-@dataclass
-class OLSResult:
+@dataclass(repr=False)
+class OLSResult(Result):
     """Ordinary least squares ``y ~ 1 + X``: coefficients, standard errors, t values, R^2."""
 
     names: list
@@ -31,7 +32,6 @@ class OLSResult:
     t: np.ndarray
     r2: float
     n: int
-    settings: dict = field(default_factory=dict)
 
     def table(self) -> list:
         return [{"term": n, "coef": float(c), "se": float(s), "t": float(t)}

@@ -12,11 +12,12 @@ from ..widgets.base import STYLE, Explorer
 from ..intervene import ReadoutKnockouts
 from .measures import ModuleSearch
 from .plots import plot_incoming_weights, plot_layer_set, plot_relay_curves
+from ..results import Result
 
 __all__ = ["RelayExplorer", "RelayView"]
 
-@dataclass
-class RelayView:
+@dataclass(repr=False)
+class RelayView(Result):
     """What the explorer shows for (class, step)."""
 
     cls: int

@@ -10,12 +10,13 @@ from .. import plots
 from ..info import discretize, gaussian_mi_analytic, mutual_information, pairwise_mi, plugin_bias
 from .._validation import as_2d, to_numpy
 from .base import Explorer, bins_slider, layer_picker, neuron_picker, samples_slider
+from ..results import Result
 
 __all__ = ["BiasExplorer", "BiasResult", "MIMapExplorer", "MIMapResult", "binned_mi_curve", "small_sample_warning"]
 
 
-@dataclass
-class BiasResult:
+@dataclass(repr=False)
+class BiasResult(Result):
     rho: float
     n_bins: int
     n_samples: int
@@ -138,8 +139,8 @@ class BiasExplorer(Explorer):
         self.plot.draw(draw)
 
 
-@dataclass
-class MIMapResult:
+@dataclass(repr=False)
+class MIMapResult(Result):
     layer: str
     n_bins: int
     neuron: int
