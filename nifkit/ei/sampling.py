@@ -12,19 +12,13 @@ import torch
 
 from .._validation import check_n_samples
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..info import KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys
+from ..info import MAX_KEY_BITS, KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys
 from .layers import EILayer, z_thresholds
 
-__all__ = ["LN2", "CHUNK"]
-
-
-LN2 = math.log(2.0)
+__all__ = ["CHUNK", "MAX_KEY_BITS"]
 
 
 CHUNK = 4096
-
-
-MAX_KEY_BITS = 62
 
 
 STREAM_NOISE = 0
