@@ -72,7 +72,7 @@ def codes_tensor(codes, name: str, n_bins: int | None = None, *, bins_name: str 
             raise ValueError(f"{name} must be non-negative integer codes; found {int(t.min())}")
     else:
         arr = as_codes(codes, name)
-        t = torch.from_numpy(arr.reshape(len(arr), -1))
+        t = torch.from_numpy(np.ascontiguousarray(arr[:, None] if arr.ndim == 1 else arr))
     if device is not None:
         t = t.to(device)
     if n_bins is not None:
