@@ -502,12 +502,15 @@ class PairCounts(_Mergeable):
         return full_table(self.inner, self.count_a, self.count_b)
 
     def mi(self, correction=None) -> torch.Tensor:
-        """``(units_a, units_b)`` plug-in MI in bits (float64 tensor, clamped at 0 against
-        rounding), from the inner counts and the marginals (:func:`mi_from_inner`)."""
+        """``(units_a, units_b)`` MI in bits (float64 tensor) from the inner counts and the
+        marginals (:func:`mi_from_inner`): the plug-in estimate is clamped at 0 against the
+        rounding of ``log2 n - S / n`` (~1e-15); a Miller-Madow corrected one is not (it
+        is negative for independent pairs by design)."""
         check_correction(correction)
         if self.n < 1:
             raise ValueError("no samples counted yet; call update() first")
-        return mi_from_inner(self.inner, self.count_a, self.count_b, self.n, correction).clamp_(min=0)
+        mi = mi_from_inner(self.inner, self.count_a, self.count_b, self.n, correction)
+        return mi.clamp_(min=0) if correction is None else mi
 
 
 class LabelCounts(_Mergeable):

@@ -79,8 +79,9 @@ _LUT_CACHE: dict = {}
 # ======================================================================================
 def xlog2x(c):
     """``c * log2(c)`` elementwise, ``0`` at ``c = 0``, float64; a torch tensor or a
-    numpy array (returns the same kind). Written as ``c * log2(c)`` (not ``xlogy / ln 2``)
-    so that the entropy of a constant, ``log2 n - n log2(n) / n``, comes out exactly 0."""
+    numpy array (returns the same kind). Written as ``c * log2(c)``, as the discrete and
+    group measures always computed it (their values stay the same bit for bit), not as
+    ``xlogy(c, c) / ln 2``: the two differ in the last bit."""
     if isinstance(c, torch.Tensor):
         c = c if c.dtype == torch.float64 else c.to(torch.float64)
         return torch.where(c > 0, c * torch.log2(c.clamp(min=1e-300)), torch.zeros((), dtype=c.dtype,
