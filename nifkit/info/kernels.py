@@ -23,7 +23,7 @@ on the CPU, not on the code:
   bins, 23 ms vs 46 ms).
 
 Every kernel is split in three (:class:`CountingKernel`: ``left``, ``right``,
-``product``) so that the blocked all-pairs computation (:mod:`nifkit.info.pairwise`)
+``product``) so that the blocked all-pairs computation (:class:`nifkit.info.counts.PairBlocks`)
 builds the one-hot of a column block of ``b`` once over all samples and reuses it for
 every row block of ``a``. The product is taken as ``O_B^T O_A`` (the wide one-hot first:
 ~44 instead of ~30 GMAC/s from MKL on the AVX2 CPU) and returns the counts transposed.
@@ -44,6 +44,12 @@ calling thread's CPU time (so other processes' load does not flip the choice), t
 is kept for the rest of the process, and :func:`counting_kernel_info` says which one and why, with the
 timings. :func:`set_counting_kernel` or the environment variable
 ``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` forces one (tests, benchmarks).
+
+This module is the bottom of :mod:`nifkit.info` (kernels -> counts -> measures; it imports
+neither): besides the products it holds the numbers every count is turned into bits
+with, once for all of nifkit: :data:`LN2`, the key-bit limit :data:`MAX_KEY_BITS`, the
+``c log2 c`` helper :func:`xlog2x` and its cached table (:func:`xlog2x_table`,
+:func:`xlog2x_counts`).
 """
 from __future__ import annotations
 
