@@ -12,10 +12,10 @@ import torch
 
 from .._validation import check_n_samples
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..info import MAX_KEY_BITS, KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys
+from ..info import KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys
 from .layers import EILayer, z_thresholds
 
-__all__ = ["CHUNK", "MAX_KEY_BITS"]
+__all__ = ["CHUNK"]
 
 
 CHUNK = 4096
