@@ -69,13 +69,13 @@ def main(argv=None) -> int:
 
     # nifkit: one engine, every curve of every layer
     t = time.perf_counter()
-    study = A.ablation_study(net, X, y, meas, layers, n_random=5, seed=0, value="zero")
+    study = A.ablation_study(net, (X, y), meas, layers, n_random=5, seed=0, value="zero")
     t_fast = time.perf_counter() - t
     n_steps = sum(len(c.counts) for c in study.curves)
 
     # the plain approach: same orders, one hooked forward pass from the input per step
     t = time.perf_counter()
-    refs = [A.reference_ablation_curve(net, X, y, c.layer, c.order, c.counts, c.value) for c in study.curves]
+    refs = [A.reference_ablation_curve(net, (X, y), c.layer, c.order, c.counts, c.value) for c in study.curves]
     t_plain = time.perf_counter() - t
 
     worst_acc = max(float(np.abs(c.accuracy - r.accuracy).max()) for c, r in zip(study.curves, refs))

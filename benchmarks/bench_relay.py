@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     net = compose(sub)
     X = torch.cat([ds.split("train")[0], ds.split("test")[0]])
     y = torch.cat([ds.split("train")[1], ds.split("test")[1]]).numpy()
-    ev = Knockouts(net, X, y).readout("act1")
+    ev = Knockouts(net, (X, y)).readout("act1")
     codes = binarize(ev.H.numpy())
     pred = ev.base_predicted
     print(f"network: {sub!r}; trained + recorded in {time.perf_counter() - t:.1f} s; {len(y)} samples, "

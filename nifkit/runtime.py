@@ -45,7 +45,7 @@ from ._validation import check_seed as _validation_check_seed
 # =======================================================================================
 
 __all__ = ["cpu_threads", "default_threads", "apply_thread_policy", "with_thread_policy", "THREAD_ENV_VAR",
-           "set_seed", "check_seed", "seeded", "Progress", "progress_callback", "ModelState", "model_device"]
+           "set_seed", "check_seed", "seeded", "Progress", "ModelState", "model_device"]
 
 THREAD_ENV_VAR = "NIFKIT_NUM_THREADS"
 
@@ -248,14 +248,6 @@ class Progress:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
-
-
-def progress_callback(progress) -> Callable | None:
-    """``progress`` (``True``, ``False``/``None`` or a callable) as a callable
-    ``(done, total, what)`` or None; a :class:`Progress` with a bar for ``True``
-    (close it when done)."""
-    p = Progress(progress)
-    return p if p.active else None
 
 
 # ======================================================================================

@@ -190,13 +190,13 @@ def _fixed_output_accuracy(net, X, y, layer, value):
 def test_fast_curve_equals_hooked_reevaluation(act, value, task, relu_net, tanh_net):
     X, y = task
     net = relu_net if act == "relu" else tanh_net
-    eng = A.AblationEngine(net, X, y)
+    eng = A.AblationEngine(net, (X, y))
     eng.chunk_samples, eng.block = 64, 5  # several chunks and a partial last block
     for layer in ["act1", "act2", "fc1", "fc2"]:  # Linear next (rank-one path) and activation next
         m = eng.n_units(layer)
         order = np.random.default_rng(3).permutation(m)
         fast = eng.curve(layer, order, value=value)
-        ref = A.reference_ablation_curve(net, X, y, layer, order, value=value)
+        ref = A.reference_ablation_curve(net, (X, y), layer, order, value=value)
         np.testing.assert_array_equal(fast.counts, np.arange(m + 1))
         np.testing.assert_allclose(fast.accuracy, ref.accuracy, atol=1.5 / len(X))
         np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5, atol=1e-6)
@@ -211,15 +211,15 @@ def test_fast_curve_equals_hooked_reevaluation(act, value, task, relu_net, tanh_
     # a subset of counts in a non-sorted order and a partial order
     order = np.arange(24)[::-1]
     sub = eng.curve("act1", order[:10], counts=np.array([7, 0, 3, 10]), value=value)
-    ref = A.reference_ablation_curve(net, X, y, "act1", order[:10], counts=np.array([7, 0, 3, 10]), value=value)
+    ref = A.reference_ablation_curve(net, (X, y), "act1", order[:10], counts=np.array([7, 0, 3, 10]), value=value)
     np.testing.assert_allclose(sub.accuracy, ref.accuracy, atol=1.5 / len(X))
     np.testing.assert_allclose(sub.loss, ref.loss, rtol=1e-5, atol=1e-6)
 
 
 def test_network_curve_and_single_match_hooks(task, relu_net):
     X, y = task
-    fast = A.AblationEngine(relu_net, X, y)
-    slow = A.AblationEngine(relu_net, X, y, method="hooks")
+    fast = A.AblationEngine(relu_net, (X, y))
+    slow = A.AblationEngine(relu_net, (X, y), method="hooks")
     assert fast.method == "fast" and slow.method == "hooks"
     rng = np.random.default_rng(4)
     li = np.r_[np.zeros(24, int), np.ones(16, int)]
@@ -237,7 +237,7 @@ def test_network_curve_and_single_match_hooks(task, relu_net):
     np.testing.assert_allclose(loss_f, loss_s, rtol=1e-5, atol=1e-6)
     # single ablation of unit j == step 1 of a curve that starts with j
     j = int(np.argmin(acc_f))
-    r = A.reference_ablation_curve(relu_net, X, y, "act1", [j], counts=[1])
+    r = A.reference_ablation_curve(relu_net, (X, y), "act1", [j], counts=[1])
     assert acc_f[j] == pytest.approx(r.accuracy[0], abs=1.5 / len(X))
 
 
@@ -253,11 +253,11 @@ def test_non_sequential_model_falls_back_to_hooks(task, relu_net):
             return self.inner(x)
 
     w = Wrapped(relu_net)
-    eng = A.AblationEngine(w, X, y)
+    eng = A.AblationEngine(w, (X, y))
     assert eng.method == "hooks"
     order = np.arange(16)
     a = eng.curve("inner.act2", order, counts=5)
-    b = A.AblationEngine(relu_net, X, y).curve("act2", order, counts=5)
+    b = A.AblationEngine(relu_net, (X, y)).curve("act2", order, counts=5)
     np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1.5 / len(X))
 
 
@@ -268,10 +268,10 @@ def test_model_unchanged_afterwards(task, relu_net):
     relu_net.fc2.eval()  # a mixed state must come back as it was
     modes = [m.training for m in relu_net.modules()]
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
-    A.ablation_study(relu_net, X, y, meas, n_random=1, network=True, counts=5)
-    A.single_neuron_importance(relu_net, X, y)
-    A.reference_ablation_curve(relu_net, X, y, "act1", np.arange(24), counts=3)
-    A.AblationEngine(relu_net, X, y, method="hooks").curve("act1", np.arange(24), counts=3)
+    A.ablation_study(relu_net, (X, y), meas, n_random=1, network=True, counts=5)
+    A.single_neuron_importance(relu_net, (X, y))
+    A.reference_ablation_curve(relu_net, (X, y), "act1", np.arange(24), counts=3)
+    A.AblationEngine(relu_net, (X, y), method="hooks").curve("act1", np.arange(24), counts=3)
     assert [m.training for m in relu_net.modules()] == modes
     for k, v in relu_net.state_dict().items():
         assert torch.equal(v, before[k])
@@ -284,7 +284,7 @@ def test_study_orders_and_random_band(task, relu_net):
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
     assert meas.names == ["act1", "act2"]
-    s = A.ablation_study(relu_net, X, y, meas, n_random=3, seed=10)
+    s = A.ablation_study(relu_net, (X, y), meas, n_random=3, seed=10)
     assert len(s.curves) == 2 * (3 * 2 + 3)
     c = s.get("act1", "mi", "descending")
     np.testing.assert_array_equal(c.order, np.argsort(-meas.get("act1", "mi"), kind="stable"))
@@ -299,7 +299,7 @@ def test_study_orders_and_random_band(task, relu_net):
     rows = A.summarize_study(s, "relu")
     assert {r["measure"] for r in rows} == set(A.MEASURES) and all(r["net"] == "relu" for r in rows)
     # rank-normalised network order: each layer's values become ranks in [0, 1]
-    sn = A.ablation_study(relu_net, X, y, meas, n_random=0, network=True, network_normalize="rank",
+    sn = A.ablation_study(relu_net, (X, y), meas, n_random=0, network=True, network_normalize="rank",
                           measure_names=["mi"], directions=["descending"], counts=6)
     assert sn.get("network", "mi", "descending").n_units == 40
 
@@ -323,7 +323,7 @@ def test_importance_correlations(task, relu_net):
 
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
-    imp = A.single_neuron_importance(relu_net, X, y)
+    imp = A.single_neuron_importance(relu_net, (X, y))
     assert set(imp) == {"act1", "act2"}
     assert np.all(np.isfinite(imp["act1"].accuracy_drop))
     r = A.importance_correlations(imp, meas)
@@ -344,7 +344,7 @@ def test_compare_relu_and_tanh(task, relu_net, tanh_net):
     studies = {}
     for name, net in [("relu", relu_net), ("tanh", tanh_net)]:
         meas = A.neuron_measures(A.layer_activations(net, X), y)
-        studies[name] = A.ablation_study(net, X, y, meas, n_random=1, counts=5)
+        studies[name] = A.ablation_study(net, (X, y), meas, n_random=1, counts=5)
     rows = A.compare_studies(studies)
     assert {r["net"] for r in rows} == {"relu", "tanh"} and len(rows) == 2 * 2 * 3
 
@@ -352,7 +352,7 @@ def test_compare_relu_and_tanh(task, relu_net, tanh_net):
 # ----------------------------------------------------------------------------- errors
 def test_bad_input_errors(task, relu_net):
     X, y = task
-    eng = A.AblationEngine(relu_net, X, y)
+    eng = A.AblationEngine(relu_net, (X, y))
     with pytest.raises(ValueError, match="unknown layer 'act9'.*act1"):
         eng.curve("act9", [0])
     with pytest.raises(ValueError, match="has 16 neurons but counts asks to ablate up to 20"):
@@ -361,10 +361,10 @@ def test_bad_input_errors(task, relu_net):
         eng.curve("act2", np.arange(20))
     with pytest.raises(ValueError, match="twice"):
         eng.curve("act2", [1, 1])
-    with pytest.raises(ValueError, match="labels has 599 entries but X has 600"):
-        A.AblationEngine(relu_net, X, y[:-1])
+    with pytest.raises(ValueError, match="has 599 labels but the data have 600"):
+        A.AblationEngine(relu_net, (X, y[:-1]))
     with pytest.raises(ValueError, match="only 4 classes"):
-        A.AblationEngine(relu_net, X, y + 3)
+        A.AblationEngine(relu_net, (X, y + 3))
     with pytest.raises(ValueError, match="labels has 10 entries"):
         A.neuron_measures({"a": np.ones((12, 2))}, np.zeros(10, int))
     with pytest.raises(ValueError, match="selectivity must be one of"):
@@ -373,11 +373,11 @@ def test_bad_input_errors(task, relu_net):
         eng.curve("act2", np.arange(16), value="median")
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
     with pytest.raises(ValueError, match="unknown layer 'fc7'"):
-        A.ablation_study(relu_net, X, y, meas, layers=["fc7"])
+        A.ablation_study(relu_net, (X, y), meas, layers=["fc7"])
     with pytest.raises(ValueError, match="no measures for layer 'fc1'"):
-        A.ablation_study(relu_net, X, y, meas, layers=["fc1"])
+        A.ablation_study(relu_net, (X, y), meas, layers=["fc1"])
     with pytest.raises(ValueError, match="measure 'kl' unknown"):
-        A.ablation_study(relu_net, X, y, meas, measure_names=["kl"])
+        A.ablation_study(relu_net, (X, y), meas, measure_names=["kl"])
 
 
 # ----------------------------------------------------------------------------- plots, widget
@@ -388,8 +388,8 @@ def test_plots_return_axes(task, relu_net):
 
     X, y = task
     meas = A.neuron_measures(A.layer_activations(relu_net, X), y)
-    s = A.ablation_study(relu_net, X, y, meas, n_random=2, counts=6)
-    imp = A.single_neuron_importance(relu_net, X, y)
+    s = A.ablation_study(relu_net, (X, y), meas, n_random=2, counts=6)
+    imp = A.single_neuron_importance(relu_net, (X, y))
     axes = [P.plot_measures(meas), P.plot_measures(meas["act1"], x="mi", y="selectivity", color=None),
             P.plot_ablation_curves(s, layer="act2", marker_at=3), P.plot_ablation_curves(s.for_layer("act1"),
                                                                                            metric="loss"),
@@ -409,10 +409,10 @@ def test_explorer_slider_moves_result_and_readout(task, relu_net):
     from nifkit.ablation import AblationExplorer
 
     X, y = task
-    ex = AblationExplorer(relu_net, X, y, n_random=2, image_shape=(3, 4))
+    ex = AblationExplorer(relu_net, (X, y), n_random=2, image_shape=(3, 4))
     r0 = ex.result
     assert (r0.layer, r0.measure, r0.order, r0.n_ablated) == ("act1", "mi", "descending", 6)
-    ref = A.reference_ablation_curve(relu_net, X, y, "act1", r0.curve.order, counts=[0, 6, 20])
+    ref = A.reference_ablation_curve(relu_net, (X, y), "act1", r0.curve.order, counts=[0, 6, 20])
     assert r0.accuracy == pytest.approx(ref.accuracy[1], abs=1.5 / len(X))
     assert "ablated 6 of 24 neurons of act1 (descending I(T;Y))" in ex.readout.text
     n_computed, draws = ex.n_computed, ex.plot.n_draws

@@ -472,7 +472,7 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
         w1 = model.fc1.weight.detach().numpy().T.copy()
     assert np.all(w1[groups[9]] == 0) and np.array_equal(w1[~groups[9]], w0[~groups[9]])
     assert np.array_equal(model.fc1.weight.detach().numpy().T, w0)  # restored
-    abl = causal.edge_ablation(model, ds.X_test, ds.y_test, res, n_groups=10)
+    abl = causal.edge_ablation(model, (ds.X_test, ds.y_test), res, n_groups=10)
     assert set(abl.accuracy) == {"ei", "weight"} and abl.accuracy["ei"].shape == (10,)
     assert 0 <= abl.accuracy["ei"].min() <= abl.baseline <= 1
 

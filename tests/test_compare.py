@@ -71,7 +71,7 @@ def test_each_lens_equals_its_chapter_function(composed):
     np.testing.assert_allclose(comp.score("relay"), R.aggregated_relay(search).sum(0))
 
     nm = neuron_measures({"act1": h}, y, n_bins=8)
-    imp = single_neuron_importance(net, X, y, layers=["act1"])
+    imp = single_neuron_importance(net, (X, y), layers=["act1"])
     np.testing.assert_allclose(comp.score("ablation", "mi"), nm["act1"].mi)
     np.testing.assert_allclose(comp.score("ablation", "selectivity"), nm["act1"].selectivity)
     np.testing.assert_allclose(comp.score("ablation", "knockout"), imp["act1"].accuracy_drop)
@@ -158,8 +158,10 @@ def test_bad_input(composed):
         C.compare(composed["net"], data, [lambda m, d: np.full(20, np.nan)])
     with pytest.raises(ValueError, match="unknown neuron"):
         C.compare(composed["net"], data, [lambda m, d: {"act9:0": 1.0}])
-    with pytest.raises(TypeError, match="pair"):
+    with pytest.raises(ValueError, match="no labels"):
         C.compare(composed["net"], composed["X"], ["ablation"])
+    with pytest.raises(ValueError, match="twice"):
+        C.compare(composed["net"], data, ["nif", "nif"])
     with pytest.raises(ValueError, match="k=30"):
         C.knockout_truth(composed["net"], data, k=30)
     with pytest.raises(ValueError, match="more than one hidden layer"):

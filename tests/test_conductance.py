@@ -143,8 +143,8 @@ def test_plane_bounds_and_equality_with_core(trained):
     c = layer_conductance(m, d.X_test, target="true", labels=d.y_test, steps=8)
     y = d.y_test.numpy()
     for which in ("conductance", "activation"):
-        for est in ("binned", "quantile"):
-            p = information_plane(c, d.y_test, which=which, estimator=est, n_bins=5)
+        for est in ("layer_minmax", "quantile"):
+            p = information_plane(c, d.y_test, which=which, binning=est, n_bins=5)
             assert p.within_bounds(), p
             assert math.isclose(p.h_y, entropy(y)) and math.isclose(p.bound_x, math.log2(len(y)))
             for i, n in enumerate(c.names):
@@ -195,20 +195,20 @@ def test_knockout_check_restores_and_ranks(trained):
     names = ["act1", "act2", "act_fc1"]
     sd = {k: v.clone() for k, v in m.state_dict().items()}
     m.train()
-    ko = knockout(m, d.X_test, d.y_test, names, mode="mean")
+    ko = knockout(m, (d.X_test, d.y_test), names, mode="mean")
     assert m.training and all(not mod._forward_hooks for mod in m.modules())
     assert all(torch.equal(sd[k], v) for k, v in m.state_dict().items())
     assert np.all(ko.drop > 0.2)  # a whole layer at its mean leaves little
-    part = knockout(m, d.X_test, d.y_test, names, fraction=0.5, n_repeats=3, seed=0)
+    part = knockout(m, (d.X_test, d.y_test), names, fraction=0.5, n_repeats=3, seed=0)
     assert [row["layer"] for row in part.table()] == names
     assert np.all(part.drop <= ko.drop + 1e-9)
     c = layer_conductance(m, d.X_test, names, target="true", labels=d.y_test, steps=4)
     rows = verdict_check([ite(information_plane(c, d.y_test, n_bins=4), "ratio")], part)
     assert rows[0]["critical"] in names and 1 <= rows[0]["rank"] <= 3
     with pytest.raises(ValueError, match="mode"):
-        knockout(m, d.X_test, d.y_test, names, mode="noise")
+        knockout(m, (d.X_test, d.y_test), names, mode="noise")
     with pytest.raises(ValueError, match="fraction"):
-        knockout(m, d.X_test, d.y_test, names, fraction=0)
+        knockout(m, (d.X_test, d.y_test), names, fraction=0)
 
 
 def test_knockout_bypass_on_resnet_blocks():
@@ -216,13 +216,13 @@ def test_knockout_bypass_on_resnet_blocks():
 
     net = torchvision.models.resnet18(weights=None, num_classes=3).eval()
     x = torch.rand(4, 3, 32, 32)
-    ko = knockout(net, x, torch.tensor([0, 1, 2, 0]), ["layer1.0", "layer2.0"], mode="bypass")
+    ko = knockout(net, (x, torch.tensor([0, 1, 2, 0])), ["layer1.0", "layer2.0"], mode="bypass")
     assert any("layer2.0" in n for n in ko.notes) and not any("layer1.0" in n for n in ko.notes)
 
 
 def test_trajectory_through_training(trained):
     d, _, run = trained
-    tr = plane_trajectory(run, d.X_test[:100], d.y_test[:100], steps=4, n_bins=4)
+    tr = plane_trajectory(run, (d.X_test[:100], d.y_test[:100]), steps=4, n_bins=4)
     x, y = tr.series("conductance")
     assert tr.epochs == [0, 5, 10] and x.shape == (3, len(tr.names)) and np.all(y <= x + 1e-9)
     xa, ya = tr.series("activation")
@@ -348,7 +348,7 @@ def test_widget_recomputes_and_reports_completeness(trained):
     from nifkit.conductance.widget import ConductanceExplorer
 
     d, m, _ = trained
-    ex = ConductanceExplorer(m, d.X_test[:60], d.y_test[:60], steps=2)
+    ex = ConductanceExplorer(m, (d.X_test[:60], d.y_test[:60]), steps=2)
     before = ex.readout.text
     assert "completeness gap" in before and ex.result.conductance.settings["steps"] == 2
     ex.controls["steps"].value = 16

@@ -15,7 +15,7 @@ MAX_LINES = 620  # "~600"
 CHAPTERS = {"nif", "ablation", "ei", "conductance", "relay"}
 #: each layer may import only from the layers below it (and itself)
 LAYERS = [
-    {"config", "_validation", "_lazy"},
+    {"config", "_validation", "_lazy", "results"},
     {"runtime"},
     {"info", "data", "models"},
     {"record", "intervene", "dynamics", "plots", "widgets"},

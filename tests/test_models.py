@@ -85,7 +85,7 @@ def test_training_digits_fast_and_accurate(digits):
     assert h["test_acc"][-1] > 0.9
     assert h["time"][-1] < 20  # seconds; about one on an idle core
     assert not res.model.training and not res.interrupted
-    loss, acc = evaluate(res.model, digits.X_test, digits.y_test)
+    loss, acc = evaluate(res.model, (digits.X_test, digits.y_test))
     assert acc == pytest.approx(h["test_acc"][-1]) and loss == pytest.approx(h["test_loss"][-1], rel=1e-5)
 
 
@@ -111,7 +111,7 @@ def test_snapshots_and_model_at(digits):
     assert all(torch.equal(m7.state_dict()[k], v) for k, v in res.model.state_dict().items())
     assert m7 is not res.model and not m7.training
     # the snapshot at epoch 6 reproduces the history measured at epoch 6
-    loss6, acc6 = evaluate(res.model_at(6), digits.X_test, digits.y_test)
+    loss6, acc6 = evaluate(res.model_at(6), (digits.X_test, digits.y_test))
     i = res.history["epoch"].index(6)
     assert acc6 == res.history["test_acc"][i] and loss6 == pytest.approx(res.history["test_loss"][i])
     with pytest.raises(KeyError, match=r"epochs \[0, 3, 6, 7\]"):

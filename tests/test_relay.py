@@ -114,7 +114,7 @@ def test_knockouts_match_the_model_and_all_subsets():
     with torch.no_grad():
         y = net(X).argmax(1).numpy()
     y = np.where(rng.random(300) < 0.7, y, rng.integers(0, 4, 300))
-    ev = Knockouts(net, X, y).readout("act1")
+    ev = Knockouts(net, (X, y)).readout("act1")
     masks = masks_from_bits(np.arange(256), 8)
     pred = ev.predict(masks)
     with torch.no_grad():
@@ -132,7 +132,7 @@ def test_knockouts_match_the_model_and_all_subsets():
         tnr = np.mean(p[y != c] != c)
         assert abs(acc["balanced"][9, c] - (tpr + tnr) / 2) < 1e-12
     with pytest.raises(ValueError, match="unknown layer"):
-        Knockouts(net, X, y).readout("act7")
+        Knockouts(net, (X, y)).readout("act7")
     with pytest.raises(ValueError, match="masks must be"):
         ev.predict(np.zeros((2, 5), bool))
     with pytest.raises(ValueError, match="does not occur"):
@@ -180,7 +180,7 @@ def test_composed_network_is_block_diagonal(digits_composed):
 def test_explorer_moves(digits_composed):
     ds, sub, net = digits_composed
     X, y = ds.split("test")
-    ev = Knockouts(net, X, y.numpy()).readout("act1")
+    ev = Knockouts(net, (X, y.numpy())).readout("act1")
     from nifkit.info import binarize
 
     s = module_search(binarize(ev.H.numpy()), y.numpy(), ev.base_predicted)

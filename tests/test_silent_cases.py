@@ -87,21 +87,21 @@ def test_edge_ablation_runs_in_eval_mode_and_checks_labels(dropout_bn_net):
     res = ModelEI(OrderedDict([("4", layer_ei(net[4], name="4", measures=("ei_parts", "sensitivity"), **KW))]))
     net.train()
     stats = net[1].running_mean.clone()
-    runs = [edge_ablation(net, X, y, res, n_groups=4).accuracy["ei"] for _ in range(3)]
+    runs = [edge_ablation(net, (X, y), res, n_groups=4).accuracy["ei"] for _ in range(3)]
     assert all(np.array_equal(runs[0], r) for r in runs)  # Dropout off: one answer
     assert torch.equal(net[1].running_mean, stats) and net.training  # BatchNorm untouched, mode restored
-    with pytest.raises(ValueError, match="labels has 299 entries"):
-        edge_ablation(net, X, y[:-1], res, n_groups=4)
+    with pytest.raises(ValueError, match="has 299 labels but the data have 300 samples"):
+        edge_ablation(net, (X, y[:-1]), res, n_groups=4)
     with pytest.raises(ValueError, match="only 2 classes"):
-        edge_ablation(net, X, y + 2, res, n_groups=4)
+        edge_ablation(net, (X, y + 2), res, n_groups=4)
 
 
 def test_nan_inputs_raise_instead_of_giving_an_accuracy():
     net = mlp([3, 4, 2], seed=0)
     X, y = torch.rand(50, 3), torch.randint(0, 2, (50,))
     X[7, 1] = float("nan")
-    with pytest.raises(ValueError, match="X contains NaN"):
-        AblationEngine(net, X, y)
+    with pytest.raises(ValueError, match="contains NaN"):
+        AblationEngine(net, (X, y))
     with pytest.raises(ValueError, match=r"data\[0\] contains NaN"):
         train(net, (X, y), epochs=1, progress=False)
 

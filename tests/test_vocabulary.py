@@ -29,7 +29,7 @@ STRAY = {
     "show_progress": "progress", "axes": "ax", "axis_obj": "ax", "net": "model",
 }
 #: ``method`` is fine for a choice of algorithm, never for the binning method
-BINNING_WORDS = {"minmax", "fixed", "quantile", "kmeans", "2means", "kmeans2", "median", "threshold"}
+BINNING_WORDS = {"minmax", "fixed", "quantile", "kmeans", "2means", "kmeans2", "median", "threshold", "layer_minmax"}
 #: heavy entry points: each takes device, memory_budget and num_threads
 HEAVY = ["nifkit.intervene:Knockouts",
          "nifkit.intervene:evaluate_edge_knockouts", "nifkit.nif:flow_graph", "nifkit.ablation:neuron_measures",

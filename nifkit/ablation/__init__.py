@@ -80,6 +80,7 @@ from .measures import (
     measures_from_counts,
     neuron_measures,
 )
+from .scores import neuron_scores
 from .study import (
     AblationStudy,
     ImportanceCorrelation,
@@ -101,7 +102,7 @@ __all__ = [
     "ablation_order", "ablation_study", "check_kl_profile", "compare_studies", "curve_area", "curve_gap",
     "curves_match", "hidden_layers", "importance_correlations", "kl_profile_from_counts", "layer_activations",
     "measures_from_counts", "neuron_measures", "reference_ablation_curve", "single_neuron_importance",
-    "summarize_study", "AblationExplorer", "AblationView",
+    "summarize_study", "AblationExplorer", "AblationView", "neuron_scores",
 ]
 
 __getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

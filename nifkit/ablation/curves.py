@@ -13,6 +13,8 @@ from torch import nn
 
 from .._validation import to_numpy
 from ..intervene import Knockouts, VALUES, as_float_tensor, check_labels, cumulative_masks
+from ..data.arrays import as_xy
+from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, check_seed, model_device
 from .measures import MEASURE_LABELS
@@ -206,24 +208,24 @@ def ablation_order(values, direction: str = "descending", seed: int | None = Non
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
-def ablation_curve(model: nn.Module, X, y, layer: str, order, counts=None, value="zero",
+def ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value="zero",
                    **engine_kw) -> AblationCurve:
-    """One cumulative-ablation curve (a convenience around :class:`AblationEngine`)."""
-    return AblationEngine(model, X, y, **engine_kw).curve(layer, order, counts, value)
+    """One cumulative-ablation curve on labelled ``data`` (a convenience around
+    :class:`AblationEngine`)."""
+    return AblationEngine(model, data, **engine_kw).curve(layer, order, counts, value)
 
 
-def reference_ablation_curve(model: nn.Module, X, y, layer: str, order, counts=None, value="zero",
-                             batch_size: int = 100_000) -> AblationCurve:
+def reference_ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value="zero",
+                             batch_size: int = 100_000, split: str = "test") -> AblationCurve:
     """The plain approach (the anchor): for every step, a forward hook on ``layer`` sets
     the ablated outputs to ``value`` and the whole model runs again from the input.
-    ``value="mean"`` uses the mean over ``X``. Slow by design; hooks always removed."""
+    ``value="mean"`` uses the mean over the data. Slow by design; hooks always removed."""
     modules = dict(model.named_modules())
     if layer not in modules or layer == "":
         raise unknown_layer_error(layer, [n for n in modules if n], what="layer")
-    X = as_float_tensor(X, "X")
+    X, y = as_xy(data, split)
     dev, dt = model_device(model)
     X = X.to(dev, dt)
-    handles = []
     state = {"mask": None}
     captured = []
 
@@ -233,43 +235,38 @@ def reference_ablation_curve(model: nn.Module, X, y, layer: str, order, counts=N
         captured.append(out.detach().clone())
         return None
 
-    try:
-        with ModelState(model, eval=True, no_grad=True):
-            handles.append(modules[layer].register_forward_hook(hook))
-            base = torch.cat([model(X[s:s + batch_size]) for s in range(0, len(X), batch_size)])
-            acts_all = torch.cat(captured)
-            if acts_all.ndim != 2:
-                raise ValueError(f"layer {layer!r} must output (samples, units)")
-            m = acts_all.shape[1]
-            y_np = check_labels(y, len(X), "X", base.shape[1])
-            yt = torch.from_numpy(y_np).to(dev)
-            if isinstance(value, str):
-                if value not in VALUES:
-                    raise ValueError(f"value must be one of {VALUES} or an array, got {value!r}")
-                v = acts_all.mean(0) if value == "mean" else torch.zeros(m, dtype=dt, device=dev)
-            else:
-                v = as_float_tensor(value, "value").to(dev, dt)
-            order = _check_order(order, m, layer)
-            counts = _counts_arg(counts, len(order), f"layer {layer!r}")
-            state["value"] = v
-            C = base.shape[1]
-            acc = np.empty(len(counts))
-            loss = np.empty(len(counts))
-            cls = np.empty((len(counts), C))
-            ccount = np.bincount(y_np, minlength=C)
-            for s, c in enumerate(counts):  # the plain approach: one full forward per step
-                mask = torch.zeros(m, dtype=torch.bool, device=dev)
-                mask[torch.as_tensor(order[:c], dtype=torch.long)] = True
-                state["mask"] = mask
-                out = torch.cat([model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
-                ok = out.argmax(1) == yt
-                acc[s] = float(ok.double().mean())
-                loss[s] = float(F.cross_entropy(out, yt, reduction="sum").double()) / len(X)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    cls[s] = np.bincount(y_np, weights=ok.cpu().numpy().astype(np.float64), minlength=C) / ccount
-    finally:
-        for h in handles:
-            h.remove()
+    with ModelState(model, eval=True, no_grad=True), hooks(model, {layer: hook}):
+        base = torch.cat([model(X[s:s + batch_size]) for s in range(0, len(X), batch_size)])
+        acts_all = torch.cat(captured)
+        if acts_all.ndim != 2:
+            raise ValueError(f"layer {layer!r} must output (samples, units)")
+        m = acts_all.shape[1]
+        y_np = check_labels(y, len(X), "X", base.shape[1])
+        yt = torch.from_numpy(y_np).to(dev)
+        if isinstance(value, str):
+            if value not in VALUES:
+                raise ValueError(f"value must be one of {VALUES} or an array, got {value!r}")
+            v = acts_all.mean(0) if value == "mean" else torch.zeros(m, dtype=dt, device=dev)
+        else:
+            v = as_float_tensor(value, "value").to(dev, dt)
+        order = _check_order(order, m, layer)
+        counts = _counts_arg(counts, len(order), f"layer {layer!r}")
+        state["value"] = v
+        C = base.shape[1]
+        acc = np.empty(len(counts))
+        loss = np.empty(len(counts))
+        cls = np.empty((len(counts), C))
+        ccount = np.bincount(y_np, minlength=C)
+        for s, c in enumerate(counts):  # the plain approach: one full forward per step
+            mask = torch.zeros(m, dtype=torch.bool, device=dev)
+            mask[torch.as_tensor(order[:c], dtype=torch.long)] = True
+            state["mask"] = mask
+            out = torch.cat([model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+            ok = out.argmax(1) == yt
+            acc[s] = float(ok.double().mean())
+            loss[s] = float(F.cross_entropy(out, yt, reduction="sum").double()) / len(X)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cls[s] = np.bincount(y_np, weights=ok.cpu().numpy().astype(np.float64), minlength=C) / ccount
     return AblationCurve(layer=layer, layers=(layer,), measure=None, direction="custom", counts=counts,
                          accuracy=acc, loss=loss, class_accuracy=cls, order=order,
                          order_layer=np.zeros(len(order), dtype=np.int64),

@@ -52,13 +52,14 @@ class AblationStudy:
 
 
 @with_thread_policy
-def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None, *,
+def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None, *, split: str = "test",
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
                    n_random: int = 5, seed: int = 0, value="zero", counts=None, network: bool = False,
                    network_normalize: str | None = None, engine: AblationEngine | None = None,
                    device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
                    progress=False, **engine_kw) -> AblationStudy:
-    """All curves: for each layer (default: the layers of ``measures``), each measure and
+    """All curves on labelled ``data`` (``(X, y)``, a Dataset's ``split``, a DataLoader of
+    ``(x, y)``): for each layer (default: the layers of ``measures``), each measure and
     direction, plus ``n_random`` random orders (seeds ``seed .. seed+n_random-1``).
     ``network=True`` adds whole-network curves ordered by each measure over all
     ``layers`` (``network_normalize="rank"`` first turns each layer's values into
@@ -68,8 +69,8 @@ def ablation_study(model: nn.Module, X, y, measures: NeuronMeasures, layers=None
     for mname in measure_names:
         if mname not in MEASURES:
             raise ValueError(f"measure {mname!r} unknown; choose from {MEASURES}")
-    eng = engine or AblationEngine(model, X, y, device=device, memory_budget=memory_budget, num_threads=num_threads,
-                                   **engine_kw)
+    eng = engine or AblationEngine(model, data, split=split, device=device, memory_budget=memory_budget,
+                                   num_threads=num_threads, **engine_kw)
     for n in layers:
         eng.index(n)
         if n not in measures.layers:
@@ -141,11 +142,20 @@ class SingleImportance:
 
 
 @with_thread_policy
-def single_neuron_importance(model_or_engine, X=None, y=None, layers=None, value="zero", **engine_kw) -> dict:
+def single_neuron_importance(model_or_engine, data=None, layers=None, value="zero", *, split: str = "test",
+                             **engine_kw) -> dict:
     """``{layer: SingleImportance}``: the drop in accuracy (and rise in loss) when one
-    neuron alone is ablated, all neurons of a layer in one batched evaluation."""
-    eng = model_or_engine if isinstance(model_or_engine, AblationEngine) else \
-        AblationEngine(model_or_engine, X, y, **engine_kw)
+    neuron alone is ablated, all neurons of a layer in one batched evaluation. Pass a
+    model and labelled ``data`` (``(X, y)``, a Dataset's ``split``, ...) or an
+    :class:`AblationEngine` (then ``data`` is None)."""
+    if isinstance(model_or_engine, AblationEngine):
+        if data is not None:
+            raise ValueError("data was given with an AblationEngine, which holds its data already; pass one of them")
+        eng = model_or_engine
+    else:
+        if data is None:
+            raise ValueError("data is missing: pass labelled data, e.g. (X, y), or an AblationEngine")
+        eng = AblationEngine(model_or_engine, data, split=split, **engine_kw)
     if layers is None:
         layers = hidden_layers(eng.model)
     layers = [layers] if isinstance(layers, str) else list(layers)

@@ -9,6 +9,7 @@ import ipywidgets as W
 import numpy as np
 from torch import nn
 
+from ..data.arrays import as_xy
 from ..models import walk
 from ..widgets.base import STYLE, Explorer, layer_picker
 from .curves import DIRECTIONS, AblationCurve, AblationEngine, ablation_order
@@ -69,7 +70,7 @@ class AblationExplorer(Explorer):
     Parameters
     ----------
     model : a trained ``nn.Sequential`` classifier (e.g. :func:`nifkit.models.mlp`)
-    X, y : the evaluation (test) set
+    data : the labelled evaluation set (``(X, y)``, or a Dataset: its test part)
     measures : :class:`nifkit.ablation.NeuronMeasures`, or None to compute them from
         ``measure_data=(X_train, y_train)`` (default: ``(X, y)``) with ``n_bins`` bins
     layers : layer names (default: the measures' layers, or :func:`~nifkit.ablation.hidden_layers`)
@@ -82,11 +83,12 @@ class AblationExplorer(Explorer):
     moving the slider only redraws. ``.result`` is an :class:`AblationView`.
     """
 
-    def __init__(self, model: nn.Module, X, y, measures: NeuronMeasures | None = None, layers=None, *,
+    def __init__(self, model: nn.Module, data, measures: NeuronMeasures | None = None, layers=None, *,
                  measure_data=None, n_bins: int = 8, image_shape=None, class_names=None, value: str = "zero",
                  n_random: int = 5, seed: int = 0, engine: AblationEngine | None = None):
         self.model = model
-        self.engine = engine or AblationEngine(model, X, y)
+        X, y = as_xy(data, "test")
+        self.engine = engine or AblationEngine(model, (X, y))
         if layers is None:
             layers = measures.names if measures is not None else hidden_layers(model)
         self.layers = [layers] if isinstance(layers, str) else list(layers)

@@ -13,16 +13,16 @@ the exercise checker :func:`check_lens`.
 """
 from .agreement import Agreement, CrossLayer, agreement_matrix, bootstrap_agreement, cross_layer, seed_agreement
 from .exercise import check_lens
-from .harness import DEFAULT_LENSES, Comparison, as_xy, compare
-from .lenses import (
-    LENSES, LensScores, get_lens, hidden_neurons, lens_names, register_lens, unregister_lens, validate_scores,
-)
+from ..models.units import hidden_neurons
+from ..results import NeuronScores
+from .harness import DEFAULT_LENSES, Comparison, compare, lens_data
+from .lenses import LENSES, get_lens, lens_names, register_lens, unregister_lens, validate_scores
 from .truth import KnockoutTruth, LensScore, knockout_truth, module_knockouts, score_lenses, spearman
 
 _WIDGET = ("CompareExplorer", "CompareView")
 
 __all__ = [
-    "DEFAULT_LENSES", "Comparison", "compare", "as_xy", "LENSES", "LensScores", "get_lens", "hidden_neurons",
+    "DEFAULT_LENSES", "Comparison", "compare", "lens_data", "LENSES", "NeuronScores", "get_lens", "hidden_neurons",
     "lens_names", "register_lens", "unregister_lens", "validate_scores", "KnockoutTruth", "LensScore",
     "knockout_truth", "module_knockouts", "score_lenses", "spearman", "Agreement", "CrossLayer", "agreement_matrix",
     "bootstrap_agreement", "cross_layer", "seed_agreement", "check_lens", "CompareExplorer", "CompareView",

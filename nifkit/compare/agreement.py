@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..runtime import check_seed
-from .harness import DEFAULT_LENSES, Comparison, as_xy, compare
+from .harness import DEFAULT_LENSES, Comparison, compare, lens_data
 from .truth import KnockoutTruth, spearman
 
 __all__ = ["Agreement", "agreement_matrix", "bootstrap_agreement", "seed_agreement", "CrossLayer", "cross_layer"]
@@ -83,7 +83,7 @@ def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     seed = check_seed(seed, allow_none=False)
-    X, y = as_xy(data, compare_kw.pop("split", "train"), compare_kw.pop("max_samples", None), seed)
+    X, y = lens_data(data, compare_kw.pop("split", "train"), compare_kw.pop("max_samples", None), seed)
     ref = reference if reference is not None else compare(model, (X, y), lenses, seed=seed, **compare_kw)
     rng = np.random.default_rng(seed)
     mats, comps = [], []

@@ -15,7 +15,7 @@ def check_lens(fn, model, data, truth=None, *, name: str = "my_lens") -> bool:
     lens is valid (right shape, finite, not constant, the same on a second call); never
     raises."""
     from .harness import compare
-    from .lenses import hidden_neurons
+    from ..models.units import hidden_neurons
 
     try:
         neurons = hidden_neurons(model)

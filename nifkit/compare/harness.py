@@ -3,6 +3,7 @@ each lens and returns a :class:`Comparison` (the table keyed by the shared neuro
 address, the settings, the notes and the time each lens took)."""
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -11,39 +12,14 @@ import torch
 from torch import nn
 
 from .._validation import check_int, resolve_device
-from ..data import Dataset
-from ..intervene import as_float_tensor, check_labels
-from ..models import cpu_threads
-from ..runtime import check_seed, progress_callback
-from .lenses import get_lens, hidden_neurons, validate_scores
+from ..data.arrays import as_xy
+from ..models import cpu_threads, hidden_neurons
+from ..runtime import Progress, check_seed
+from .lenses import get_lens, validate_scores
 
-__all__ = ["Comparison", "compare", "as_xy", "DEFAULT_LENSES"]
+__all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data"]
 
 DEFAULT_LENSES = ("nif", "conductance", "relay", "ablation", "ei")
-
-
-def as_xy(data, split: str = "train", max_samples: int | None = None, seed: int = 0):
-    """``data`` (an ``(X, y)`` pair or a :class:`nifkit.data.Dataset`, of which ``split``)
-    as float inputs and int64 labels; at most ``max_samples`` (a seeded random subset)."""
-    if isinstance(data, Dataset):
-        X, y = data.split(split)
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        X, y = data
-    else:
-        raise TypeError("data must be an (X, y) pair or a nifkit.data.Dataset (the lenses need the labels), "
-                        f"got {type(data).__name__}")
-    X = as_float_tensor(X, "X")
-    if len(X) < 10:
-        raise ValueError(f"data has {len(X)} samples; the lenses estimate information from samples: pass at least "
-                         "10 (hundreds or more for meaningful values)")
-    y = torch.from_numpy(check_labels(y, len(X), "X"))
-    if max_samples is not None:
-        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < 10:
-            raise ValueError(f"max_samples must be an integer >= 10 or None, got {max_samples!r}")
-        if max_samples < len(X):
-            idx = np.sort(np.random.default_rng(check_seed(seed)).choice(len(X), int(max_samples), replace=False))
-            X, y = X[idx], y[idx]
-    return X, y
 
 
 @dataclass(repr=False)
@@ -51,7 +27,7 @@ class Comparison:
     """Scores of every hidden neuron through every lens.
 
     ``neurons``: the addresses (:class:`~nifkit.models.Neuron`); ``lenses[name]``: the
-    :class:`~nifkit.compare.lenses.LensScores` (its ``columns``, ``primary`` column,
+    :class:`~nifkit.results.NeuronScores` (its ``columns``, ``primary`` column,
     ``per_class`` matrix); ``seconds[name]``: the time the lens took; ``settings``;
     ``notes``.
     """
@@ -127,26 +103,39 @@ class Comparison:
         return f"Comparison({len(self.neurons)} hidden neurons, {self.n_samples} samples; {t})"
 
 
-def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "train", max_samples: int | None = None,
-            seed: int = 0, options: dict | None = None, device=None, memory_budget: int | None = None,
-            num_threads: int | None = None, progress=None) -> Comparison:
-    """Score every hidden neuron of ``model`` on ``data`` through each of ``lenses``.
+def lens_data(data, split: str = "train", max_samples: int | None = None, seed: int = 0) -> tuple:
+    """``data`` as the ``(X, y)`` pair every lens gets (:func:`nifkit.data.as_xy` with at
+    least 10 samples: the lenses estimate information from samples)."""
+    return as_xy(data, split, max_samples=max_samples, seed=seed, min_samples=10)
 
-    ``lenses``: registered names (default: the five chapters' lenses) or functions
-    ``(model, data) -> scores``. ``data``: ``(X, y)`` or a Dataset (its ``split``),
-    at most ``max_samples`` (seeded subset). ``options[lens]``: keywords for that
-    built-in lens (e.g. ``{"ei": {"n_samples": 5000}}``). ``device`` and ``memory_budget``
-    (bytes) go to every built-in lens's heavy functions (None: each one's default;
-    ``options`` win). ``num_threads``: torch CPU threads for the whole call (None: 1 on
-    the CPU, the project's policy, restored after).
-    ``progress``: True for a bar, or a callable ``progress(done, total, lens)``. Each lens runs its chapter's own functions; the
-    model is left as it was (every chapter restores mode and hooks).
+
+def _accepted(fn, options: dict) -> dict:
+    """The entries of ``options`` that ``fn`` takes as keywords (all, if it takes ``**kw``)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params}
+
+
+def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
+            max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
+            memory_budget: int | None = None, num_threads: int | None = None, progress=False) -> Comparison:
+    """Score every hidden unit of ``model`` (or of the hidden ``layers``) on ``data``
+    through each of ``lenses``.
+
+    ``lenses``: registered names (default: the five chapters' ``neuron_scores``) or
+    functions ``(model, data) -> scores``. ``data``: labelled data (``(X, y)``, a Dataset's
+    ``split``, a DataLoader of ``(x, y)``), at most ``max_samples`` (seeded subset).
+    ``options[lens]``: keywords for that lens (e.g. ``{"ei": {"n_samples": 5000}}``).
+    ``layers``, ``seed``, ``device`` and ``memory_budget`` (bytes) go to every lens that
+    takes them (``options`` win). ``num_threads``: torch CPU threads for the whole call
+    (None: 1 on the CPU, the project's policy, restored after). ``progress``: True for a
+    bar over the lenses, or a callable ``progress(done, total, lens)``. The model is left
+    as it was (every chapter restores mode and hooks).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     seed = check_seed(seed, allow_none=False)
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a dict {{lens name: {{keyword: value}}}}, got {type(options).__name__}")
     if isinstance(lenses, str) or callable(lenses):
@@ -155,31 +144,30 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, split: str = "trai
     if not lenses:
         raise ValueError("lenses is empty; pass lens names, e.g. nifkit.compare.DEFAULT_LENSES")
     resolved = [get_lens(x) for x in lenses]  # unknown names fail before any work
+    names = [r.name for r in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"lenses names a lens twice: {names}; name each lens once")
     options = dict(options or {})
     for k in options:
-        if k not in [r.name for r in resolved]:
-            raise ValueError(f"options has an entry for {k!r}, which is not among the lenses run: "
-                             f"{[r.name for r in resolved]}")
-    heavy = {}
+        if k not in names:
+            raise ValueError(f"options has an entry for {k!r}, which is not among the lenses run: {names}")
+    shared = {"seed": seed, **({} if layers is None else {"layers": layers})}
     if device is not None:
-        heavy["device"] = str(resolve_device(device))
+        shared["device"] = str(resolve_device(device))
     if memory_budget is not None:
-        heavy["memory_budget"] = check_int(memory_budget, "memory_budget", minimum=1)
-    neurons = hidden_neurons(model)
-    X, y = as_xy(data, split, max_samples, seed)
+        shared["memory_budget"] = check_int(memory_budget, "memory_budget", minimum=1)
+    neurons = hidden_neurons(model, layers)
+    X, y = lens_data(data, split, max_samples, seed)
     out, secs, notes = {}, {}, []
-    report = progress_callback(progress)
-    with cpu_threads(num_threads, heavy.get("device")):
-        for i, lens in enumerate(resolved):  # loop over lenses
+    with cpu_threads(num_threads, shared.get("device")), Progress(progress, len(resolved), "lenses") as bar:
+        for lens in resolved:  # loop over lenses
             t = time.perf_counter()
-            opts = {**heavy, **options.get(lens.name, {})} if lens.builtin else options.get(lens.name, {})
-            raw = lens.fn(model, (X, y), **opts) if (lens.builtin or opts) else lens.fn(model, (X, y))
-            ls = validate_scores(raw, neurons, lens.name)
-            secs[lens.name] = time.perf_counter() - t
+            opts = {**_accepted(lens.fn, shared), **options.get(lens.name, {})}
+            ls = validate_scores(lens.fn(model, (X, y), **opts), neurons, lens.name)
+            secs[lens.name] = ls.seconds = time.perf_counter() - t
             out[lens.name] = ls
             notes += ls.notes
-            if report is not None:
-                report(i + 1, len(resolved), lens.name)
-    return Comparison(neurons=neurons, lenses=out, seconds=secs, n_samples=len(X),
-                      settings={"lenses": [r.name for r in resolved], "split": split, "max_samples": max_samples,
-                                "seed": seed, "options": options, **heavy}, notes=notes)
+            bar(len(out), len(resolved), lens.name)
+    settings = {"lenses": names, "split": split, "max_samples": max_samples, "seed": seed, "options": options,
+                **{k: v for k, v in shared.items() if k != "seed"}}
+    return Comparison(neurons=neurons, lenses=out, seconds=secs, n_samples=len(X), settings=settings, notes=notes)

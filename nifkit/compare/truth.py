@@ -27,8 +27,8 @@ import numpy as np
 
 from ..intervene import Knockouts
 from ..runtime import check_seed, cpu_threads
-from .harness import Comparison, as_xy
-from .lenses import hidden_neurons
+from ..models.units import hidden_neurons
+from .harness import Comparison, lens_data
 
 __all__ = ["KnockoutTruth", "knockout_truth", "LensScore", "score_lenses", "module_knockouts", "spearman"]
 
@@ -112,10 +112,10 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     if value not in ("mean", "zero"):
         raise ValueError(f"value must be 'mean' or 'zero' (what a knocked-out neuron is fixed to), got {value!r}")
     neurons = hidden_neurons(model)
-    X, y = as_xy(data, split, max_samples, seed)
+    X, y = lens_data(data, split, max_samples, seed)
     heavy = {} if memory_budget is None else {"memory_budget": memory_budget}
     with cpu_threads(num_threads, device):
-        ko = Knockouts(model, X, y, device=device, **heavy)
+        ko = Knockouts(model, (X, y), device=device, **heavy)
         settings = {"k": int(k), "max_sets": max_sets, "split": split, "n_samples": len(X), "value": value,
                     "seed": seed}
         return _truth(ko, neurons, k, max_sets, value, seed, settings)

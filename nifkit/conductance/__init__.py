@@ -9,12 +9,27 @@
   ResNet-50 / VGG-16 and Imagenette online;
 * :mod:`.plots`, :mod:`.widget` (:class:`ConductanceExplorer`), :mod:`.exercise`.
 """
-from .attribution import (  # noqa: F401
-    BASELINES, METHODS, OUTPUTS, Conductance, blocks, layer_conductance, make_baseline, path_alphas, path_gradients,
+from .._lazy import lazy_widget
+from . import zoo
+from .attribution import (
+    BASELINES, DEFAULT_BUDGET, METHODS, OUTPUTS, Conductance, blocks, layer_conductance, make_baseline, path_alphas,
+    path_gradients,
 )
-from . import zoo  # noqa: F401
-from .exercise import check_conductance, reference_conductance  # noqa: F401
-from .plane import (  # noqa: F401
-    ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, InformationPlane, Knockout, Trajectory, information_plane, ite,
-    knockout, layer_codes, plane_from_values, plane_trajectory, verdict_check,
+from .exercise import check_conductance, reference_conductance
+from .plane import (
+    ESTIMATORS, ITE, ITE_FORMULAS, KNOCKOUT_MODES, PLANE_BINNINGS, InformationPlane, Knockout, Trajectory,
+    information_plane, ite, knockout, layer_codes, plane_from_values, plane_trajectory, verdict_check,
 )
+from .scores import neuron_scores
+
+_WIDGET = ("ConductanceExplorer", "ConductanceView")
+
+__all__ = [
+    "zoo", "BASELINES", "DEFAULT_BUDGET", "METHODS", "OUTPUTS", "Conductance", "blocks", "layer_conductance",
+    "make_baseline", "path_alphas", "path_gradients", "check_conductance", "reference_conductance", "ESTIMATORS",
+    "ITE", "ITE_FORMULAS", "KNOCKOUT_MODES", "PLANE_BINNINGS", "InformationPlane", "Knockout", "Trajectory",
+    "information_plane", "ite", "knockout", "layer_codes", "plane_from_values", "plane_trajectory", "verdict_check",
+    "neuron_scores", "ConductanceExplorer", "ConductanceView",
+]
+
+__getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

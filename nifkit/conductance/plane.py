@@ -12,10 +12,13 @@ function of it, ``H(T|X) = 0``, so the binned ``I(X;T) = H(T) <= log2 N``; and
 
 Estimators (a **reconstruction**: the paper's is unknown), all from ``nifkit.info``:
 
-* ``"binned"`` - equal-width bins over one range per layer (``[min, max]`` of the whole
-  layer: conductance is signed and unbounded, so a fixed range cannot serve all
-  layers); the layer's units together form one joint symbol per sample;
-* ``"quantile"`` - equal-mass bins per unit, then the same joint symbols;
+* ``"binned"`` - ``n_bins`` bins per unit; the layer's units together form one joint
+  symbol per sample. ``binning="layer_minmax"`` (default): equal-width bins over one
+  range per layer (``[min, max]`` of the whole layer: conductance is signed and
+  unbounded, so a fixed range cannot serve all layers); ``"quantile"``: equal-mass bins
+  per unit. ``n_bins`` defaults to 30 here, not the 8 of the other chapters: the
+  information-plane literature bins a layer's values finely (Shwartz-Ziv & Tishby used 30
+  bins), and the plane's ``I(X;T)`` needs enough symbols to separate inputs;
 * ``"gaussian"`` - a Gaussian model of the top principal components (``max_dims``) of
   ``T`` and of ``X``; ``I(T;Y)`` against the one-hot label.
 
@@ -33,17 +36,21 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from .._validation import as_2d, to_tensor
+from .._validation import as_2d, check_choice, to_tensor
+from ..data.arrays import as_xy
 from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
 from ..intervene.layers import LAYER_MODES, LayerKnockouts, knock_out_layers
 from ..record.path import path_layers
-from .attribution import Conductance, layer_conductance
+from ..runtime import Progress
+from .attribution import DEFAULT_BUDGET, Conductance, layer_conductance
 
-__all__ = ["ESTIMATORS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
+__all__ = ["ESTIMATORS", "PLANE_BINNINGS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout", "Trajectory",
            "layer_codes", "plane_from_values", "information_plane", "ite", "knockout", "verdict_check",
            "plane_trajectory"]
 
-ESTIMATORS = ("binned", "quantile", "gaussian")
+ESTIMATORS = ("binned", "gaussian")
+#: how the binned estimator bins a layer: one equal-width range per layer, or quantiles per unit
+PLANE_BINNINGS = ("layer_minmax", "quantile")
 ITE_FORMULAS = ("ratio", "gain")
 KNOCKOUT_MODES = LAYER_MODES
 
@@ -89,18 +96,17 @@ class InformationPlane:
                 f"log2 N = {self.bound_x:.2f}, H(Y) = {self.h_y:.2f}")
 
 
-def layer_codes(values, n_bins: int = 30, estimator: str = "binned") -> np.ndarray:
-    """Codes ``(samples, units)`` of one layer: ``"binned"`` = equal-width bins over the
-    layer's own ``[min, max]`` (all units share it), ``"quantile"`` = per unit."""
+def layer_codes(values, n_bins: int = 30, binning: str = "layer_minmax") -> np.ndarray:
+    """Codes ``(samples, units)`` of one layer: ``binning="layer_minmax"`` = equal-width
+    bins over the layer's own ``[min, max]`` (all units share it), ``"quantile"`` = per unit."""
     v = as_2d(values, "values")
-    if estimator == "binned":
+    check_choice(binning, "binning", PLANE_BINNINGS)
+    if binning == "layer_minmax":
         lo, hi = float(v.min()), float(v.max())
         if not hi > lo:
             return np.zeros(v.shape, dtype=np.uint8)
         return discretize(v, n_bins, "fixed", (lo, hi))  # positional: the core's (binning, bin_range)
-    if estimator == "quantile":
-        return discretize(v, n_bins, "quantile")
-    raise ValueError(f"estimator must be 'binned' or 'quantile' for codes, got {estimator!r}")
+    return discretize(v, n_bins, "quantile")
 
 
 def _pca(v, k):
@@ -111,18 +117,19 @@ def _pca(v, k):
     return u[:, :k] * s[:k]
 
 
-def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins: int = 30, correction=None,
+def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins: int = 30,
+                      binning: str = "layer_minmax", correction=None,
                       n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4,
                       source: str = "") -> InformationPlane:
     """The information plane of layers given as ``values[name] = (samples, units)``.
 
     ``labels``: one class per sample. ``correction="miller-madow"`` for the binned
-    estimators; ``n_shuffles > 0`` adds a shuffle null for ``I(T;Y)``. ``inputs``
+    estimator (``binning``: see the module docstring); ``n_shuffles > 0`` adds a shuffle null for ``I(T;Y)``. ``inputs``
     (``(samples, ...)``) are needed by ``"gaussian"``, which uses ``max_dims`` principal
     components of each side.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    check_choice(estimator, "estimator", ESTIMATORS)
+    check_choice(binning, "binning", PLANE_BINNINGS)
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
         raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
     y = to_tensor(labels, "labels").reshape(-1).long().numpy()
@@ -161,7 +168,7 @@ def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins
             null.append(float("nan"))
             pv.append(float("nan"))
             continue
-        codes = layer_codes(v, n_bins, estimator)
+        codes = layer_codes(v, n_bins, binning)
         i_xt.append(mutual_information(ids, codes, correction=correction))
         i_ty.append(mutual_information(codes, y, correction=correction))
         if n_shuffles:
@@ -174,7 +181,7 @@ def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins
             pv.append(float("nan"))
     if estimator == "gaussian" and n_shuffles:
         notes.append("no shuffle null for the Gaussian estimator")
-    settings = {"estimator": estimator, "n_bins": int(n_bins), "correction": correction,
+    settings = {"estimator": estimator, "n_bins": int(n_bins), "binning": binning, "correction": correction,
                 "n_shuffles": int(n_shuffles), "max_dims": int(max_dims)}
     return InformationPlane(names=names, i_xt=np.array(i_xt, dtype=float), i_ty=np.array(i_ty, dtype=float),
                             h_y=h_y, n_samples=n, source=source, null_ty=np.array(null), p_ty=np.array(pv),
@@ -182,8 +189,8 @@ def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins
 
 
 def information_plane(cond: Conductance, labels, *, which: str = "conductance", reduce: str = "channel",
-                      k: int = 16, estimator: str = "binned", n_bins: int = 30, correction=None,
-                      n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4) -> InformationPlane:
+                      k: int = 16, estimator: str = "binned", n_bins: int = 30, binning: str = "layer_minmax",
+                      correction=None, n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4) -> InformationPlane:
     """The plane of every layer of ``cond`` from its conductance maps
     (``which="conductance"``) or from the activations recorded with them
     (``which="activation"``), each reduced with :meth:`Conductance.flat` (``reduce``:
@@ -191,8 +198,8 @@ def information_plane(cond: Conductance, labels, *, which: str = "conductance", 
     if which not in ("conductance", "activation"):
         raise ValueError(f"which must be 'conductance' or 'activation', got {which!r}")
     values = {n: cond.flat(n, reduce=reduce, k=k, which=which) for n in cond.names}
-    p = plane_from_values(values, labels, estimator=estimator, n_bins=n_bins, correction=correction,
-                          n_shuffles=n_shuffles, seed=seed, inputs=inputs, max_dims=max_dims, source=which)
+    p = plane_from_values(values, labels, estimator=estimator, n_bins=n_bins, binning=binning,
+                          correction=correction, n_shuffles=n_shuffles, seed=seed, inputs=inputs, max_dims=max_dims, source=which)
     p.settings["reduce"] = reduce
     return p
 
@@ -244,11 +251,13 @@ def ite(plane: InformationPlane, formula: str = "ratio") -> ITE:
 Knockout = LayerKnockouts
 
 
-def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fraction: float = 1.0,
-             n_repeats: int = 1, seed: int = 0, batch_size: int = 256, num_threads=None) -> Knockout:
+def knockout(model: nn.Module, data, layers=None, *, mode: str = "mean", fraction: float = 1.0,
+             n_repeats: int = 1, seed: int = 0, batch_size: int = 256, split: str = "test",
+             num_threads=None) -> Knockout:
     """Knock each layer out in turn and measure accuracy and the mean true-class logit.
 
-    ``mode``: ``"mean"`` replaces the layer's output by its mean over ``X`` (per unit),
+    ``data``: labelled data (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``).
+    ``mode``: ``"mean"`` replaces the layer's output by its mean over the data (per unit),
     ``"zero"`` by zeros, ``"bypass"`` by the layer's input (a residual block is skipped;
     where input and output shapes differ the mean is used, with a note). Modes, flags and
     hooks are restored; ``num_threads`` as in :func:`layer_conductance`. ``fraction < 1`` knocks out only that share of the layer's channels
@@ -256,7 +265,7 @@ def knockout(model: nn.Module, X, y, layers=None, *, mode: str = "mean", fractio
     feed-forward stack, removing a whole layer destroys everything whichever layer it is.
     (Runs on :func:`nifkit.intervene.knock_out_layers`; ``layers`` default: :func:`blocks`.)
     """
-    return knock_out_layers(model, X, y, path_layers(model, layers), mode=mode, fraction=fraction,
+    return knock_out_layers(model, data, path_layers(model, layers), split=split, mode=mode, fraction=fraction,
                             n_repeats=n_repeats, seed=seed, batch_size=batch_size, num_threads=num_threads)
 
 
@@ -298,27 +307,29 @@ class Trajectory:
         return np.stack([p.i_xt for p in planes]), np.stack([p.i_ty for p in planes])
 
 
-def plane_trajectory(run, X, y, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
+def plane_trajectory(run, data, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
                      method: str = "riemann_trapezoid", target="true", estimator: str = "binned",
-                     n_bins: int = 30, reduce: str = "channel", device=None, memory_budget=None,
-                     num_threads=None, progress=None, **plane_kw) -> Trajectory:
+                     n_bins: int = 30, reduce: str = "channel", split: str = "test", device=None,
+                     memory_budget: int = DEFAULT_BUDGET, num_threads=None, progress=False,
+                     **plane_kw) -> Trajectory:
     """Conductance and activation planes of every snapshot of a
-    :class:`nifkit.models.TrainResult` ``run`` (or the ``epochs`` given), on ``(X, y)``.
+    :class:`nifkit.models.TrainResult` ``run`` (or the ``epochs`` given), on labelled
+    ``data`` (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``).
     ``device``, ``memory_budget``, ``num_threads`` go to :func:`layer_conductance`;
-    ``progress(done, total, what)`` is called after each snapshot."""
+    ``progress``: True for a bar over the snapshots, or a callable ``(done, total, what)``."""
+    X, y = as_xy(data, split)
     eps = run.epochs_snapshotted if epochs is None else list(epochs)
     if not eps:
         raise ValueError("the run has no snapshots; train with snapshot_every=k")
+    cond_kw = dict(baselines=baselines, target=target, steps=steps, method=method, device=device,
+                   memory_budget=memory_budget, num_threads=num_threads)
+    plane_kw = dict(reduce=reduce, estimator=estimator, n_bins=n_bins, inputs=X, **plane_kw)
     conds, acts, accs = [], [], []
-    for i, e in enumerate(eps):
-        m = run.model_at(e)
-        c = layer_conductance(m, X, layers, baselines=baselines, target=target, labels=y, steps=steps,
-                              method=method, device=device, memory_budget=memory_budget, num_threads=num_threads)
-        conds.append(information_plane(c, y, which="conductance", reduce=reduce, estimator=estimator,
-                                       n_bins=n_bins, inputs=X, **plane_kw))
-        acts.append(information_plane(c, y, which="activation", reduce=reduce, estimator=estimator,
-                                      n_bins=n_bins, inputs=X, **plane_kw))
-        accs.append(float((c.predicted == to_tensor(y, "y").numpy()).mean()))
-        if progress is not None:
-            progress(i + 1, len(eps), f"epoch {e}")
+    with Progress(progress, len(eps), "snapshots") as bar:
+        for e in eps:  # loop over snapshots
+            c = layer_conductance(run.model_at(e), X, layers, labels=y, **cond_kw)
+            conds.append(information_plane(c, y, which="conductance", **plane_kw))
+            acts.append(information_plane(c, y, which="activation", **plane_kw))
+            accs.append(float((c.predicted == y.numpy()).mean()))
+            bar.update()
     return Trajectory(epochs=eps, conductance=conds, activation=acts, accuracy=accs)

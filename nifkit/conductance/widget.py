@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.arrays import as_xy
 from ..widgets.base import STYLE, Explorer, layer_picker
 from .attribution import BASELINES, Conductance, blocks, layer_conductance
 from .plane import information_plane, ite
@@ -43,8 +44,8 @@ class ConductanceExplorer(Explorer):
     Parameters
     ----------
     model : a classifier
-    X, y : inputs ``(N, C, H, W)`` (or flat) and labels; conductance is computed for all
-        of them at once (keep ``N`` modest: a few hundred small inputs or a few photos)
+    data : labelled inputs ``(N, C, H, W)`` (or flat), as ``(X, y)`` or a Dataset (its test
+        part); conductance is computed for all of them at once (keep ``N`` modest: a few hundred small inputs or a few photos)
     images : what to draw under the conductance map, ``(N, H, W)`` or ``(N, H, W, 3)``
         (default: ``X[:, 0]`` for images)
     layers : default :func:`~nifkit.conductance.blocks`
@@ -56,14 +57,11 @@ class ConductanceExplorer(Explorer):
     control only redraws. ``.result`` is a :class:`ConductanceView`.
     """
 
-    def __init__(self, model: nn.Module, X, y, *, images=None, layers=None, class_names=None, steps: int = 16,
+    def __init__(self, model: nn.Module, data, *, images=None, layers=None, class_names=None, steps: int = 16,
                  max_steps: int = 64, n_bins: int = 4, estimator: str = "binned", reduce: str = "channel",
                  memory_budget=None, num_threads=None):
         self.model = model
-        self.X = torch.as_tensor(X).float()
-        self.y = torch.as_tensor(y).long().reshape(-1)
-        if len(self.X) != len(self.y):
-            raise ValueError(f"X and y must have the same number of samples, got {len(self.X)} and {len(self.y)}")
+        self.X, self.y = as_xy(data, "test")
         if images is None:
             images = self.X[:, 0].numpy() if self.X.ndim == 4 else None
         self.images = None if images is None else np.asarray(images)

@@ -21,6 +21,7 @@ Sources, from always-available to optional:
 Nothing is downloaded unless a function is called with ``download=True``. A missing
 source raises ``FileNotFoundError`` that says how to get it.
 """
+from .arrays import as_xy
 from .dataset import DEFAULT_DATA_ROOT, Dataset
 from .images import (
     IDX_FILES,
@@ -46,6 +47,7 @@ from .tabular import (
 
 __all__ = [
     "Dataset",
+    "as_xy",
     "DEBIAN_FASHION_MNIST_DIRS",
     "DEFAULT_DATA_ROOT",
     "FASHION_MNIST_CLASSES",

@@ -79,13 +79,14 @@ from .measure import MEASURES, LayerEI, ModelEI, layer_ei, plane_kind
 from .model import CausalHistory, EdgeAblation, edge_ablation, ei_over_training, history_from_results
 from .model import measured_layers, model_ei
 from .sampling import CHUNK
+from .scores import neuron_scores
 
 _WIDGET = ("CausalExplorer", "CausalView")
 
 __all__ = [
     "LayerEI", "ModelEI", "CausalHistory", "EdgeAblation", "layer_ei", "model_ei", "ei_over_training",
     "edge_ablation", "plane_kind", "history_from_results", "measured_layers", "identity_ei",
-    "check_edge_sensitivity", "CHUNK", "MEASURES", "CausalExplorer", "CausalView",
+    "check_edge_sensitivity", "CHUNK", "MEASURES", "CausalExplorer", "CausalView", "neuron_scores",
 ]
 
 __getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
+from ..data.arrays import as_xy
 from ..dynamics import over_snapshots
 from ..intervene import Knockouts, evaluate_edge_knockouts
+from ..models.hooks import hooks
 from ..models.walk import ELEMENTWISE_TYPES, walk
 from ..runtime import check_seed
 from .measure import ModelEI, layer_ei, plane_kind
@@ -55,18 +57,12 @@ def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tup
     conv_shapes = {}
     convs = [lay.name for lay in w.layers if isinstance(lay.module, nn.Conv2d)]
     if input_shape is not None and convs:
-        modules = dict(model.named_modules())
-        hooks = []
-        try:
-            for n in convs:
-                hooks.append(modules[n].register_forward_hook(
-                    lambda mod, inp, out, n=n: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))))
-            p = next(model.parameters())
-            with torch.no_grad():
-                model(torch.zeros((1, *tuple(input_shape)), dtype=p.dtype, device=p.device))
-        finally:
-            for h in hooks:
-                h.remove()
+        def shape_of(n):
+            return lambda mod, inp, out: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))
+
+        p = next(model.parameters())
+        with hooks(model, {n: shape_of(n) for n in convs}), torch.no_grad():
+            model(torch.zeros((1, *tuple(input_shape)), dtype=p.dtype, device=p.device))
     out = OrderedDict()
     for lay in w.layers:
         act = lay.activation
@@ -195,10 +191,11 @@ def _group_masks(score: np.ndarray, n_groups: int) -> np.ndarray:
     return (group[None, :] == np.arange(n_groups)[:, None]).reshape(n_groups, *score.shape)
 
 
-def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_groups: int = 10,
-                  scores=("ei", "weight"), seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+def edge_ablation(model: nn.Module, data, measures: ModelEI, *, layers=None, n_groups: int = 10,
+                  scores=("ei", "weight"), seed: int = 0, split: str = "test", device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                   num_threads: int | None = None) -> EdgeAblation:
-    """Zero the edges of one decile at a time and measure accuracy on ``(X, y)``.
+    """Zero the edges of one decile at a time and measure accuracy on labelled ``data``
+    (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``).
 
     The model runs in eval mode (Dropout off, BatchNorm statistics untouched) and is
     restored; all groups of one score are evaluated in one batch
@@ -209,6 +206,7 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
     ``"weight"`` (``|W|``) or ``"random"``; decile ``k`` is zeroed in all those layers
     at once.
     """
+    X, y = as_xy(data, split)
     names = measures.names if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 1:
         raise ValueError(f"n_groups must be a positive integer, got {n_groups!r}")
@@ -237,8 +235,8 @@ def edge_ablation(model: nn.Module, X, y, measures: ModelEI, *, layers=None, n_g
 
     out = {}
     kw = dict(device=device, memory_budget=memory_budget, num_threads=num_threads)
-    baseline = Knockouts(model, X, y, **kw).base_accuracy  # eval mode, labels checked
+    baseline = Knockouts(model, (X, y), **kw).base_accuracy  # eval mode, labels checked
     for kind in scores:  # all groups of one score in one batched evaluation
         masks = {n: _group_masks(score_of(kind, n), n_groups) for n in names}
-        out[kind] = evaluate_edge_knockouts(model, X, y, masks, **kw).accuracy
+        out[kind] = evaluate_edge_knockouts(model, (X, y), masks, **kw).accuracy
     return EdgeAblation(np.arange(n_groups), out, baseline, names, n_groups)

@@ -41,6 +41,7 @@ from .._validation import as_codes, as_masks
 from .discrete import pack
 from .keys import mixed_radix, row_keys
 from .kernels import MAX_KEY_BITS, xlog2x_table
+from ..runtime import Progress
 
 __all__ = [
     "compact",
@@ -256,7 +257,7 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
     return out
 
 
-def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.ndarray:
+def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.ndarray:
     """``I(X;Y | codes[:, Z])`` for every subset ``Z`` of the ``m`` columns (``m <= 24``):
     an array of ``2^m`` values in bits, entry ``b`` for the set of bits of ``b``
     (column ``i`` <-> bit ``i``).
@@ -266,8 +267,8 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.nd
     level doubles a stack of label rows, the new half refined by one variable and
     re-compacted per row with one occupancy table for the whole stack (rows laid end to
     end, each with only as many cells as it has groups) - and every leaf's counts come
-    from one ``bincount``, summed per row with ``np.add.reduceat``. ``progress(done, total, what)`` is called
-    after each block.
+    from one ``bincount``, summed per row with ``np.add.reduceat``. ``progress``: True for a bar, or a callable
+    ``progress(done, total, what)`` called after each block.
     """
     x, y = _check_xy(x, y)
     n = len(x)
@@ -285,30 +286,30 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=None) -> np.nd
     kb = int(min(max(block_vars, 0), m))
     top = m - kb
     out = np.empty(1 << m, np.float64)
-    for t in range(1 << top):
-        cols = [kb + i for i in range(top) if (t >> i) & 1]
-        if cols:
-            lab, G = compact(pack(cu[:, cols]))
-        else:
-            lab, G = np.zeros(U, np.int64), 1
-        rows = lab[None, :].astype(np.int32)  # (1, U): compact labels of each set of the block
-        gs = np.array([G], dtype=np.int64)  # number of groups of each row
-        for v in range(kb):
-            cv = int(card[v])
-            ref = rows * cv + cu[None, :, v]  # (R, U): row r's values lie in 0..gs[r]*cv-1
-            # rows laid end to end (no padding): one occupancy table and one cumsum for all
-            start_r = np.concatenate([[0], np.cumsum(gs * cv)[:-1]])
-            flat = ref + start_r[:, None]
-            occ = np.zeros(int((gs * cv).sum()), dtype=bool)
-            occ[flat.ravel()] = True
-            csum = np.cumsum(occ, dtype=np.int64)
-            before = np.where(start_r > 0, csum[np.maximum(start_r - 1, 0)], 0)
-            new = (csum[flat] - 1 - before[:, None]).astype(np.int32)
-            rows = np.concatenate([rows, new])
-            gs = np.concatenate([gs, csum[start_r + gs * cv - 1] - before])
-        out[t << kb:(t + 1) << kb] = _cmi_rows(rows, gs, xyu, w, bx, by, n, table)
-        if progress is not None:
-            progress(t + 1, 1 << top, "subsets")
+    with Progress(progress, 1 << top, "subsets", unit="block") as bar:
+        for t in range(1 << top):
+            cols = [kb + i for i in range(top) if (t >> i) & 1]
+            if cols:
+                lab, G = compact(pack(cu[:, cols]))
+            else:
+                lab, G = np.zeros(U, np.int64), 1
+            rows = lab[None, :].astype(np.int32)  # (1, U): compact labels of each set of the block
+            gs = np.array([G], dtype=np.int64)  # number of groups of each row
+            for v in range(kb):
+                cv = int(card[v])
+                ref = rows * cv + cu[None, :, v]  # (R, U): row r's values lie in 0..gs[r]*cv-1
+                # rows laid end to end (no padding): one occupancy table and one cumsum for all
+                start_r = np.concatenate([[0], np.cumsum(gs * cv)[:-1]])
+                flat = ref + start_r[:, None]
+                occ = np.zeros(int((gs * cv).sum()), dtype=bool)
+                occ[flat.ravel()] = True
+                csum = np.cumsum(occ, dtype=np.int64)
+                before = np.where(start_r > 0, csum[np.maximum(start_r - 1, 0)], 0)
+                new = (csum[flat] - 1 - before[:, None]).astype(np.int32)
+                rows = np.concatenate([rows, new])
+                gs = np.concatenate([gs, csum[start_r + gs * cv - 1] - before])
+            out[t << kb:(t + 1) << kb] = _cmi_rows(rows, gs, xyu, w, bx, by, n, table)
+            bar.update()
     return out
 
 

@@ -14,7 +14,9 @@ every weight, mode and flag restored, also on exceptions.
   the ``S`` variants go through the rest as one batch ``(samples, S, units)`` in
   memory-bounded chunks; a following ``nn.Linear`` is evaluated with rank-one updates
   for cumulative orders and single units, ``z_k = z_0 - sum_{j<k} (a_{o_j} - v_{o_j})
-  w_{o_j}``. Other models use forward hooks (one pass per knockout; correct, slower).
+  w_{o_j}``. Other models use forward hooks (one pass per knockout; correct, slower),
+  attached by the one hook context :func:`nifkit.models.hooks`, and :func:`nifkit.record.record`
+  for the layers' outputs.
 * :meth:`Knockouts.readout` is the second evaluation mode (:mod:`.readout`): knockouts
   of one hidden layer scored through the linear readout after it, by batched products
   and split sums: per-class balanced accuracy for stacks of masks or for all ``2^m``

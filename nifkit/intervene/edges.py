@@ -50,10 +50,12 @@ def knock_out_edges(model: nn.Module, edges: dict, value: float = 0.0):
         yield model
 
 
-def evaluate_edge_knockouts(model: nn.Module, X, y, edges: dict, *, value: float = 0.0, device=None,
+def evaluate_edge_knockouts(model: nn.Module, data, edges: dict, *, value: float = 0.0, split: str = "test",
+                            device=None,
                             memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
                             batch_size: int = 4096) -> KnockoutResult:
-    """Accuracy, loss and per-class accuracy of ``S`` edge knockouts at once.
+    """Accuracy, loss and per-class accuracy of ``S`` edge knockouts at once, on labelled
+    ``data`` (``(X, y)``, a Dataset's ``split``, a DataLoader of ``(x, y)``).
 
     ``edges[name]``: bool ``(S, inputs, outputs)`` per ``nn.Linear`` layer; knockout ``s``
     sets the weights ``edges[name][s]`` of every named layer to ``value``. For an
@@ -67,7 +69,7 @@ def evaluate_edge_knockouts(model: nn.Module, X, y, edges: dict, *, value: float
     if len(S) != 1 or None in S:
         raise ValueError("every edge mask must be (S, inputs, outputs) with the same number S of knockouts")
     S = S.pop()
-    eng = Knockouts(model, X, y, device=device, memory_budget=memory_budget, num_threads=num_threads,
+    eng = Knockouts(model, data, split=split, device=device, memory_budget=memory_budget, num_threads=num_threads,
                     batch_size=batch_size)
     with cpu_threads(num_threads, eng.device):
         return _edge_knockouts(eng, model, masks, S, value, memory_budget)

@@ -20,10 +20,12 @@ import torch
 from torch import nn
 
 from .._validation import to_tensor
+from ..data.arrays import as_xy
+from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
 
-__all__ = ["LAYER_MODES", "LayerKnockouts", "knock_out_layers"]
+__all__ = ["LAYER_MODES", "LayerKnockouts", "LayerKnockoutSettings", "knock_out_layers"]
 
 LAYER_MODES = ("mean", "zero", "bypass")
 
@@ -63,92 +65,127 @@ class LayerKnockouts:
         return f"Knockout[{self.mode}](base accuracy {self.base_accuracy:.3f}; drops: {d})"
 
 
-def knock_out_layers(model: nn.Module, X, y, layers, *, mode: str = "mean", fraction: float = 1.0,
-                     n_repeats: int = 1, seed: int = 0, batch_size: int = 256, num_threads=None) -> LayerKnockouts:
-    """Knock each of ``layers`` (module names) out in turn; see the module docstring.
+@dataclass(frozen=True)
+class LayerKnockoutSettings:
+    """How :func:`knock_out_layers` knocks a layer out: ``mode``, the ``fraction`` of its
+    channels, ``n_repeats`` seeded draws of them, ``batch_size`` rows per forward pass."""
+
+    mode: str = "mean"
+    fraction: float = 1.0
+    n_repeats: int = 1
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
+        if isinstance(self.n_repeats, bool) or not isinstance(self.n_repeats, (int, np.integer)) \
+                or self.n_repeats < 1:
+            raise ValueError(f"n_repeats must be a positive integer, got {self.n_repeats!r}")
+        if self.mode not in LAYER_MODES:
+            raise ValueError(f"mode must be one of {LAYER_MODES}, got {self.mode!r}")
+
+    @property
+    def draws(self) -> int:
+        """Forward passes per layer: one when the whole layer goes, else ``n_repeats``."""
+        return 1 if self.fraction >= 1 else int(self.n_repeats)
+
+
+def knock_out_layers(model: nn.Module, data, layers, *, mode: str = "mean", fraction: float = 1.0,
+                     n_repeats: int = 1, seed: int = 0, batch_size: int = 256, split: str = "test",
+                     num_threads=None) -> LayerKnockouts:
+    """Knock each of ``layers`` (module names) out in turn on labelled ``data`` (``(X, y)``,
+    a Dataset's ``split``, a DataLoader of ``(x, y)``); see the module docstring.
     ``num_threads``: the project's thread policy (None = 1 thread on the CPU)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    if isinstance(n_repeats, bool) or not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
-        raise ValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
+    settings = LayerKnockoutSettings(mode, fraction, n_repeats, seed, batch_size)
     rng = np.random.default_rng(seed)
-    if mode not in LAYER_MODES:
-        raise ValueError(f"mode must be one of {LAYER_MODES}, got {mode!r}")
+    names = _layer_names(model, layers)
+    X, y = as_xy(data, split)
+    dev = next(model.parameters()).device
+    notes: list = []
+    with cpu_threads(num_threads, dev), ModelState(model, eval=True, no_grad=True):
+        score = _Scorer(model, X, y, settings.batch_size, dev)
+        means, (base_acc, base_logit) = _layer_means(model, names, score)
+        rows = [_knock_out_one(model, n, means[n], score, settings, rng, notes) for n in names]  # loop over layers
+    return LayerKnockouts(names=names, accuracy=np.array([r[0] for r in rows]), logit=np.array([r[1] for r in rows]),
+                          base_accuracy=base_acc, base_logit=base_logit, mode=mode, notes=notes)
+
+
+def _layer_names(model, layers) -> list:
     mods = dict(model.named_modules())
     names = [layers] if isinstance(layers, str) else list(layers)
     for n in names:
         if n not in mods or n == "":
             raise unknown_layer_error(n, [k for k in mods if k])
-    X = to_tensor(X, "X").float()
-    y = to_tensor(y, "y").reshape(-1).long()
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must hold the same positive number of samples, got {len(X)} and {len(y)}")
-    dev = next(model.parameters()).device
-    notes: list = []
-    noted: set = set()
+    return names
 
-    def run():
+
+class _Scorer:
+    """Accuracy and mean true-class logit of the model (as it is now) on ``(X, y)``."""
+
+    def __init__(self, model, X, y, batch_size, device):
+        self.model, self.X, self.y, self.batch_size, self.device = model, X, y, batch_size, device
+
+    def __call__(self) -> tuple[float, float]:
         correct, logit = 0, 0.0
-        for s in range(0, len(X), batch_size):
-            out = model(X[s:s + batch_size].to(dev)).float().cpu()
-            yb = y[s:s + batch_size]
+        for s in range(0, len(self.X), self.batch_size):
+            out = self.model(self.X[s:s + self.batch_size].to(self.device)).float().cpu()
+            yb = self.y[s:s + self.batch_size]
             correct += int((out.argmax(1) == yb).sum())
             logit += float(out[torch.arange(len(yb)), yb].sum())
-        return correct / len(X), logit / len(X)
+        return correct / len(self.X), logit / len(self.X)
 
-    with cpu_threads(num_threads, dev), ModelState(model, eval=True, no_grad=True):
-        sums = {n: None for n in names}
 
-        def acc_hook(name):
-            def h(mod, a, o):
-                s = o.detach().double().sum(0)
-                sums[name] = s if sums[name] is None else sums[name] + s
-            return h
+def _layer_means(model, names, score):
+    """Each layer's mean output over the set (per unit) and the intact model's score,
+    from one hooked pass."""
+    sums = {n: None for n in names}
 
-        handles = [mods[n].register_forward_hook(acc_hook(n)) for n in names]
-        try:
-            base_acc, base_logit = run()
-        finally:
-            for h in handles:
-                h.remove()
-        means = {n: (sums[n] / len(X)).float() for n in names}
-        accs, logits = [], []
-        for n in names:  # a loop over layers, then over seeded draws
-            n_ch = means[n].shape[0] if means[n].ndim else 1
-            reps = 1 if fraction >= 1 else int(n_repeats)
-            a_sum = lg_sum = 0.0
-            for _ in range(reps):
-                mask = None
-                if fraction < 1:
-                    pick = rng.permutation(n_ch)[: max(1, int(round(fraction * n_ch)))]
-                    mask = torch.zeros(n_ch, dtype=torch.bool)
-                    mask[torch.as_tensor(pick)] = True
+    def add_to(name):
+        def hook(mod, args, out):
+            s = out.detach().double().sum(0)
+            sums[name] = s if sums[name] is None else sums[name] + s
+        return hook
 
-                def replace(mod, args, out, n=n, mask=mask):
-                    if mode == "zero":
-                        new = torch.zeros_like(out)
-                    elif mode == "bypass" and isinstance(args[0], torch.Tensor) and args[0].shape == out.shape:
-                        new = args[0]
-                    else:
-                        if mode == "bypass" and n not in noted:
-                            noted.add(n)
-                            notes.append(f"{n}: input and output shapes differ, mean used instead of bypass")
-                        new = means[n].to(out.device, out.dtype).expand_as(out)
-                    if mask is None:
-                        return new
-                    m = mask.to(out.device).view(1, -1, *([1] * (out.ndim - 2)))
-                    return torch.where(m, new, out)
+    with hooks(model, {n: add_to(n) for n in names}):
+        base = score()
+    return {n: (sums[n] / len(score.X)).float() for n in names}, base
 
-                h = mods[n].register_forward_hook(replace)
-                try:
-                    a, lg = run()
-                finally:
-                    h.remove()
-                a_sum += a
-                lg_sum += lg
-            accs.append(a_sum / reps)
-            logits.append(lg_sum / reps)
-    return LayerKnockouts(names=names, accuracy=np.array(accs), logit=np.array(logits), base_accuracy=base_acc,
-                          base_logit=base_logit, mode=mode, notes=notes)
+
+def _knock_out_one(model, name, mean, score, settings, rng, notes) -> tuple[float, float]:
+    """The score with layer ``name`` knocked out, averaged over the seeded draws of its
+    channels (``settings.fraction < 1``)."""
+    n_ch = mean.shape[0] if mean.ndim else 1
+    a_sum = lg_sum = 0.0
+    for _ in range(settings.draws):  # a loop over seeded draws
+        mask = None
+        if settings.fraction < 1:
+            pick = rng.permutation(n_ch)[: max(1, int(round(settings.fraction * n_ch)))]
+            mask = torch.zeros(n_ch, dtype=torch.bool)
+            mask[torch.as_tensor(pick)] = True
+        with hooks(model, {name: _replacement(name, mean, mask, settings.mode, notes)}):
+            a, lg = score()
+        a_sum += a
+        lg_sum += lg
+    return a_sum / settings.draws, lg_sum / settings.draws
+
+
+def _replacement(name, mean, mask, mode, notes):
+    """The forward hook that knocks layer ``name`` out (where ``mask`` is True, or all)."""
+    def replace(mod, args, out):
+        if mode == "zero":
+            new = torch.zeros_like(out)
+        elif mode == "bypass" and isinstance(args[0], torch.Tensor) and args[0].shape == out.shape:
+            new = args[0]
+        else:
+            note = f"{name}: input and output shapes differ, mean used instead of bypass"
+            if mode == "bypass" and note not in notes:
+                notes.append(note)
+            new = mean.to(out.device, out.dtype).expand_as(out)
+        if mask is None:
+            return new
+        m = mask.to(out.device).view(1, -1, *([1] * (out.ndim - 2)))
+        return torch.where(m, new, out)
+    return replace

@@ -1,7 +1,7 @@
 r"""The second evaluation mode of :class:`~nifkit.intervene.Knockouts`: knockouts of a
 hidden layer scored through its linear readout, for very many sets at once.
 
-``Knockouts(model, X, y).readout(layer, value)`` caches the activations ``h`` of
+``Knockouts(model, (X, y)).readout(layer, value)`` caches the activations ``h`` of
 ``layer`` (one forward pass, shared with the engine) and reads the one ``nn.Linear``
 after it (``W``, ``b``; optionally followed by one strictly increasing activation,
 ``Tanh``/``Sigmoid``/``Identity``, which cannot change an argmax). With the units of a

@@ -14,10 +14,13 @@ from torch import nn
 
 from .._validation import as_labels, check_finite, to_numpy
 from ..config import DEFAULT_MEMORY_BUDGET
+from ..data.arrays import as_xy
+from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
 
-__all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knock_out"]
+__all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knock_out",
+           "KnockoutSpec", "FastPlan", "RankOneLinear"]
 
 
 VALUES = ("zero", "mean")
@@ -117,10 +120,12 @@ class Knockouts:
     thread policy, see :class:`nifkit.runtime.cpu_threads`).
     """
 
-    def __init__(self, model: nn.Module, X, y, *, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 num_threads: int | None = None, method: str = "auto", batch_size: int = 4096):
+    def __init__(self, model: nn.Module, data, *, split: str = "test", device=None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, method: str = "auto",
+                 batch_size: int = 4096):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        X, y = as_xy(data, split)
         if method not in ("auto", "fast", "hooks"):
             raise ValueError(f"method must be 'auto', 'fast' or 'hooks', got {method!r}")
         if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer, float)) \
@@ -206,7 +211,7 @@ class Knockouts:
                         parts.append(h.clone())
                 a = torch.cat(parts)
             else:
-                a = self._hooked_activations(layer)
+                a = self._recorded_activations(layer)
             if a.ndim != 2:
                 raise ValueError(
                     f"layer {layer!r} outputs shape {tuple(a.shape[1:])} per sample; ablation works on "
@@ -214,27 +219,25 @@ class Knockouts:
             self._prefix[layer] = a
         return self._prefix[layer]
 
-    def _hooked_activations(self, layer):
-        module = dict(self.model.named_modules())[layer]
-        parts = []
+    def _recorded_activations(self, layer):
+        """``layer``'s output on the evaluation set through :func:`nifkit.record.record`
+        (the one recorder); a module called more than once is refused."""
+        from ..record import record
 
-        def hook(mod, args, out):
-            parts.append((out[0] if isinstance(out, (tuple, list)) else out).detach().clone())
-
-        handle = module.register_forward_hook(hook)
-        try:
-            with ModelState(self.model, eval=True, no_grad=True):
-                self.forward_all(self.X)
-        finally:
-            handle.remove()
-        n_batches = -(-len(self.X) // self.batch_size)
-        if len(parts) != n_batches:
+        rec = record(self.model, self.X, [layer], batch_size=self.batch_size, progress=False, reused="all",
+                     to_cpu=False, num_threads=self.num_threads)
+        n_calls = len(rec.activations)
+        if n_calls == 0:
+            raise ValueError(f"module {layer!r} is never called in the model's forward pass; knock out the units of "
+                             "a module that runs")
+        if n_calls > 1:
+            module = dict(self.model.named_modules())[layer]
             raise ValueError(
-                f"module {layer!r} is called {len(parts) // n_batches} times in one forward pass, so knocking out "
+                f"module {layer!r} is called {n_calls} times in one forward pass, so knocking out "
                 "its units would change every use at once. Fix: give each use its own module (e.g. one "
                 f"nn.{type(module).__name__}() per layer), or knock out the units of a module called once (the "
                 "layer before it).")
-        return torch.cat(parts)
+        return rec[layer]
 
     def n_units(self, layer: str) -> int:
         return self.activations(layer).shape[1]
@@ -280,15 +283,30 @@ class Knockouts:
             return self._evaluate(layers, masks, value, cumulative, single)
 
     def _evaluate(self, layers, masks, value, cumulative, single) -> KnockoutResult:
+        spec = self._spec(layers, masks, value, cumulative, ordered=self.method == "fast")
         if self.method == "hooks":
-            return self._evaluate_hooks(layers, masks, value, cumulative)
+            return self._evaluate_hooks(spec)
+        a0 = self.activations(spec.layers[0])
+        plan = self._plan(spec, single, a0.shape[1])
+        correct = torch.zeros(spec.n_steps, self.n_classes, dtype=torch.float64, device=self.device)
+        loss_sum = torch.zeros(spec.n_steps, dtype=torch.float64, device=self.device)
+        with ModelState(self.model, eval=True, no_grad=True):
+            rank_one = None if plan.kind == "general" else \
+                RankOneLinear(plan.lin, spec, plan.kind, self.block, self.dtype, self.device)
+            for ns in range(0, len(a0), plan.n_chunk):  # a loop over blocks of samples
+                self._run_chunk(spec, plan, rank_one, a0[ns:ns + plan.n_chunk], ns, correct, loss_sum)
+        return self.results_from(correct, loss_sum)
+
+    def _spec(self, layers, masks, value, cumulative, ordered: bool) -> "KnockoutSpec":
+        """The checked arguments of :meth:`evaluate`: names, positions, values and bool
+        masks ``(S, units)`` per layer (``ordered``: distinct, in the model's order)."""
         if isinstance(layers, str):
             layers, masks = [layers], [masks]
         layers = list(layers)
         if not layers:
             raise ValueError("layers is empty: name at least one layer to knock units out of")
         idx = [self.index(n) for n in layers]
-        if sorted(idx) != idx or len(set(idx)) != len(idx):
+        if ordered and (sorted(idx) != idx or len(set(idx)) != len(idx)):
             raise ValueError("layers must be distinct and given in the model's order")
         vals = [self.unit_value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
         cum = list(cumulative) if cumulative is not None else [None] * len(layers)
@@ -302,28 +320,27 @@ class Knockouts:
             masks[i] = torch.as_tensor(masks[i], dtype=torch.bool, device=self.device)
             if masks[i].ndim != 2 or masks[i].shape[1] != self.n_units(n):
                 raise ValueError(f"mask for {n!r} must be (steps, {self.n_units(n)}), got {tuple(masks[i].shape)}")
-        S = masks[0].shape[0]
-        if any(m.shape[0] != S for m in masks):
+        if any(m.shape[0] != masks[0].shape[0] for m in masks):
             raise ValueError("all masks must have the same number of steps")
+        return KnockoutSpec(layers, idx, vals, masks, cum)
 
-        a0 = self.activations(layers[0])
-        k0 = idx[0]
-        # the Linear right after the first ablated layer (skipping pass-through modules)?
+    def _plan(self, spec, single: bool, m0: int) -> "FastPlan":
+        """Where the fast path starts after the first knocked-out layer (through the
+        ``nn.Linear`` right after it, skipping pass-through modules, by rank-one updates
+        when it can) and how many samples and steps one chunk holds."""
+        k0 = spec.index[0]
         j = k0 + 1
         while j < len(self.flat) and isinstance(self.flat[j][1], _PASS_THROUGH):
             j += 1
         lin = self.flat[j][1] if (j < len(self.flat) and isinstance(self.flat[j][1], nn.Linear)
-                                  and (len(idx) == 1 or idx[1] > j)) else None
+                                  and (len(spec.index) == 1 or spec.index[1] > j)) else None
         kind = "general"
-        if lin is not None and cum[0] is not None:
+        if lin is not None and spec.cumulative[0] is not None:
             kind = "cumulative"
         elif lin is not None and single:
             kind = "single"
         start = j + 1 if lin is not None else k0 + 1
         rest = self.flat[start:]
-        touched = {ix: i for i, ix in enumerate(idx)}
-
-        N, m0 = a0.shape
         out_f = lin.out_features if lin is not None else m0
         width = max([m0, out_f, self.n_classes] + [getattr(m, "out_features", 0) for _, m in rest])
         budget = max(self.memory_budget, 1 << 20)
@@ -332,89 +349,45 @@ class Knockouts:
         else:  # (units+1, out) outputs, the masked products and a copy per sample
             per_sample = 4 * (m0 + 16) * out_f * 4
         # small sample chunks keep the temporaries in cache; never above the budget
-        n_chunk = int(min(N, self.chunk_samples, max(1, (budget // 2) // per_sample)))
-        s_chunk = int(min(S, max(1, (budget // 2) // max(n_chunk * width * 4 * 4, 1))))
+        n_chunk = int(min(len(self.X), self.chunk_samples, max(1, (budget // 2) // per_sample)))
+        s_chunk = int(min(spec.n_steps, max(1, (budget // 2) // max(n_chunk * width * 4 * 4, 1))))
+        return FastPlan(kind, lin, start, rest, {ix: i for i, ix in enumerate(spec.index)}, n_chunk, s_chunk)
 
-        correct = torch.zeros(S, self.n_classes, dtype=torch.float64, device=self.device)
-        loss_sum = torch.zeros(S, dtype=torch.float64, device=self.device)
-        with ModelState(self.model, eval=True, no_grad=True):
-            if kind != "general":
-                W = lin.weight.detach()
-                if kind == "cumulative":
-                    order0 = torch.as_tensor(np.asarray(cum[0][0]), dtype=torch.long, device=self.device)
-                    steps0 = torch.as_tensor(np.asarray(cum[0][1]), dtype=torch.long, device=self.device)
-                    full = len(order0) == m0
-                else:
-                    order0 = torch.arange(m0, device=self.device)
-                    steps0 = torch.arange(S, device=self.device)
-                K = len(order0)
-                W_ordT = W[:, order0].T.contiguous()  # (K, out): row j = weights leaving unit order[j]
-                v_ord = vals[0][order0]
-                zf = lin(vals[0][None])  # all ablated, exactly as the model computes it
-                steps_np = steps0.cpu().numpy()
-                B = self.block
-                nb = -(-K // B)
-                pad = nb * B - K
-                Wb = F.pad(W_ordT, (0, 0, 0, pad)).view(nb, B, out_f)  # blocks of rows
-                Wb64 = Wb.double()
-                L = torch.tril(torch.ones(B, B, dtype=self.dtype, device=self.device), -1)
-                all_steps = kind == "cumulative" and np.array_equal(steps_np, np.arange(K + 1))
-            for ns in range(0, N, n_chunk):
-                a = a0[ns:ns + n_chunk]
-                n = len(a)
-                yb = self.y[ns:ns + n]
-                oh = self.onehot[ns:ns + n]
-                if kind != "general":
-                    z0 = lin(a)  # nothing ablated, exactly as the model computes it
-                    d = a[:, order0] - v_ord  # (n, K): change of each unit when ablated
-                    if kind == "cumulative":
-                        # zz[:, c] = output of the Linear with order[:c] ablated
-                        #   = z0 - sum_{j<c} d_j w_j, in blocks of B units: the block totals are
-                        #   accumulated in float64, inside a block one small matmul with a
-                        #   strictly lower-triangular mask gives every partial sum at once.
-                        db = F.pad(d, (0, pad)).view(n, nb, B)
-                        tot = torch.bmm(db.transpose(0, 1).double(), Wb64)  # (nb, n, out)
-                        Zb = z0.double()[None] - torch.cumsum(tot, 0)  # after each block
-                        Zb = torch.cat([z0.double()[None], Zb]).to(self.dtype)  # (nb+1, n, out)
-                        zz = torch.empty(n, nb * B + 1, out_f, dtype=self.dtype, device=self.device)
-                        for bi in range(nb):
-                            part = (db[:, bi, None, :] * L).reshape(n * B, B) @ Wb[bi]  # (n*B, out)
-                            torch.sub(Zb[bi][:, None, :], part.view(n, B, out_f),
-                                      out=zz[:, bi * B:(bi + 1) * B])
-                        zz[:, K] = zf if full else Zb[nb]
-                        zz = zz[:, :K + 1]
-                    else:  # single: zz[:, j] = output with unit j alone ablated
-                        zz = torch.addcmul(z0[:, None, :], d[:, :, None], W_ordT[None], value=-1)
-                for ss in range(0, S, s_chunk):
-                    sl = slice(ss, ss + s_chunk)
-                    s = min(ss + s_chunk, S) - ss
-                    if kind != "general":
-                        if all_steps and s == S:
-                            h = zz
-                        else:
-                            c = steps_np[sl]
-                            h = zz[:, int(c[0]):int(c[0]) + s] if np.array_equal(c, c[0] + np.arange(s)) \
-                                else zz.index_select(1, steps0[sl])
-                    else:
-                        h = torch.where(masks[0][sl][None], vals[0], a[:, None, :])  # (n, s, m0)
-                        if lin is not None:
-                            h = lin(h)
-                    h = h.reshape(n * s, -1)
-                    for off, (_, mod) in enumerate(rest):
-                        h = mod(h)
-                        i = touched.get(start + off)
-                        if i is not None:
-                            h = torch.where(masks[i][sl][None], vals[i], h.reshape(n, s, -1)).reshape(n * s, -1)
-                    logits = h.reshape(n, s, -1)
-                    ok = (logits.argmax(-1) == yb[:, None]).to(self.dtype)  # (n, s)
-                    correct[sl] += (oh.T @ ok).T.double()
-                    # cross-entropy = logsumexp - logit of the class (4x faster than F.cross_entropy
-                    # on many rows of 10 classes)
-                    mx = logits.amax(-1, keepdim=True)
-                    lse = (logits - mx).exp_().sum(-1).log_().add_(mx[..., 0])
-                    picked = logits.gather(2, yb[:, None, None].expand(n, s, 1))[..., 0]
-                    loss_sum[sl] += (lse - picked).double().sum(0)
-        return self.results_from(correct, loss_sum)
+    def _run_chunk(self, spec, plan, rank_one, a, ns, correct, loss_sum) -> None:
+        """Every knockout on the samples ``a`` (starting at row ``ns``), ``s_chunk``
+        steps at a time through the rest of the model; adds to the tallies."""
+        n, S = len(a), spec.n_steps
+        yb = self.y[ns:ns + n]
+        oh = self.onehot[ns:ns + n]
+        zz = None if rank_one is None else rank_one.outputs(a)
+        for ss in range(0, S, plan.s_chunk):  # a loop over blocks of steps
+            sl = slice(ss, ss + plan.s_chunk)
+            s = min(ss + plan.s_chunk, S) - ss
+            if rank_one is not None:
+                h = rank_one.select(zz, sl, s, S)
+            else:
+                h = torch.where(spec.masks[0][sl][None], spec.values[0], a[:, None, :])  # (n, s, m0)
+                if plan.lin is not None:
+                    h = plan.lin(h)
+            h = h.reshape(n * s, -1)
+            for off, (_, mod) in enumerate(plan.rest):
+                h = mod(h)
+                i = plan.touched.get(plan.start + off)
+                if i is not None:
+                    h = torch.where(spec.masks[i][sl][None], spec.values[i], h.reshape(n, s, -1)).reshape(n * s, -1)
+            self._tally(h.reshape(n, s, -1), yb, oh, sl, correct, loss_sum)
+
+    def _tally(self, logits, yb, oh, sl, correct, loss_sum) -> None:
+        """Add correct counts per class and summed cross-entropy of logits ``(n, s, C)``."""
+        n, s = logits.shape[:2]
+        ok = (logits.argmax(-1) == yb[:, None]).to(self.dtype)  # (n, s)
+        correct[sl] += (oh.T @ ok).T.double()
+        # cross-entropy = logsumexp - logit of the class (4x faster than F.cross_entropy
+        # on many rows of 10 classes)
+        mx = logits.amax(-1, keepdim=True)
+        lse = (logits - mx).exp_().sum(-1).log_().add_(mx[..., 0])
+        picked = logits.gather(2, yb[:, None, None].expand(n, s, 1))[..., 0]
+        loss_sum[sl] += (lse - picked).double().sum(0)
 
     def results_from(self, correct, loss_sum):
         """:class:`KnockoutResult` from per-knockout correct counts per class
@@ -430,46 +403,121 @@ class Knockouts:
         """The same as :meth:`evaluate`, as a tuple ``(accuracy, loss, class_accuracy)``."""
         return tuple(self.evaluate(layers, masks, value, cumulative=cumulative, single=single))
 
-    def _evaluate_hooks(self, layers, masks, value, cumulative):
+    def _evaluate_hooks(self, spec) -> KnockoutResult:
         """Generic path: one hooked forward pass from the input per step."""
-        if isinstance(layers, str):
-            layers, masks = [layers], [masks]
-        layers = list(layers)
-        for n in layers:
-            self.index(n)
-        modules = dict(self.model.named_modules())
-        vals = [self.unit_value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
-        masks = list(masks)
-        cum = list(cumulative) if cumulative is not None else [None] * len(layers)
-        for i, n in enumerate(layers):
-            if masks[i] is None:
-                masks[i] = cumulative_masks(*cum[i], self.n_units(n))
-            masks[i] = torch.as_tensor(masks[i], dtype=torch.bool, device=self.device)
-        S = masks[0].shape[0]
+        S = spec.n_steps
         correct = torch.zeros(S, self.n_classes, dtype=torch.float64)
         loss_sum = torch.zeros(S, dtype=torch.float64)
         current = {}
-        handles = []
 
         def make(i):
             def hook(mod, args, out):
-                return torch.where(current[i], vals[i], out)
+                return torch.where(current[i], spec.values[i], out)
             return hook
-        try:
-            with ModelState(self.model, eval=True, no_grad=True):
-                for i, n in enumerate(layers):
-                    handles.append(modules[n].register_forward_hook(make(i)))
-                for s in range(S):
-                    for i in range(len(layers)):
-                        current[i] = masks[i][s]
-                    logits = self.forward_all(self.X)
-                    ok = (logits.argmax(1) == self.y).to(self.dtype)
-                    correct[s] = (ok @ self.onehot).double().cpu()
-                    loss_sum[s] = F.cross_entropy(logits, self.y, reduction="sum").double().cpu()
-        finally:
-            for h in handles:
-                h.remove()
+
+        with ModelState(self.model, eval=True, no_grad=True), \
+                hooks(self.model, [(n, make(i)) for i, n in enumerate(spec.layers)]):
+            for s in range(S):  # the generic path: one forward pass per knockout
+                for i in range(len(spec.layers)):
+                    current[i] = spec.masks[i][s]
+                logits = self.forward_all(self.X)
+                ok = (logits.argmax(1) == self.y).to(self.dtype)
+                correct[s] = (ok @ self.onehot).double().cpu()
+                loss_sum[s] = F.cross_entropy(logits, self.y, reduction="sum").double().cpu()
         return self.results_from(correct, loss_sum)
+
+
+@dataclass
+class KnockoutSpec:
+    """The checked arguments of one :meth:`Knockouts.evaluate`: layer names, their
+    positions, the value each knocked-out unit takes, bool masks ``(S, units)`` and the
+    ``(order, counts)`` of cumulative knockouts (or None) per layer."""
+
+    layers: list
+    index: list
+    values: list
+    masks: list
+    cumulative: list
+
+    @property
+    def n_steps(self) -> int:
+        return self.masks[0].shape[0]
+
+
+@dataclass
+class FastPlan:
+    """How the fast path runs: ``kind`` (``"general"``, ``"cumulative"``, ``"single"``),
+    the ``nn.Linear`` after the first knocked-out layer (or None), where the rest of the
+    model starts, the modules after it, which of them are knocked out, and the samples
+    and steps of one chunk."""
+
+    kind: str
+    lin: nn.Module | None
+    start: int
+    rest: list
+    touched: dict
+    n_chunk: int
+    s_chunk: int
+
+
+class RankOneLinear:
+    """The ``nn.Linear`` after the first knocked-out layer by rank-one updates: with
+    units ``order[:c]`` knocked out its output is ``z0 - sum_{j<c} d_j w_j``
+    (``d_j`` = change of unit ``order[j]``, ``w_j`` its outgoing weights), for every
+    ``c`` at once (``"cumulative"``) or each unit alone (``"single"``)."""
+
+    def __init__(self, lin, spec, kind, block, dtype, device):
+        m0 = spec.masks[0].shape[1]
+        self.lin, self.kind, self.dtype, self.device = lin, kind, dtype, device
+        if kind == "cumulative":
+            order, steps = spec.cumulative[0]
+            self.order = torch.as_tensor(np.asarray(order), dtype=torch.long, device=device)
+            self.steps = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=device)
+        else:
+            self.order = torch.arange(m0, device=device)
+            self.steps = torch.arange(spec.n_steps, device=device)
+        self.full = kind == "cumulative" and len(self.order) == m0
+        K = self.K = len(self.order)
+        self.W_ordT = lin.weight.detach()[:, self.order].T.contiguous()  # (K, out): row j leaves unit order[j]
+        self.v_ord = spec.values[0][self.order]
+        self.zf = lin(spec.values[0][None])  # all knocked out, exactly as the model computes it
+        self.steps_np = self.steps.cpu().numpy()
+        self.B = B = block
+        self.nb = -(-K // B)
+        self.pad = self.nb * B - K
+        self.Wb = F.pad(self.W_ordT, (0, 0, 0, self.pad)).view(self.nb, B, lin.out_features)  # blocks of rows
+        self.Wb64 = self.Wb.double()
+        self.L = torch.tril(torch.ones(B, B, dtype=dtype, device=device), -1)
+        self.all_steps = kind == "cumulative" and np.array_equal(self.steps_np, np.arange(K + 1))
+
+    def outputs(self, a) -> torch.Tensor:
+        """``(n, K+1, out)`` (cumulative: ``order[:c]`` knocked out at ``c``) or
+        ``(n, K, out)`` (single: unit ``j`` alone at ``j``) for the samples ``a``."""
+        z0 = self.lin(a)  # nothing knocked out, exactly as the model computes it
+        d = a[:, self.order] - self.v_ord  # (n, K): change of each unit when knocked out
+        if self.kind == "single":
+            return torch.addcmul(z0[:, None, :], d[:, :, None], self.W_ordT[None], value=-1)
+        # in blocks of B units: the block totals are accumulated in float64, inside a block
+        # one small matmul with a strictly lower-triangular mask gives every partial sum at once
+        n, B, nb, out_f = len(a), self.B, self.nb, self.lin.out_features
+        db = F.pad(d, (0, self.pad)).view(n, nb, B)
+        tot = torch.bmm(db.transpose(0, 1).double(), self.Wb64)  # (nb, n, out)
+        Zb = z0.double()[None] - torch.cumsum(tot, 0)  # after each block
+        Zb = torch.cat([z0.double()[None], Zb]).to(self.dtype)  # (nb+1, n, out)
+        zz = torch.empty(n, nb * B + 1, out_f, dtype=self.dtype, device=self.device)
+        for bi in range(nb):  # a loop over blocks of units
+            part = (db[:, bi, None, :] * self.L).reshape(n * B, B) @ self.Wb[bi]  # (n*B, out)
+            torch.sub(Zb[bi][:, None, :], part.view(n, B, out_f), out=zz[:, bi * B:(bi + 1) * B])
+        zz[:, self.K] = self.zf if self.full else Zb[nb]
+        return zz[:, :self.K + 1]
+
+    def select(self, zz, sl, s, S) -> torch.Tensor:
+        """The steps ``sl`` (``s`` of them, of ``S``) of :meth:`outputs`."""
+        if self.all_steps and s == S:
+            return zz
+        c = self.steps_np[sl]
+        return zz[:, int(c[0]):int(c[0]) + s] if np.array_equal(c, c[0] + np.arange(s)) \
+            else zz.index_select(1, self.steps[sl])
 
 
 @contextlib.contextmanager
@@ -488,12 +536,9 @@ def knock_out(model: nn.Module, units: dict, value="zero"):
         raise TypeError("units must be a non-empty dict {layer name: unit indices or bool mask}")
     modules = dict(model.named_modules())
     names = [n for n in modules if n]
-    calls: dict = {}
-    handles = []
 
     def make(name, sel):
         def hook(mod, args, out):
-            calls[name] = calls.get(name, 0) + 1
             flat = out.reshape(len(out), -1)
             m = flat.shape[1]
             mask = torch.zeros(m, dtype=torch.bool, device=out.device)
@@ -518,13 +563,8 @@ def knock_out(model: nn.Module, units: dict, value="zero"):
             return torch.where(mask, v, flat).reshape(out.shape)
         return hook
 
-    try:
-        for name, sel in units.items():
-            if name not in modules or name == "":
-                raise unknown_layer_error(name, names, what="units")
-            handles.append(modules[name].register_forward_hook(make(name, sel)))
-        with ModelState(model, eval=True):
-            yield model
-    finally:
-        for h in handles:
-            h.remove()
+    for name in units:
+        if name not in modules or name == "":
+            raise unknown_layer_error(name, names, what="units")
+    with hooks(model, [(name, make(name, sel)) for name, sel in units.items()]), ModelState(model, eval=True):
+        yield model

@@ -57,16 +57,29 @@ def _batch_loss(loss, out, y):
     return per.sum() if loss == "mse_sum" else per.mean()
 
 
-def evaluate(model: nn.Module, X, y, loss="cross_entropy", batch_size: int = 4096,
+def evaluate(model: nn.Module, data, loss="cross_entropy", *, split: str = "test", batch_size: int = 4096,
              device=None) -> tuple[float, float]:
-    """``(loss per sample, accuracy)`` of ``model`` on ``(X, y)`` in eval mode under
+    """``(loss per sample, accuracy)`` of ``model`` on ``data`` (an ``(X, y)`` pair, a
+    Dataset's ``split`` or a DataLoader of ``(x, y)`` batches) in eval mode under
     ``no_grad``. The loss is the mean per-sample loss (for ``"mse_sum"`` the squared
     error summed over outputs, averaged over samples). Accuracy is the fraction of
     ``argmax(output) == y`` (NaN for float targets). The model's mode is restored."""
+    from ..data import Dataset
+
     dev = resolve_device(device) if device is not None else _device_of(model)
-    X, y = to_tensor(X, "X"), to_tensor(y, "y")
-    return _eval_batches(model, ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size)),
-                         loss, dev)
+    if isinstance(data, Dataset):
+        data = data.split(split)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
+        if len(X) != len(y):
+            raise ValueError(f"data holds {len(X)} inputs but {len(y)} targets; pass one target per input")
+        batches = ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size))
+    elif isinstance(data, torch.utils.data.DataLoader):
+        batches = data
+    else:
+        raise TypeError("data must be an (X, y) pair, a nifkit.data.Dataset or a DataLoader of (x, y) batches; "
+                        f"got {type(data).__name__}")
+    return _eval_batches(model, batches, loss, dev)
 
 
 def _eval_batches(model, batches, loss, dev) -> tuple[float, float]:
@@ -86,7 +99,9 @@ def _eval_batches(model, batches, loss, dev) -> tuple[float, float]:
             if not is_float:
                 correct += int((out.argmax(1) == yb).sum())
             n += len(xb)
-    return tot / max(n, 1), (correct / max(n, 1) if not is_float else float("nan"))
+    if n == 0:
+        raise ValueError("data holds no samples: evaluate needs at least one (x, y) pair")
+    return tot / n, (correct / n if not is_float else float("nan"))
 
 
 @dataclass(repr=False)
@@ -189,7 +204,7 @@ def _make_optimizer(optimizer, params, lr, weight_decay, momentum):
 
 def train(model: nn.Module, data, *, epochs: int = 20, lr: float = 1e-3, optimizer="adam",
           loss="cross_entropy", batch_size: int = 64, snapshot_every: int | None = None,
-          seed: int | None = 0, device=None, progress=True, eval_every: int = 1,
+          seed: int | None = 0, device=None, progress=False, eval_every: int = 1,
           callback: Callable | None = None, test_data=None, weight_decay: float = 0.0,
           momentum: float = 0.0, num_threads: int | None = None) -> TrainResult:
     """Train a classifier and record its history and weight snapshots.
@@ -281,8 +296,8 @@ def _train(model, data, *, epochs, lr, optimizer, loss, batch_size, snapshot_eve
         if loader is not None and Xtr is None:
             tr_loss, tr_acc = _eval_batches(model, loader, loss, dev)
         else:
-            tr_loss, tr_acc = evaluate(model, Xtr, ytr, loss, device=dev)
-        te_loss, te_acc = (evaluate(model, Xte, yte, loss, device=dev) if Xte is not None
+            tr_loss, tr_acc = evaluate(model, (Xtr, ytr), loss, device=dev)
+        te_loss, te_acc = (evaluate(model, (Xte, yte), loss, device=dev) if Xte is not None
                            else (float("nan"), float("nan")))
         for k, v in zip(hist, (epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)):
             hist[k].append(v)

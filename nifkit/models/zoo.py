@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..runtime import seeded
+from ..runtime import Progress, seeded
 
 __all__ = ["ACTIVATIONS", "INITS", "mlp", "small_cnn", "init_weights", "PRETRAINED", "load_pretrained",
            "pretrained_path"]
@@ -207,7 +207,7 @@ def pretrained_path(name: str, weights="DEFAULT") -> str:
 
 
 def load_pretrained(name: str, weights="DEFAULT", allow_download: bool | None = None,
-                    progress: bool = True) -> nn.Module:
+                    progress=False) -> nn.Module:
     """A torchvision ImageNet model (``resnet18``, ``resnet50``, ``vgg16``,
     ``mobilenet_v3_small``) in eval mode.
 
@@ -217,12 +217,18 @@ def load_pretrained(name: str, weights="DEFAULT", allow_download: bool | None = 
     ``FileNotFoundError`` naming the expected path and the fix. ``weights=None`` builds
     the architecture with random weights (no file needed). Preprocessing for the
     weights: ``torchvision.models.get_model_weights(name).DEFAULT.transforms()``.
+    ``progress``: True for torchvision's download bar, or a callable ``(done, total, what)``
+    called once the model is loaded.
     """
     import torchvision
 
     w = _weights_enum(name, weights)
+    bar = Progress(progress, 1, f"load {name}")  # checks progress; a download bar is torchvision's
     if w is None:
-        return torchvision.models.get_model(name, weights=None).eval()
+        with bar:
+            model = torchvision.models.get_model(name, weights=None)
+            bar.update()
+        return model.eval()
     path = pretrained_path(name, weights)
     if allow_download is None:
         allow_download = os.environ.get("NIFKIT_OFFLINE", "").strip().lower() not in {"1", "true", "yes", "on"}
@@ -232,10 +238,12 @@ def load_pretrained(name: str, weights="DEFAULT", allow_download: bool | None = 
     if not os.path.isfile(path) and not allow_download:
         raise FileNotFoundError(f"pretrained weights for {name} not found at {path}. {fix}")
     try:
-        model = torchvision.models.get_model(name, weights=w, progress=progress)
+        model = torchvision.models.get_model(name, weights=w, progress=bar.bar_wanted)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
         if os.path.isfile(path):
             raise
         raise FileNotFoundError(f"pretrained weights for {name} not found at {path} and the download failed "
                                 f"({type(exc).__name__}: {exc}). {fix}") from exc
+    with bar:
+        bar.update()
     return model.eval()

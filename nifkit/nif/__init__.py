@@ -59,6 +59,7 @@ Package layout: :mod:`.build` (layers, activities, edge estimates: :func:`flow_g
 from .._lazy import lazy_widget
 from .build import DV_DEFAULTS, ESTIMATORS, INPUT_LAYER, flow_graph, flow_layers, flow_nodes
 from .exercise import check_flow_attribution, flow_attribution_verdict
+from .scores import neuron_scores
 from .graph import Attribution, FlowGraph, FlowPaths, attribution, betweenness, communities, strongest_paths
 
 _WIDGET = ("FlowExplorer", "FlowView")
@@ -66,7 +67,7 @@ _WIDGET = ("FlowExplorer", "FlowView")
 __all__ = [
     "ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "FlowGraph", "FlowPaths", "Attribution", "flow_graph", "flow_layers",
     "flow_nodes", "betweenness", "communities", "strongest_paths", "attribution", "check_flow_attribution",
-    "flow_attribution_verdict", "FlowExplorer", "FlowView",
+    "flow_attribution_verdict", "FlowExplorer", "FlowView", "neuron_scores",
 ]
 
 __getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

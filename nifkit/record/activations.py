@@ -21,6 +21,7 @@ Two classic pitfalls are handled:
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_int, check_num_threads, resolve_device, to_tensor
+from ..models.hooks import hooks
 from ..models.walk import resolve_layers
 from ..runtime import ModelState, Progress, model_device
 
@@ -96,7 +98,8 @@ class Recorder:
         self.record_grads = grads
         self.to_cpu = to_cpu
         self.reused = reused
-        self._handles: list = []
+        self._stack: contextlib.ExitStack | None = None
+        self._hooks = None
         self._active = False
         self._reset_storage()
 
@@ -163,23 +166,24 @@ class Recorder:
                     if self._active:
                         self._store(self._grads, key, g)
 
-                out.register_hook(grad_hook)
+                self._hooks.grad(out, grad_hook)
         return hook
 
     # -- context ---------------------------------------------------------------------
     def __enter__(self) -> "Recorder":
         if self.reused not in REUSED_MODES:
             raise ValueError(f"reused must be one of {REUSED_MODES}, got {self.reused!r}")
-        if self._handles:
+        if self._stack is not None:
             raise RuntimeError("this Recorder is already active; a Recorder cannot be entered twice")
         self.layer_names = resolve_layers(self.model, self.layers)
-        modules = dict(self.model.named_modules())
         self._reset_storage()
-        try:
-            self._handles.append(self.model.register_forward_pre_hook(self._root_pre))
-            self._handles.append(self.model.register_forward_hook(self._root_post, always_call=True))
+        self._stack = contextlib.ExitStack()
+        try:  # the one hook context (nifkit.models.hooks); removed by remove_hooks
+            self._hooks = self._stack.enter_context(hooks(self.model))
+            self._hooks.pre("", self._root_pre)
+            self._hooks.forward("", self._root_post, always_call=True)
             for name in self.layer_names:
-                self._handles.append(modules[name].register_forward_hook(self._make_hook(name)))
+                self._hooks.forward(name, self._make_hook(name))
         except BaseException:
             self.remove_hooks()
             raise
@@ -191,12 +195,12 @@ class Recorder:
         return False
 
     def remove_hooks(self) -> None:
-        """Detach every hook this Recorder registered (called on exit)."""
+        """Detach every hook this Recorder attached (called on exit)."""
         self._active = False
-        handles, self._handles = self._handles, []
-        for h in handles:
-            h.remove()
+        stack, self._stack, self._hooks = self._stack, None, None
         self._depth = 0
+        if stack is not None:
+            stack.close()
 
     # -- results ---------------------------------------------------------------------
     def _keys(self, name):
@@ -392,7 +396,7 @@ def _batch_loss(loss_fn, out, y):
 
 
 def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs: bool = False,
-           grads: bool = False, loss_fn=None, targets=None, device=None, progress: bool = True,
+           grads: bool = False, loss_fn=None, targets=None, device=None, progress=False,
            max_samples: int | None = None, reused: str = "error", split: str = "train",
            to_cpu: bool = True, num_threads: int | None = None) -> Recording:
     """Run ``model`` over ``data`` batch by batch and record named layers.

@@ -16,6 +16,7 @@ plus the tensors autograd saves for the backward pass (counted with
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int, resolve_device, to_tensor
+from ..models.hooks import hooks
 from ..models.walk import blocks, resolve_layers
 from ..runtime import ModelState, Progress, cpu_threads, model_device
 
@@ -195,8 +197,8 @@ class PathTaps:
         self.keep_graph = keep_graph
         self.outputs: dict[str, torch.Tensor] = {}
         self.calls = {n: 0 for n in names}
-        mods = dict(model.named_modules())
-        self.handles = [mods[n].register_forward_hook(self._hook(n)) for n in names]
+        self._stack = contextlib.ExitStack()  # the one hook context, closed by remove()
+        self._stack.enter_context(hooks(model, [(n, self._hook(n)) for n in names]))
 
     def _hook(self, name):
         def hook(module, args, output):
@@ -227,9 +229,7 @@ class PathTaps:
                                  "choose a module that runs (blocks(model) lists the default ones)")
 
     def remove(self):
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+        self._stack.close()
 
     def __enter__(self):
         return self
@@ -279,28 +279,23 @@ def probe_path(model: nn.Module, x1: torch.Tensor, names, output) -> PathProbe:
             saved[0] += t.numel() * t.element_size()
         return t
 
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(count) for m in leaves]
-    try:
-        with PathTaps(model, names, keep_graph=False) as taps, torch.enable_grad(), \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            xi = x1.detach().clone().requires_grad_(True)
-            try:
-                out = apply_output(model(xi), output)
-            except RuntimeError as exc:
-                raise ValueError(f"inputs of shape {tuple(x1.shape)} (one of the batch) do not fit the model "
-                                 f"({exc}). inputs must be a batch (samples, ...) of what the model takes; for one "
-                                 "input use x[None]") from exc
-            if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != 1:
-                raise ValueError(f"the model (after output={output!r}) must map a batch of inputs to (samples, "
-                                 f"classes); one input of shape {tuple(x1.shape[1:])} gave "
-                                 f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}."
-                                 " Is the batch axis missing (use x[None])?")
-            taps.check_reuse()
-            layer = sum(t.numel() * t.element_size() for t in taps.outputs.values())
-    finally:
-        for h in handles:
-            h.remove()
+    leaves = resolve_layers(model, None)  # every leaf module (the model itself if it is one)
+    with hooks(model, [(n, count) for n in leaves]), PathTaps(model, names, keep_graph=False) as taps, \
+            torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        xi = x1.detach().clone().requires_grad_(True)
+        try:
+            out = apply_output(model(xi), output)
+        except RuntimeError as exc:
+            raise ValueError(f"inputs of shape {tuple(x1.shape)} (one of the batch) do not fit the model "
+                             f"({exc}). inputs must be a batch (samples, ...) of what the model takes; for one "
+                             "input use x[None]") from exc
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != 1:
+            raise ValueError(f"the model (after output={output!r}) must map a batch of inputs to (samples, "
+                             f"classes); one input of shape {tuple(x1.shape[1:])} gave "
+                             f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}."
+                             " Is the batch axis missing (use x[None])?")
+        taps.check_reuse()
+        layer = sum(t.numel() * t.element_size() for t in taps.outputs.values())
     return PathProbe(x1[:1].numel() * x1.element_size(), leaf[0], saved[0], layer)
 
 

@@ -20,12 +20,17 @@ from .measures import (
 )
 from .regression import OLSResult, knockout_regression
 from .networks import ControlResult, OneVsRest, compose, train_control, train_one_vs_rest, true_modules
-from .widget import RelayExplorer, RelayView
+from .scores import neuron_scores, search_modules
+from .._lazy import lazy_widget
+
+_WIDGET = ("RelayExplorer", "RelayView")
 
 __all__ = [
     "MAX_EXHAUSTIVE", "ModuleSearch", "aggregated_relay", "class_variables", "exhaustive_relay",
     "greedy_vs_exhaustive", "module_search", "reference_module_search", "relay_information", "smearedness",
     "OLSResult", "knockout_regression",
     "ControlResult", "OneVsRest", "compose", "train_control", "train_one_vs_rest", "true_modules",
-    "RelayExplorer", "RelayView", "check_relay_information",
+    "RelayExplorer", "RelayView", "check_relay_information", "neuron_scores", "search_modules",
 ]
+
+__getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

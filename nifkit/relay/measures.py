@@ -250,7 +250,7 @@ def reference_module_search(codes, labels, predicted, classes=None) -> ModuleSea
 
 
 # ----------------------------------------------------------------------------- exhaustive
-def exhaustive_relay(codes, labels, predicted, cls: int, *, progress=None) -> np.ndarray:
+def exhaustive_relay(codes, labels, predicted, cls: int, *, progress=False) -> np.ndarray:
     """``I_R`` of every subset of the layer for class ``cls``: an array of ``2^m`` values,
     entry ``b`` for the set of neurons whose bits are set in ``b``. Layers of at most
     :data:`MAX_EXHAUSTIVE` neurons (2^20 subsets take about a minute here)."""

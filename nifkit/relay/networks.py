@@ -211,7 +211,7 @@ def train_control(data, n_hidden: int = 20, *, target_accuracy: float = 0.98, lr
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            acc = evaluate(net, X, y)[1]  # the one evaluation loop (eval mode, no_grad)
+            acc = evaluate(net, (X, y))[1]  # the one evaluation loop (eval mode, no_grad)
             if acc >= target_accuracy:
                 break
     net.eval()

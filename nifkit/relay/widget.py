@@ -35,7 +35,7 @@ class RelayExplorer(Explorer):
     ----------
     search : :class:`~nifkit.relay.ModuleSearch` of the hidden layer
     evaluator : :class:`~nifkit.intervene.ReadoutKnockouts` of the same layer
-        (``Knockouts(model, X, y).readout(layer)``)
+        (``Knockouts(model, (X, y)).readout(layer)``)
     weights : incoming weights ``(neurons, pixels)`` of the hidden layer (optional)
     image_shape : ``(H, W)`` of the inputs, to draw ``weights`` as images
     true_modules : ``{class: [neurons]}`` when known (composed networks)

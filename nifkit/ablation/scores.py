@@ -1,0 +1,50 @@
+r"""Ordered ablation's measures as a lens: one score per hidden unit (the lens protocol,
+:func:`neuron_scores`).
+
+``mi`` = :math:`I(T;Y)` (primary), ``entropy`` = :math:`H(T)`, ``selectivity`` (KL,
+max over classes), ``knockout`` = the accuracy drop of the unit alone set to 0. Per
+class: the KL profile :math:`D_{KL}(P_{T|y=t}\|P_T)`. A convolutional layer's unit is a
+channel (its map averaged over positions).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..config import DEFAULT_MEMORY_BUDGET
+from ..data.arrays import as_xy
+from ..models.units import hidden_layout, hidden_neurons
+from ..record import record
+from ..results import NeuronScores
+from .measures import neuron_measures
+from .study import single_neuron_importance
+
+__all__ = ["neuron_scores"]
+
+
+def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "minmax", split: str = "train",
+                  max_samples: int | None = None, seed: int = 0, device=None,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
+                  progress=False) -> NeuronScores:
+    """Score every hidden unit of ``model`` (or of the hidden ``layers``) by chapter 4's
+    measures over ``data`` (labelled): :func:`neuron_measures` on the recorded
+    activations (``n_bins`` ``binning`` bins per unit) and
+    :func:`single_neuron_importance` (each unit alone set to 0). ``raw`` is
+    ``(NeuronMeasures, {layer: SingleImportance})``."""
+    t0 = time.perf_counter()
+    X, y = as_xy(data, split, max_samples=max_samples, seed=seed)
+    names = [u for u, _, _ in hidden_layout(model, layers)]
+    rec = record(model, X, names, batch_size=4096, device=device, num_threads=num_threads, progress=progress)
+    acts = {n: rec.flat(n, per_channel=True).float() for n in names}
+    nm = neuron_measures(acts, y, n_bins=n_bins, binning=binning, device=device, memory_budget=memory_budget,
+                         num_threads=num_threads)
+    imp = single_neuron_importance(model, (X, y), layers=names, device=device, memory_budget=memory_budget,
+                                   num_threads=num_threads)
+    cols = {k: np.concatenate([nm[n].get(k) for n in names]) for k in ("mi", "entropy", "selectivity")}
+    cols["knockout"] = np.concatenate([imp[n].accuracy_drop for n in names])
+    per_class = np.concatenate([nm[n].kl_profile.T for n in names], 1)
+    return NeuronScores(hidden_neurons(model, layers), cols, "mi", per_class, seconds=time.perf_counter() - t0,
+                        raw=(nm, imp), settings={"lens": "ablation", "n_bins": n_bins, "binning": binning,
+                                                 "n_samples": len(X)},
+                        notes=[f"ablation: {n_bins} {binning} bins per unit; knockout = accuracy drop, unit set to 0"])

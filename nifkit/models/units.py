@@ -1,0 +1,53 @@
+"""The hidden units of a network, as every lens addresses them: layer by layer in
+data-flow order (the one walker's order), units in index order, each a
+:class:`~nifkit.models.Neuron` ``"layer:index"`` named by the walker's units name
+(``act1`` in an ``mlp``)."""
+from __future__ import annotations
+
+import difflib
+
+from .walk import Neuron, walk
+
+__all__ = ["hidden_layout", "hidden_neurons"]
+
+
+def hidden_layout(model, layers=None) -> list:
+    """``[(units name, weight layer name, next weight layer name)]`` of the hidden layers
+    (all, or those named in ``layers``: units names such as ``"act1"``, in data-flow
+    order). ValueError without a hidden layer or for an unknown name (with "did you mean")."""
+    w = walk(model)
+    if len(w.layers) < 2:
+        raise ValueError("model has no hidden layer: the lenses score hidden neurons, so it needs at least two "
+                         f"Linear/Conv layers (found {len(w.layers)}: {w.names}). Use a network with a hidden "
+                         "layer, e.g. nifkit.models.mlp([n_in, 20, n_out]).")
+    layout = [(lay.units, lay.name, nxt.name) for lay, nxt in zip(w.layers[:-1], w.layers[1:])]
+    if layers is None:
+        return layout
+    names = [layers] if isinstance(layers, str) else list(layers)
+    known = [u for u, _, _ in layout]
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"layers must hold layer names (str), got {n!r}")
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=3, cutoff=0.4)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"layers: {n!r} is not a hidden layer of this model.{hint} Hidden layers (the "
+                             f"walker's units names): {known}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"layers names a layer twice: {names}; name each layer once")
+    if not names:
+        raise ValueError(f"layers is empty; name at least one hidden layer of {known}, or pass None for all")
+    return [entry for entry in layout if entry[0] in names]
+
+
+def hidden_neurons(model, layers=None) -> list:
+    """The addresses (:class:`~nifkit.models.Neuron`) of the hidden units of ``layers``
+    (default all), in the order every lens returns its scores. Unit counts are read
+    from the weight layers (``out_features`` / ``out_channels``)."""
+    mods = dict(model.named_modules())
+    out = []
+    for units, wname, _ in hidden_layout(model, layers):
+        m = mods[wname]
+        n = getattr(m, "out_features", None) or getattr(m, "out_channels")
+        out += [Neuron(units, j) for j in range(int(n))]
+    return out

@@ -1,0 +1,79 @@
+"""Relay from a model: record a hidden layer, binarise it, search its modules
+(:func:`search_modules`), and relay as a lens (:func:`neuron_scores`, the lens protocol).
+
+``relay`` = the unit's aggregated relay information (:func:`aggregated_relay`, ``"drop"``)
+summed over the classes (bits; a reconstruction, see chapter 3). Per class: the greedy
+step at which the unit left the set (the last ``h`` units left are the module of size
+``h``, :meth:`ModuleSearch.set_at`). A convolutional layer's unit is a channel (its map
+averaged over positions before binarising).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..info import binarize
+from ..models.units import hidden_layout, hidden_neurons
+from ..record import record
+from ..results import NeuronScores
+from .measures import ModuleSearch, aggregated_relay, module_search
+
+__all__ = ["search_modules", "neuron_scores"]
+
+
+def _searches(model, data, names, *, binning, classes, split, max_samples, device, num_threads, progress) -> dict:
+    rec = record(model, data, names, split=split, max_samples=max_samples, device=device, num_threads=num_threads,
+                 progress=progress, batch_size=4096)
+    if rec.targets is None:
+        raise ValueError("data holds no labels, and relay information needs the true classes: pass (X, y), a "
+                         "Dataset or a DataLoader of (x, y) batches")
+    labels = rec.targets.cpu().numpy()
+    predicted = rec.outputs.argmax(1).cpu().numpy()
+    out = {}
+    for n in names:  # loop over layers
+        codes = binarize(rec.flat(n, per_channel=True).float().numpy(), binning)
+        out[n] = module_search(codes, labels, predicted, classes)
+        out[n].settings.update(layer=n, binning=binning, n_samples=len(labels))
+    return out
+
+
+def search_modules(model, data, *, layer: str | None = None, binning: str = "kmeans2", classes=None,
+                   split: str = "train", max_samples: int | None = None, device=None, num_threads: int | None = None,
+                   progress=False) -> ModuleSearch:
+    """The greedy module search of chapter 3 on a model: record the hidden ``layer``
+    (default: the last hidden layer; a units name such as ``"act1"``) over ``data``
+    (labelled), binarise every unit (``binning``: ``"kmeans2"`` = exact 1-D 2-means, as in
+    the chapter, ``"median"`` or ``"threshold"``), and search the modules of ``classes``
+    (default every class) with the network's own predictions as the output variable."""
+    layout = hidden_layout(model, None if layer is None else [layer])
+    name = layout[-1][0]
+    return _searches(model, data, [name], binning=binning, classes=classes, split=split, max_samples=max_samples,
+                     device=device, num_threads=num_threads, progress=progress)[name]
+
+
+def neuron_scores(model, data, *, layers=None, binning: str = "kmeans2", split: str = "train",
+                  max_samples: int | None = None, device=None, num_threads: int | None = None,
+                  progress=False) -> NeuronScores:
+    """Score every hidden unit of ``model`` (or of the hidden ``layers``) by its
+    aggregated relay information, summed over the classes (see the module docstring).
+    ``raw`` holds the :class:`ModuleSearch` of each layer."""
+    t0 = time.perf_counter()
+    names = [u for u, _, _ in hidden_layout(model, layers)]
+    searches = _searches(model, data, names, binning=binning, classes=None, split=split, max_samples=max_samples,
+                         device=device, num_threads=num_threads, progress=progress)
+    n_classes = 1 + max(int(s.classes.max()) for s in searches.values())
+    cols, per_class = [], []
+    for n in names:  # loop over layers
+        s = searches[n]
+        cols.append(aggregated_relay(s).sum(0))
+        step = np.empty_like(s.order)  # the greedy step at which each unit left the set
+        np.put_along_axis(step, s.order, np.arange(s.order.shape[1])[None], axis=1)
+        full = np.full((n_classes, s.n_neurons), np.nan)
+        full[s.classes] = step
+        per_class.append(full)
+    return NeuronScores(hidden_neurons(model, layers), {"relay": np.concatenate(cols)}, "relay",
+                        np.concatenate(per_class, 1), seconds=time.perf_counter() - t0, raw=searches,
+                        settings={"lens": "relay", "binning": binning},
+                        notes=[f"relay: hidden layers binarised by {binning}; aggregated relay (drop) summed over "
+                               "classes (a reconstruction, see chapter 3)"])
