@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .info import LN2
+
 __all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
            "check_kl_profile", "check_conductance", "check_relay_information", "check_lens"]
 
@@ -27,7 +29,7 @@ _ENTROPY_CASES = [
 def _diagnose(got, want):
     if got is None or (isinstance(got, float) and math.isnan(got)):
         return "got NaN/None: remember 0 * log 0 = 0, skip the zero probabilities"
-    if want and abs(got - want * math.log(2)) < 1e-6:
+    if want and abs(got - want * LN2) < 1e-6:
         return "that is the value in nats: use log base 2 (np.log2) for bits"
     if abs(got + want) < 1e-6 and want:
         return "wrong sign: H = -sum p log2 p"

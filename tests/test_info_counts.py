@@ -38,7 +38,7 @@ def test_pair_counts_mi_equals_pairwise_mi_and_merges(codes):
     torch.testing.assert_close(acc.joint, whole.joint)
     np.testing.assert_allclose(acc.mi().numpy(), pairwise_mi(a, b, n_bins=4, n_bins_b=5), atol=1e-12)
     assert float(acc.mi()[0, 0]) == pytest.approx(mutual_information(a[:, 0], b[:, 0]), abs=1e-12)
-    with pytest.raises(ValueError, match="different units or bins"):
+    with pytest.raises(ValueError, match="different neurons"):
         acc.merge(PairCounts(4, 5).update(a[:, :2], b))
     with pytest.raises(TypeError, match="cannot merge"):
         acc.merge(LabelCounts(4, 3))
@@ -99,7 +99,7 @@ def test_row_keys_is_the_one_mixed_radix_packer():
     """row_keys gives one distinct key per distinct row (mixed radix by column
     cardinality), the keys that pack() and the group measures count; None past 62 bits."""
     from nifkit.info import pack
-    from nifkit.info.counts import mixed_radix, row_keys
+    from nifkit.info.keys import mixed_radix, row_keys
 
     rng = np.random.default_rng(5)
     codes = np.column_stack([rng.integers(0, k, 3000) for k in (2, 3, 7, 5)])

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nifkit.info import kernels, pairwise_mi
+from nifkit.info import counts as info_counts
 from nifkit.info import pairwise as pw
 
 REAL_KERNELS = ["float32", "float32_packed", "int8"]
@@ -112,15 +113,15 @@ def test_all_pairs_equal_bincount_mi_in_every_blocking(name, forced):
     ref_cd = bincount_mi(c, d, 8, 3)
     kern = kernels.blocked_kernel(name)
     for budget in (512 * 2**20, 3 * 2**20, 2**19, 2**16):  # one block ... runs of samples
-        ka, kb, s = pw._plan(n, 23, 23, 7, 7, kern, budget)
+        ka, kb, s = info_counts.plan_pair_blocks(n, 23, 23, 7, 7, kern, budget)
         mi = pairwise_mi(c, n_bins=8, memory_budget=budget)
         np.testing.assert_allclose(mi, ref, atol=1e-9, rtol=0, err_msg=f"{name} budget {budget}: {ka, kb, s}")
         np.testing.assert_allclose(mi, mi.T, atol=0, rtol=0)
         mi_cd = pairwise_mi(c, d, n_bins=8, n_bins_b=3, memory_budget=budget)
         np.testing.assert_allclose(mi_cd, ref_cd, atol=1e-9, rtol=0)
     # the budgets above really reach several column blocks and runs of samples
-    assert pw._plan(n, 23, 23, 7, 7, kern, 2**19)[1] < 23
-    assert pw._plan(n, 23, 23, 7, 7, kern, 2**16)[2] < n
+    assert info_counts.plan_pair_blocks(n, 23, 23, 7, 7, kern, 2**19)[1] < 23
+    assert info_counts.plan_pair_blocks(n, 23, 23, 7, 7, kern, 2**16)[2] < n
 
 
 def test_two_bins_and_a_single_neuron(forced):
@@ -136,15 +137,15 @@ def test_plan_is_even_and_fits_the_budget():
     kern = kernels.KERNELS["float32_packed"]
     for n, m, cols, budget in [(10_000, 1000, 7, 512 * 2**20), (10_000, 1000, 7, 64 * 2**20),
                                (1797, 128, 7, 512 * 2**20), (50_000, 301, 1, 2**20), (10**6, 5, 15, 2**20)]:
-        ka, kb, s = pw._plan(n, m, m, cols, cols, kern, budget)
+        ka, kb, s = info_counts.plan_pair_blocks(n, m, m, cols, cols, kern, budget)
         assert 1 <= ka <= m and 1 <= kb <= m and 1 <= s <= n
         assert ka == m or ka % 2 == 0
         assert kb == m or kb % 2 == 0
         need = s * (ka * cols * kern.left_bytes + kb * cols * kern.right_bytes)
-        need += ka * cols * kb * cols * (kern.cell_bytes + pw._MI_CELL_BYTES)
+        need += ka * cols * kb * cols * (kern.cell_bytes + info_counts.MI_CELL_BYTES)
         assert need <= budget or (ka, kb) == (2, 2), (n, m, cols, budget)
     # the foundation's problem: one column block (the one-hot of b built once), rows of 64
-    assert pw._plan(10_000, 1000, 1000, 7, 7, kern, 512 * 2**20) == (64, 1000, 10_000)
+    assert info_counts.plan_pair_blocks(10_000, 1000, 1000, 7, 7, kern, 512 * 2**20) == (64, 1000, 10_000)
 
 
 def test_a_plain_function_kernel_runs_block_by_block(forced, monkeypatch):
@@ -166,11 +167,11 @@ def test_a_plain_function_kernel_runs_block_by_block(forced, monkeypatch):
 def test_mi_step_is_exact_for_float_and_integer_counts():
     c = skewed_codes(9, 3000, 6, 4)
     t = torch.from_numpy(c)
-    inner = pw.inner_counts(t, None, 4, 4)
-    marg = pw.marginal_bin_counts(t, 4)
+    inner = info_counts.inner_counts(t, None, 4, 4)
+    marg = info_counts.marginal_bin_counts(t, 4)
     ref = bincount_mi(c, c, 4, 4)
     for counts in (inner, inner.to(torch.float64), inner.to(torch.int64)):
-        np.testing.assert_allclose(pw._mi_from_inner(counts, marg, marg, 3000).numpy(), ref, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(info_counts.mi_from_inner(counts, marg, marg, 3000).numpy(), ref, atol=1e-9, rtol=0)
     # beyond the c log c table: xlogy on float64, same values
-    big = pw._xlog2x_counts(torch.tensor([0, 1, 7, 3000]), pw._LUT_MAX + 1)
+    big = kernels.xlog2x_counts(torch.tensor([0, 1, 7, 3000]), kernels.LUT_MAX + 1)
     np.testing.assert_allclose(big.numpy(), [0.0, 0.0, 7 * math.log2(7), 3000 * math.log2(3000)], rtol=1e-15)

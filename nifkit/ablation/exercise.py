@@ -2,17 +2,14 @@
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
-from ..info import kl_profile_from_counts
+from ..info import LN2, kl_profile_from_counts
 
 __all__ = ["check_kl_profile"]
 
-
-_LN2 = math.log(2.0)
 
 
 def check_kl_profile(fn: Callable) -> bool:
@@ -46,7 +43,7 @@ def _kl_profile_verdict(fn: Callable) -> str:
                                  "Sum over the bins axis (axis 0), not over the classes.")
         if np.allclose(got, want, atol=1e-9):
             continue
-        if np.allclose(got, want * _LN2, atol=1e-9):
+        if np.allclose(got, want * LN2, atol=1e-9):
             raise AssertionError("your values are in nats: use np.log2 (bits), not np.log")
         pt = c.sum(1) / c.sum()
         pty = c / c.sum(0, keepdims=True)

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from .sampling import LN2
+from ..info import LN2
 from .measure import layer_ei
 
 __all__ = ["identity_ei", "check_edge_sensitivity"]

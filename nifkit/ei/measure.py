@@ -11,10 +11,10 @@ import torch
 
 from .._validation import resolve_device
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..info import plugin_bias
+from ..info import MAX_KEY_BITS, plugin_bias
 from ..runtime import Progress
 from .sampling import (
-    AllNoiseCounts, MAX_KEY_BITS, NoiseBlocks, STREAM_NOISE, STREAM_SENS, SensitivityCounts, check_bins,
+    AllNoiseCounts, NoiseBlocks, STREAM_NOISE, STREAM_SENS, SensitivityCounts, check_bins,
     check_range, check_samples, drive_layer, fit_out_range, rows_per_block,
 )
 from .layers import as_layer

@@ -15,16 +15,10 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..info import KeyCounts, PairCounts, marginal_counts, mi_from_counts, pack_keys
 from .layers import EILayer, z_thresholds
 
-__all__ = ["LN2", "CHUNK"]
-
-
-LN2 = math.log(2.0)
+__all__ = ["CHUNK"]
 
 
 CHUNK = 4096
-
-
-MAX_KEY_BITS = 62
 
 
 STREAM_NOISE = 0

@@ -7,12 +7,15 @@ Binning: :class:`Binner`, :func:`discretize`; binary splits :func:`binarize`
 (exact 1-D 2-means, median, fixed threshold).
 Groups (batched): :func:`cmi_extended`, :func:`cmi_subsets`, :func:`cmi_all_subsets`,
 :func:`conditional_co_information`, :func:`co_information_removals`.
-All pairs: :func:`pairwise_mi`, :class:`PairwiseMI` (streaming), :func:`mi_from_counts`.
+All pairs: :func:`pairwise_mi`, :class:`PairwiseMI` (streaming: the all-pairs face of
+:class:`PairCounts`), :func:`mi_from_counts`.
 Continuous: :func:`gaussian_mi`, :func:`ksg_mi`, :func:`dv_mi`; for many pairs at once
 :func:`gaussian_mi_pairs`, :func:`ksg_mi_pairs`, :func:`dv_mi_pairs`.
 Significance: :func:`shuffle_test`, :func:`pairwise_shuffle_test`, :func:`p_values`.
-Counting (:mod:`.counts`): marginal, pair, label and group counts, packed keys, mergeable
-accumulators and :func:`reduce_across_processes` (``torch.distributed``).
+Counting (:mod:`.counts`, :mod:`.keys`): marginal, pair, label and group counts, packed keys,
+mergeable accumulators and :func:`reduce_across_processes` (``torch.distributed``).
+Inside this package dependencies run :mod:`.kernels` (exact products, ``c log2 c``, ``LN2``,
+the key-bit limit) -> counts (:mod:`.counts`, :mod:`.keys`) -> the measure modules.
 Label measures: :func:`kl_profile_from_counts`.
 Bias: :func:`plugin_bias` (the Miller–Madow first-order term).
 Counting kernel: :func:`counting_kernel` / :func:`counting_kernel_info` (which exact
@@ -41,38 +44,33 @@ from .groups import (
     conditional_co_information,
     group_labels,
 )
-from .kernels import counting_kernel, counting_kernel_info, set_counting_kernel
+from .kernels import LN2, MAX_KEY_BITS, counting_kernel, counting_kernel_info, set_counting_kernel
 from .neural import dv_mi, dv_mi_pairs
 from .null import ShuffleTest, p_values, pairwise_shuffle_test, shuffle_test
-from .pairwise import PairwiseMI, mi_from_counts, pairwise_mi
+from .pairwise import PairwiseMI, pairwise_mi
 from .counts import (
-    KeyCounts,
     LabelCounts,
     MarginalCounts,
     PairCounts,
-    entropy_from_keys,
-    group_counts,
-    group_keys,
     label_counts,
     marginal_counts,
-    pack_keys,
+    mi_from_counts,
     pair_counts,
     reduce_across_processes,
 )
+from .keys import KeyCounts, entropy_from_keys, group_counts, group_keys, pack_keys
 from .labels import kl_profile_from_counts
 
 
 def plugin_bias(n_bins_x: int, n_bins_y: int, n_samples: int) -> float:
     """First-order upward bias of the plug-in MI of independent variables, in bits:
     ``(Bx - 1)(By - 1) / (2 n ln 2)`` (Miller–Madow; Panzeri & Treves)."""
-    import math
-
     from .._validation import check_int
 
     n_bins_x = check_int(n_bins_x, "n_bins_x", minimum=1)
     n_bins_y = check_int(n_bins_y, "n_bins_y", minimum=1)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
-    return (n_bins_x - 1) * (n_bins_y - 1) / (2 * n_samples * math.log(2))
+    return (n_bins_x - 1) * (n_bins_y - 1) / (2 * n_samples * LN2)
 
 
 __all__ = [
@@ -87,5 +85,5 @@ __all__ = [
     "counting_kernel", "counting_kernel_info", "set_counting_kernel",
     "marginal_counts", "pair_counts", "label_counts", "pack_keys", "group_keys", "group_counts",
     "MarginalCounts", "PairCounts", "LabelCounts", "KeyCounts", "reduce_across_processes", "entropy_from_keys",
-    "kl_profile_from_counts",
+    "kl_profile_from_counts", "LN2", "MAX_KEY_BITS",
 ]

@@ -14,8 +14,6 @@ r"""Mutual information of continuous variables, in bits.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
@@ -23,10 +21,9 @@ from scipy.special import digamma
 
 from ..runtime import with_thread_policy
 from .._validation import as_2d, check_int, check_memory_budget, check_number, check_pairs, check_seed
+from .kernels import LN2
 
 __all__ = ["gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs"]
-
-LN2 = np.log(2.0)
 
 
 def _pair(x, y, nx="x", ny="y"):
@@ -150,5 +147,5 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
             nx_ = (dx < eps[:, :, None]).sum(2) - 1
             ny_ = (dy < eps[:, :, None]).sum(2) - 1
             psi += (torch.special.digamma(nx_.double() + 1) + torch.special.digamma(ny_.double() + 1)).sum(1)
-        out[s:s + block] = ((const - psi / n) / math.log(2)).numpy()
+        out[s:s + block] = ((const - psi / n) / LN2).numpy()
     return out

@@ -28,7 +28,8 @@ from itertools import combinations
 
 import numpy as np
 
-from .counts import row_keys
+from .keys import row_keys
+from .kernels import LN2, xlog2x
 from .._validation import CORRECTIONS, as_codes, as_counts, check_correction, to_numpy
 
 __all__ = [
@@ -42,9 +43,6 @@ __all__ = [
     "pack",
 ]
 
-LN2 = np.log(2.0)
-
-
 def _check_counts(counts, axis):
     """Counts as a finite, non-negative float64 array and ``axis`` as valid axes."""
     c = as_counts(to_numpy(counts, "counts"), "counts")
@@ -57,14 +55,6 @@ def _check_counts(counts, axis):
     return c
 
 
-def _xlog2x(c):
-    c = np.asarray(c, dtype=np.float64)
-    out = np.zeros_like(c)
-    pos = c > 0
-    out[pos] = c[pos] * np.log2(c[pos])
-    return out
-
-
 def entropy_from_counts(counts, axis=-1, correction=None):
     """Entropy in bits of the histogram(s) ``counts`` along ``axis`` (int or tuple).
 
@@ -75,7 +65,7 @@ def entropy_from_counts(counts, axis=-1, correction=None):
     check_correction(correction)
     c = _check_counts(counts, axis)
     n = c.sum(axis=axis)
-    s = _xlog2x(c).sum(axis=axis)
+    s = xlog2x(c).sum(axis=axis)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = np.where(n > 0, np.log2(np.where(n > 0, n, 1)) - s / np.where(n > 0, n, 1), 0.0)
         if correction == "miller-madow":

@@ -38,8 +38,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_codes, as_masks
-from .counts import mixed_radix, row_keys
 from .discrete import pack
+from .keys import mixed_radix, row_keys
+from .kernels import MAX_KEY_BITS, xlog2x_table
 from ..runtime import Progress
 
 __all__ = [
@@ -73,13 +74,6 @@ def compact(labels, n_values: int | None = None):
         return remap[lab], int(remap[-1] + 1) if hi else 0
     uniq, inv = np.unique(lab, return_inverse=True)
     return inv.reshape(lab.shape).astype(np.int64), len(uniq)
-
-
-def _xlog2x_table(n: int) -> np.ndarray:
-    c = np.arange(n + 1, dtype=np.float64)
-    out = np.zeros_like(c)
-    out[1:] = c[1:] * np.log2(c[1:])
-    return out
 
 
 def _check_xy(x, y):
@@ -170,7 +164,7 @@ def cmi_from_labels(x, y, labels, n_groups: int | None = None) -> float:
     lab, G = compact(lab, n_groups)
     xc, yc, bx, by = _xy_joint(x, y)
     cnt = np.bincount((lab * bx + xc) * by + yc, minlength=G * bx * by).reshape(G, bx, by)
-    return float(_cmi_from_counts(cnt, len(x), _xlog2x_table(len(x))))
+    return float(_cmi_from_counts(cnt, len(x), xlog2x_table(len(x)).numpy()))
 
 
 # ------------------------------------------------------------------------ batched: extend
@@ -191,7 +185,7 @@ def cmi_extended(x, y, given, extra, *, memory_budget: int = 256 * 2**20) -> np.
         g = _check_codes(given, n, "given")
         base, G = group_labels(g) if g.shape[1] else (np.zeros(n, np.int64), 1)
     xc, yc, bx, by = _xy_joint(x, y)
-    table = _xlog2x_table(n)
+    table = xlog2x_table(n).numpy()  # the one c log2 c table
     J = e.shape[1]
     out = np.empty(J, np.float64)
     if J == 0:
@@ -232,12 +226,13 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
     cu, xyu, w = _distinct(c, xc, yc, bx, by)
     U = len(w)
     card = cu.max(axis=0) + 1
-    table = _xlog2x_table(n)
+    table = xlog2x_table(n).numpy()  # the one c log2 c table
     S = len(mk)
     out = np.empty(S, np.float64)
     radix = mixed_radix(card)
     if radix is None:
-        raise ValueError("the joint code of all variables does not fit 62 bits; binarise or use fewer variables")
+        raise ValueError(f"the joint code of all variables does not fit {MAX_KEY_BITS} bits; binarise or use fewer "
+                         "variables")
     exact_float = float(np.sum(np.log2(np.maximum(card, 1)))) < 52
     cuf, radixf = cu.astype(np.float64), radix.astype(np.float64)
     # about a dozen (sets, distinct rows) int64 temporaries per block
@@ -287,7 +282,7 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.n
     U = len(w)
     cu = np.stack([compact(cu[:, i])[0] for i in range(m)], axis=1) if m else cu
     card = cu.max(axis=0) + 1 if m else np.zeros(0, np.int64)
-    table = _xlog2x_table(n)
+    table = xlog2x_table(n).numpy()  # the one c log2 c table
     kb = int(min(max(block_vars, 0), m))
     top = m - kb
     out = np.empty(1 << m, np.float64)

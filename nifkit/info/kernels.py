@@ -23,7 +23,7 @@ on the CPU, not on the code:
   bins, 23 ms vs 46 ms).
 
 Every kernel is split in three (:class:`CountingKernel`: ``left``, ``right``,
-``product``) so that the blocked all-pairs computation (:mod:`nifkit.info.pairwise`)
+``product``) so that the blocked all-pairs computation (:class:`nifkit.info.counts.PairBlocks`)
 builds the one-hot of a column block of ``b`` once over all samples and reuses it for
 every row block of ``a``. The product is taken as ``O_B^T O_A`` (the wide one-hot first:
 ~44 instead of ~30 GMAC/s from MKL on the AVX2 CPU) and returns the counts transposed.
@@ -44,23 +44,83 @@ calling thread's CPU time (so other processes' load does not flip the choice), t
 is kept for the rest of the process, and :func:`counting_kernel_info` says which one and why, with the
 timings. :func:`set_counting_kernel` or the environment variable
 ``NIFKIT_COUNT_KERNEL=int8|float32|float32_packed|auto`` forces one (tests, benchmarks).
+
+This module is the bottom of :mod:`nifkit.info` (kernels -> counts -> measures; it imports
+neither): besides the products it holds the numbers every count is turned into bits
+with, once for all of nifkit: :data:`LN2`, the key-bit limit :data:`MAX_KEY_BITS`, the
+``c log2 c`` helper :func:`xlog2x` and its cached table (:func:`xlog2x_table`,
+:func:`xlog2x_counts`).
 """
 from __future__ import annotations
 
 import abc
-
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 __all__ = ["KERNELS", "counting_kernel", "counting_kernel_info", "set_counting_kernel", "count_pairs",
-           "KernelChoice", "ENV_VAR", "CountingKernel", "Right", "blocked_kernel", "kernel_failure"]
+           "KernelChoice", "ENV_VAR", "CountingKernel", "Right", "blocked_kernel", "kernel_failure",
+           "LN2", "MAX_KEY_BITS", "xlog2x", "xlog2x_table", "xlog2x_counts"]
 
 ENV_VAR = "NIFKIT_COUNT_KERNEL"
 MAX_F32_EXACT = 2**24  # float32 represents every integer count below this
+
+#: ``ln 2``: nats -> bits. The one definition in nifkit (``nifkit.info.LN2``).
+LN2 = math.log(2.0)
+#: the largest packed key: a joint state space of 2**62 states or more is refused (int64
+#: keys, with room for the multiply-adds that build them). The one limit in nifkit.
+MAX_KEY_BITS = 62
+#: largest sample count with a ``c log2 c`` table (32 MiB of float64)
+LUT_MAX = 2**22
+_LUT_CACHE: dict = {}
+
+
+# ======================================================================================
+# c log2 c: the one helper and the one table behind every plug-in entropy and MI
+# ======================================================================================
+def xlog2x(c):
+    """``c * log2(c)`` elementwise, ``0`` at ``c = 0``, float64; a torch tensor or a
+    numpy array (returns the same kind). Written as ``c * log2(c)``, as the discrete and
+    group measures always computed it (their values stay the same bit for bit), not as
+    ``xlogy(c, c) / ln 2``: the two differ in the last bit."""
+    if isinstance(c, torch.Tensor):
+        c = c if c.dtype == torch.float64 else c.to(torch.float64)
+        return torch.where(c > 0, c * torch.log2(c.clamp(min=1e-300)), torch.zeros((), dtype=c.dtype,
+                                                                                      device=c.device))
+    c = np.asarray(c, dtype=np.float64)
+    out = np.zeros_like(c)
+    pos = c > 0
+    out[pos] = c[pos] * np.log2(c[pos])
+    return out
+
+
+def xlog2x_table(n: int, device=None) -> torch.Tensor:
+    """``c * log2(c)`` for ``c = 0..n`` (float64, :func:`xlog2x` of ``arange``, built with
+    numpy's ``log2`` on every device), cached per size and device; ``.numpy()`` of a CPU
+    table serves numpy code (``table[counts]``)."""
+    key = (int(n), str(torch.device("cpu" if device is None else device)))
+    if key not in _LUT_CACHE:
+        if len(_LUT_CACHE) > 8:
+            _LUT_CACHE.clear()
+        _LUT_CACHE[key] = torch.from_numpy(xlog2x(np.arange(int(n) + 1, dtype=np.float64))).to(device)
+    return _LUT_CACHE[key]
+
+
+def xlog2x_counts(c: torch.Tensor, n: int) -> torch.Tensor:
+    """``c log2 c`` (float64) of integer counts ``0 <= c <= n``: one ``index_select`` from
+    :func:`xlog2x_table` when ``n`` is at most :data:`LUT_MAX` (~20x faster than ``xlogy``
+    on a float64 copy, and than ``table[c]``), else :func:`xlog2x`."""
+    if n <= LUT_MAX:
+        idx = c.reshape(-1)
+        if idx.dtype not in (torch.int32, torch.int64):
+            idx = idx.to(torch.int64)
+        return xlog2x_table(n, c.device).index_select(0, idx).reshape(c.shape)
+    return xlog2x(c)
 
 
 def _acc_dtype(n: int):

@@ -30,10 +30,9 @@ import torch
 
 from ..runtime import Progress, with_thread_policy
 from .._validation import as_2d, check_int, check_number, check_pairs, check_seed, resolve_device
+from .kernels import LN2
 
 __all__ = ["dv_mi", "dv_mi_pairs", "BatchedCritic"]
-
-LN2 = math.log(2.0)
 
 
 class BatchedCritic(torch.nn.Module):

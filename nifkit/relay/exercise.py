@@ -5,6 +5,8 @@ from itertools import product
 
 import numpy as np
 
+from ..info import LN2
+
 __all__ = ["check_relay_information"]
 
 
@@ -53,7 +55,7 @@ def check_relay_information(fn) -> bool:
             hint = ""
             if abs(got + want) < 1e-9 and want:
                 hint = " - wrong sign: I_R = I(X_in;X_out|Y_0) - I(X_in;X_out|Y_R,Y_0)"
-            elif abs(got - want * np.log(2)) < 1e-9 and want:
+            elif abs(got - want * LN2) < 1e-9 and want:
                 hint = " - that is nats: use log base 2"
             elif name.startswith("redundant copies, Y_R = {Y1} alone"):
                 hint = " - condition the first term on Y_0 (the rest of the layer), not on nothing"

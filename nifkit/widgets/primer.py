@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 
 from .. import plots
-from ..info import discretize, gaussian_mi_analytic, mutual_information, pairwise_mi, plugin_bias
+from ..info import LN2, discretize, gaussian_mi_analytic, mutual_information, pairwise_mi, plugin_bias
 from .._validation import as_2d, to_numpy
 from .base import Explorer, bins_slider, layer_picker, neuron_picker, samples_slider
 from ..results import Result
@@ -122,7 +122,7 @@ class BiasExplorer(Explorer):
         self.readout.set(text)
         # the first-order prediction, capped where it passes what n samples can show
         ceiling = np.log2(np.minimum(r.grid_n, r.n_bins))
-        bias = np.minimum((r.n_bins - 1) ** 2 / (2 * r.grid_n * np.log(2)), np.maximum(ceiling - r.truth, 0))
+        bias = np.minimum((r.n_bins - 1) ** 2 / (2 * r.grid_n * LN2), np.maximum(ceiling - r.truth, 0))
 
         def draw(ax):
             plots.plot_bias_curve(r.grid_n, r.grid_estimate, r.truth, ax=ax, current=(r.n_samples, r.estimate),
