@@ -322,7 +322,21 @@ def test_edge_sensitivity_checker_accepts_a_right_answer_and_explains_a_wrong_on
     assert causal.check_edge_sensitivity(right)
     assert "✓" in capsys.readouterr().out
     assert not causal.check_edge_sensitivity(nats)
-    assert "nats" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nats" in out and "log2" not in out
+
+    def own_range(w, b, bins=8, n=200_000, seed=0):  # the chapter's planted mistake: bins over y's own range
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(0, 1, n)
+        y = 1 / (1 + np.exp(-(w * x + b)))
+        p = np.histogram2d(x, y, bins=bins)[0] / n
+        px, py = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+        nz = p > 0
+        return float((p[nz] * np.log2(p[nz] / (px @ py)[nz])).sum())
+
+    assert not causal.check_edge_sensitivity(own_range)
+    out = capsys.readouterr().out
+    assert "min..max" in out and "bin edges" in out and "range=" not in out  # diagnoses, never the fix's code
 
 
 # ----------------------------------------------------------------------------- deep-ei side by side

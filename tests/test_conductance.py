@@ -369,7 +369,8 @@ def test_widget_recomputes_and_reports_completeness(trained):
 def test_exercise_checker(capsys):
     assert check_conductance(lambda ys, gs: (gs[:-1] * (ys[1:] - ys[:-1])).sum(0)) is True
     assert check_conductance(lambda ys, gs: (gs[1:] * (ys[1:] - ys[:-1])).sum(0)) is False
-    assert "left point" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "left point" in out and "gs[" not in out  # the diagnosis, not the fix's code
     assert check_conductance(lambda ys, gs: (gs * ys).sum(0)) is False
     assert "gradient x activation" in capsys.readouterr().out
     assert check_conductance(lambda ys, gs: 1 / 0) is False
