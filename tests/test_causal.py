@@ -489,6 +489,18 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
     abl = causal.edge_ablation(model, ds.X_test, ds.y_test, res, n_groups=10)
     assert set(abl.accuracy) == {"ei", "weight"} and abl.accuracy["ei"].shape == (10,)
     assert 0 <= abl.accuracy["ei"].min() <= abl.baseline <= 1
+    import matplotlib
+    matplotlib.use("Agg")
+    from nifkit.ei import plots as cp
+
+    draws = np.stack([np.linspace(0.2, 0.6, 10), np.linspace(0.3, 0.9, 10)])
+    ax = cp.plot_edge_ablation(abl, random_draws=draws)  # the min-max band of several random draws
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.2) and band.max() == pytest.approx(0.9)
+    assert "random deciles (2 draws, min-max)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="random_draws"):
+        cp.plot_edge_ablation(abl, random_draws=draws[:, :4])
+    matplotlib.pyplot.close("all")
 
 
 def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):

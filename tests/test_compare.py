@@ -213,3 +213,21 @@ def test_device_and_memory_budget_reach_every_lens_and_change_no_score(composed)
         C.compare(net, (X, y), memory_budget=0)
     with pytest.raises(ValueError, match="device"):
         C.compare(net, (X, y), device="tpu:3")
+
+
+def test_plot_agreement_prints_intervals_to_two_decimals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.compare import plots as CP
+    from nifkit.compare.agreement import Agreement
+
+    M = np.array([[1.0, 0.91], [0.91, 1.0]])
+    a = Agreement(names=["a", "b"], matrix=M, replicates=np.stack([M, M]), low=M - 0.012, high=M + 0.004,
+                  what="bootstrap over samples")
+    ax = CP.plot_agreement(a)
+    texts = [t.get_text() for t in ax.texts]
+    assert "+0.91\n[+0.90,\n+0.91]" in texts  # one decimal would print the point interval [+0.9,+0.9]
+    plt.close("all")

@@ -425,3 +425,26 @@ def test_online_setup_runs_from_cached_files_without_network(tmp_path, monkeypat
     assert len(ph) == 3 and ph.source.startswith("Imagenette")
     r = layer_conductance(net, ph.X, steps=2, target="predicted")
     assert r.names == blocks(net) and np.isfinite(r.gap).all()
+
+
+def test_ite_and_completeness_plots_explain_their_marks():
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.conductance import plots as CPL
+
+    r = SimpleNamespace(names=["b0", "b1", "b2"], values=np.array([0.1, 0.5, 0.2]), formula="ratio",
+                        source="conductance", critical="b1")
+    ax = CPL.plot_ite([r])
+    leg = ax.get_legend()
+    assert "* critical layer (largest ITE)" in [t.get_text() for t in leg.get_texts()]
+    assert leg.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # right of the axes, over no bar
+    ax2 = CPL.plot_completeness([4, 8, 16, 32], {"gausslegendre": [1e-1, 3e-2, 1e-2, 3e-3]})
+    ax2.figure.canvas.draw()
+    assert [t.get_text() for t in ax2.get_xticklabels()] == ["4", "8", "16", "32"]
+    assert all(t.get_text() == "" for t in ax2.yaxis.get_minorticklabels())  # decades only: no collisions
+    plt.close("all")

@@ -66,7 +66,8 @@ def plot_agreement(agreement_or_matrix, names=None, *, ax=None, figsize=(4.6, 3.
             txt = f"{M[i, j]:+.2f}"
             if hasattr(a, "low") and i != j:
                 txt += f"\n[{a.low[i, j]:+.2f},\n{a.high[i, j]:+.2f}]"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=6)
+            ax.text(j, i, txt, ha="center", va="center", fontsize=6.5,
+                    color="white" if abs(M[i, j]) > 0.6 else "black")  # readable on dark cells
     ax.set_xticks(range(len(names)), names, rotation=45, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_title(title, fontsize=9)
