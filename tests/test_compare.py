@@ -230,4 +230,8 @@ def test_plot_agreement_prints_intervals_to_two_decimals():
     ax = CP.plot_agreement(a)
     texts = [t.get_text() for t in ax.texts]
     assert "+0.91\n[+0.90,\n+0.91]" in texts  # one decimal would print the point interval [+0.9,+0.9]
+    from dataclasses import replace
+
+    ax2 = CP.plot_agreement(replace(a, low=np.full((2, 2), np.nan)))  # a withheld interval: the value alone
+    assert "+0.91" in [t.get_text() for t in ax2.texts] and not any("nan" in t.get_text() for t in ax2.texts)
     plt.close("all")
