@@ -63,7 +63,8 @@ def plot_trajectory(traj, which: str = "conductance", *, ax=None, cmap="viridis"
     for j, name in enumerate(traj.names):
         ax.plot(x[:, j], y[:, j], "-", color="0.6", lw=0.8)
         sc = ax.scatter(x[:, j], y[:, j], c=ep, cmap=cmap, norm=norm, s=18 + 12 * j, zorder=3)
-        ax.annotate(name, (x[-1, j], y[-1, j]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(name, (x[-1, j], y[-1, j]), fontsize=7, xytext=(6, 10 * j - 12), textcoords="offset points",
+                    arrowprops=dict(arrowstyle="-", color="0.5", lw=0.5))  # staggered: end points often crowd
     ax.margins(x=0.12, y=0.1)  # room for the layer names at the ends of the paths
     p = (traj.conductance if which == "conductance" else traj.activation)[0]
     ax.axvline(p.bound_x, color="0.4", ls=":", lw=1)
