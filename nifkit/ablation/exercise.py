@@ -53,8 +53,9 @@ def _kl_profile_verdict(fn: Callable) -> str:
         with np.errstate(divide="ignore", invalid="ignore"):
             rev = np.nansum(np.where(pt[:, None] > 0, pt[:, None] * np.log2(pt[:, None] / pty), 0), axis=0)
         if np.allclose(got, rev, atol=1e-9, equal_nan=True) or not np.all(np.isfinite(got)):
-            raise AssertionError("this looks like KL(P_T || P_T|y) (reversed) or gives inf/nan: the profile is "
-                                 "KL(P_T|y || P_T) = sum_t p(t|y) log2(p(t|y) / p(t)), and 0 log 0 = 0")
+            raise AssertionError("this looks like KL(P_T || P_T|y), the divergence reversed (or it gives inf/nan): "
+                                 "look at which distribution weights the sum and which one is in the numerator, "
+                                 "and at the cells whose count is 0 (0 log 0 counts as 0)")
         prior = c.sum(0) / c.sum()
         if np.allclose(got, want * prior, atol=1e-9):
             raise AssertionError("you weighted each class by p(y): that gives the terms of I(T;Y); "
