@@ -447,4 +447,11 @@ def test_ite_and_completeness_plots_explain_their_marks():
     ax2.figure.canvas.draw()
     assert [t.get_text() for t in ax2.get_xticklabels()] == ["4", "8", "16", "32"]
     assert all(t.get_text() == "" for t in ax2.yaxis.get_minorticklabels())  # decades only: no collisions
+    names = [f"_blocks.{i}" for i in range(16)]
+    plane = SimpleNamespace(source="conductance", names=names, i_xt=np.linspace(1, 4, 16), i_ty=np.full(16, 3.3),
+                            settings={"estimator": "binned"}, bound_x=4.3, h_y=3.32)
+    ax3 = CPL.plot_information_plane(plane)
+    labels = [t for t in ax3.texts if t.get_text().startswith("_blocks")]
+    assert [t.get_text() for t in labels] == names[::2] + ["_blocks.15"]  # every 2nd of 16 layers, and the last
+    assert len({t.xyann[1] for t in labels[:4]}) == 4  # four staggered heights: crowded points stay legible
     plt.close("all")

@@ -25,12 +25,14 @@ def plot_information_plane(planes, *, ax=None, highlight=None, bounds: bool = Tr
         ax.plot(p.i_xt, p.i_ty, "-", color=st["color"], lw=1, alpha=0.7)
         ax.scatter(p.i_xt, p.i_ty, s=sizes, color=st["color"], marker=st["marker"], zorder=3,
                    label=f"{p.source} ({p.settings.get('estimator')})")
-        if annotate:  # many layers: name every k-th and the last, alternately above and below (no overlap)
+        if annotate:  # many layers: name every k-th and the last; labels at four staggered heights with
+            # leader lines, so layers that sit on top of each other (deep layers near the H(Y) corner) stay legible
             step = max(1, int(np.ceil(len(p.names) / 8)))
             shown = [k for k in range(len(p.names)) if k % step == 0 or k == len(p.names) - 1]
             for m, k in enumerate(shown):
-                ax.annotate(p.names[k], (p.i_xt[k], p.i_ty[k]), fontsize=7, xytext=(4, 5 if m % 2 else -10),
-                            textcoords="offset points", color=st["color"])
+                ax.annotate(p.names[k], (p.i_xt[k], p.i_ty[k]), fontsize=7, xytext=(6, 10 * (m % 4) - 14),
+                            textcoords="offset points", color=st["color"],
+                            arrowprops=dict(arrowstyle="-", color=st["color"], lw=0.5, alpha=0.6))
         if highlight is not None and highlight in p.names:
             a, b = p[highlight]
             ax.scatter([a], [b], s=260, facecolors="none", edgecolors="k", lw=1.5, zorder=4)
