@@ -2,7 +2,7 @@
 answers and say what is wrong, not just that something is.
 
 Each checker prints a verdict and returns ``True`` when every case passes. The primer's
-checkers live here; each chapter's own checker lives in its module and is re-exported
+checkers live here; each says what is wrong and where to look, never the answer's code. Each chapter's own checker lives in its module and is re-exported
 here (``check_flow_attribution``, ``check_edge_sensitivity``, ``check_kl_profile``,
 ``check_relay_information``, ``check_conductance``).
 """
@@ -28,11 +28,11 @@ _ENTROPY_CASES = [
 
 def _diagnose(got, want):
     if got is None or (isinstance(got, float) and math.isnan(got)):
-        return "got NaN/None: remember 0 * log 0 = 0, skip the zero probabilities"
+        return "got NaN/None: look at the zero probabilities (0 * log 0 counts as 0)"
     if want and abs(got - want * LN2) < 1e-6:
-        return "that is the value in nats: use log base 2 (np.log2) for bits"
+        return "that is the value in nats, not bits: look at the base of your logarithm"
     if abs(got + want) < 1e-6 and want:
-        return "wrong sign: H = -sum p log2 p"
+        return "wrong sign: look at the sign in front of the sum"
     return f"expected {want:.6f} bits, got {got:.6f}"
 
 

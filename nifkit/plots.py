@@ -80,13 +80,17 @@ def plot_history(history, *, ax=None, metric="acc"):
     return ax
 
 
-def plot_estimators(n_samples, results: dict, truth=None, *, ax=None):
-    """One line per estimator (``results[name] = estimates per sample size``)."""
+def plot_estimators(n_samples, results: dict, truth=None, *, limits: dict | None = None, ax=None):
+    """One line per estimator (``results[name] = estimates per sample size``), the
+    analytic value ``truth`` (solid) and further reference values ``limits[label] = bits``
+    (dashed), e.g. the large-sample limit of a binned estimator."""
     ax = _ax(ax, (6, 4))
     for name, est in results.items():
         ax.plot(n_samples, est, "o-", ms=3, label=name)
     if truth is not None:
         ax.axhline(truth, color="k", lw=1, label="analytic")
+    for label, value in (limits or {}).items():
+        ax.axhline(float(value), color="0.4", lw=1, ls="--", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("samples n")
     ax.set_ylabel("MI estimate (bits)")

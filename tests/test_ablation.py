@@ -133,9 +133,12 @@ def test_kl_profile_checker(capsys):
     for wrong, hint in [(lambda c: A.kl_profile_from_counts(c) * math.log(2), "nats"),
                         (lambda c: A.kl_profile_from_counts(c.T), "one value per class"),
                         (lambda c: A.kl_profile_from_counts(c) * c.sum(0) / c.sum(), "weighted"),
-                        (lambda c: 1 / 0, "ZeroDivisionError")]:
+                        (lambda c: 1 / 0, "ZeroDivisionError"),
+                        (lambda c: np.nansum(c.sum(1)[:, None] / c.sum() * np.log2((c.sum(1)[:, None] / c.sum())
+                                                                                    / (c / c.sum(0))), 0), "reversed")]:
         assert A.check_kl_profile(wrong) is False  # never raises
-        assert hint in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert hint in out and "sum_t" not in out and "log2(" not in out  # a diagnosis, not the formula to type
 
 
 # ----------------------------------------------------------------------------- engine
@@ -400,6 +403,14 @@ def test_plots_return_axes(task, relu_net):
     band = axes[2].collections[0]  # the random band spans min..max of the random curves
     ys = np.stack([c.accuracy for c in s.random("act2")])
     assert np.isclose(band.get_paths()[0].vertices[:, 1].max(), ys.max())
+    labels = [t.get_text() for t in axes[2].get_legend().get_texts()]
+    assert "random, mean" in labels  # the band's mean line is in the legend
+    # one colour scale for every layer of a panel, and a given one for side-by-side panels
+    both = [c for c in axes[0].collections if c.get_array() is not None]
+    allsel = np.concatenate([meas["act1"].selectivity, meas["act2"].selectivity])
+    assert all(c.norm.vmin == pytest.approx(allsel.min()) and c.norm.vmax == pytest.approx(allsel.max()) for c in both)
+    fixed = P.plot_measures(meas, vmin=0.0, vmax=5.0)
+    assert all(c.norm.vmax == 5.0 for c in fixed.collections if c.get_array() is not None)
     mosaic = P.weight_mosaic(np.arange(24).reshape(2, 12), (3, 4), pad=1)
     assert mosaic.shape == (4, 10) and mosaic[0, 3] == pytest.approx(3 / 11) and np.isnan(mosaic[3, 0])
     plt.close("all")

@@ -324,7 +324,21 @@ def test_edge_sensitivity_checker_accepts_a_right_answer_and_explains_a_wrong_on
     assert causal.check_edge_sensitivity(right)
     assert "✓" in capsys.readouterr().out
     assert not causal.check_edge_sensitivity(nats)
-    assert "nats" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nats" in out and "log2" not in out
+
+    def own_range(w, b, bins=8, n=200_000, seed=0):  # the chapter's planted mistake: bins over y's own range
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(0, 1, n)
+        y = 1 / (1 + np.exp(-(w * x + b)))
+        p = np.histogram2d(x, y, bins=bins)[0] / n
+        px, py = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+        nz = p > 0
+        return float((p[nz] * np.log2(p[nz] / (px @ py)[nz])).sum())
+
+    assert not causal.check_edge_sensitivity(own_range)
+    out = capsys.readouterr().out
+    assert "min..max" in out and "bin edges" in out and "range=" not in out  # diagnoses, never the fix's code
 
 
 # ----------------------------------------------------------------------------- deep-ei side by side
@@ -477,6 +491,18 @@ def test_edge_ablation_zeroes_each_decile_once(tiny_training):
     abl = causal.edge_ablation(model, (ds.X_test, ds.y_test), res, n_groups=10)
     assert set(abl.accuracy) == {"ei", "weight"} and abl.accuracy["ei"].shape == (10,)
     assert 0 <= abl.accuracy["ei"].min() <= abl.baseline <= 1
+    import matplotlib
+    matplotlib.use("Agg")
+    from nifkit.ei import plots as cp
+
+    draws = np.stack([np.linspace(0.2, 0.6, 10), np.linspace(0.3, 0.9, 10)])
+    ax = cp.plot_edge_ablation(abl, random_draws=draws)  # the min-max band of several random draws
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.2) and band.max() == pytest.approx(0.9)
+    assert "random deciles (2 draws, min-max)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="random_draws"):
+        cp.plot_edge_ablation(abl, random_draws=draws[:, :4])
+    matplotlib.pyplot.close("all")
 
 
 def test_causal_explorer_scrubs_epochs_and_recomputes_on_bins(tiny_training):

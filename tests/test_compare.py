@@ -173,7 +173,8 @@ def test_bad_input(composed):
 def test_checker_never_raises(composed, capsys):
     data = (composed["X"][:300], composed["y"][:300])
     assert C.check_lens(lambda m, d: m.fc_out.weight.detach().abs().sum(1), composed["net"], data) is False
-    assert "dim=0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(outputs, inputs)" in out and "20 hidden neurons" in out and "sum(0)" not in out and "dim=0" not in out
     assert C.check_lens(lambda m, d: 1 / 0, composed["net"], data) is False
     assert C.check_lens(lambda m, d: np.ones(20), composed["net"], data) is False
     assert C.check_lens(lambda m, d: np.random.rand(20), composed["net"], data) is False
@@ -214,3 +215,25 @@ def test_device_and_memory_budget_reach_every_lens_and_change_no_score(composed)
         C.compare(net, (X, y), memory_budget=0)
     with pytest.raises(ValueError, match="device"):
         C.compare(net, (X, y), device="tpu:3")
+
+
+def test_plot_agreement_prints_intervals_to_two_decimals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.compare import plots as CP
+    from nifkit.compare.agreement import Agreement
+
+    M = np.array([[1.0, 0.91], [0.91, 1.0]])
+    a = Agreement(names=["a", "b"], matrix=M, replicates=np.stack([M, M]), low=M - 0.012, high=M + 0.004,
+                  what="bootstrap over samples")
+    ax = CP.plot_agreement(a)
+    texts = [t.get_text() for t in ax.texts]
+    assert "+0.91\n[+0.90,\n+0.91]" in texts  # one decimal would print the point interval [+0.9,+0.9]
+    from dataclasses import replace
+
+    ax2 = CP.plot_agreement(replace(a, low=np.full((2, 2), np.nan)))  # a withheld interval: the value alone
+    assert "+0.91" in [t.get_text() for t in ax2.texts] and not any("nan" in t.get_text() for t in ax2.texts)
+    plt.close("all")

@@ -371,7 +371,8 @@ def test_widget_recomputes_and_reports_completeness(trained):
 def test_exercise_checker(capsys):
     assert check_conductance(lambda ys, gs: (gs[:-1] * (ys[1:] - ys[:-1])).sum(0)) is True
     assert check_conductance(lambda ys, gs: (gs[1:] * (ys[1:] - ys[:-1])).sum(0)) is False
-    assert "left point" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "left point" in out and "gs[" not in out  # the diagnosis, not the fix's code
     assert check_conductance(lambda ys, gs: (gs * ys).sum(0)) is False
     assert "gradient x activation" in capsys.readouterr().out
     assert check_conductance(lambda ys, gs: 1 / 0) is False
@@ -426,3 +427,33 @@ def test_online_setup_runs_from_cached_files_without_network(tmp_path, monkeypat
     assert len(ph) == 3 and ph.source.startswith("Imagenette")
     r = layer_conductance(net, ph.X, steps=2, target="predicted")
     assert r.names == blocks(net) and np.isfinite(r.gap).all()
+
+
+def test_ite_and_completeness_plots_explain_their_marks():
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.conductance import plots as CPL
+
+    r = SimpleNamespace(names=["b0", "b1", "b2"], values=np.array([0.1, 0.5, 0.2]), formula="ratio",
+                        source="conductance", critical="b1")
+    ax = CPL.plot_ite([r])
+    leg = ax.get_legend()
+    assert "* critical layer (largest ITE)" in [t.get_text() for t in leg.get_texts()]
+    assert leg.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # right of the axes, over no bar
+    ax2 = CPL.plot_completeness([4, 8, 16, 32], {"gausslegendre": [1e-1, 3e-2, 1e-2, 3e-3]})
+    ax2.figure.canvas.draw()
+    assert [t.get_text() for t in ax2.get_xticklabels()] == ["4", "8", "16", "32"]
+    assert all(t.get_text() == "" for t in ax2.yaxis.get_minorticklabels())  # decades only: no collisions
+    names = [f"_blocks.{i}" for i in range(16)]
+    plane = SimpleNamespace(source="conductance", names=names, i_xt=np.linspace(1, 4, 16), i_ty=np.full(16, 3.3),
+                            settings={"estimator": "binned"}, bound_x=4.3, h_y=3.32)
+    ax3 = CPL.plot_information_plane(plane)
+    labels = [t for t in ax3.texts if t.get_text().startswith("_blocks")]
+    assert [t.get_text() for t in labels] == names[::2] + ["_blocks.15"]  # every 2nd of 16 layers, and the last
+    assert len({t.xyann[1] for t in labels[:4]}) == 4  # four staggered heights: crowded points stay legible
+    plt.close("all")

@@ -272,7 +272,8 @@ def test_flow_attribution_is_the_product_of_target_normalised_matrices(planted, 
     rows = [f / f.sum(1, keepdims=True) for f in fg.flows]
     wrong = (rows[0] @ rows[1] @ rows[2]).sum(1)
     assert check_flow_attribution(fg, wrong / wrong.sum()) is False
-    assert "outgoing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "outgoing" in out and "axis=0" not in out and "sum(" not in out  # the diagnosis, not the fix's code
     assert check_flow_attribution(fg, np.ones(3)) is False
     assert "one score per input" in capsys.readouterr().out
 
@@ -446,6 +447,9 @@ def test_plots_draw_graph_image_attribution_and_comparisons():
     ax = plot_flow_graph(fg, ax=axes[0], threshold=0.05, highlight="act1:2", max_edges=50,
                          paths=[p for _, p in fg.strongest_paths().best(2)])
     assert "of 114 edges" in ax.get_title()
+    few = plot_flow_graph(fg, ax=axes[1], max_edges=5, legend=False)  # the title says which edges are drawn
+    assert few.get_title() == "binned flow: the strongest 5 of 114 edges"
+    axes[1].clear()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["input\n(16)", "act1\n(6)", "fc_out\n(3)"]
     assert [t.get_text() for t in ax.texts if t.get_text().startswith("fc")] == ["fc1", "fc_out"]  # edge layers
     widths = ax.collections[0].get_linewidths()

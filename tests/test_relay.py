@@ -208,3 +208,18 @@ def test_exercise_checker_contract(capsys):
     assert check_relay_information(lambda *a: 1 / 0) is False  # never raises
     assert check_relay_information(lambda xi, xo, yr, y0: mi(xi, xo) - cmi(xi, xo, np.column_stack([yr, y0]))) is False
     assert "condition the first term on Y_0" in capsys.readouterr().out
+
+
+def test_relay_plots_tick_whole_neurons():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nifkit.relay.plots import plot_greedy_vs_exhaustive
+
+    ax = plot_greedy_vs_exhaustive([0.0, 0.1, 0.25, 0.5])
+    ax.figure.canvas.draw()
+    ticks = ax.get_xticks()
+    assert len(ticks) and np.allclose(ticks, np.round(ticks))  # set sizes are whole numbers: no 2.5
+    plt.close("all")

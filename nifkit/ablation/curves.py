@@ -93,6 +93,8 @@ class AblationCurve(Result):
     def label(self) -> str:
         if self.direction == "random":
             return f"random (seed {self.seed})"
+        if self.measure is None:  # an order given by hand (AblationEngine.curve, reference_ablation_curve)
+            return "given order"
         return f"{self.direction} {MEASURE_LABELS.get(self.measure, self.measure)}"
 
 

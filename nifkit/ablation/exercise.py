@@ -40,22 +40,23 @@ def _kl_profile_verdict(fn: Callable) -> str:
             raise AssertionError(f"your function raised {type(exc).__name__}: {exc} on counts\n{c}") from exc
         if got.shape != want.shape:
             raise AssertionError(f"expected one value per class, shape {want.shape}, got {got.shape}. "
-                                 "Sum over the bins axis (axis 0), not over the classes.")
+                                 "Look at which axis of the (bins, classes) table your sums run over.")
         if np.allclose(got, want, atol=1e-9):
             continue
         if np.allclose(got, want * LN2, atol=1e-9):
-            raise AssertionError("your values are in nats: use np.log2 (bits), not np.log")
+            raise AssertionError("your values are in nats, not bits: look at the base of your logarithm")
         pt = c.sum(1) / c.sum()
         pty = c / c.sum(0, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             rev = np.nansum(np.where(pt[:, None] > 0, pt[:, None] * np.log2(pt[:, None] / pty), 0), axis=0)
         if np.allclose(got, rev, atol=1e-9, equal_nan=True) or not np.all(np.isfinite(got)):
-            raise AssertionError("this looks like KL(P_T || P_T|y) (reversed) or gives inf/nan: the profile is "
-                                 "KL(P_T|y || P_T) = sum_t p(t|y) log2(p(t|y) / p(t)), and 0 log 0 = 0")
+            raise AssertionError("this looks like KL(P_T || P_T|y), the divergence reversed (or it gives inf/nan): "
+                                 "look at which distribution weights the sum and which one is in the numerator, "
+                                 "and at the cells whose count is 0 (0 log 0 counts as 0)")
         prior = c.sum(0) / c.sum()
         if np.allclose(got, want * prior, atol=1e-9):
             raise AssertionError("you weighted each class by p(y): that gives the terms of I(T;Y); "
                                  "the profile itself is unweighted")
         raise AssertionError(f"wrong values for counts\n{c}\nexpected {np.round(want, 4)}, got {np.round(got, 4)}. "
-                             "Normalise each class column to p(t|y), the row sums to p(t).")
+                             "Check the two distributions you compare: p(t|y) within each class, and p(t) over all samples.")
     return "correct: the p(y)-weighted mean of your profile is I(T;Y), its maximum the selectivity"

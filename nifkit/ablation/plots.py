@@ -28,9 +28,11 @@ def _ax(ax, figsize=(5.5, 3.6)):
 
 
 def plot_measures(measures, layer=None, x: str = "entropy", y: str = "mi", color: str | None = "selectivity",
-                  *, ax=None):
+                  *, ax=None, vmin: float | None = None, vmax: float | None = None):
     """Scatter of one measure against another, one point per neuron (``layer=None``: all
-    layers, one marker each). The diagonal ``I = H`` bounds ``I(T;Y)`` from above."""
+    layers, one marker each). The diagonal ``I = H`` bounds ``I(T;Y)`` from above.
+    ``vmin``/``vmax``: the colour scale of ``color`` (default: this plot's own range; pass
+    the same values to side-by-side panels so their colours compare)."""
     ax = _ax(ax)
     if isinstance(measures, LayerMeasures):
         items = [(measures.layer, measures)]
@@ -40,8 +42,12 @@ def plot_measures(measures, layer=None, x: str = "entropy", y: str = "mi", color
         raise TypeError("measures must be LayerMeasures or NeuronMeasures")
     markers = "os^Dv<>p"
     sc = None
+    if color and items:  # one colour scale for every layer of the panel
+        allc = np.concatenate([np.asarray(m.get(color), dtype=float) for _, m in items])
+        vmin = float(np.nanmin(allc)) if vmin is None else vmin
+        vmax = float(np.nanmax(allc)) if vmax is None else vmax
     for i, (name, m) in enumerate(items):
-        kw = dict(c=m.get(color), cmap="viridis") if color else dict(color=f"C{i}")
+        kw = dict(c=m.get(color), cmap="viridis", vmin=vmin, vmax=vmax) if color else dict(color=f"C{i}")
         sc = ax.scatter(m.get(x), m.get(y), s=18, marker=markers[i % len(markers)], label=name,
                         edgecolors="none", alpha=0.8, **kw)
     if x == "entropy" and y == "mi":
@@ -84,7 +90,7 @@ def plot_ablation_curves(curves, *, ax=None, layer=None, metric: str = "accuracy
         ys = np.stack([getattr(c, metric) for c in rnd])
         ax.fill_between(xs(rnd[0]), ys.min(0), ys.max(0), color="0.75", alpha=0.6,
                         label=f"random ({len(rnd)} orders)")
-        ax.plot(xs(rnd[0]), ys.mean(0), color="0.45", lw=1)
+        ax.plot(xs(rnd[0]), ys.mean(0), color="0.45", lw=1, label="random, mean")
     for c in cs:
         if c.direction == "random" or (measures is not None and c.measure not in measures):
             continue

@@ -11,7 +11,7 @@ def check_lens(fn, model, data, truth=None, *, name: str = "my_lens") -> bool:
     :func:`nifkit.compare.hidden_neurons`; ``data`` is the ``(X, y)`` pair). Runs it
     through :func:`nifkit.compare.compare` as a lens, and with ``truth`` (a
     :class:`~nifkit.compare.KnockoutTruth` of the same network) scores it against the
-    knockouts. Prints what is right or wrong and how to fix it; returns True when the
+    knockouts. Prints what is wrong and where to look (never the answer's code); returns True when the
     lens is valid (right shape, finite, not constant, the same on a second call); never
     raises."""
     from .harness import compare
@@ -31,9 +31,10 @@ def check_lens(fn, model, data, truth=None, *, name: str = "my_lens") -> bool:
         msg = str(exc)
         print(f"✗ the harness rejected your lens: {type(exc).__name__}: {msg}")
         if "shape" in msg:
-            print(f"  hint: the network has {len(neurons)} hidden neurons ({neurons[0]} ... {neurons[-1]}); "
-                  "a weight matrix (out, in) has one column per input neuron: reduce over the axis of the "
-                  "neurons that READ the hidden layer (dim=0 of the next layer's weight), not the other one")
+            print(f"  hint: the network has {len(neurons)} hidden neurons ({neurons[0]} ... {neurons[-1]}), one "
+                  "score each. Look at the shape of the weight matrix you reduce (torch stores a layer's "
+                  "weight as (outputs, inputs)) and ask which axis indexes the hidden neurons: the sum must "
+                  "run over the other one")
         return False
     s = comp.score(comp.names[0])
     ok = True
@@ -46,7 +47,7 @@ def check_lens(fn, model, data, truth=None, *, name: str = "my_lens") -> bool:
     try:
         again = compare(model, data, [fn]).score(comp.names[0])
         if not np.allclose(again, s, equal_nan=True):
-            print("✗ a second call gives other scores: seed every random step (e.g. torch.Generator().manual_seed)")
+            print("✗ a second call gives other scores: look for a random step in your lens that is not seeded")
             ok = False
     except Exception as exc:
         print(f"✗ a second call failed: {type(exc).__name__}: {exc}")

@@ -53,7 +53,9 @@ def plot_lens_ranks(comparison, *, highlight: int | None = None, truth=None, ax=
 
 def plot_agreement(agreement_or_matrix, names=None, *, ax=None, figsize=(4.6, 3.8), title="lens x lens Spearman rho"):
     """Heatmap of the agreement matrix (an :class:`~nifkit.compare.Agreement` shows its
-    interval in each cell)."""
+    interval in each cell, to two decimals: one decimal rounds narrow intervals to a
+    point such as [+0.9, +0.9]; a NaN bound, e.g. an interval withheld, shows the value
+    alone)."""
     ax = new_ax(ax, figsize)
     a = agreement_or_matrix
     M = a.matrix if hasattr(a, "matrix") else np.asarray(a)
@@ -63,9 +65,10 @@ def plot_agreement(agreement_or_matrix, names=None, *, ax=None, figsize=(4.6, 3.
     for i in range(len(M)):
         for j in range(len(M)):
             txt = f"{M[i, j]:+.2f}"
-            if hasattr(a, "low") and i != j:
-                txt += f"\n[{a.low[i, j]:+.1f},{a.high[i, j]:+.1f}]"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=6.5)
+            if hasattr(a, "low") and i != j and np.isfinite(a.low[i, j]) and np.isfinite(a.high[i, j]):
+                txt += f"\n[{a.low[i, j]:+.2f},\n{a.high[i, j]:+.2f}]"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=6.5,
+                    color="white" if abs(M[i, j]) > 0.6 else "black")  # readable on dark cells
     ax.set_xticks(range(len(names)), names, rotation=45, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_title(title, fontsize=9)

@@ -50,7 +50,7 @@ def check_conductance(fn) -> bool:
             ok = False
             continue
         if got.shape != want.shape:
-            hint = (" (sum over the path axis 0, keep samples and units)" if got.size != want.size
+            hint = (" (the sum runs over the path points only; samples and units stay)" if got.size != want.size
                     else " (reshape to (samples, units))")
             print(f"✗ {name}: shape {got.shape}, expected {want.shape}{hint}")
             ok = False
@@ -62,18 +62,20 @@ def check_conductance(fn) -> bool:
         gxa = (gs * ys).sum(0)
         gxi = gs[-1] * (ys[-1] - ys[0])
         if np.allclose(got, right, atol=1e-6):
-            print(f"✗ {name}: you used the gradient at the right end of each step; "
-                  "conductance (as Captum) takes dF/dy at the left point: gs[:-1]")
+            print(f"✗ {name}: you used the gradient at the right end of each step; conductance (as Captum) "
+                  "takes dF/dy at the left point of each step: look at which path points your gradients come from")
         elif np.allclose(got, gxa, atol=1e-6) or np.allclose(got, gs[-1] * ys[-1], atol=1e-6):
-            print(f"✗ {name}: that is gradient x activation; multiply the gradient by the change of the unit "
-                  "along the step, ys[k+1] - ys[k]")
+            print(f"✗ {name}: that is gradient x activation; conductance multiplies the gradient by how much the "
+                  "unit changes along each step, not by its value")
         elif np.allclose(got, gxi, atol=1e-6):
             print(f"✗ {name}: gradient at the input times the total change is a one-step rule; "
                   "sum over every step of the path")
         elif np.allclose(got, -want, atol=1e-6):
-            print(f"✗ {name}: wrong sign: the change is ys[k+1] - ys[k], not ys[k] - ys[k+1]")
+            print(f"✗ {name}: wrong sign: look at the direction of your difference (the path runs from the "
+                  "baseline to the input)")
         else:
             err = float(np.abs(got - want).max())
-            print(f"✗ {name}: largest error {err:.3g}; conductance = sum over k of gs[k] * (ys[k+1] - ys[k])")
+            print(f"✗ {name}: largest error {err:.3g}; compare each factor of your sum with the formula in the text "
+                  "(which gradient, which change, which path points)")
     print("✓ conductance matches on every case" if ok else "Fix the cases above and run the checker again.")
     return ok

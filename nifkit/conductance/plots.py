@@ -25,9 +25,14 @@ def plot_information_plane(planes, *, ax=None, highlight=None, bounds: bool = Tr
         ax.plot(p.i_xt, p.i_ty, "-", color=st["color"], lw=1, alpha=0.7)
         ax.scatter(p.i_xt, p.i_ty, s=sizes, color=st["color"], marker=st["marker"], zorder=3,
                    label=f"{p.source} ({p.settings.get('estimator')})")
-        if annotate:
-            for n, a, b in zip(p.names, p.i_xt, p.i_ty):
-                ax.annotate(n, (a, b), fontsize=7, xytext=(3, -9), textcoords="offset points", color=st["color"])
+        if annotate:  # many layers: name every k-th and the last; labels at four staggered heights with
+            # leader lines, so layers that sit on top of each other (deep layers near the H(Y) corner) stay legible
+            step = max(1, int(np.ceil(len(p.names) / 8)))
+            shown = [k for k in range(len(p.names)) if k % step == 0 or k == len(p.names) - 1]
+            for m, k in enumerate(shown):
+                ax.annotate(p.names[k], (p.i_xt[k], p.i_ty[k]), fontsize=7, xytext=(6, 10 * (m % 4) - 14),
+                            textcoords="offset points", color=st["color"],
+                            arrowprops=dict(arrowstyle="-", color=st["color"], lw=0.5, alpha=0.6))
         if highlight is not None and highlight in p.names:
             a, b = p[highlight]
             ax.scatter([a], [b], s=260, facecolors="none", edgecolors="k", lw=1.5, zorder=4)
@@ -63,7 +68,9 @@ def plot_trajectory(traj, which: str = "conductance", *, ax=None, cmap="viridis"
     for j, name in enumerate(first.names):
         ax.plot(x[:, j], y[:, j], "-", color="0.6", lw=0.8)
         sc = ax.scatter(x[:, j], y[:, j], c=ep, cmap=cmap, norm=norm, s=18 + 12 * j, zorder=3)
-        ax.annotate(name, (x[-1, j], y[-1, j]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(name, (x[-1, j], y[-1, j]), fontsize=7, xytext=(6, 10 * j - 12), textcoords="offset points",
+                    arrowprops=dict(arrowstyle="-", color="0.5", lw=0.5))  # staggered: end points often crowd
+    ax.margins(x=0.12, y=0.1)  # room for the layer names at the ends of the paths
     ax.axvline(first.bound_x, color="0.4", ls=":", lw=1)
     ax.axhline(first.h_y, color="0.4", ls="--", lw=1)
     ax.figure.colorbar(sc, ax=ax, label="epoch")
@@ -83,6 +90,11 @@ def plot_completeness(steps, gaps: dict, *, ax=None, delta_f=None):
         ax.axhline(delta_f, color="0.5", ls=":", lw=1, label="mean |F(x) - F(x')|")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.yaxis.set_minor_formatter(NullFormatter())  # label the decades only: minor labels collide
+    ax.set_xticks(list(steps), [str(s) for s in steps])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("steps")
     ax.set_ylabel("mean |sum Cond - (F(x) - F(x'))| (logits)")
     ax.legend(fontsize=8)
@@ -110,7 +122,9 @@ def plot_overlay(image, heat, *, ax=None, alpha: float = 0.6, title=None, colorb
 
 
 def plot_ite(ites, *, ax=None, highlight=None):
-    """ITE per layer, one group of bars per ITE result; the critical layer of each starred."""
+    """ITE per layer, one group of bars per ITE result; the critical layer of each (its
+    largest value) marked with a star, explained in the legend, which sits right of the
+    axes so it never covers a bar."""
     ax = new_ax(ax, (5, 3.5))
     ites = [ites] if not isinstance(ites, (list, tuple)) else list(ites)
     names = ites[0].names
@@ -128,7 +142,12 @@ def plot_ite(ites, *, ax=None, highlight=None):
     ax.set_xticks(xs, names, rotation=45 if len(names) > 6 else 0, fontsize=7, ha="right" if len(names) > 6 else "center")
     ax.set_xlabel("layer")
     ax.set_ylabel("ITE (reconstruction)")
-    ax.legend(fontsize=7)
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="none", marker="$*$", ms=9, color="k"))
+    labels.append("* critical layer (largest ITE)")
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return ax
 
 

@@ -199,14 +199,25 @@ def plot_sample_dependence(n_samples, values: dict, *, ax=None, bias=None, truth
     return ax
 
 
-def plot_edge_ablation(result: EdgeAblation, *, ax=None, title=None):
-    """Accuracy after zeroing one decile of edges at a time, for each ranking score."""
+def plot_edge_ablation(result: EdgeAblation, *, ax=None, title=None, random_draws=None):
+    """Accuracy after zeroing one decile of edges at a time, for each ranking score.
+    ``random_draws``: accuracies of several random rankings, ``(draws, groups)``, drawn as
+    their min-max band (one random draw is not a baseline); the result's own ``"random"``
+    curve is then left out."""
     if not isinstance(result, EdgeAblation):
         raise TypeError(f"plot_edge_ablation needs an EdgeAblation, got {type(result).__name__}")
     ax = _ax(ax, figsize=(5.5, 3.6))
     labels = {"ei": "edge EI decile", "weight": "|weight| decile", "sensitivity": "edge sensitivity decile",
               "random": "random decile"}
+    if random_draws is not None:
+        band = np.asarray(random_draws, dtype=float)
+        if band.ndim != 2 or band.shape[1] != len(result.groups):
+            raise ValueError(f"random_draws must be (draws, {len(result.groups)} groups), got shape {band.shape}")
+        ax.fill_between(result.groups + 1, band.min(0), band.max(0), color="0.8", alpha=0.7,
+                        label=f"random deciles ({len(band)} draws, min-max)")
     for i, (k, acc) in enumerate(result.accuracy.items()):
+        if k == "random" and random_draws is not None:
+            continue
         ax.plot(result.groups + 1, acc, marker="o", color=LAYER_COLORS[i % len(LAYER_COLORS)],
                 label=labels.get(k, k))
     ax.axhline(result.baseline, color="k", lw=1, ls=":", label="no ablation")

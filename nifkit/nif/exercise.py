@@ -13,7 +13,8 @@ __all__ = ["check_flow_attribution", "flow_attribution_verdict"]
 def check_flow_attribution(fg: FlowGraph, scores) -> bool:
     """Checker for the chapter's exercise: compute the ``"flow"`` attribution of ``fg``
     yourself from ``fg.flows`` and pass your scores. Prints what is right or wrong (e.g.
-    about the normalisation direction) and returns True when correct; never raises
+    about the normalisation direction: what is wrong and where to look, never the
+    answer's code) and returns True when correct; never raises
     (the one checker contract of :mod:`nifkit.exercises`)."""
     msg = flow_attribution_verdict(fg, scores)
     print(msg)
@@ -29,12 +30,15 @@ def flow_attribution_verdict(fg: FlowGraph, scores) -> str:
         return f"✗ scores must be an array of numbers: {exc}"
     if s.shape != ref.shape:
         return (f"✗ expected one score per input neuron ({ref.shape[0]} values), got {s.shape[0]}. "
-                "Sum your (inputs x outputs) matrix over the outputs (axis=1).")
+                "Look at the last step: the product of the layer matrices is (inputs x outputs); the "
+                "score of an input adds up what reaches every output.")
     if not np.all(np.isfinite(s)):
-        return "✗ your scores contain NaN or inf: did you divide by a zero column sum? Leave empty columns at 0."
+        return ("✗ your scores contain NaN or inf: look at the normalisation, where a neuron with no incoming "
+                "flow gives 0 / 0; such a neuron should pass on nothing (0), not NaN.")
     if s.sum() > 0 and not np.isclose(s.sum(), 1.0, atol=1e-6):
         if np.allclose(s / s.sum(), ref, atol=1e-6):
-            return "almost: the shape is right but normalise the scores to sum to 1 (s / s.sum())."
+            return ("almost: the ranking is right, but the scores are shares of the output's information: "
+                    "look at the last step, where they should be made to add up to 1.")
     if np.allclose(s, ref, atol=1e-6):
         return "✓ correct: your scores equal attribution(fg, 'flow')."
     def _product(axis):
@@ -50,16 +54,17 @@ def flow_attribution_verdict(fg: FlowGraph, scores) -> str:
     if (s.sum() > 0 and np.allclose(s, s[0], rtol=1e-6)) or np.allclose(s, _product(1), atol=1e-6):
         return ("✗ you normalised each neuron's *outgoing* flows (rows of the (source, target) matrices): "
                 "every input then sends out exactly 1 and the scores say nothing about the outputs (all equal, "
-                "or equal up to dead units). Normalise each neuron's *incoming* flows instead: "
-                "f / f.sum(axis=0, keepdims=True).")
+                "or equal up to dead units). Look at the normalisation: which neuron's flows should add up "
+                "to 1, the sender's or the receiver's?")
     raw = fg.flows[0]
     for f in fg.flows[1:]:
         raw = raw @ f
     raw = raw.sum(1)
     raw_scores = raw / raw.sum() if raw.sum() > 0 else raw
     if np.allclose(s, raw_scores, atol=1e-6):
-        return ("✗ you multiplied the raw flow matrices: wide layers then dominate. Normalise each neuron's "
-                "incoming flows to sum to 1 before multiplying.")
+        return ("✗ you multiplied the raw flow matrices: wide layers then dominate, because nothing makes "
+                "each layer's step a share. Look at what happens to each matrix before the product.")
     rho = np.corrcoef(s, ref)[0, 1] if np.std(s) > 0 else float("nan")
-    return (f"✗ not equal to the reference (correlation {rho:.2f}). Check: normalise over sources (axis 0) per "
-            "layer, multiply the matrices input-first (N0 @ N1 @ ...), sum over outputs, normalise to sum 1.")
+    return (f"✗ not equal to the reference (correlation {rho:.2f}). Check each step against the text: "
+            "which flows are normalised, the order of the product (input layer first), the sum over "
+            "outputs and the final normalisation.")

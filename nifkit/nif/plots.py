@@ -65,7 +65,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     singletons grey), edge width by flow. ``highlight``: a node (id such as
     ``"act1:3"``, ``Neuron`` or ``(layer, index)``) whose incoming and outgoing edges
     are drawn in red over a faded graph. ``paths``: a list of node-id lists (e.g.
-    from :meth:`FlowPaths.best`) drawn in orange. ``labels``: name the nodes (default:
+    from :meth:`FlowPaths.best`) drawn in black (a colour no community gets). ``labels``: name the nodes (default:
     when there are at most 100; layers of over 40 neurons stay unlabelled).
     ``legend``: a key right of the axes saying what width (edge flow, bits; bits x |w|
     with ``weight_scale``), size (betweenness centrality) and colour (community) encode.
@@ -91,7 +91,7 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
         _draw_highlight(ax, fg, highlight, pos, edges, fmax, node_size[1])
     for path in paths:
         pts = np.array([pos[d][i] for d, i in path])
-        ax.plot(pts[:, 0], pts[:, 1], color="tab:orange", lw=2.2, alpha=0.9, zorder=2)
+        ax.plot(pts[:, 0], pts[:, 1], color="k", lw=2.2, alpha=0.9, zorder=2)
     if labels is None:
         labels = fg.n_nodes <= 100
     if labels:
@@ -101,8 +101,12 @@ def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight
     if legend:
         _flow_legend(ax, fg, flows[order] if len(order) else flows, fmax=fmax, edge_width=edge_width,
                      node_size=node_size, bv=bv, big=big, cmap=cmap, highlight=highlight, paths=paths)
-    ax.set_title(title or f"{fg.estimator} flow: {shown} of {fg.n_edges} edges (flow >= {threshold:.3g} {flow_unit(fg)})",
-                 fontsize=9)
+    above = len(flows)
+    if title is None:
+        what = (f"{fg.n_edges} edges" if above == fg.n_edges
+                else f"{above} of {fg.n_edges} edges with flow >= {threshold:.3g} {flow_unit(fg)}")
+        title = f"{fg.estimator} flow: " + (what if shown == above else f"the strongest {shown} of {what}")
+    ax.set_title(title, fontsize=9)
     return ax
 
 
@@ -210,7 +214,7 @@ def _flow_legend(ax, fg, flows, *, fmax, edge_width, node_size, bv, big, cmap, h
     if highlight is not None:
         handles.append(Line2D([], [], color="tab:red", lw=2, label=f"flow in/out of {highlight}"))
     if paths:
-        handles.append(Line2D([], [], color="tab:orange", lw=2.2, label="strongest paths"))
+        handles.append(Line2D([], [], color="k", lw=2.2, label="strongest paths"))
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6, frameon=False,
                   borderaxespad=0.2, labelspacing=0.6, handlelength=2.2)

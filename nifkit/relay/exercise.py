@@ -49,14 +49,14 @@ def check_relay_information(fn) -> bool:
             ok = False
             continue
         if not np.isfinite(got):
-            print(f"✗ {name}: got {got}; with Y_0 empty, condition on nothing (I(X;Y|{{}}) = I(X;Y))")
+            print(f"✗ {name}: got {got}; look at the case where Y_0 has no columns (conditioning on nothing)")
             ok = False
         elif abs(got - want) > 1e-9:
             hint = ""
             if abs(got + want) < 1e-9 and want:
-                hint = " - wrong sign: I_R = I(X_in;X_out|Y_0) - I(X_in;X_out|Y_R,Y_0)"
+                hint = " - wrong sign: look at the order of the two terms of your difference"
             elif abs(got - want * LN2) < 1e-9 and want:
-                hint = " - that is nats: use log base 2"
+                hint = " - that is nats, not bits: look at the base of your logarithm"
             elif name.startswith("redundant copies, Y_R = {Y1} alone"):
                 hint = " - condition the first term on Y_0 (the rest of the layer), not on nothing"
             print(f"✗ {name}: expected {want:.4f} bits, got {got:.4f}{hint}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..plots import new_ax
 
@@ -26,6 +27,7 @@ def plot_relay_curves(search, cls=None, *, step: int | None = None, ax=None, fig
     ax.set_xlabel("neurons in the greedy set Y_R")
     ax.set_ylabel("relay information I_R (bits)")
     ax.set_xlim(m + 0.5, -0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # neuron counts: no 17.5
     if cls is not None:
         ax.legend(fontsize=8, loc="upper left")
     ax.set_title("greedy shrinking: I_R of the remaining set", fontsize=9)
@@ -116,6 +118,7 @@ def plot_greedy_vs_exhaustive(fractions, *, ax=None, figsize=(4.5, 3.2)):
     f = np.asarray(fractions)
     ax.bar(np.arange(1, len(f) + 1), 100 * f, color="tab:green")
     ax.set_xlabel("set size")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("subsets beating greedy (%)")
     ax.set_title("greedy vs exhaustive", fontsize=9)
     return ax
