@@ -12,13 +12,30 @@ checked against the table, so a stray spelling fails here, not in a reader's not
 """
 import importlib
 import inspect
+import pkgutil
+import subprocess
+import sys
 
 import pytest
 
-PACKAGES = ["nifkit.info", "nifkit.models", "nifkit.record", "nifkit.intervene", "nifkit.dynamics", "nifkit.runtime",
-            "nifkit.plots", "nifkit.nif", "nifkit.nif.plots", "nifkit.ablation", "nifkit.ablation.plots", "nifkit.ei",
-            "nifkit.ei.plots", "nifkit.conductance", "nifkit.conductance.plots", "nifkit.relay", "nifkit.relay.plots",
-            "nifkit.compare", "nifkit.compare.plots", "nifkit.exercises", "nifkit.data"]
+import nifkit
+
+#: every package of nifkit (found, so a new package is checked the day it is added), the
+#: top-level modules with public names, and every chapter's plots module
+PACKAGES = sorted(
+    {m.name for m in pkgutil.walk_packages(nifkit.__path__, "nifkit.") if m.ispkg}
+    | {f"nifkit.{m.name}" for m in pkgutil.iter_modules(nifkit.__path__) if not m.ispkg and not m.name.startswith("_")}
+    | {m.name for m in pkgutil.walk_packages(nifkit.__path__, "nifkit.") if m.name.endswith(".plots")}
+)
+CHAPTER_PACKAGES = ["nifkit.nif", "nifkit.conductance", "nifkit.relay", "nifkit.ablation", "nifkit.ei", "nifkit.compare"]
+#: ``n_bins`` defaults other than the one default (8), each with its reason
+N_BINS_DEFAULTS = {
+    8: "the one default",
+    None: "read from the data (codes already binned) or from another setting, as the docstring says",
+    30: "the conductance information plane: the information-plane literature bins a layer finely "
+        "(Shwartz-Ziv & Tishby used 30 bins; nifkit.conductance.plane's docstring)",
+    4: "ConductanceExplorer: few bins keep a live control fast on the chapter's small CNN",
+}
 
 #: spellings that mean a table keyword under another name -> the keyword to use
 STRAY = {
@@ -58,6 +75,10 @@ def _public_callables():
 
 
 CALLABLES = dict(_public_callables())
+
+
+def _params_of(where):
+    return _params(CALLABLES[where])
 
 
 def _params(fn):
@@ -137,3 +158,66 @@ def test_the_same_hidden_layer_has_one_name_in_every_chapter():
     fg = flow_graph(net, torch.randn(200, 6, generator=torch.Generator().manual_seed(0)), n_bins=4)
     assert fg.layers[1:-1] == w.hidden() and fg.weight_layers == w.names
     assert str(Neuron("act2", 3)) in fg.graph and "fc2:3" not in fg.graph
+
+
+def _memory_defaults():
+    from nifkit.config import DEFAULT_MEMORY_BUDGET, PATH_MEMORY_BUDGET
+
+    return {
+        DEFAULT_MEMORY_BUDGET: "the one default (nifkit.config.DEFAULT_MEMORY_BUDGET)",
+        PATH_MEMORY_BUDGET: "path computations (nifkit.config.PATH_MEMORY_BUDGET: measured, see its comment)",
+    }
+
+
+#: functions whose ``memory_budget`` default is their own, and why
+MEMORY_BUDGET_OWN = {
+    "nifkit.compare:compare": "None passes each lens its own default",
+    "nifkit.compare:knockout_truth": "None passes the knockouts their own default",
+    "nifkit.conductance:ConductanceExplorer": "None passes layer_conductance its default",
+    "nifkit.info:cmi_extended": "a block size of one bincount batch, not a cap on the call's memory",
+    "nifkit.info:cmi_subsets": "a block size of one bincount batch, not a cap on the call's memory",
+    "nifkit.info:ksg_mi_pairs": "distance blocks that stay in cache (4 MiB ran ~1.6x faster than 64 MiB)",
+}
+
+
+def test_every_package_declares_its_public_names():
+    missing = [p for p in ["nifkit", *PACKAGES] if not hasattr(importlib.import_module(p), "__all__")]
+    assert not missing, f"packages without __all__ (the vocabulary test cannot see their names): {missing}"
+
+
+@pytest.mark.parametrize("where", sorted(w for w in CALLABLES if "n_bins" in _params_of(w)))
+def test_n_bins_has_one_default_or_a_reason(where):
+    d = _params_of(where)["n_bins"].default
+    if d is inspect.Parameter.empty:
+        return
+    assert d in N_BINS_DEFAULTS, f"{where}: n_bins defaults to {d!r}; use 8 or add the reason to N_BINS_DEFAULTS"
+    if d in (4, 30):
+        assert "onductance" in where or "plane" in where or "layer_codes" in where, where
+
+
+@pytest.mark.parametrize("where", sorted(w for w in CALLABLES if "memory_budget" in _params_of(w)))
+def test_memory_budget_has_one_default_or_a_reason(where):
+    d = _params_of(where)["memory_budget"].default
+    if d is inspect.Parameter.empty or where in MEMORY_BUDGET_OWN:
+        return
+    assert d in _memory_defaults(), (f"{where}: memory_budget defaults to {d!r}; use nifkit.config."
+                                     "DEFAULT_MEMORY_BUDGET or give the reason in MEMORY_BUDGET_OWN")
+
+
+@pytest.mark.parametrize("pkg", CHAPTER_PACKAGES)
+def test_chapter_packages_load_their_widgets_lazily(pkg):
+    code = f"import sys, {pkg}; print('ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", f"import {pkg} loads ipywidgets ({out.stderr[-300:]})"
+
+
+def test_layer_means_one_layer_and_layers_many():
+    """``layer=`` takes one name, ``layers=`` a list (or None / one name for convenience)."""
+    for where, fn in CALLABLES.items():
+        ps = _params(fn)
+        if "layer" in ps and "layers" in ps and fn.__name__ != "__init__":  # a result may hold both (AblationCurve)
+            pytest.fail(f"{where} takes both layer= and layers=")
+        for name in ("layer", "layers"):
+            if name in ps and isinstance(ps[name].default, (list, tuple)):
+                assert name == "layers", f"{where}: layer= defaults to a list; call it layers="
+

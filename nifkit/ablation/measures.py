@@ -9,6 +9,7 @@ import numpy as np
 from torch import nn
 
 from .._validation import check_n_samples, to_numpy
+from ..config import DEFAULT_MEMORY_BUDGET
 from ..info import Binner, entropy_from_counts, kl_profile_from_counts, label_counts
 from ..intervene import as_float_tensor, check_labels
 from ..models.walk import unknown_layer_error, walk
@@ -186,7 +187,7 @@ def _layer_dict(source, layers) -> dict:
 
 def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, binning="minmax", bin_range=None,
                     correction=None, selectivity: str = "max", n_classes: int | None = None, device=None,
-                    memory_budget: int | None = None, num_threads: int | None = None) -> NeuronMeasures:
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None) -> NeuronMeasures:
     """H(T), I(T;Y) and KL selectivity of every neuron of every layer.
 
     ``activations``: a dict ``name -> (samples, units)`` (tensor or array), a
@@ -203,7 +204,7 @@ def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, binnin
     from .._validation import resolve_device
 
     dev = resolve_device(device)
-    budget = 64 * 2**20 if memory_budget is None else int(memory_budget)
+    budget = int(memory_budget)
     if budget <= 0:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     binner = binning if isinstance(binning, Binner) else None

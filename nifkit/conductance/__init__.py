@@ -12,7 +12,7 @@
 from .._lazy import lazy_widget
 from . import zoo
 from .attribution import (
-    BASELINES, DEFAULT_BUDGET, METHODS, OUTPUTS, Conductance, blocks, layer_conductance, make_baseline, path_alphas,
+    BASELINES, METHODS, OUTPUTS, Conductance, blocks, layer_conductance, make_baseline, path_alphas,
     path_gradients,
 )
 from .exercise import check_conductance, reference_conductance
@@ -25,7 +25,7 @@ from .scores import neuron_scores
 _WIDGET = ("ConductanceExplorer", "ConductanceView")
 
 __all__ = [
-    "zoo", "BASELINES", "DEFAULT_BUDGET", "METHODS", "OUTPUTS", "Conductance", "blocks", "layer_conductance",
+    "zoo", "BASELINES", "METHODS", "OUTPUTS", "Conductance", "blocks", "layer_conductance",
     "make_baseline", "path_alphas", "path_gradients", "check_conductance", "reference_conductance", "ESTIMATORS",
     "ITE", "ITE_FORMULAS", "KNOCKOUT_MODES", "PLANE_BINNINGS", "InformationPlane", "Knockout", "PlaneSnapshot", "plane_series",
     "information_plane", "ite", "knockout", "layer_codes", "plane_from_values", "plane_trajectory", "verdict_check",

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int
+from ..config import PATH_MEMORY_BUDGET
 from ..models.walk import blocks  # the default layers: the one walker's blocks
 from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, PathTaps, apply_output, make_baseline, path_alphas,
                            path_chunks, path_gradients, path_targets, plan_path_chunks, probe_path)
@@ -40,7 +41,6 @@ from .result import Conductance
 
 #: default bytes of temporaries per chunk: half the project's default, because the autograd
 #: graph of a chunk comes on top of a model (and torch) already in memory
-DEFAULT_BUDGET = 256 * 2**20
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_baseline", "layer_conductance",
            "Conductance", "path_gradients"]
@@ -49,7 +49,7 @@ __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_bas
 def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros", target="predicted",
                       labels=None, steps: int = 32, method: str = "riemann_trapezoid", output="logits",
                       chunk_steps: int | None = None, batch_size: int | None = None,
-                      memory_budget: int | None = None, device=None, num_threads: int | None = None,
+                      memory_budget: int = PATH_MEMORY_BUDGET, device=None, num_threads: int | None = None,
                       seed: int = 0, blur_sigma: float = 4.0, progress=False) -> Conductance:
     """Conductance of every unit of every layer in ``layers`` (default :func:`blocks`).
 
@@ -62,7 +62,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
 
     The ``steps + 1`` points are processed in chunks of ``chunk_steps + 1`` points that
     share end points, ``batch_size`` inputs at a time; by default both are sized from
-    ``memory_budget`` bytes (default :data:`DEFAULT_BUDGET`, 256 MiB): a probe pass measures
+    ``memory_budget`` bytes (default :data:`PATH_MEMORY_BUDGET`, 256 MiB): a probe pass measures
     what one input at one point costs (leaf outputs plus the tensors autograd saves,
     :func:`nifkit.record.probe_path`), and a chunk holds as many input-points as fit
     (a ``RuntimeWarning`` when even one input at two points does not). One forward and
@@ -74,7 +74,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
     the project's policy for a shared machine; restored after).
     """
     p = PathSetup(model, inputs, layers, baselines=baselines, steps=steps, method=method, output=output, seed=seed,
-                  blur_sigma=blur_sigma, device=device, memory_budget=memory_budget, default_budget=DEFAULT_BUDGET)
+                  blur_sigma=blur_sigma, device=device, memory_budget=memory_budget, default_budget=PATH_MEMORY_BUDGET)
     alphas, x, base, names, budget, dev = p.alphas, p.x, p.base, p.names, p.budget, p.device
     chunk_steps = check_int(chunk_steps, "chunk_steps", minimum=1, allow_none=True)
     batch_size = check_int(batch_size, "batch_size", minimum=1, allow_none=True)

@@ -37,13 +37,14 @@ import numpy as np
 from torch import nn
 
 from .._validation import as_2d, check_choice, to_tensor
+from ..config import PATH_MEMORY_BUDGET
 from ..data.arrays import as_xy
 from ..info import discretize, gaussian_mi, mutual_information, shuffle_test
 from ..dynamics import Trajectory, over_snapshots
 from ..intervene.layers import LAYER_MODES, LayerKnockouts, knock_out_layers
 from ..record.path import path_layers
 from ..results import Result
-from .attribution import DEFAULT_BUDGET, Conductance, layer_conductance
+from .attribution import Conductance, layer_conductance
 
 __all__ = ["ESTIMATORS", "PLANE_BINNINGS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout",
            "PlaneSnapshot",
@@ -313,7 +314,7 @@ def plane_series(traj: Trajectory, which: str = "conductance") -> tuple:
 def plane_trajectory(run, data, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
                      method: str = "riemann_trapezoid", target="true", estimator: str = "binned",
                      n_bins: int = 30, reduce: str = "channel", split: str = "test", device=None,
-                     memory_budget: int = DEFAULT_BUDGET, num_threads=None, progress=False,
+                     memory_budget: int = PATH_MEMORY_BUDGET, num_threads=None, progress=False,
                      **plane_kw) -> Trajectory:
     """Conductance and activation planes of every snapshot of a
     :class:`nifkit.models.TrainResult` ``run`` (or the ``epochs`` given), on labelled

@@ -12,17 +12,18 @@ import time
 
 import numpy as np
 
+from ..config import PATH_MEMORY_BUDGET
 from ..data.arrays import as_xy
 from ..models.units import hidden_layout, hidden_neurons
 from ..results import NeuronScores
-from .attribution import DEFAULT_BUDGET, layer_conductance
+from .attribution import layer_conductance
 
 __all__ = ["neuron_scores"]
 
 
 def neuron_scores(model, data, *, layers=None, steps: int = 16, method: str = "riemann_trapezoid",
                   batch_size: int = 256, split: str = "train", max_samples: int | None = None, seed: int = 0,
-                  device=None, memory_budget: int = DEFAULT_BUDGET, num_threads: int | None = None,
+                  device=None, memory_budget: int = PATH_MEMORY_BUDGET, num_threads: int | None = None,
                   progress=False) -> NeuronScores:
     """Score every hidden unit of ``model`` (or of the hidden ``layers``) by its mean
     absolute conductance toward the true class over ``data`` (labelled: ``(X, y)``, a

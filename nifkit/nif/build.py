@@ -228,7 +228,7 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
                bin_range=None, correction=None, weight_scale: bool = False, significance: float | None = None,
                n_shuffles: int = 20, layers=None, split: str = "train", max_samples: int | None = None,
                batch_size: int = 512, dv_options: dict | None = None, ksg_k: int = 3, feature_names=None,
-               image_shape=None, seed: int = 0, device=None, memory_budget: int | None = None,
+               image_shape=None, seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                num_threads: int | None = None, progress=False) -> FlowGraph:
     """Build the information-flow graph of a feedforward ``model`` over ``data``.
 

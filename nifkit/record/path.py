@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int, resolve_device, to_tensor
+from ..config import PATH_MEMORY_BUDGET
 from ..models.hooks import hooks
 from ..models.walk import blocks, resolve_layers
 from ..runtime import ModelState, Progress, cpu_threads, model_device
@@ -371,7 +372,7 @@ class PathSetup:
     ``budget`` (bytes; None = ``default_budget``) and ``device`` (None = the model's)."""
 
     def __init__(self, model, inputs, layers, *, baselines, steps, method, output, seed, blur_sigma, device,
-                 memory_budget, default_budget: int = 256 * 2**20):
+                 memory_budget, default_budget: int = PATH_MEMORY_BUDGET):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.alphas = path_alphas(steps, method)
@@ -388,7 +389,7 @@ class PathSetup:
 
 def path_gradients(model: nn.Module, inputs, layers=None, *, baselines="zeros", target="predicted", labels=None,
                    steps: int = 8, method: str = "riemann_trapezoid", output="logits", seed: int = 0,
-                   blur_sigma: float = 4.0, device=None, memory_budget: int | None = None,
+                   blur_sigma: float = 4.0, device=None, memory_budget: int = PATH_MEMORY_BUDGET,
                    num_threads: int | None = None, progress=False):
     """Outputs and gradients of the layers at every path point, kept: ``(ys, gs, alphas)``
     with ``ys[name]`` (``y(x(a_k))``) and ``gs[name]`` (``dF/dy(x(a_k))``) of shape
