@@ -31,7 +31,7 @@ import inspect
 import os
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

@@ -19,54 +19,8 @@ from nifkit.info import kernels
 
 PKG = Path(info.__file__).resolve().parents[1]       # nifkit/
 INFO = PKG / "info"
-#: the layers inside nifkit.info, bottom first: a module may import only its own layer or lower
-BOTTOM, COUNTING = {"kernels"}, {"counts", "keys"}
-
-
-def _info_imports(path: Path):
-    """``(module inside nifkit.info, line)`` for every import of a sibling module of ``path``."""
-    tree = ast.parse(path.read_text(), str(path))
-    siblings = {p.stem for p in INFO.glob("*.py")} - {"__init__"}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1:
-                mod = (node.module or "").split(".")[0]
-                names = [mod] if mod else [a.name for a in node.names]
-            elif node.level == 0 and (node.module or "").startswith("nifkit.info."):
-                names = [node.module.split(".")[2]]
-            elif node.level == 0 and node.module == "nifkit.info":
-                names = [a.name for a in node.names]
-            else:
-                continue
-        elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[2] for a in node.names if a.name.startswith("nifkit.info.")]
-        else:
-            continue
-        for name in names:
-            if name in siblings:
-                yield name, node.lineno
-
-
-def _layer(module: str) -> int:
-    return 0 if module in BOTTOM else 1 if module in COUNTING else 2
-
-
-def _wrong_arrows(path: Path) -> list:
-    return [f"nifkit/info/{path.name}:{line} imports nifkit.info.{target}, a layer above it"
-            for target, line in _info_imports(path) if _layer(target) > _layer(path.stem)]
-
-
-def test_inside_info_dependencies_run_kernels_counts_measures(tmp_path):
-    wrong = [w for path in sorted(INFO.glob("*.py")) if path.stem != "__init__" for w in _wrong_arrows(path)]
-    assert not wrong, "kernels -> counts (counts, keys) -> measures:\n" + "\n".join(wrong)
-    # the reader finds real imports ...
-    assert {t for t, _ in _info_imports(INFO / "pairwise.py")} >= {"counts"}
-    assert {t for t, _ in _info_imports(INFO / "counts.py")} == {"kernels"}
-    assert {t for t, _ in _info_imports(INFO / "kernels.py")} == set()
-    # ... and catches the old arrow (counts importing its pair-count kernel from pairwise)
-    old = tmp_path / "counts.py"
-    old.write_text("from .pairwise import inner_counts\n\ndef f():\n    from nifkit.info.groups import pack\n")
-    assert len(_wrong_arrows(old)) == 2
+# the order inside nifkit.info (kernels -> counts -> measures) is an import-linter contract
+# in pyproject.toml (tests/test_house.py runs it and shows that it catches a wrong arrow)
 
 
 def _defined_constants(path: Path) -> dict:

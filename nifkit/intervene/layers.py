@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import to_tensor
 from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error

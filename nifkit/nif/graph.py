@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from ..info import p_values
 from ..models.walk import Neuron, unknown_layer_error
 from ..results import Result
 
