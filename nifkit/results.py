@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Result", "NeuronScores", "summarize"]
+__all__ = ["Result", "NeuronScores", "UnitAddresses", "summarize"]
 
 
 def summarize(value, width: int = 40) -> str:
@@ -149,8 +149,21 @@ class Result:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+class UnitAddresses:
+    """Read-only views of a result's ``neurons`` (:class:`~nifkit.models.Neuron` addresses):
+    their text and their layers in order. Shared by every result keyed by unit."""
+
+    @property
+    def addresses(self) -> list:
+        return [str(a) for a in self.neurons]
+
+    @property
+    def layers(self) -> list:
+        return list(dict.fromkeys(a.layer for a in self.neurons))
+
+
 @dataclass(repr=False)
-class NeuronScores(Result):
+class NeuronScores(UnitAddresses, Result):
     """Scores of units through one lens: ``columns[name]`` one value per unit of
     ``neurons`` (in that order), ``primary`` the column that ranks units, ``per_class`` an
     optional ``(classes, units)`` matrix (NaN where undefined), ``seconds`` the time the
@@ -177,14 +190,6 @@ class NeuronScores(Result):
     def score(self) -> np.ndarray:
         """The primary column."""
         return self.columns[self.primary]
-
-    @property
-    def addresses(self) -> list:
-        return [str(a) for a in self.neurons]
-
-    @property
-    def layers(self) -> list:
-        return list(dict.fromkeys(a.layer for a in self.neurons))
 
     def __getitem__(self, column: str) -> np.ndarray:
         if column not in self.columns:

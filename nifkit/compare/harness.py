@@ -15,7 +15,7 @@ from ..data.arrays import as_xy
 from ..models import cpu_threads, hidden_neurons
 from ..runtime import Progress, check_seed
 from .lenses import get_lens, validate_scores
-from ..results import Result
+from ..results import Result, UnitAddresses
 
 __all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data"]
 
@@ -23,7 +23,7 @@ DEFAULT_LENSES = ("nif", "conductance", "relay", "ablation", "ei")
 
 
 @dataclass(repr=False)
-class Comparison(Result):
+class Comparison(UnitAddresses, Result):
     """Scores of every hidden neuron through every lens.
 
     ``neurons``: the addresses (:class:`~nifkit.models.Neuron`); ``lenses[name]``: the
@@ -42,14 +42,6 @@ class Comparison(Result):
     @property
     def names(self) -> list:
         return list(self.lenses)
-
-    @property
-    def addresses(self) -> list:
-        return [str(a) for a in self.neurons]
-
-    @property
-    def layers(self) -> list:
-        return list(dict.fromkeys(a.layer for a in self.neurons))
 
     def layer_of(self) -> np.ndarray:
         """Index of each neuron's layer (in :attr:`layers`)."""

@@ -4,9 +4,7 @@ data-flow order (the one walker's order), units in index order, each a
 (``act1`` in an ``mlp``)."""
 from __future__ import annotations
 
-import difflib
-
-from .walk import Neuron, walk
+from .walk import Neuron, unknown_layer_error, walk
 
 __all__ = ["hidden_layout", "hidden_neurons"]
 
@@ -28,11 +26,8 @@ def hidden_layout(model, layers=None) -> list:
     for n in names:
         if not isinstance(n, str):
             raise TypeError(f"layers must hold layer names (str), got {n!r}")
-        if n not in known:
-            close = difflib.get_close_matches(n, known, n=3, cutoff=0.4)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"layers: {n!r} is not a hidden layer of this model.{hint} Hidden layers (the "
-                             f"walker's units names): {known}")
+        if n not in known:  # the walker's units names of the hidden layers, with "did you mean"
+            raise unknown_layer_error(n, known, what="layers (not a hidden layer of this model)")
     if len(set(names)) != len(names):
         raise ValueError(f"layers names a layer twice: {names}; name each layer once")
     if not names:
