@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import shutil
@@ -103,8 +104,11 @@ def executed_chapter(path: Path, rerun: bool = False) -> dict:
 
 
 # ------------------------------------------------------------------ book sources
+_CELL_IDS = itertools.count(1)
+
+
 def _md(text: str) -> dict:
-    return {"cell_type": "markdown", "metadata": {}, "source": text}
+    return {"cell_type": "markdown", "id": f"book-{next(_CELL_IDS)}", "metadata": {}, "source": text}
 
 
 def _fence(directive: str, arg: str = "", options: dict | None = None) -> dict:
@@ -137,7 +141,8 @@ def book_notebook(nb: dict, variant: str, stem: str) -> dict:
             new.append(_fence("exercise-start", course.exercise_title(nb, i), {"label": label}))
             new.append(cell)
             if variant == "student" and i + 1 < len(cells) and SOLUTION in tags(cells[i + 1]):
-                new.append({"cell_type": "code", "execution_count": None, "metadata": {"tags": [course.STUB]},
+                new.append({"cell_type": "code", "execution_count": None, "id": f"{label}-stub",
+                            "metadata": {"tags": [course.STUB]},
                             "outputs": [], "source": course.stub_source(nb, i + 1)})
             new.append(_fence("exercise-end"))
             continue

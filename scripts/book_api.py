@@ -67,11 +67,13 @@ def api_page() -> str:
             if shared:
                 documented[key] = full
             d = _directive(obj)
+            if d == "autodata":  # a constant: its value (autodoc would show its type's docstring)
+                value = repr(obj)
+                value = value if len(value) <= 160 else value[:157] + "..."
+                lines += [f".. py:data:: {full}", f"   :type: {type(obj).__name__}", f"   :value: {value}", ""]
+                continue
             lines.append(f".. {d}:: {full}")
             if d == "autoclass":
                 lines.append("   :members:")
-            elif d == "autodata":
-                if len(repr(obj)) > 200:
-                    lines.append("   :no-value:")
             lines.append("")
     return "\n".join(lines) + "\n"

@@ -71,11 +71,14 @@ def readme_badge(url: str) -> str:
 
 
 def colab_cell_source(url: str) -> str:
+    """Plain Python (no ``%pip`` magic): every tool that parses the chapters can read it."""
     return ("# On Google Colab only: install nifkit and what the chapters use (elsewhere this does nothing)\n"
             "import sys\n"
             "\n"
             'if "google.colab" in sys.modules:\n'
-            f'    %pip install --quiet "nifkit[lab] @ git+{url}"')
+            "    import subprocess\n"
+            "\n"
+            f'    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "nifkit[lab] @ git+{url}"], check=True)')
 
 
 def colab_cell(url: str) -> dict:

@@ -62,5 +62,6 @@ html_theme_options = {
     "home_page_in_toc": True,
     "show_toc_level": 2,
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["nifkit-book.css"]
 html_last_updated_fmt = None
