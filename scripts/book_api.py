@@ -61,7 +61,7 @@ def api_page() -> str:
             key = id(obj)
             shared = not isinstance(obj, (str, int, float, tuple, dict, list, frozenset, set))
             if shared and key in documented:
-                lines += [f".. py:data:: {full}", "",
+                lines += [f".. py:data:: {name}", "",
                           f"   The same object as :py:obj:`{documented[key]}`.", ""]
                 continue
             if shared:
@@ -70,7 +70,7 @@ def api_page() -> str:
             if d == "autodata":  # a constant: its value (autodoc would show its type's docstring)
                 value = repr(obj)
                 value = value if len(value) <= 160 else value[:157] + "..."
-                lines += [f".. py:data:: {full}", f"   :type: {type(obj).__name__}", f"   :value: {value}", ""]
+                lines += [f".. py:data:: {name}", f"   :type: {type(obj).__name__}", f"   :value: {value}", ""]
                 continue
             lines.append(f".. {d}:: {full}")
             if d == "autoclass":

@@ -64,7 +64,7 @@ def caption_figures(nb: dict, stem: str) -> int:
             titles = list(dict.fromkeys(_clean_title(m.group(2)) for m in _TITLE.finditer(src)))
             titles = [t for t in titles if t and t != "…"]
             what = ("; ".join(titles)) if titles else f"the output of the code cell above"
-            caption = f"Figure {n} of section \u201c{section}\u201d: {what}."
+            caption = f"{what[0].upper() + what[1:]} (section \u201c{section}\u201d)."
             alt = f"Plot from section \u201c{section}\u201d: {what}"
         meta["mystnb"] = {"figure": {"caption": caption}, "image": {"alt": alt}}
     return n

@@ -67,17 +67,23 @@ def _text(page_html: str) -> str:
     return html_mod.unescape(re.sub(r"<[^>]+>", "", body))
 
 
-def _solution_fixes(nb: dict) -> list[str]:
-    """Per solution, the lines that make the fix (not in the first attempt nor the stub)."""
+def _code(line: str) -> str:
+    return line.split("#", 1)[0].strip()
+
+
+def _solution_fixes(nb: dict) -> list[list[str]]:
+    """Per solution, the code lines only it has (comments aside: not in any other cell of
+    the chapter nor in the student's stub)."""
     cells = nb["cells"]
-    exercise_text = "\n".join(course.source(c) for c in cells if course.EXERCISE in course.tags(c))
+    elsewhere = {_code(ln) for c in cells if course.SOLUTION not in course.tags(c)
+                 for ln in course.source(c).splitlines()}
     fixes = []
     for i, c in enumerate(cells):
         if course.SOLUTION in course.tags(c):
-            stub = course.stub_source(nb, i)
-            fix = [ln.strip() for ln in course.source(c).splitlines()
-                   if ln.strip() and ln not in exercise_text and ln not in stub]
-            assert fix, f"solution cell {i} does not differ from its exercise"
+            stub = {_code(ln) for ln in course.stub_source(nb, i).splitlines()}
+            fix = [_code(ln) for ln in course.source(c).splitlines()
+                   if _code(ln) and _code(ln) not in elsewhere and _code(ln) not in stub]
+            assert fix, f"solution cell {i} does not differ from the rest of the chapter"
             fixes.append(fix)
     return fixes
 

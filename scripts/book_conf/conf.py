@@ -33,6 +33,7 @@ extensions = [
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static: maths without the network
 ]
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+numfig = False  # captions say which section a figure belongs to; no book-wide numbers
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type"]
 
 # myst-nb: show the outputs the notebooks carry, never execute
