@@ -63,6 +63,8 @@ html_theme_options = {
     "home_page_in_toc": True,
     "show_toc_level": 2,
 }
+# light or dark as the reader's system says (an empty mode logs a console error)
+html_context = {"default_mode": "auto"}
 html_static_path = ["_static"]
 html_css_files = ["nifkit-book.css"]
 html_last_updated_fmt = None
