@@ -212,6 +212,45 @@ def test_glossary_links_only_the_first_prose_use():
     assert nb["cells"][1]["source"] == "The {term}`Plug-in <plug-in>` estimator [plug-in](x.md); plug-in again"
 
 
+def test_figures_get_captions_and_alt_text_and_explorers_a_picture(built_book):
+    png = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBO", "text/plain": "<Figure>"}}
+    widget = {"output_type": "display_data", "metadata": {},
+              "data": {book_figures.WIDGET: {"model_id": "m"}, "text/plain": "VBox()"}}
+
+    def code(src, outputs, **meta):
+        return {"cell_type": "code", "metadata": dict(meta), "outputs": outputs, "source": src}
+
+    nb = {"cells": [{"cell_type": "markdown", "source": "## 2. The *plane*"},
+                    code('ax.set_title(f"bins = {n}")', [png]),
+                    code("ex = FlowExplorer(net)\nex", [dict(widget, data={**widget["data"], "image/png": "iVBO"})]),
+                    code("progress()", [widget]),
+                    code("plt.plot(x)", [png], mystnb={"figure": {"caption": "mine"}})]}
+    assert book_figures.caption_figures(nb, "x") == 2
+    c = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+    assert c[0]["metadata"]["mystnb"]["figure"]["caption"] == "Bins = … (section \u201c2. The plane\u201d)."
+    assert "bins = …" in c[0]["metadata"]["mystnb"]["image"]["alt"]
+    assert list(c[1]["outputs"][0]["data"]) == ["image/png"] and "FlowExplorer" in c[1]["metadata"]["mystnb"]["image"]["alt"]
+    assert c[2]["outputs"] == [] and "mystnb" not in c[2]["metadata"]
+    assert c[3]["metadata"]["mystnb"] == {"figure": {"caption": "mine"}}
+    # in the book: every chapter with an explorer shows its picture, every figure has a caption
+    for path in CHAPTERS:
+        page = (built_book["student"] / f"notebooks/{path.stem}.html").read_text()
+        explorers = set(re.findall(r"\b(\w+Explorer)\(", "\n".join(
+            course.source(c) for c in course.read(path)["cells"] if c["cell_type"] == "code")))
+        for name in explorers:
+            assert f"Picture of the {name} explorer" in page, f"{path.name}: no picture of {name}"
+        n_fig = len(re.findall(r'<img alt="(?:Plot from|Picture of)', page))
+        assert n_fig and page.count("<figcaption>") >= n_fig, f"{path.name}: {n_fig} figures, not all captioned"
+
+
+def test_an_explorer_carries_a_picture_of_its_view():
+    from nifkit.widgets.primer import BiasExplorer
+
+    ex = BiasExplorer(rho=0.8, n_bins=8, n_samples=500)
+    bundle = ex._repr_mimebundle_()
+    assert book_figures.WIDGET in bundle and bundle["image/png"].startswith("iVBOR")  # base64 of a PNG
+
+
 def test_an_executed_copy_stands_for_the_chapter_only_when_it_is_fresh(tmp_path):
     src = course.read(CHAPTERS[0])
     ex = course.read(CHAPTERS[0])
