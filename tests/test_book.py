@@ -306,11 +306,22 @@ def _check_page(page, url: str, p: dict, edition: str) -> dict:
         launch: [...document.querySelectorAll('a[href]')].map(a => a.href)
                  .filter(h => h.startsWith('https://mybinder.org/v2') || h.startsWith('https://colab.research.google.com/github')),
         solutions: document.querySelectorAll('.solution').length,
+        // content past the window's right edge must sit in a box that scrolls, not be cut off
+        clipped: [...document.querySelectorAll('article *')].filter(e => {
+            const r = e.getBoundingClientRect();
+            if (r.width === 0 || r.right <= innerWidth + 1) return false;
+            for (let a = e.parentElement; a; a = a.parentElement) {
+                const o = getComputedStyle(a).overflowX;
+                if (o === 'auto' || o === 'scroll') return false;
+            }
+            return true;
+        }).slice(0, 3).map(e => e.tagName + ' ' + (e.textContent || '').slice(0, 60)),
         h1: document.querySelectorAll('h1').length,
     })""")
     assert found["h1"] >= 1, f"{url} shows no title"
     assert found["scroll"] <= found["width"] + 1, (
         f"{url}: the page is {found['scroll']} px wide in a {found['width']} px window")
+    assert not found["clipped"], f"{url}: content cut off at the right edge: {found['clipped']}"
     assert not found["noAlt"], f"{url}: images without alt text: {found['noAlt'][:3]}"
     assert not found["broken"], f"{url}: images that did not load: {found['broken'][:3]}"
     if p.get("notebook"):
