@@ -310,6 +310,7 @@ def _check_page(page, url: str, p: dict, edition: str) -> dict:
         clipped: [...document.querySelectorAll('article *')].filter(e => {
             const r = e.getBoundingClientRect();
             if (r.width === 0 || r.right <= innerWidth + 1) return false;
+            if (e.closest('mjx-assistive-mml')) return false;  // MathJax's hidden copy for screen readers
             for (let a = e.parentElement; a; a = a.parentElement) {
                 const o = getComputedStyle(a).overflowX;
                 if (o === 'auto' || o === 'scroll') return false;
