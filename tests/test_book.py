@@ -369,6 +369,8 @@ def test_book_in_the_browser(built_book, browser_page, edition, request):
             # maths is typeset (MathJax from the book itself)
             page.goto(urljoin(base, "notebooks/00_primer.html"), wait_until="load")
             page.wait_for_selector("mjx-container", timeout=20_000)
+            assert page.locator("div.cell_input button.copybtn").count() >= 5, "code cells without a copy button"
+            assert page.locator("div.cell_input .highlight span.kn").count() >= 1, "code is not highlighted"
             if edition == "instructor":
                 # a solution is folded until its button is pressed
                 sol = page.locator(".solution.dropdown").first
