@@ -133,12 +133,12 @@ def book_notebook(nb: dict, variant: str, stem: str) -> dict:
     cells, new, n_ex = out["cells"], [], 0
     for i, cell in enumerate(cells):
         t = tags(cell)
-        if book_launch.COLAB_TAG in t:
-            continue
         if i == 1:  # after the title cell: where to run the chapter
             new.append(_md(f"```{{tip}}\nRun this chapter with its explorers live: **Binder** or **Colab** from the "
                            "rocket button at the top of the page, or on your machine with "
                            f"`bash scripts/lab.sh`, then open `{stem}.ipynb` ([how](../run.md)).\n```"))
+        if book_launch.COLAB_TAG in t:
+            continue
         if EXERCISE in t:
             n_ex += 1
             label = f"{stem}-ex{n_ex}"

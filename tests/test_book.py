@@ -151,7 +151,10 @@ def check_launch_url(href: str) -> str:
 def test_launch_urls_open_the_chapter_in_the_configured_repository(built_book):
     for edition, html in built_book.items():
         for path in CHAPTERS:
-            links = _launch_links((html / f"notebooks/{path.stem}.html").read_text())
+            page = (html / f"notebooks/{path.stem}.html").read_text()
+            assert 'href="../run.html"' in page and f"{path.stem}.ipynb" in _text(page), (
+                f"{path.name}: the page does not say how to run the chapter on your machine")
+            links = _launch_links(page)
             kinds = {urlparse(h).netloc for h in links}
             assert kinds == {"mybinder.org", "colab.research.google.com"}, (edition, path.name, links)
             for href in links:
