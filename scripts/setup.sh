@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh          # test profile: library + lab + book + test tools (+ Chromium)
 #   bash scripts/setup.sh lab      # lab profile: library + JupyterLab
-#   bash scripts/setup.sh book     # book profile: lab + the course book (jupyter-book, Node.js)
+#   bash scripts/setup.sh book     # book profile: lab + the course book (Sphinx, myst-nb; pip only)
 #
 # Versions come from requirements/pins.txt (used as pip constraints). The install is
 # skipped when pyproject.toml and requirements/pins.txt are unchanged since the last
@@ -132,27 +132,6 @@ if [ "$PROFILE" = test ] && [ ! -x "$CHROMIUM" ]; then
     echo "setup: WARNING: $CHROMIUM is missing. The browser tests (tests/test_browser.py) need it:" >&2
     echo "setup:          run 'sudo apt-get install chromium' (Debian/Ubuntu), or set NIFKIT_CHROMIUM" >&2
     echo "setup:          to a Chromium binary. They will fail until then." >&2
-  fi
-fi
-
-# ---------------------------------------------------------------- Node.js (the course book)
-# jupyter-book (Jupyter Book 2) runs on Node.js >= 18. Debian's nodejs package is used; it
-# never downloads a Node.js of its own (JB_ALLOW_NODEENV=no in scripts/book.py).
-node_ok() {
-  command -v node >/dev/null 2>&1 &&
-    node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' >/dev/null 2>&1
-}
-if { [ "$PROFILE" = test ] || [ "$PROFILE" = book ]; } && ! node_ok; then
-  if command -v apt-get >/dev/null 2>&1 && as_root true; then
-    say "installing Debian's nodejs for the course book (apt-get)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs ||
-      { as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs; } ||
-      say "WARNING: apt-get could not install nodejs"
-  fi
-  if ! node_ok; then
-    echo "setup: WARNING: Node.js >= 18 is missing. The course book (scripts/book.sh, tests/test_book.py)" >&2
-    echo "setup:          needs it: run 'sudo apt-get install nodejs' (Debian/Ubuntu)." >&2
   fi
 fi
 

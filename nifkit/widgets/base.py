@@ -195,7 +195,19 @@ class Explorer(ABC):
     def render(self, result) -> None:
         """Draw ``result`` into ``self.plot`` and ``self.readout``."""
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view, plus a PNG of the current figure for places without a kernel.
 
-        display(self.widget)
+        JupyterLab, Notebook 7 and VS Code show the live widget (their widget renderer
+        outranks images); a static page of the executed notebook (the course book)
+        shows the picture of the explorer's view when it ran.
+        """
+        data = self.widget._repr_mimebundle_(**kwargs)
+        if self.plot.figure is not None:
+            import base64
+            import io
+
+            buf = io.BytesIO()
+            self.plot.figure.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+            data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+        return data
