@@ -248,7 +248,7 @@ def lens_conductance(model, data, *, steps: int = 16, method: str = "riemann_tra
 
     X, y = data
     names = [u for u, _, _ in hidden_layout(model)]
-    # batch_size=256: the default plan (sized from the 256 MiB budget) puts ~2,900 of the capstone's
+    # batch_size=256: the plan sized from a 256 MiB budget (the default until 2026-12) put ~2,900 of the capstone's
     # MNIST inputs in one chunk; 256 at a time was 2.2x faster (0.27 s vs 0.60 s, AMD EPYC) and
     # peaks ~80 MiB above the baseline instead of ~315 MiB
     cond = layer_conductance(model, X, names, target="true", labels=y, steps=steps, method=method,

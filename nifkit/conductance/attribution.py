@@ -38,9 +38,12 @@ from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, PathTaps, app
 from ..runtime import ModelState, Progress, cpu_threads
 from .result import Conductance
 
-#: default bytes of temporaries per chunk: half the project's default, because the autograd
-#: graph of a chunk comes on top of a model (and torch) already in memory
-DEFAULT_BUDGET = 256 * 2**20
+#: default bytes of temporaries per chunk: an eighth of the project's default, because the
+#: autograd graph of a chunk comes on top of a model (and torch) already in memory, and a
+#: Binder kernel has 1 GB. Measured on chapter 2's CNN (1,000 digits, 16 steps): 256 MiB
+#: chunks peaked ~146 MB above the kernel's memory, 64 MiB chunks ~27 MB, same CPU time and
+#: the same values (chunks share their end points; only float32 summation order can differ)
+DEFAULT_BUDGET = 64 * 2**20
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_baseline", "layer_conductance",
            "Conductance", "path_gradients"]
@@ -62,7 +65,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
 
     The ``steps + 1`` points are processed in chunks of ``chunk_steps + 1`` points that
     share end points, ``batch_size`` inputs at a time; by default both are sized from
-    ``memory_budget`` bytes (default :data:`DEFAULT_BUDGET`, 256 MiB): a probe pass measures
+    ``memory_budget`` bytes (default :data:`DEFAULT_BUDGET`, 64 MiB): a probe pass measures
     what one input at one point costs (leaf outputs plus the tensors autograd saves,
     :func:`nifkit.record.probe_path`), and a chunk holds as many input-points as fit
     (a ``RuntimeWarning`` when even one input at two points does not). One forward and
