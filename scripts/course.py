@@ -124,28 +124,37 @@ def tag_notebook(nb: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------ outputs
+#: what nbstripout strips besides outputs and execution counts (its command's defaults)
+STRIP_KEYS = ["metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
+              "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
+              "cell.metadata.scrolled"]
+
+
+def stripped(nb: dict) -> dict:
+    """A copy of ``nb`` as nbstripout leaves it: no outputs, execution counts, widget state
+    or run-time cell metadata (cell ids kept)."""
+    import nbformat
+    from nbstripout import strip_output
+
+    node = strip_output(nbformat.from_dict(copy.deepcopy(nb)), keep_output=False, keep_count=False,
+                        keep_id=True, extra_keys=STRIP_KEYS)
+    return json.loads(json.dumps(node))
+
+
 def strip_outputs(nb: dict) -> bool:
-    """Remove outputs, execution counts and execution timing; True if anything changed."""
-    changed = False
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        if cell.get("outputs") or cell.get("execution_count") is not None:
-            changed = True
-        cell["outputs"], cell["execution_count"] = [], None
-        meta = cell.get("metadata", {})
-        for key in ("execution", "collapsed", "scrolled"):
-            if key in meta:
-                meta.pop(key)
-                changed = True
-    if "widgets" in nb.get("metadata", {}):
-        nb["metadata"].pop("widgets")
-        changed = True
+    """Strip ``nb`` in place with nbstripout; True if anything changed."""
+    clean = stripped(nb)
+    changed = clean != nb
+    nb.clear()
+    nb.update(clean)
     return changed
 
 
 def hygiene_problems(nb: dict) -> list[str]:
-    """What a committed notebook must not carry: outputs, execution counts, widget state."""
+    """What a committed notebook must not carry: whatever nbstripout would remove (outputs,
+    execution counts, widget state, run-time metadata), described cell by cell."""
+    if stripped(nb) == nb:
+        return []
     problems = []
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
@@ -156,7 +165,7 @@ def hygiene_problems(nb: dict) -> list[str]:
             problems.append(f"cell {i} has execution count {cell['execution_count']}")
     if "widgets" in nb.get("metadata", {}):
         problems.append("notebook metadata holds saved widget state")
-    return problems
+    return problems or ["metadata that nbstripout removes (e.g. cell execution timing)"]
 
 
 # ------------------------------------------------------------------ student version
