@@ -1,4 +1,8 @@
-"""Every section of a chapter runs right after a restart: set-up cells, then that section.
+"""Every section of a chapter runs right after a restart: set-up cells, then that section;
+and a cell in the middle of a section either runs after the set-up alone or says, in one
+line, what to run first (a guard raising a RuntimeError that names the cell), never a bare
+NameError. The guards are read from the source for every cell (``unguarded_cells``, fast)
+and exercised at run time for each section's middle cell.
 
 See tests/restart_utils.py for how sections and set-up are found and run (one kernel per
 chapter, namespace emptied with ``%reset -f`` before each section, sections last to
