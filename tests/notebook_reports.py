@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from notebook_utils import NOTEBOOKS_DIR, REPO, REPORTS_DIR, notebook_paths
+from notebook_utils import CHAPTER_SECONDS_LIMIT, NOTEBOOKS_DIR, REPO, REPORTS_DIR, RISE_LIMIT_BYTES, notebook_paths
 
 
 def _torch_build() -> tuple[str, str | None]:
@@ -68,10 +68,13 @@ def chapter_table(data: dict, chapters: list[str]) -> str:
             continue
         if e.get("machine") and e["machine"] not in machines:
             machines.append(e["machine"])
-        status = "" if e.get("ok") else " (FAILED)"
+        status = "" if e.get("ok") else " (a cell failed)"
+        if e["seconds"] > CHAPTER_SECONDS_LIMIT:
+            status += f" (over {CHAPTER_SECONDS_LIMIT} s)"
+        over = f" (over {RISE_LIMIT_BYTES / 1e6:,.0f})" if e["rise_mb"] * 1e6 > RISE_LIMIT_BYTES else ""
         load = max(e.get("load") or [0])
         rows.append(f"| `{name}` | {e['seconds']:.0f}{status} | {e['peak_mb']:,.0f} | {e['baseline_mb']:,.0f} "
-                    f"| {e['rise_mb']:,.0f} | {e['when']}, load {load:.1f} |")
+                    f"| {e['rise_mb']:,.0f}{over} | {e['when']}, load {load:.1f} |")
     lines = [TABLE_START, ""] + rows + [""]
     for m in machines:
         lines.append(f"Measured on: {m['cpu']}, {m['cpus']} CPUs ({m['flags']}); torch {m['torch']}.")

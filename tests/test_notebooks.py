@@ -94,11 +94,13 @@ def test_readme_table_is_written_from_the_recorded_runs(tmp_path):
     assert readme.count(TABLE_START) == 1 and readme.count(TABLE_END) == 1, (
         "README.md lost its chapter-table markers; tests/test_notebooks.py writes the table between them")
     entry = {"fast_mode": False, "ok": True, "seconds": 61.2, "peak_mb": 1034.4, "baseline_mb": 624.0,
-             "rise_mb": 410.4, "when": "2026-12-06 17:00", "load": [3.5, 4.25],
+             "rise_mb": 310.4, "when": "2026-12-06 17:00", "load": [3.5, 4.25],
              "machine": {"cpu": "AMD EPYC", "cpus": 2, "flags": "avx2", "torch": "2.14.1+cpu, CPU-only build"}}
     table = chapter_table({"a.ipynb": entry, "b.ipynb": dict(entry, fast_mode=True)}, ["a.ipynb", "b.ipynb"])
-    assert "| `a.ipynb` | 61 | 1,034 | 624 | 410 | 2026-12-06 17:00, load 4.2 |" in table, table
+    assert "| `a.ipynb` | 61 | 1,034 | 624 | 310 | 2026-12-06 17:00, load 4.2 |" in table, table
     assert "| `b.ipynb` | not measured in full mode |" in table, "a fast-mode run must not fill the table"
+    slow = chapter_table({"a.ipynb": dict(entry, seconds=186.0, ok=False, rise_mb=410.4)}, ["a.ipynb"])
+    assert "| `a.ipynb` | 186 (a cell failed) (over 180 s) | 1,034 | 624 | 410 (over 400) |" in slow, slow
     assert "Measured on: AMD EPYC, 2 CPUs (avx2); torch 2.14.1+cpu, CPU-only build." in table
     # the rewrite replaces only what lies between the markers
     fake = tmp_path / "README.md"
