@@ -80,8 +80,11 @@ class RestartReport:
 
     def summary(self) -> str:
         bad = self.failing
+        mids = [x for x in self.sections if x.middle is not None]
+        guarded = sum(1 for x in mids if x.middle_error and x.middle_ok)
         head = (f"{self.notebook}: {len(self.sections) - len(bad)}/{len(self.sections)} sections run "
-                f"after a restart ({self.seconds:.0f} s)")
+                f"after a restart; of {len(mids)} middle cells run alone, {len(mids) - guarded - len(self.unguarded)} "
+                f"ran and {guarded} stopped at their guard ({self.seconds:.0f} s)")
         lines = [head] + [f"  ✗ section {s.title!r}: {s.error} (cell: {s.cell})" for s in bad]
         lines += [f"  ✗ section {s.title!r}, middle cell run alone after the set-up: {s.middle_error} "
                   f"(cell: {s.middle}); give it a guard that says what to run first" for s in self.unguarded]
