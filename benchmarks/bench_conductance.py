@@ -7,7 +7,7 @@ Both sides: the same photos (foolbox's ImageNet photos, EfficientNet preprocessi
 the same zero baseline, true-class logit targets, steps and alpha rule (Captum's default
 Gauss–Legendre), the same torch threads, after one untimed warm-up call. nifkit runs twice: with one chunk holding the
 whole interpolation batch, as Captum's single call does (values must equal Captum's to
-1e-5 x max(1, max |value|)), and with its default 256 MiB memory budget (chunks sharing
+1e-5 x max(1, max |value|)), and with its default memory budget (``nifkit.config.PATH_MEMORY_BUDGET``, 64 MiB since 2026-12; chunks sharing
 end points, inputs in batches), whose tiny differences come from float32 rounding in
 batches of another size; for scale, Captum against itself with ``internal_batch_size``
 is printed for one block.

@@ -12,7 +12,7 @@ Commands (run from anywhere; paths default to the repository's)::
     python scripts/course.py tag [--check] [NOTEBOOK ...]   # tag exercise/solution pairs
     python scripts/course.py versions [--out build/course]  # student/ and instructor/ copies
     python scripts/course.py strip [--check] [NOTEBOOK ...] # drop outputs and counts
-    python scripts/course.py workspace [--refresh] [--student]  # the working copy (lab.sh)
+    python scripts/course.py workspace [--refresh] [--student|--full]  # the working copy (lab.sh)
 
 ``tag`` finds each exercise by its shape: a code cell that defines a function and calls a
 checker (``check_*``), directly followed by a code cell that defines the same function
@@ -124,28 +124,37 @@ def tag_notebook(nb: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------ outputs
+#: what nbstripout strips besides outputs and execution counts (its command's defaults)
+STRIP_KEYS = ["metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
+              "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
+              "cell.metadata.scrolled"]
+
+
+def stripped(nb: dict) -> dict:
+    """A copy of ``nb`` as nbstripout leaves it: no outputs, execution counts, widget state
+    or run-time cell metadata (cell ids kept)."""
+    import nbformat
+    from nbstripout import strip_output
+
+    node = strip_output(nbformat.from_dict(copy.deepcopy(nb)), keep_output=False, keep_count=False,
+                        keep_id=True, extra_keys=STRIP_KEYS)
+    return json.loads(json.dumps(node))
+
+
 def strip_outputs(nb: dict) -> bool:
-    """Remove outputs, execution counts and execution timing; True if anything changed."""
-    changed = False
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        if cell.get("outputs") or cell.get("execution_count") is not None:
-            changed = True
-        cell["outputs"], cell["execution_count"] = [], None
-        meta = cell.get("metadata", {})
-        for key in ("execution", "collapsed", "scrolled"):
-            if key in meta:
-                meta.pop(key)
-                changed = True
-    if "widgets" in nb.get("metadata", {}):
-        nb["metadata"].pop("widgets")
-        changed = True
+    """Strip ``nb`` in place with nbstripout; True if anything changed."""
+    clean = stripped(nb)
+    changed = clean != nb
+    nb.clear()
+    nb.update(clean)
     return changed
 
 
 def hygiene_problems(nb: dict) -> list[str]:
-    """What a committed notebook must not carry: outputs, execution counts, widget state."""
+    """What a committed notebook must not carry: whatever nbstripout would remove (outputs,
+    execution counts, widget state, run-time metadata), described cell by cell."""
+    if stripped(nb) == nb:
+        return []
     problems = []
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
@@ -156,7 +165,7 @@ def hygiene_problems(nb: dict) -> list[str]:
             problems.append(f"cell {i} has execution count {cell['execution_count']}")
     if "widgets" in nb.get("metadata", {}):
         problems.append("notebook metadata holds saved widget state")
-    return problems
+    return problems or ["metadata that nbstripout removes (e.g. cell execution timing)"]
 
 
 # ------------------------------------------------------------------ student version
@@ -250,15 +259,29 @@ def _chapter_bytes(path: Path, student: bool) -> bytes:
     return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def sync_workspace(workspace: Path, refresh: bool = False, student: bool = False,
+def workspace_edition(workspace: Path) -> str | None:
+    """The edition the working copy holds ("full" or "student"), None before first use."""
+    try:
+        manifest = json.loads((Path(workspace) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    found = {e.get("edition") for e in manifest.values() if isinstance(e, dict)}
+    return "student" if "student" in found else ("full" if found else None)
+
+
+def sync_workspace(workspace: Path, refresh: bool = False, student: bool | None = None,
                    source: Path = NOTEBOOKS_DIR, stamp: str | None = None) -> list[str]:
     """Make or update the working copy of the chapters; returns what it did, line by line.
 
-    A chapter missing from ``workspace`` is copied (the student version with ``student``).
-    An existing copy is never overwritten without ``refresh``; with it, a copy that differs
-    from what was last copied there (the student ran or edited it) is first moved to
-    ``workspace/.backup/<stamp>/``. The manifest ``.nifkit-workspace.json`` records what
-    was copied (hashes), so an untouched copy is refreshed without a backup.
+    ``student``: True asks for the student edition (solutions replaced by stubs), False
+    for the full one, None (the default) keeps the edition the workspace has (full on
+    first use). A chapter missing from ``workspace`` is copied in the edition asked for.
+    An existing copy is replaced when the edition changes, or with ``refresh`` when the
+    chapter has a newer version; a copy that differs from what was last copied there (the
+    student ran or edited it) is first moved to ``workspace/.backup/<stamp>/``. Without
+    either, a newer chapter is only announced. The manifest ``.nifkit-workspace.json``
+    records what was copied (hashes, edition), so an untouched copy is replaced without a
+    backup.
     """
     import time
 
@@ -269,32 +292,46 @@ def sync_workspace(workspace: Path, refresh: bool = False, student: bool = False
     except (OSError, ValueError):
         manifest = {}
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
-    edition = "student" if student else "full"
-    notes = []
+    had = workspace_edition(workspace)
+    edition = (had or "full") if student is None else ("student" if student else "full")
+    switching = had is not None and had != edition
+    notes, replaced, backed_up = [], [], []
     for path in notebook_paths(source):
-        fresh = _chapter_bytes(path, student)
+        fresh = _chapter_bytes(path, edition == "student")
         target = workspace / path.name
         entry = manifest.get(path.name, {})
         if target.exists():
             current = target.read_bytes()
             touched = _digest(current) != entry.get("copied")
-            outdated = _digest(fresh) != entry.get("copied") or entry.get("edition") != edition
-            if not refresh:
-                if outdated:
+            other_edition = entry.get("edition", "full") != edition
+            newer = _digest(fresh) != entry.get("copied") and not other_edition
+            if not (other_edition or (refresh and newer)):
+                if newer:
                     notes.append(f"{path.name}: the chapter has a newer version; your copy is kept "
                                  "(bash scripts/lab.sh --refresh updates it and backs your copy up first)")
-                continue
-            if not outdated and not touched:
                 continue
             if touched:
                 backup = workspace / ".backup" / stamp / path.name
                 backup.parent.mkdir(parents=True, exist_ok=True)
                 backup.write_bytes(current)
+                backed_up.append(path.name)
                 notes.append(f"{path.name}: your copy was backed up to {backup.relative_to(workspace)}")
+            replaced.append(path.name)
+            verb = f"switched to the {edition} edition" if other_edition else f"refreshed ({edition} edition)"
+        else:
+            verb = f"copied ({edition} edition)"
         target.write_bytes(fresh)
         manifest[path.name] = {"copied": _digest(fresh), "edition": edition}
-        notes.append(f"{path.name}: {'refreshed' if entry else 'copied'} ({edition} edition)")
+        notes.append(f"{path.name}: {verb}")
     mpath.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if switching:
+        what = ("solutions replaced by cells to fill in" if edition == "student"
+                else "solutions shown")
+        kept = (f"; your {len(backed_up)} edited cop{'y' if len(backed_up) == 1 else 'ies'} "
+                f"saved in {(workspace / '.backup' / stamp).relative_to(workspace)}/" if backed_up
+                else "; no copy had been edited, nothing needed a backup")
+        notes.append(f"switched the workspace from the {had} to the {edition} edition ({what}): "
+                     f"{len(replaced)} chapter(s) replaced{kept}")
     return notes
 
 
@@ -351,11 +388,16 @@ def cmd_versions(args) -> int:
 
 
 def cmd_workspace(args) -> int:
-    notes = sync_workspace(Path(args.dir), refresh=args.refresh, student=args.student)
+    student = True if args.student else (False if args.full else None)
+    notes = sync_workspace(Path(args.dir), refresh=args.refresh, student=student)
     for line in notes:
         print(f"workspace: {line}")
+    edition = workspace_edition(Path(args.dir))
     if not notes:
-        print(f"workspace: {args.dir} is up to date")
+        print(f"workspace: {args.dir} is up to date ({edition} edition)")
+    other = "--full" if edition == "student" else "--student"
+    print(f"workspace: {edition} edition; `bash scripts/lab.sh {other}` switches "
+          "(edited copies are backed up first)")
     return 0
 
 
@@ -377,7 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("workspace", help="make or refresh the working copy of the chapters")
     p.add_argument("--dir", default=str(REPO / "workspace"))
     p.add_argument("--refresh", action="store_true", help="update copies (edited ones are backed up)")
-    p.add_argument("--student", action="store_true", help="student versions (solutions replaced)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--student", action="store_true",
+                       help="switch to the student edition (solutions replaced; edited copies backed up)")
+    which.add_argument("--full", action="store_true",
+                       help="switch to the full edition (with solutions; edited copies backed up)")
     p.set_defaults(func=cmd_workspace)
     args = parser.parse_args(argv)
     return args.func(args)

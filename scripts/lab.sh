@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Set up nifkit (lab profile) and open a working copy of the chapters in JupyterLab.
 #
-#   bash scripts/lab.sh [--student] [--refresh] [extra jupyter-lab arguments, e.g. --port=8899]
+#   bash scripts/lab.sh [--student|--full] [--refresh] [extra jupyter-lab arguments, e.g. --port=8899]
 #
 # The chapters are copied to workspace/ (ignored by git) on first use, and JupyterLab
 # opens there: running and editing them never touches the tracked notebooks/.
-#   --student  the student versions (each solution replaced by a cell to fill in)
+#   --student  switch to the student edition (each solution replaced by a cell to fill in);
+#              on an existing workspace every copy is replaced, the ones you ran or edited
+#              backed up first to workspace/.backup/<time>/. The workspace remembers it.
+#   --full     switch back to the full edition (with the solutions), the same way
 #   --refresh  bring the working copy up to date with notebooks/; every copy you ran or
 #              edited is first backed up to workspace/.backup/<time>/ (nothing is lost)
 # New chapters are copied in on every start; existing copies are only replaced with --refresh.
@@ -25,7 +28,7 @@ LAB_ARGS=()
 PORT=""
 for arg in "$@"; do
   case "$arg" in
-    --student|--refresh) SYNC_ARGS+=("$arg") ;;
+    --student|--full|--refresh) SYNC_ARGS+=("$arg") ;;
     --port=*|--ServerApp.port=*) PORT="${arg#*=}"; LAB_ARGS+=("$arg") ;;
     *) LAB_ARGS+=("$arg") ;;
   esac

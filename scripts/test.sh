@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up nifkit (test profile) and run the whole test suite: unit, reference, widget,
-# notebook (every chapter executed in fast mode) and browser (JupyterLab in Chromium).
+# notebook (every chapter executed in full mode, measured; README.md's chapter table is
+# rewritten from those runs), restart safety and browser (JupyterLab in Chromium, fast mode).
 #
 #   bash scripts/test.sh [extra pytest arguments, e.g. -k primer -x]
 set -euo pipefail

@@ -420,7 +420,7 @@ def explorer_run(page, server, request, notebook: str, tag: str, near=None):
         screenshot(page, f"{tag}-final")
     finally:
         shutdown_notebook_kernel(server, notebook)
-    rec = NotebookRun(name=notebook, path=notebook, seconds=run.seconds, peak_bytes=run.peak)
+    rec = NotebookRun(name=notebook, path=notebook, seconds=run.seconds, peak_bytes=run.peak, fast=True)
     record_run(rec, report="browser")
     report_line(request, f"[browser] {rec.summary()}; {run.moved}; readout {run.before!r} -> {run.after!r}")
     if run.peak is not None:

@@ -201,17 +201,10 @@ def _top_level_imports(source: str) -> set[str]:
     return mods
 
 
-def test_everything_the_chapters_import_comes_with_the_lab_profile():
-    """A reader who ran scripts/lab.sh (or opened Binder) can run every chapter: each
-    third-party module imported by notebooks/*.ipynb or by nifkit/ belongs to a core or
-    lab dependency (or to what those pull in)."""
+def _module_sources() -> dict[str, str]:
+    """{where: Python source} of every chapter (its code cells) and every nifkit module."""
     import json
-    import sys
-    from importlib import metadata
 
-    core, extras = pyproject_deps()
-    allowed = _closure(core | extras["lab"])
-    owners = metadata.packages_distributions()
     sources = {}
     for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = json.loads(nb_path.read_text())["cells"]
@@ -221,15 +214,44 @@ def test_everything_the_chapters_import_comes_with_the_lab_profile():
     for py in sorted((ROOT / "nifkit").rglob("*.py")):
         sources[str(py.relative_to(ROOT))] = py.read_text()
     assert sources, "no notebooks or nifkit sources found"
+    return sources
+
+
+def undeclared_imports(sources: dict[str, str], declared: set[str]) -> dict[str, list[str]]:
+    """{where: ["module (its distributions)", ...]} for third-party modules whose
+    distribution is not in ``declared`` (canonical names)."""
+    import sys
+    from importlib import metadata
+
+    owners = metadata.packages_distributions()
     problems = {}
     for where, source in sources.items():
         for mod in sorted(_top_level_imports(source)):
             if mod in sys.stdlib_module_names or mod in ("nifkit", "__future__"):
                 continue
             dists = {canonicalize_name(d) for d in owners.get(mod, [])}
-            if not dists & allowed:
+            if not dists & declared:
                 problems.setdefault(where, []).append(f"{mod} ({', '.join(sorted(dists)) or 'not installed'})")
+    return problems
+
+
+def test_everything_the_chapters_import_is_a_declared_dependency():
+    """Each third-party module a chapter (or nifkit) imports belongs to a distribution
+    declared by name in pyproject.toml (core or [lab]), pinned in requirements/pins.txt
+    and in binder/requirements.txt: arriving through another package (pandas through
+    mlxtend) is not enough, the next release of that package may drop it."""
+    core, extras = pyproject_deps()
+    declared = core | extras["lab"]
+    problems = undeclared_imports(_module_sources(), declared & set(read_pins(PINS)) & set(read_pins(BINDER_REQS)))
     assert not problems, (
-        "modules imported by the chapters or the library but not installed by the lab "
-        f"profile (add them to [project.optional-dependencies].lab and both pin files): {problems}"
+        "modules imported by the chapters or the library whose distribution is not declared in "
+        "[project] dependencies or [project.optional-dependencies].lab of pyproject.toml and pinned in "
+        f"requirements/pins.txt and binder/requirements.txt: {problems}"
     )
+
+
+def test_the_import_check_catches_a_module_that_comes_in_through_another_package():
+    """pandas arrives with mlxtend; a chapter importing it must still declare it."""
+    src = {"chapter": "%matplotlib inline\nimport numpy as np\nimport pandas as pd\nfrom scipy.stats import spearmanr"}
+    assert undeclared_imports(src, {"numpy", "scipy"}) == {"chapter": ["pandas (pandas)"]}
+    assert undeclared_imports(src, {"numpy", "scipy", "pandas"}) == {}

@@ -68,7 +68,7 @@ def explore_bins(page, server, relpath: str, name: str, request) -> dict:
     finally:
         shutdown_notebook_kernel(server, relpath)
 
-    run = NotebookRun(name=relpath, path=relpath, seconds=seconds, peak_bytes=peak)
+    run = NotebookRun(name=relpath, path=relpath, seconds=seconds, peak_bytes=peak, fast=True)
     record_run(run, report="browser")
     report_line(request, f"[browser] {run.summary()}; bins {old} -> {new}; "
                          f"readout {before!r} -> {after!r}")

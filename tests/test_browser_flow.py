@@ -96,7 +96,7 @@ def test_nif_flow_explorer_threshold(jupyter_server, browser_page, request):
             f"the graph did not change when threshold moved {old} -> {new}")
         assert_no_widget_errors(page)
     screenshot(page, "nif-final")
-    record_run(NotebookRun(name=relpath, path=relpath, seconds=seconds), report="browser")
+    record_run(NotebookRun(name=relpath, path=relpath, seconds=seconds, fast=True), report="browser")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line("")

@@ -1,4 +1,5 @@
-"""The chapters in git carry no outputs, no execution counts, no widget state, and their
+"""The chapters in git carry no outputs, no execution counts, no widget state (nothing
+nbstripout would remove: scripts/course.py strips and checks with nbstripout), and their
 exercise/solution cells are tagged (the student version and the book depend on it).
 
 Fix a failure with ``python scripts/course.py strip`` (outputs) or
@@ -41,6 +42,19 @@ def test_hygiene_check_catches_outputs_and_strip_removes_them():
     nb["metadata"]["widgets"] = {"state": {}}
     assert len(course.hygiene_problems(nb)) == 3
     assert course.strip_outputs(nb) and course.hygiene_problems(nb) == []
+    assert not course.strip_outputs(nb), "stripping twice changed the notebook again"
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["metadata"]["execution"] = {"iopub.status.busy": "2026-12-06T17:00:00Z"}   # nbclient's timing
+    assert course.hygiene_problems(nb) == ["metadata that nbstripout removes (e.g. cell execution timing)"]
+    assert course.strip_outputs(nb) and course.hygiene_problems(nb) == []
+    assert "execution" not in next(c for c in nb["cells"] if c["cell_type"] == "code")["metadata"]
+
+
+def test_strip_keeps_sources_tags_and_ids():
+    nb = course.read(CHAPTERS[0])
+    before = [(c.get("id"), course.source(c), course.tags(c)) for c in nb["cells"]]
+    course.strip_outputs(nb)
+    assert [(c.get("id"), course.source(c), course.tags(c)) for c in nb["cells"]] == before
 
 
 def test_tagging_finds_a_first_attempt_and_its_fix():

@@ -1,8 +1,8 @@
 """Working copies: scripts/lab.sh serves workspace/, never the tracked notebooks/.
 
 ``course.sync_workspace`` (what lab.sh runs first) copies the chapters on first use, adds
-new chapters later, replaces a copy only with ``refresh`` and then backs up every copy
-the student ran or edited. The last test starts scripts/lab.sh itself (set-up skipped,
+new chapters later, replaces a copy only with ``refresh`` or when the edition changes
+(``--student`` / ``--full``), and then backs up every copy the student ran or edited. The last test starts scripts/lab.sh itself (set-up skipped,
 this venv), saves an edited, executed chapter through JupyterLab's API like autosave
 does, and checks that notebooks/ stays clean and that the news pop-up is switched off.
 """
@@ -73,6 +73,45 @@ def test_new_chapters_are_added_and_student_edition_has_stubs(tmp_path):
     shutil.copy(NOTEBOOKS_DIR / "01_nif.ipynb", src / "01_nif.ipynb")
     notes = course.sync_workspace(ws, source=src, student=True)
     assert (ws / "01_nif.ipynb").is_file() and any("01_nif" in n for n in notes)
+
+
+def test_student_switches_an_existing_workspace_and_backs_up_edited_copies(tmp_path):
+    src, ws = _chapters(tmp_path), tmp_path / "workspace"
+    course.sync_workspace(ws, source=src)                        # first use: the full edition
+    assert course.workspace_edition(ws) == "full"
+    assert course.has_solution(course.read(ws / "00_primer.ipynb"))
+    _edit(ws / "00_primer.ipynb", "# student's answer")
+    notes = course.sync_workspace(ws, source=src, student=True, stamp="t2")
+    assert course.workspace_edition(ws) == "student"
+    for name in ("00_primer.ipynb", "01_nif.ipynb"):
+        nb = course.read(ws / name)
+        assert not course.has_solution(nb), f"{name} still shows its solutions after --student"
+    backup = ws / ".backup" / "t2" / "00_primer.ipynb"
+    assert backup.is_file() and "# student's answer" in backup.read_text(), notes
+    assert not (ws / ".backup" / "t2" / "01_nif.ipynb").exists(), "an untouched copy was backed up"
+    summary = notes[-1]
+    assert summary.startswith("switched the workspace from the full to the student edition"), notes
+    assert "2 chapter(s) replaced" in summary and "1 edited copy saved in .backup/t2/" in summary, summary
+    assert not any("newer version" in n for n in notes), notes
+
+    assert course.sync_workspace(ws, source=src) == [], "a plain start should keep the student edition"
+    _edit(ws / "01_nif.ipynb", "# another answer")
+    notes = course.sync_workspace(ws, source=src, student=False, stamp="t3")
+    assert course.workspace_edition(ws) == "full" and course.has_solution(course.read(ws / "01_nif.ipynb"))
+    assert (ws / ".backup" / "t3" / "01_nif.ipynb").is_file(), notes
+    assert notes[-1].startswith("switched the workspace from the student to the full edition"), notes
+
+
+def test_workspace_command_says_which_edition_and_how_to_switch(tmp_path, capsys):
+    ws = tmp_path / "workspace"
+    assert course.main(["workspace", "--dir", str(ws)]) == 0
+    out = capsys.readouterr().out
+    assert "workspace: full edition; `bash scripts/lab.sh --student` switches" in out, out
+    assert course.main(["workspace", "--dir", str(ws), "--student"]) == 0
+    out = capsys.readouterr().out
+    assert "switched the workspace from the full to the student edition" in out, out
+    assert f"{len(CHAPTERS)} chapter(s) replaced" in out, out
+    assert "`bash scripts/lab.sh --full` switches" in out, out
 
 
 def _git_status(paths) -> str:

@@ -28,8 +28,9 @@ def neuron_scores(model, data, *, layers=None, steps: int = 16, method: str = "r
     """Score every hidden unit of ``model`` (or of the hidden ``layers``) by its mean
     absolute conductance toward the true class over ``data`` (labelled: ``(X, y)``, a
     Dataset's ``split``, a DataLoader of ``(x, y)``). ``batch_size=256``: on the
-    capstone's MNIST inputs 256 at a time was 2.2x faster than the budget's one big chunk
-    (0.27 s vs 0.60 s, AMD EPYC) and peaked ~80 MiB above the baseline instead of ~315.
+    capstone's MNIST inputs 256 at a time was 2.2x faster than one big chunk (0.27 s vs
+    0.60 s, AMD EPYC, measured under the old 256 MiB default budget) and peaked ~80 MiB
+    above the baseline instead of ~315.
     Returns :class:`~nifkit.results.NeuronScores` (column ``abs_conductance``; ``raw`` is
     the :class:`Conductance`)."""
     t0 = time.perf_counter()
