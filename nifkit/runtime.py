@@ -45,7 +45,7 @@ from ._validation import check_seed as _validation_check_seed
 # =======================================================================================
 
 __all__ = ["cpu_threads", "default_threads", "apply_thread_policy", "with_thread_policy", "THREAD_ENV_VAR",
-           "set_seed", "check_seed", "seeded", "Progress", "ModelState", "model_device"]
+           "set_seed", "check_seed", "seeded", "Progress", "release_freed_memory", "ModelState", "model_device"]
 
 THREAD_ENV_VAR = "NIFKIT_NUM_THREADS"
 
@@ -248,6 +248,35 @@ class Progress:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
+
+
+# ======================================================================================
+# Memory
+# ======================================================================================
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim`` from the symbols already in this process (no library search:
+    ``ctypes.util.find_library`` forks ``ldconfig``, and a fork of a large kernel is counted
+    as a second copy by memory samplers), or None."""
+    import ctypes
+
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Give heap memory freed by large computations back to the operating system (glibc's
+    ``malloc_trim``; False where it is not available). glibc keeps freed blocks under its
+    mmap threshold (which rises to 32 MiB after the first large free) resident: after chapter
+    2's ImageNet conductance run (20 photos, 16 steps, 256 MiB chunks) ~170 MB of freed chunk
+    temporaries stayed in the kernel's memory, ~44 MB above the result after trimming."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 # ======================================================================================

@@ -464,7 +464,7 @@ def test_freed_chunk_memory_goes_back_to_the_system():
     library lookup would silently keep ~170 MB of chapter 2's freed chunks resident)."""
     import platform
 
-    from nifkit.conductance.attribution import release_freed_memory
+    from nifkit.runtime import release_freed_memory
 
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert release_freed_memory() is True

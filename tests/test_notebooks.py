@@ -170,7 +170,8 @@ def test_harness_enforces_the_notebook_time_budget(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "slow.ipynb"
     nbformat.write(nb, path)
-    run = run_notebook(path, timeout=8, save_executed=False)
+    # 30 s: the first cell also runs the warm-up imports, which took 8.7 s on the loaded 2-core machine
+    run = run_notebook(path, timeout=30, save_executed=False)
     assert run.error is not None and "time budget" in run.error, run.error
     assert "time.sleep(120)" in run.error
-    assert run.seconds < 60
+    assert run.seconds < 90

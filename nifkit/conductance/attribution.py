@@ -36,30 +36,8 @@ from ..config import PATH_MEMORY_BUDGET
 from ..models.walk import blocks  # the default layers: the one walker's blocks
 from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, PathTaps, apply_output, make_baseline, path_alphas,
                            path_chunks, path_gradients, path_targets, plan_path_chunks, probe_path)
-from ..runtime import ModelState, Progress, cpu_threads
+from ..runtime import ModelState, Progress, cpu_threads, release_freed_memory
 from .result import Conductance
-
-def release_freed_memory() -> bool:
-    """Give the heap memory freed by the chunks back to the operating system (glibc's
-    ``malloc_trim``; False where it is not available). glibc keeps freed blocks under its
-    mmap threshold (which rises to 32 MiB after the first large free) resident: after chapter
-    2's ImageNet run (20 photos, 16 steps, 256 MiB chunks) ~170 MB of freed chunk
-    temporaries stayed in the kernel's memory, ~44 MB above the result after trimming."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        trim = None
-    if trim is None:
-        return False
-    trim(0)
-    return True
-
-
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_baseline", "layer_conductance",
            "Conductance", "path_gradients"]
