@@ -2,7 +2,8 @@
 process and print JSON ``{"growth": bytes, "result": bytes, "inputs": bytes}``.
 
 ``python tests/memory_probe.py CASE N_INPUTS MEMORY_BUDGET``. The growth is the rise of the
-process's peak resident set (``ru_maxrss``) over the call, measured after a warm-up call of
+process's peak resident set over the call (``VmHWM`` after the call minus ``VmRSS`` before
+it, the peak reset to the current set first; ``ru_maxrss`` where that cannot be done), measured after a warm-up call of
 the same function on 64 inputs (so imports, torch's kernels and thread pools, and the
 model's own first forward are in the baseline, not in the growth); the inputs are built
 before the baseline. ``result`` is the bytes of the tensors/arrays the call returns.
@@ -10,6 +11,7 @@ before the baseline. ``result`` is the bytes of the tensors/arrays the call retu
 from __future__ import annotations
 
 import json
+import re
 import resource
 import sys
 
@@ -21,17 +23,46 @@ torch.set_num_threads(1)
 MiB = 2**20
 
 
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1)) * 1024
+
+
+def start_peak() -> int:
+    """Reset the peak resident set to the current one (Linux ``/proc/self/clear_refs``,
+    value 5) and return it: a peak reached earlier (imports, building the inputs) would
+    otherwise hide the call's own. Without it, the current ``ru_maxrss``."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status("VmRSS")
+    except OSError:
+        return peak()
+
+
 def peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """The peak resident set since :func:`start_peak` (``VmHWM``), else ``ru_maxrss``."""
+    try:
+        return _status("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def nbytes(obj, seen=None) -> int:
+    """Bytes of the tensors and arrays reachable from ``obj`` (each storage once; a storage
+    in ``seen``, e.g. the inputs', is not counted)."""
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return 0
     seen.add(id(obj))
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
+        ptr = ("storage", obj.untyped_storage().data_ptr())
+        if ptr in seen:
+            return 0
+        seen.add(ptr)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, nn.Module):
+        return 0  # the model is there before the call
     if isinstance(obj, np.ndarray):
         return obj.nbytes
     if isinstance(obj, dict):
@@ -56,7 +87,7 @@ def mlp():
 
 
 def case(name, n, budget):
-    """``(inputs, call)``: the inputs (built now) and a function of (inputs, n) that runs it."""
+    """``(inputs, run)``: the inputs (built now, ``n`` of them) and ``run(k)``, the call on the first ``k``."""
     g = torch.Generator().manual_seed(1)
     if name == "layer_conductance":
         from nifkit.conductance import layer_conductance
@@ -88,7 +119,8 @@ def case(name, n, budget):
 
         def run(k):
             eng = Knockouts(model, (x[:k], y[:k]), memory_budget=budget)
-            return eng.evaluate(["2"], [torch.eye(64, dtype=torch.bool)])
+            # the engine's cache (layer outputs, logits, labels) is part of what the call keeps
+            return eng, eng.evaluate(["2"], [torch.eye(64, dtype=torch.bool)])
         return (x, y), run
     if name == "knock_out_layers":
         from nifkit.intervene import knock_out_layers
@@ -100,13 +132,17 @@ def case(name, n, budget):
 
 
 def main():
+    """``python tests/memory_probe.py CASE N BUDGET``: one JSON line."""
     name, n, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     inputs, run = case(name, n, budget)
     run(64)  # warm-up: imports, kernels, thread pools, the model's first forward
-    before = peak()
+    before = start_peak()
     out = run(n)
     growth = peak() - before
-    print(json.dumps({"growth": growth, "result": nbytes(out), "inputs": nbytes(inputs)}))
+    seen: set = set()
+    n_in = nbytes(inputs, seen)
+    print(json.dumps({"case": name, "n": n, "budget": budget, "growth": growth, "result": nbytes(out, seen),
+                      "inputs": n_in}))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from .._validation import check_int, resolve_device, to_tensor
 from ..config import PATH_MEMORY_BUDGET
 from ..models.hooks import hooks
 from ..models.walk import blocks, resolve_layers
-from ..runtime import ModelState, Progress, cpu_threads, model_device
+from ..runtime import ModelState, Progress, all_finite, cpu_threads, model_device
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "make_baseline", "path_layers", "path_gradients",
            "PathTaps", "PathProbe", "PathSetup", "probe_path", "plan_path_chunks", "path_chunks", "apply_output",
@@ -134,7 +134,7 @@ def check_path_inputs(inputs) -> torch.Tensor:
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"inputs must be a batch (samples, ...) with at least one sample; got shape "
                          f"{tuple(x.shape)}. Add a batch axis: x[None]")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("inputs contain NaN or inf; path attributions need finite inputs (drop or impute them)")
     return x
 
