@@ -1,7 +1,7 @@
 """Peak-RSS probe for tests/test_memory_budgets.py: run one budgeted call in this (fresh)
 process and print JSON ``{"growth": bytes, "result": bytes, "inputs": bytes}``.
 
-``python tests/memory_probe.py CASE N_INPUTS MEMORY_BUDGET``. The growth is the rise of the
+``python tests/memory_probe.py CASE MEMORY_BUDGET N_INPUTS [N_INPUTS ...]``. The growth is the rise of the
 process's peak resident set over the call (``VmHWM`` after the call minus ``VmRSS`` before
 it, the peak reset to the current set first; ``ru_maxrss`` where that cannot be done), measured after a warm-up call of
 the same function on 64 inputs (so imports, torch's kernels and thread pools, and the
@@ -10,6 +10,7 @@ before the baseline. ``result`` is the bytes of the tensors/arrays the call retu
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import resource
@@ -92,7 +93,7 @@ def case(name, n, budget):
     if name == "layer_conductance":
         from nifkit.conductance import layer_conductance
         model, x = cnn(), torch.rand(n, 1, 28, 28, generator=g)
-        return x, lambda k: layer_conductance(model, x[:k], steps=16, memory_budget=budget)
+        return x, lambda k: layer_conductance(model, x[:k], steps=8, memory_budget=budget)
     if name == "path_gradients":
         from nifkit.record import path_gradients
         model, x = cnn(), torch.rand(n, 1, 28, 28, generator=g)
@@ -101,11 +102,11 @@ def case(name, n, budget):
         from nifkit.info import pairwise_mi
         codes = torch.randint(0, 8, (n, 256), generator=g, dtype=torch.uint8)
         return codes, lambda k: pairwise_mi(codes[:k], n_bins=8, memory_budget=budget)
-    if name == "layer_ei":
+    if name == "layer_ei":  # inputs: noise samples
         from nifkit.ei import layer_ei
         torch.manual_seed(0)
-        lin = nn.Linear(64, 64)
-        return None, lambda k: layer_ei(lin, "sigmoid", n_samples=max(k, 8) * 100, measures=["ei_parts"],
+        lin = nn.Linear(32, 32)
+        return None, lambda k: layer_ei(lin, "sigmoid", n_samples=max(k, 4096), n_sensitivity_samples=max(k // 32, 128),
                                         memory_budget=budget)
     if name == "record":
         from nifkit.record import record
@@ -131,18 +132,33 @@ def case(name, n, budget):
     raise ValueError(f"unknown case {name!r}")
 
 
+def release() -> None:
+    """Give memory the C allocator keeps after a call back to the OS (glibc's
+    ``malloc_trim``), so the next measurement in this process starts nearly fresh."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def main():
-    """``python tests/memory_probe.py CASE N BUDGET``: one JSON line."""
-    name, n, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    inputs, run = case(name, n, budget)
+    """``python tests/memory_probe.py CASE BUDGET N [N ...]``: one JSON line per ``N``, in
+    that order, in this process. Only the first measurement is of a fresh process; a later
+    one may reuse memory an earlier call left with the allocator (``release`` returns most
+    of it), so it can only read low: give the largest ``N`` first."""
+    name, budget, ns = sys.argv[1], int(sys.argv[2]), [int(a) for a in sys.argv[3:]]
+    inputs, run = case(name, max(ns), budget)
     run(64)  # warm-up: imports, kernels, thread pools, the model's first forward
-    before = start_peak()
-    out = run(n)
-    growth = peak() - before
     seen: set = set()
     n_in = nbytes(inputs, seen)
-    print(json.dumps({"case": name, "n": n, "budget": budget, "growth": growth, "result": nbytes(out, seen),
-                      "inputs": n_in}))
+    for n in ns:
+        release()
+        before = start_peak()
+        out = run(n)
+        growth = peak() - before
+        print(json.dumps({"case": name, "n": n, "budget": budget, "growth": growth,
+                          "result": nbytes(out, set(seen)), "inputs": n_in}), flush=True)
+        del out
 
 
 if __name__ == "__main__":
