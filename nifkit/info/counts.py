@@ -93,15 +93,15 @@ def _check_bins(n_bins, name):
 # ======================================================================================
 # Marginal and pair counts
 # ======================================================================================
-#: codes per run of :func:`marginal_bin_counts` (its int32/int64 labels: 4-8 MiB)
-MARGINAL_RUN_ELEMENTS = 2**20
+#: codes per run of :func:`marginal_bin_counts` (its labels and bincount's own copies: a few MiB)
+MARGINAL_RUN_ELEMENTS = 2**18
 
 
 def marginal_bin_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
     """``(n, m)`` checked codes -> ``(m, n_bins)`` float64 counts, one bincount for all
     units per run of samples (the unchecked step of :func:`marginal_counts`). The labels
     are built :data:`MARGINAL_RUN_ELEMENTS` codes at a time, so the temporaries stay
-    within a few MiB whatever ``n`` is (one run for up to 2**20 codes)."""
+    within a few MiB whatever ``n`` is (one run for up to 2**18 codes)."""
     n, m = codes.shape
     # int32 labels when they fit: bincount over them is several times faster than int64
     dtype = torch.int32 if m * n_bins < 2**31 else torch.int64
