@@ -86,6 +86,7 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
         # end points: F(x), F(x'), activations at x (no grad), written into preallocated outputs
         bs_eval = max(1, budget // (2 * max(probe.leaf_bytes, 1)))
         fx, fb, acts = end_points(model, x, base, names, output, bs_eval, dev)
+        fx, fb = fx.float(), fb.float()
         t = path_targets(target, labels, fx, n, fx.shape[1])
         tt = torch.as_tensor(t)
         f_in = fx[torch.arange(n), tt].double().numpy()

@@ -374,21 +374,21 @@ def _into(store: dict, key, part: torch.Tensor, s0: int, n: int) -> None:
 
 def end_points(model: nn.Module, x: torch.Tensor, base, names, output, batch_size: int, device):
     """``(F(x), F(x'), activations at x)`` without autograd, ``batch_size`` inputs at a
-    time, each written into a preallocated CPU output: ``F`` as float32 ``(samples,
-    outputs)`` (``F(x')`` is None when ``base`` is None), ``activations[name]`` of shape
+    time, each written into a preallocated CPU output: ``F`` ``(samples, outputs)`` in
+    its own dtype (``F(x')`` is None when ``base`` is None), ``activations[name]`` of shape
     ``(samples, *layer)`` in the model's dtype."""
     n, out = len(x), {}
     with torch.no_grad(), PathTaps(model, names, keep_graph=False) as taps:
         for s in range(0, n, batch_size):
             taps.reset()
-            _into(out, "fx", apply_output(model(x[s:s + batch_size].to(device)), output).float().cpu(), s, n)
+            _into(out, "fx", apply_output(model(x[s:s + batch_size].to(device)), output).cpu(), s, n)
             if names:
                 taps.check_reuse()
             for nm in names:
                 _into(out, nm, taps.outputs[nm].cpu(), s, n)
             taps.reset()
             if base is not None:
-                _into(out, "fb", apply_output(model(base[s:s + batch_size].to(device)), output).float().cpu(), s, n)
+                _into(out, "fb", apply_output(model(base[s:s + batch_size].to(device)), output).cpu(), s, n)
     return out["fx"], out.get("fb"), {nm: out[nm] for nm in names}
 
 
