@@ -89,3 +89,29 @@ def test_probe_sees_the_result(runs, case):
     r = runs[(case, 2 * CASES[case], BUDGETS[0])]
     assert r["result"] > 16 * MiB
     assert r["growth"] >= 0.8 * r["result"], f"{case}: growth {r['growth']} below its result {r['result']}"
+
+
+def test_recorder_capacity_fills_in_place_and_falls_back():
+    """A Recorder with ``capacity`` writes batches into one preallocated tensor; batches
+    beyond it or of another shape fall back to per-batch copies; the recording is the
+    concatenation either way."""
+    import torch
+    from torch import nn
+
+    from nifkit.record import Recorder
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3), nn.ReLU())
+    xs = [torch.randn(3, 5) for _ in range(3)]
+    for cap, want_inplace in ((9, True), (4, False)):
+        with Recorder(model, ["0"], capacity=cap) as rec:
+            for x in xs:
+                model(x)
+        got = rec.activations["0"]
+        assert torch.equal(got, torch.cat([model[0](x) for x in xs]).detach())
+        assert (got.untyped_storage().nbytes() == cap * 3 * 4) is want_inplace
+    seq = nn.Sequential(nn.Flatten(0))  # output rows are not samples: shapes differ per batch
+    with Recorder(seq, ["0"], capacity=4) as rec:
+        seq(torch.ones(2, 2))
+        seq(torch.ones(3, 2))
+    assert rec.activations["0"].shape == (10,)
