@@ -23,7 +23,9 @@ The path is recorded by :mod:`nifkit.record.path` in chunks that share their end
 (chunk ``[a_i .. a_j]``, next chunk ``[a_j .. ]``); each chunk is one forward pass with
 hooks on all layers and **one** backward pass (``torch.autograd.grad`` with respect to
 every layer's output together), so ``L`` layers cost one interpolation batch, not ``L``.
-This module sums each chunk's pieces as they come and keeps only the sums.
+This module sums each chunk's pieces as they come into the preallocated maps (float32, the
+same additions in the same order as a list of per-batch sums would make) and keeps nothing
+else: the memory beyond the result is one chunk's.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from torch import nn
 from .._validation import check_int
 from ..config import PATH_MEMORY_BUDGET
 from ..models.walk import blocks  # the default layers: the one walker's blocks
-from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, PathTaps, apply_output, make_baseline, path_alphas,
+from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, end_points, make_baseline, path_alphas,
                            path_chunks, path_gradients, path_targets, plan_path_chunks, probe_path)
 from ..runtime import ModelState, Progress, cpu_threads, release_freed_memory
 from .result import Conductance
@@ -78,18 +80,10 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
     n = len(x)
     with cpu_threads(num_threads, dev), ModelState(model, eval=True, freeze=True, device=dev):
         probe = probe_path(model, x[:1].to(dev), names, output)
-        # end points: F(x), F(x'), activations at x (no grad)
+        # end points: F(x), F(x'), activations at x (no grad), written into preallocated outputs
         bs_eval = max(1, budget // (2 * max(probe.leaf_bytes, 1)))
-        fx, fb, acts = [], [], {nm: [] for nm in names}
-        with torch.no_grad(), PathTaps(model, names, keep_graph=False) as taps:
-            for s in range(0, n, bs_eval):
-                taps.reset()
-                fx.append(apply_output(model(x[s:s + bs_eval].to(dev)), output).float().cpu())
-                taps.check_reuse()
-                for nm in names:
-                    acts[nm].append(taps.outputs[nm].cpu())
-                fb.append(apply_output(model(base[s:s + bs_eval].to(dev)), output).float().cpu())
-        fx, fb = torch.cat(fx), torch.cat(fb)
+        fx, fb, acts = end_points(model, x, base, names, output, bs_eval, dev)
+        fx, fb = fx.float(), fb.float()
         t = path_targets(target, labels, fx, n, fx.shape[1])
         tt = torch.as_tensor(t)
         f_in = fx[torch.arange(n), tt].double().numpy()
@@ -97,20 +91,17 @@ def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros
         batch_size, pts = plan_path_chunks(n, len(alphas), probe.bytes_per_point, budget,
                                            batch_size=batch_size, chunk_steps=chunk_steps)
         n_chunks = -(-n // batch_size) * len(range(0, len(alphas) - 1, pts - 1))
-        sums = {nm: [] for nm in names}
+        maps = {nm: torch.zeros_like(acts[nm]) for nm in names}  # the result, summed into chunk by chunk
         with Progress(progress, n_chunks, "conductance", unit="chunk") as bar:
             for s0, ys, gs in path_chunks(model, x, base, tt, names, alphas, batch_size=batch_size, points=pts,
                                           output=output, device=dev):
-                first = s0 // batch_size >= len(sums[names[0]])
                 for nm in names:  # gradient at the left point of each step times the step of y
-                    piece = (gs[nm][:-1] * (ys[nm][1:] - ys[nm][:-1])).sum(0).cpu()
-                    if first:
-                        sums[nm].append(piece)
-                    else:
-                        sums[nm][-1] += piece
+                    piece = (gs[nm][:-1] * (ys[nm][1:] - ys[nm][:-1])).sum(0)
+                    maps[nm][s0:s0 + piece.shape[0]] += piece.cpu()
+                    del piece
+                del ys, gs
                 bar.update()
-        maps = {nm: torch.cat(sums[nm]) for nm in names}
-        activations = {nm: torch.cat(acts[nm]) for nm in names}
+        activations = acts
     release_freed_memory()
     settings = {"steps": int(steps), "method": method, "baselines": baselines if isinstance(baselines, str)
                 else "given", "target": (target if isinstance(target, str) else int(target)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._validation import as_labels, check_choice, check_finite, check_int, check_seed, to_tensor
+from ..runtime import all_finite
 from .dataset import Dataset
 
 __all__ = ["as_xy"]
@@ -25,7 +26,7 @@ def _float_inputs(x, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
     if not t.is_floating_point():
         t = t.float()
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         check_finite(t.cpu().numpy(), name)
     return t
 

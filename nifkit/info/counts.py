@@ -93,15 +93,27 @@ def _check_bins(n_bins, name):
 # ======================================================================================
 # Marginal and pair counts
 # ======================================================================================
+#: codes per run of :func:`marginal_bin_counts` (its labels and bincount's own copies: a few MiB)
+MARGINAL_RUN_ELEMENTS = 2**18
+
+
 def marginal_bin_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
     """``(n, m)`` checked codes -> ``(m, n_bins)`` float64 counts, one bincount for all
-    units (the unchecked step of :func:`marginal_counts`)."""
+    units per run of samples (the unchecked step of :func:`marginal_counts`). The labels
+    are built :data:`MARGINAL_RUN_ELEMENTS` codes at a time, so the temporaries stay
+    within a few MiB whatever ``n`` is (one run for up to 2**18 codes)."""
     n, m = codes.shape
     # int32 labels when they fit: bincount over them is several times faster than int64
     dtype = torch.int32 if m * n_bins < 2**31 else torch.int64
     offsets = torch.arange(m, device=codes.device, dtype=dtype) * n_bins
-    flat = (codes.to(dtype) + offsets).reshape(-1)
-    return torch.bincount(flat, minlength=m * n_bins).reshape(m, n_bins).to(torch.float64)
+    run = max(1, MARGINAL_RUN_ELEMENTS // max(m, 1))
+    total = None
+    for s0 in range(0, max(n, 1), run):  # a loop over runs of samples
+        flat = codes[s0:s0 + run].to(dtype)
+        flat += offsets
+        c = torch.bincount(flat.reshape(-1), minlength=m * n_bins)
+        total = c if total is None else total + c
+    return total.reshape(m, n_bins).to(torch.float64)
 
 
 def marginal_counts(codes, n_bins: int) -> torch.Tensor:

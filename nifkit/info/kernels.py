@@ -77,6 +77,8 @@ LN2 = math.log(2.0)
 MAX_KEY_BITS = 62
 #: largest sample count with a ``c log2 c`` table (32 MiB of float64)
 LUT_MAX = 2**22
+#: entries of the c log2 c table built per run (its temporaries: a few times 512 KiB)
+LUT_RUN = 2**16
 _LUT_CACHE: dict = {}
 
 
@@ -107,7 +109,10 @@ def xlog2x_table(n: int, device=None) -> torch.Tensor:
     if key not in _LUT_CACHE:
         if len(_LUT_CACHE) > 8:
             _LUT_CACHE.clear()
-        _LUT_CACHE[key] = torch.from_numpy(xlog2x(np.arange(int(n) + 1, dtype=np.float64))).to(device)
+        table = np.empty(int(n) + 1, dtype=np.float64)
+        for s in range(0, len(table), LUT_RUN):  # runs: the temporaries of xlog2x stay small
+            table[s:s + LUT_RUN] = xlog2x(np.arange(s, min(s + LUT_RUN, len(table)), dtype=np.float64))
+        _LUT_CACHE[key] = torch.from_numpy(table).to(device)
     return _LUT_CACHE[key]
 
 

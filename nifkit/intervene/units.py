@@ -169,7 +169,9 @@ class Knockouts:
         self.y_np = check_labels(y, len(self.X), "X", self.n_classes)
         self.y = torch.from_numpy(self.y_np).to(self.device)
         self.class_counts = np.bincount(self.y_np, minlength=self.n_classes)
-        self.onehot = F.one_hot(self.y, self.n_classes).to(self.dtype)
+        # built in the model's dtype at once (F.one_hot's int64 table would be 8 bytes per cell)
+        self.onehot = torch.zeros(len(self.y), self.n_classes, dtype=self.dtype, device=self.device)
+        self.onehot.scatter_(1, self.y[:, None], 1)
         self.base_logits = logits
         correct = (logits.argmax(1) == self.y).double()
         self.base_accuracy = float(correct.mean())
@@ -185,11 +187,14 @@ class Knockouts:
     def forward_all(self, X):
         """The model's logits for ``X``, ``batch_size`` rows at a time, as the model is now
         (the caller sets mode, grad and any knockout hooks)."""
-        outs = []
+        res = None  # written batch by batch into one preallocated tensor (no per-batch copies to concatenate)
         for s in range(0, len(X), self.batch_size):
             out = self.model(X[s:s + self.batch_size].to(self.device, self.dtype))
-            outs.append(out[0] if isinstance(out, (tuple, list)) else out)
-        return torch.cat(outs)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            if res is None:
+                res = out.new_empty((len(X), *out.shape[1:]))
+            res[s:s + len(out)] = out
+        return res
 
     def index(self, layer: str) -> int:
         """Position of ``layer`` among the model's modules (``ValueError`` with "did you
@@ -205,14 +210,15 @@ class Knockouts:
         if layer not in self._prefix:
             k = self.index(layer)
             if self.method == "fast":
-                parts = []
+                a = None  # written batch by batch into one preallocated tensor
                 with ModelState(self.model, eval=True, no_grad=True):
                     for s in range(0, len(self.X), self.batch_size):
                         h = self.X[s:s + self.batch_size].to(self.device, self.dtype)
                         for _, m in self.flat[:k + 1]:
                             h = m(h)
-                        parts.append(h.clone())
-                a = torch.cat(parts)
+                        if a is None:
+                            a = h.new_empty((len(self.X), *h.shape[1:]))
+                        a[s:s + len(h)] = h
             else:
                 a = self._recorded_activations(layer)
             if a.ndim != 2:

@@ -60,6 +60,27 @@ def _first_tensor(x, what, name):
 # --------------------------------------------------------------------------------------
 # The context manager
 # --------------------------------------------------------------------------------------
+def _cat_releasing(parts: list) -> torch.Tensor:
+    """The concatenation of the tensors in ``parts`` along the first axis, written into
+    one preallocated tensor while each part is dropped from the list once copied (the
+    list ends up holding only the result): concatenating per-batch copies with
+    ``torch.cat`` holds the whole result twice at its peak, this holds it once plus one
+    batch."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    out = torch.empty((sum(len(p) for p in parts), *first.shape[1:]), dtype=first.dtype, device=first.device)
+    s = 0
+    for i in range(len(parts)):  # a loop over batches
+        n = len(parts[i])
+        out[s:s + n] = parts[i]
+        parts[i] = None
+        s += n
+    del parts[1:]
+    parts[0] = out
+    return out
+
+
 class Recorder:
     """Context manager that records the outputs of named layers while you run a model.
 
@@ -79,10 +100,17 @@ class Recorder:
         Move stored tensors to the CPU (saves accelerator memory).
     reused : {"error", "all", "first"}
         What to do when a module runs more than once in one forward pass.
+    capacity : int or None
+        The number of samples to be recorded, when known (:func:`record` passes the
+        data's size): each recorded output is then preallocated for that many samples at
+        its first batch and every batch is written into it, so the recording never holds
+        more than its result (a batch that does not fit, by size or shape, falls back to
+        per-batch copies from there on).
 
-    Every forward pass appends a detached clone of each recorded output; the
-    ``activations``, ``inputs`` and ``gradients`` properties concatenate them over
-    batches (lazily, cached). All hooks are removed on exit, also on exceptions.
+    Without ``capacity`` every forward pass appends a detached clone of each recorded
+    output; the ``activations``, ``inputs`` and ``gradients`` properties concatenate them
+    over batches (lazily, cached; each batch's copy is released as it is copied). All
+    hooks are removed on exit, also on exceptions.
 
     Example
     -------
@@ -92,8 +120,9 @@ class Recorder:
     """
 
     def __init__(self, model: nn.Module, layers=None, *, inputs: bool = False, grads: bool = False,
-                 to_cpu: bool = True, reused: str = "error"):
+                 to_cpu: bool = True, reused: str = "error", capacity: int | None = None):
         self.model = model
+        self.capacity = check_int(capacity, "capacity", minimum=1, allow_none=True)
         self.layers = layers
         self.record_inputs = inputs
         self.record_grads = grads
@@ -109,6 +138,7 @@ class Recorder:
         self._acts: dict[tuple[str, int], list[torch.Tensor]] = {}
         self._ins: dict[tuple[str, int], list[torch.Tensor]] = {}
         self._grads: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._filled: dict[tuple[int, tuple[str, int]], int] = {}  # samples written per preallocated output
         self._max_calls: dict[str, int] = {}
         self._calls: dict[str, int] = {}
         self._depth = 0
@@ -120,8 +150,22 @@ class Recorder:
 
     def _store(self, bucket, key, t):
         dev = torch.device("cpu") if self.to_cpu else t.device
-        bucket.setdefault(key, []).append(t.detach().to(dev, copy=True))
+        t = t.detach()
         self._cache.clear()
+        if self.capacity is not None and t.ndim >= 1:
+            fk = (id(bucket), key)
+            if key not in bucket:  # the first batch: preallocate ``capacity`` samples
+                bucket[key] = [torch.empty((self.capacity, *t.shape[1:]), dtype=t.dtype, device=dev)]
+                self._filled[fk] = 0
+            if fk in self._filled:
+                buf, s = bucket[key][0], self._filled[fk]
+                if s + len(t) <= len(buf) and t.shape[1:] == buf.shape[1:] and t.dtype == buf.dtype:
+                    buf[s:s + len(t)] = t
+                    self._filled[fk] = s + len(t)
+                    return
+                bucket[key][0] = buf[:s]  # does not fit: keep what was written, copy per batch from here
+                del self._filled[fk]
+        bucket.setdefault(key, []).append(t.to(dev, copy=True))
 
     # -- hooks -----------------------------------------------------------------------
     def _root_pre(self, module, args):
@@ -216,8 +260,11 @@ class Recorder:
             for name in getattr(self, "layer_names", []):
                 for key, bkey in self._keys(name):
                     parts = bucket.get(bkey)
-                    if parts:
-                        out[key] = parts[0] if len(parts) == 1 else torch.cat(parts)
+                    fill = self._filled.get((id(bucket), bkey))
+                    if fill is not None:
+                        out[key] = parts[0][:fill]
+                    elif parts:
+                        out[key] = _cat_releasing(parts)
             self._cache[which] = out
         return self._cache[which]
 
@@ -457,7 +504,8 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
 
     flags = [(p, p.requires_grad) for p in model.parameters()]
     outputs, ys = [], []
-    rec = Recorder(model, layers, inputs=inputs, grads=grads, to_cpu=to_cpu, reused=reused)
+    capacity = None if n_total is None else max(1, min(n_total, max_samples or n_total))
+    rec = Recorder(model, layers, inputs=inputs, grads=grads, to_cpu=to_cpu, reused=reused, capacity=capacity)
     bar = Progress(progress, total=n_batches, what="record", unit="batch")
     # modes of every submodule, requires_grad flags and the device are restored by ModelState
     state = ModelState(model, eval=True, freeze=grads, device=dev)
@@ -501,7 +549,7 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
         raise ValueError("data holds no samples; nothing was recorded")
     return Recording(
         activations=acts, inputs=ins if inputs else {}, gradients=grs if grads else {},
-        outputs=torch.cat(outputs), targets=torch.cat(ys) if ys else None, layer_names=names,
+        outputs=_cat_releasing(outputs), targets=_cat_releasing(ys) if ys else None, layer_names=names,
         settings={"batch_size": int(batch_size), "grads": grads, "loss_fn": loss_fn, "reused": reused},
     )
 

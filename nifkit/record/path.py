@@ -28,7 +28,7 @@ from .._validation import check_int, resolve_device, to_tensor
 from ..config import PATH_MEMORY_BUDGET
 from ..models.hooks import hooks
 from ..models.walk import blocks, resolve_layers
-from ..runtime import ModelState, Progress, cpu_threads, model_device
+from ..runtime import ModelState, Progress, all_finite, cpu_threads, model_device
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "make_baseline", "path_layers", "path_gradients",
            "PathTaps", "PathProbe", "PathSetup", "probe_path", "plan_path_chunks", "path_chunks", "apply_output",
@@ -134,7 +134,7 @@ def check_path_inputs(inputs) -> torch.Tensor:
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"inputs must be a batch (samples, ...) with at least one sample; got shape "
                          f"{tuple(x.shape)}. Add a batch axis: x[None]")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("inputs contain NaN or inf; path attributions need finite inputs (drop or impute them)")
     return x
 
@@ -363,6 +363,35 @@ def path_chunks(model: nn.Module, x: torch.Tensor, base: torch.Tensor, targets: 
                 yield s0, ys, gs
 
 
+def _into(store: dict, key, part: torch.Tensor, s0: int, n: int) -> None:
+    """Write ``part`` (a batch from sample ``s0``) into ``store[key]``, a CPU tensor of
+    ``n`` samples allocated at the first batch: results are filled in place, never
+    concatenated from per-batch copies (which would hold the result twice at the end)."""
+    if key not in store:
+        store[key] = torch.empty((n, *part.shape[1:]), dtype=part.dtype)
+    store[key][s0:s0 + len(part)] = part
+
+
+def end_points(model: nn.Module, x: torch.Tensor, base, names, output, batch_size: int, device):
+    """``(F(x), F(x'), activations at x)`` without autograd, ``batch_size`` inputs at a
+    time, each written into a preallocated CPU output: ``F`` ``(samples, outputs)`` in
+    its own dtype (``F(x')`` is None when ``base`` is None), ``activations[name]`` of shape
+    ``(samples, *layer)`` in the model's dtype."""
+    n, out = len(x), {}
+    with torch.no_grad(), PathTaps(model, names, keep_graph=False) as taps:
+        for s in range(0, n, batch_size):
+            taps.reset()
+            _into(out, "fx", apply_output(model(x[s:s + batch_size].to(device)), output).cpu(), s, n)
+            if names:
+                taps.check_reuse()
+            for nm in names:
+                _into(out, nm, taps.outputs[nm].cpu(), s, n)
+            taps.reset()
+            if base is not None:
+                _into(out, "fb", apply_output(model(base[s:s + batch_size].to(device)), output).cpu(), s, n)
+    return out["fx"], out.get("fb"), {nm: out[nm] for nm in names}
+
+
 # --------------------------------------------------------------------------------------
 # All of it, kept
 # --------------------------------------------------------------------------------------
@@ -409,22 +438,25 @@ def path_gradients(model: nn.Module, inputs, layers=None, *, baselines="zeros", 
     with cpu_threads(num_threads, dev), ModelState(model, eval=True, freeze=True, device=dev):
         probe = probe_path(model, x[:1].to(dev), names, output)
         bs_eval = max(1, budget // (2 * max(probe.leaf_bytes, 1)))  # F(x) in budget-sized batches too
-        with torch.no_grad():
-            fx = torch.cat([apply_output(model(x[i:i + bs_eval].to(dev)), output).cpu()
-                            for i in range(0, len(x), bs_eval)])
+        fx = end_points(model, x, None, [], output, bs_eval, dev)[0]
         t = torch.as_tensor(path_targets(target, labels, fx, len(x), fx.shape[1]))
         bs, pts = plan_path_chunks(len(x), len(alphas), probe.bytes_per_point, budget)
         n_chunks = math.ceil(len(x) / bs) * len(range(0, len(alphas) - 1, pts - 1))
-        ys = {nm: [[] for _ in range(math.ceil(len(x) / bs))] for nm in names}
-        gs = {nm: [[] for _ in range(math.ceil(len(x) / bs))] for nm in names}
+        ys, gs = {}, {}  # the result, (points, samples, *layer), filled chunk by chunk
+        k, last = 0, None  # the first point of the chunk, the batch it belongs to
         with Progress(progress, n_chunks, "path gradients", unit="chunk") as bar:
             for s0, y, g in path_chunks(model, x, base, t, names, alphas, batch_size=bs, points=pts,
                                         output=output, device=dev):
-                first = not ys[names[0]][s0 // bs]
-                for nm in names:  # consecutive chunks share an end point: keep it once
-                    ys[nm][s0 // bs].append(y[nm][(0 if first else 1):].cpu())
-                    gs[nm][s0 // bs].append(g[nm][(0 if first else 1):].cpu())
+                k, skip = (0, 0) if s0 != last else (k, 1)  # consecutive chunks share an end point: keep it once
+                last, c = s0, next(iter(y.values())).shape[0]
+                for nm in names:
+                    if nm not in ys:
+                        ys[nm] = torch.empty((len(alphas), len(x), *y[nm].shape[2:]), dtype=y[nm].dtype)
+                        gs[nm] = torch.empty_like(ys[nm])
+                    nb = y[nm].shape[1]
+                    ys[nm][k + skip:k + c, s0:s0 + nb] = y[nm][skip:].cpu()
+                    gs[nm][k + skip:k + c, s0:s0 + nb] = g[nm][skip:].cpu()
+                del y, g
+                k += c - 1
                 bar.update()
-    cat = {nm: torch.cat([torch.cat(parts) for parts in ys[nm]], dim=1) for nm in names}
-    gcat = {nm: torch.cat([torch.cat(parts) for parts in gs[nm]], dim=1) for nm in names}
-    return cat, gcat, alphas
+    return ys, gs, alphas
