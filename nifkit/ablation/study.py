@@ -15,6 +15,7 @@ from ..runtime import Progress, check_seed, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURES, NeuronMeasures, hidden_layers
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "AblationStudy", "ablation_study", "SingleImportance", "single_neuron_importance", "ImportanceCorrelation",
@@ -53,6 +54,7 @@ class AblationStudy(Result):
         return [c for c in self.curves if c.layer == layer]
 
 
+@checked
 @with_thread_policy
 def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None, *, split: str = "test",
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
@@ -144,6 +146,7 @@ class SingleImportance(Result):
                 for j, (a, l) in enumerate(zip(self.accuracy_drop.tolist(), self.loss_increase.tolist()))]
 
 
+@checked
 @with_thread_policy
 def single_neuron_importance(model_or_engine, data=None, layers=None, value="zero", *, split: str = "test",
                              **engine_kw) -> dict:

@@ -16,6 +16,7 @@ from ..models import cpu_threads, hidden_neurons
 from ..runtime import Progress, check_seed
 from .lenses import get_lens, validate_scores
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data"]
 
@@ -99,6 +100,7 @@ class Comparison(Result):
         return pd.DataFrame(self.table()).set_index("neuron")
 
 
+@checked
 def lens_data(data, split: str = "train", max_samples: int | None = None, seed: int = 0) -> tuple:
     """``data`` as the ``(X, y)`` pair every lens gets (:func:`nifkit.data.as_xy` with at
     least 10 samples: the lenses estimate information from samples)."""
@@ -113,6 +115,7 @@ def _accepted(fn, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in params}
 
 
+@checked
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
             max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
             memory_budget: int | None = None, num_threads: int | None = None, progress=False) -> Comparison:

@@ -30,6 +30,7 @@ from ..runtime import check_seed, cpu_threads
 from ..models.units import hidden_neurons
 from .harness import Comparison, lens_data
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["KnockoutTruth", "knockout_truth", "LensScore", "score_lenses", "module_knockouts", "spearman"]
 
@@ -94,6 +95,7 @@ class KnockoutTruth(Result):
         return self.base_accuracy - res.accuracy
 
 
+@checked
 def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str = "mean", split: str = "test",
                    max_samples: int | None = None, seed: int = 0, device=None, memory_budget: int | None = None,
                    num_threads: int | None = None) -> KnockoutTruth:
@@ -189,6 +191,7 @@ class LensScore(Result):
         raise KeyError(f"no lens {lens!r}; lenses: {[r['lens'] for r in self.rows]}")
 
 
+@checked
 def score_lenses(comparison: Comparison, truth: KnockoutTruth, *, k: int | None = None, modules: dict | None = None,
                  columns: dict | None = None) -> LensScore:
     """Score every lens of ``comparison`` against ``truth`` (same network).

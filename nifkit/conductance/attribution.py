@@ -38,6 +38,7 @@ from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, PathTaps, app
                            path_chunks, path_gradients, path_targets, plan_path_chunks, probe_path)
 from ..runtime import ModelState, Progress, cpu_threads
 from .result import Conductance
+from .._validation import checked
 
 #: default bytes of temporaries per chunk: half the project's default, because the autograd
 #: graph of a chunk comes on top of a model (and torch) already in memory
@@ -46,6 +47,7 @@ __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_bas
            "Conductance", "path_gradients"]
 
 
+@checked
 def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros", target="predicted",
                       labels=None, steps: int = 32, method: str = "riemann_trapezoid", output="logits",
                       chunk_steps: int | None = None, batch_size: int | None = None,

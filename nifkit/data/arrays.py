@@ -15,6 +15,7 @@ import torch
 
 from .._validation import as_labels, check_choice, check_finite, check_int, check_seed, to_tensor
 from .dataset import Dataset
+from .._validation import checked
 
 __all__ = ["as_xy"]
 
@@ -48,6 +49,7 @@ def _gather(loader) -> tuple:
     return X, y
 
 
+@checked
 def as_xy(data, split: str = "train", *, labels: bool = True, max_samples: int | None = None, seed: int = 0,
           min_samples: int = 1) -> tuple:
     """``(X, y)`` of ``data``: float inputs and int64 labels (``y`` None when

@@ -60,8 +60,10 @@ from .counts import (
 )
 from .keys import KeyCounts, entropy_from_keys, group_counts, group_keys, pack_keys
 from .labels import kl_profile_from_counts
+from .._validation import checked
 
 
+@checked
 def plugin_bias(n_bins_x: int, n_bins_y: int, n_samples: int) -> float:
     """First-order upward bias of the plug-in MI of independent variables, in bits:
     ``(Bx - 1)(By - 1) / (2 n ln 2)`` (Miller–Madow; Panzeri & Treves)."""

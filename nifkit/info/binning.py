@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_2d, check_bin_range, check_choice, check_int, check_n_bins
+from .._validation import checked
 
 __all__ = ["Binner", "discretize", "METHODS", "BINARY_METHODS", "kmeans2_thresholds", "binary_thresholds", "binarize"]
 
@@ -40,6 +41,7 @@ class Binner:
     bin_range : (lo, hi), required for ``"fixed"``
     """
 
+    @checked
     def __init__(self, n_bins: int = 8, binning: str = "minmax", bin_range=None):
         self.n_bins = n_bins
         self.binning = binning
@@ -81,6 +83,7 @@ class Binner:
         self.n_features_ = m
         return self
 
+    @checked
     def transform(self, x, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
         """Codes in ``0..n_bins-1`` for ``x`` of shape ``(samples, neurons)``.
 
@@ -115,6 +118,7 @@ class Binner:
         return self.fit(x).transform(x)
 
 
+@checked
 def discretize(x, n_bins: int = 8, binning: str = "minmax", bin_range=None) -> np.ndarray:
     """Codes ``(samples, neurons)`` in ``0..n_bins-1``; see :class:`Binner`."""
     return Binner(n_bins=n_bins, binning=binning, bin_range=bin_range).fit_transform(x)
@@ -166,6 +170,7 @@ def kmeans2_thresholds(x) -> np.ndarray:
     return thr
 
 
+@checked
 def binary_thresholds(x, binning: str = "kmeans2", threshold=0.0) -> np.ndarray:
     """Per-neuron thresholds of a binary split, by ``binning``: ``"kmeans2"`` (exact 1-D 2-means, see
     :func:`kmeans2_thresholds`), ``"median"`` (each neuron's median), or
@@ -187,6 +192,7 @@ def binary_thresholds(x, binning: str = "kmeans2", threshold=0.0) -> np.ndarray:
     return np.broadcast_to(t, (x.shape[1],)).copy()
 
 
+@checked
 def binarize(x, binning: str = "kmeans2", threshold=0.0, *, thresholds=None) -> np.ndarray:
     """Binary codes ``(samples, neurons)`` (uint8, 1 where ``x > threshold``).
 

@@ -22,6 +22,7 @@ from scipy.special import digamma
 from ..runtime import with_thread_policy
 from .._validation import as_2d, check_int, check_memory_budget, check_number, check_pairs, check_seed
 from .kernels import LN2
+from .._validation import checked
 
 __all__ = ["gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs"]
 
@@ -73,6 +74,7 @@ def _ksg_prepare(x, y, k, jitter, seed, names="x and y"):
     return x, y, k
 
 
+@checked
 @with_thread_policy
 def ksg_mi(x, y, k: int = 3, jitter: float = 1e-10, seed=0) -> float:
     """KSG (algorithm 1) MI estimate in bits; ``x``/``y`` are ``(n,)`` or ``(n, d)``.
@@ -109,6 +111,7 @@ def gaussian_mi_pairs(a, b) -> np.ndarray:
     return -0.5 * np.log2(1.0 - r2)
 
 
+@checked
 @with_thread_policy
 def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
                  memory_budget: int = 2 * 2**20) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from .._validation import check_callable, check_estimate, check_int, check_seed, to_numpy
 from .pairwise import pairwise_mi
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test", "p_values"]
 
@@ -44,6 +45,7 @@ def _check(n_shuffles, seed):
     return check_int(n_shuffles, "n_shuffles", minimum=1), check_seed(seed)
 
 
+@checked
 def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     """Null distribution of ``estimator(x, y_shuffled)`` for one pair; ``estimator`` is
     any function ``(x, y) -> bits``, e.g. :func:`mutual_information` or :func:`ksg_mi`.
@@ -70,6 +72,7 @@ def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     return ShuffleTest(obs, null, float(p), settings={"n_shuffles": n_shuffles, "seed": seed})
 
 
+@checked
 def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> ShuffleTest:
     """Shuffle null for every pair of :func:`pairwise_mi` at once: each shuffle permutes
     the samples of ``b`` (or of a copy of ``a``) with one permutation for all neurons,

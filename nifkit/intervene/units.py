@@ -19,6 +19,7 @@ from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knock_out",
            "KnockoutSpec", "FastPlan", "RankOneLinear"]
@@ -30,6 +31,7 @@ VALUES = ("zero", "mean")
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.AlphaDropout)
 
 
+@checked
 def check_labels(y, n: int, what: str, n_classes: int | None = None) -> np.ndarray:
     """Class indices ``(samples,)`` as int64 (:func:`nifkit._validation.as_labels`: dtype,
     NaN, fractions, negatives), checked against ``n`` samples of ``what`` and the
@@ -123,6 +125,7 @@ class Knockouts:
     thread policy, see :class:`nifkit.runtime.cpu_threads`).
     """
 
+    @checked
     def __init__(self, model: nn.Module, data, *, split: str = "test", device=None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, method: str = "auto",
                  batch_size: int = 4096):
@@ -191,6 +194,7 @@ class Knockouts:
             outs.append(out[0] if isinstance(out, (tuple, list)) else out)
         return torch.cat(outs)
 
+    @checked
     def index(self, layer: str) -> int:
         """Position of ``layer`` among the model's modules (``ValueError`` with "did you
         mean" for unknown names)."""
@@ -200,6 +204,7 @@ class Knockouts:
             raise unknown_layer_error(layer, self._layer_names, what="layer")
         return self._layer_names.index(layer)
 
+    @checked
     def activations(self, layer: str) -> torch.Tensor:
         """Output ``(samples, units)`` of ``layer`` on the evaluation set (cached)."""
         if layer not in self._prefix:
@@ -242,9 +247,11 @@ class Knockouts:
                 "layer before it).")
         return rec[layer]
 
+    @checked
     def n_units(self, layer: str) -> int:
         return self.activations(layer).shape[1]
 
+    @checked
     def unit_value(self, layer: str, value) -> torch.Tensor:
         """What knocked-out units of ``layer`` are set to: ``"zero"``, ``"mean"`` (over
         the evaluation set) or given values, one per unit."""
@@ -260,6 +267,7 @@ class Knockouts:
             raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} neurons")
         return v
 
+    @checked
     def readout(self, layer: str, value="zero"):
         """The second evaluation mode: knockouts of ``layer``'s units scored through the
         one ``nn.Linear`` after it, by batched products and split sums (overall and
@@ -270,6 +278,7 @@ class Knockouts:
         return ReadoutKnockouts(self, layer, value)
 
     # -- the core: masks per touched layer ------------------------------------------------
+    @checked
     def evaluate(self, layers: Sequence[str], masks: Sequence, value="zero", *,
                  cumulative: Sequence | None = None, single: bool = False) -> KnockoutResult:
         """Accuracy ``(S,)``, mean loss ``(S,)`` and per-class accuracy ``(S, C)`` with
@@ -402,6 +411,7 @@ class Knockouts:
             cls = np.where(self.class_counts > 0, correct / np.maximum(self.class_counts, 1), np.nan)
         return KnockoutResult(acc, loss_sum.cpu().numpy() / N, cls)
 
+    @checked
     def evaluate_masks(self, layers, masks, value="zero", *, cumulative=None, single=False):
         """The same as :meth:`evaluate`, as a tuple ``(accuracy, loss, class_accuracy)``."""
         return tuple(self.evaluate(layers, masks, value, cumulative=cumulative, single=single))
@@ -523,6 +533,7 @@ class RankOneLinear:
             else zz.index_select(1, self.steps[sl])
 
 
+@checked
 @contextlib.contextmanager
 def knock_out(model: nn.Module, units: dict, value="zero"):
     """Context manager: while inside, the outputs of each ``units[layer]`` (unit indices

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .._validation import check_finite, resolve_device, to_tensor
 from ..runtime import ModelState, Progress, cpu_threads, model_device, set_seed  # cpu_threads re-exported
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["train", "evaluate", "TrainResult", "LOSSES"]
 
@@ -57,6 +58,7 @@ def _batch_loss(loss, out, y):
     return per.sum() if loss == "mse_sum" else per.mean()
 
 
+@checked
 def evaluate(model: nn.Module, data, loss="cross_entropy", *, split: str = "test", batch_size: int = 4096,
              device=None) -> tuple[float, float]:
     """``(loss per sample, accuracy)`` of ``model`` on ``data`` (an ``(X, y)`` pair, a
@@ -202,6 +204,7 @@ def _make_optimizer(optimizer, params, lr, weight_decay, momentum):
     raise ValueError(f"optimizer must be 'adam', 'sgd', a torch Optimizer or a callable params -> Optimizer; got {optimizer!r}")
 
 
+@checked
 def train(model: nn.Module, data, *, epochs: int = 20, lr: float = 1e-3, optimizer="adam",
           loss="cross_entropy", batch_size: int = 64, snapshot_every: int | None = None,
           seed: int | None = 0, device=None, progress=False, eval_every: int = 1,

@@ -7,10 +7,12 @@ from __future__ import annotations
 import difflib
 
 from .walk import Neuron, walk
+from .._validation import checked
 
 __all__ = ["hidden_layout", "hidden_neurons"]
 
 
+@checked
 def hidden_layout(model, layers=None) -> list:
     """``[(units name, weight layer name, next weight layer name)]`` of the hidden layers
     (all, or those named in ``layers``: units names such as ``"act1"``, in data-flow
@@ -40,6 +42,7 @@ def hidden_layout(model, layers=None) -> list:
     return [entry for entry in layout if entry[0] in names]
 
 
+@checked
 def hidden_neurons(model, layers=None) -> list:
     """The addresses (:class:`~nifkit.models.Neuron`) of the hidden units of ``layers``
     (default all), in the order every lens returns its scores. Unit counts are read

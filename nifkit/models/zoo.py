@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..runtime import Progress, seeded
+from .._validation import checked
 
 __all__ = ["ACTIVATIONS", "INITS", "mlp", "small_cnn", "init_weights", "PRETRAINED", "load_pretrained",
            "pretrained_path"]
@@ -102,6 +103,7 @@ def init_weights(module: nn.Module, init="default", activation: str | None = "re
 
 
 
+@checked
 def mlp(sizes: Sequence[int], activation="relu", bias: bool = True, init="default",
         out_activation=None, seed: int | None = None) -> nn.Sequential:
     """A fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
@@ -132,6 +134,7 @@ def mlp(sizes: Sequence[int], activation="relu", bias: bool = True, init="defaul
     return net
 
 
+@checked
 def small_cnn(in_channels: int = 1, image_size=(8, 8), channels: Sequence[int] = (8, 16),
               n_classes: int = 10, *, kernel_size: int = 3, activation="relu", pool: bool = True,
               hidden: Sequence[int] = (), bias: bool = True, init="default",
@@ -206,6 +209,7 @@ def pretrained_path(name: str, weights="DEFAULT") -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
 
 
+@checked
 def load_pretrained(name: str, weights="DEFAULT", allow_download: bool | None = None,
                     progress=False) -> nn.Module:
     """A torchvision ImageNet model (``resnet18``, ``resnet50``, ``vgg16``,

@@ -36,6 +36,7 @@ from ..models.hooks import hooks
 from ..models.walk import resolve_layers
 from ..runtime import ModelState, Progress, model_device
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
@@ -91,6 +92,7 @@ class Recorder:
     >>> rec.activations["fc1"].shape
     """
 
+    @checked
     def __init__(self, model: nn.Module, layers=None, *, inputs: bool = False, grads: bool = False,
                  to_cpu: bool = True, reused: str = "error"):
         self.model = model
@@ -397,6 +399,7 @@ def _batch_loss(loss_fn, out, y):
     return loss
 
 
+@checked
 def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs: bool = False,
            grads: bool = False, loss_fn=None, targets=None, device=None, progress=False,
            max_samples: int | None = None, reused: str = "error", split: str = "train",
