@@ -23,7 +23,7 @@ def new_ax(ax=None, figsize=(5, 4)):
 _ax = new_ax
 
 
-@checked
+@checked(skip=('labels',))
 def plot_mi_matrix(mi, *, ax=None, labels=None, selected=None, title="pairwise MI (bits)", cmap="viridis",
                    colorbar=True):
     """Heatmap of an MI matrix; ``selected`` (an index) outlines that neuron's row and column."""

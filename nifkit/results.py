@@ -32,7 +32,7 @@ from ._validation import checked
 __all__ = ["Result", "NeuronScores", "summarize"]
 
 
-@checked
+@checked(skip=('value',))
 def summarize(value, width: int = 40) -> str:
     """A short text for one field's value in a ``repr``: arrays and tensors by shape (up
     to six numbers by value), containers by length (and their first keys), numbers

@@ -150,7 +150,7 @@ def set_seed(seed: int) -> None:
 
 
 @checked
-def seeded(seed):
+def seeded(seed: int | None):
     """Context: a forked torch RNG seeded with ``seed`` (the global state is untouched
     afterwards), or nothing when ``seed`` is None."""
     seed = check_seed(seed, allow_none=True)

@@ -3,7 +3,7 @@ by its name, on entry, by one rule with one message (:data:`VOCABULARY`, :func:`
 
 The idea is scikit-learn's ``validate_params``: the signature says which arguments a
 function takes; the argument's name says what it must be. ``None`` passes only where the
-signature's default is ``None``. Entry points keep only the checks that are truly their
+signature's default is ``None`` or its annotation says ``| None``. Entry points keep only the checks that are truly their
 own (``n_bins`` against the number of samples, a binning method against the methods
 that function knows, a layer name against the model).
 """
@@ -16,11 +16,18 @@ import numpy as np
 import torch
 
 from . import (
-    _show, as_array, as_labels, check_bin_range, check_int, check_n_bins, check_num_threads, check_number,
+    as_array, as_labels, check_bin_range, check_int, check_n_bins, check_num_threads, check_number,
     check_seed, resolve_device,
 )
 
 __all__ = ["VOCABULARY", "MAX_BINS", "check_argument", "checked"]
+
+
+def _show(value) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 #: the largest number of bins per neuron: a pair of neurons makes n_bins**2 cells, and
@@ -63,10 +70,14 @@ def _layers(v, n):
     if not v:
         raise ValueError(f"{n} is an empty list; name at least one layer (or pass None where the default is None)")
     for i, s in enumerate(v):
+        if not isinstance(s, str):
+            raise TypeError(f"{n} must hold layer names (str), e.g. {n}=['act1', 'act2']; {n}[{i}] is {_show(s)} "
+                            f"of type {type(s).__name__}")
         _layer(s, f"{n}[{i}]")
     twice = sorted({s for s in v if v.count(s) > 1})
     if twice:
-        raise ValueError(f"{n} names {', '.join(map(repr, twice))} more than once; name each layer once")
+        raise ValueError(f"{n} names {', '.join(map(repr, twice))} twice; name each layer once "
+                         "(a repeated layer would be measured, knocked out or counted twice)")
     return v
 
 
@@ -97,6 +108,9 @@ def _image_size(v, n):
 def _value(v, n):
     if isinstance(v, str):
         return v
+    if isinstance(v, (np.ndarray, torch.Tensor, list, tuple)):  # one value per unit
+        as_array(v, n, ndim=(0, 1))  # numbers, finite
+        return v
     return check_number(v, n)  # NaN/inf knock-out values would poison every prediction
 
 
@@ -113,7 +127,8 @@ def _threshold(v, n):
 
 #: the vocabulary: argument name -> (rule, what it must be). A public function or
 #: constructor decorated with :func:`checked` checks each of these by name on entry;
-#: ``None`` passes only where the signature's default is ``None``.
+#: ``None`` passes only where the signature's default is ``None`` or its
+#: annotation says ``| None`` (the docstring then says what ``None`` means).
 VOCABULARY = {
     "seed": (check_seed, "an integer in 0..2**64-1"),
     "n_bins": (_bins, f"an integer in 2..{MAX_BINS} (or an (in, out) pair where documented)"),
@@ -123,7 +138,6 @@ VOCABULARY = {
     "batch_size": (_positive("batch_size"), "a positive integer"),
     "steps": (_positive("steps"), "a positive integer"),
     "k": (_positive("k"), "a positive integer"),
-    "epochs": (_positive("epochs"), "a positive integer"),
     "n_train": (_positive("n_train"), "a positive integer"),
     "n_test": (_positive("n_test"), "a positive integer"),
     "n_hidden": (_positive("n_hidden"), "a positive integer"),
@@ -140,11 +154,16 @@ VOCABULARY = {
     "progress": (_progress, "True, False or a callable progress(done, total, what)"),
     "binning": (_binning, "a binning method's name or a Binner"),
     "bin_range": (check_bin_range, "a pair (lo, hi) of finite numbers with hi > lo"),
-    "value": (_value, "a method's name or a finite number"),
+    "value": (_value, "a method's name, a finite number or finite numbers (one per unit)"),
     "labels": (_labels, "1-D integer class labels 0..K-1"),
     "threshold": (_threshold, "a finite number (or one per neuron)"),
     "lr": (lambda v, n: check_number(v, n, minimum=0, strict_min=True), "a finite number > 0"),
 }
+
+
+#: arguments whose ``None`` means the package's default everywhere (the CPU or the
+#: model's device; one thread)
+NONE_MEANS_DEFAULT = ("device", "num_threads")
 
 
 def check_argument(name: str, value, *, allow_none: bool = False):
@@ -152,6 +171,8 @@ def check_argument(name: str, value, *, allow_none: bool = False):
     only with ``allow_none``."""
     if value is None:
         if allow_none:
+            return None
+        if name in NONE_MEANS_DEFAULT:
             return None
         if name == "seed":
             return check_seed(None, name)
@@ -175,7 +196,7 @@ def checked(obj=None, *, skip=()):
     for i, p in enumerate(inspect.signature(obj).parameters.values()):
         if p.name in VOCABULARY and p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             pos = i if p.kind is p.POSITIONAL_OR_KEYWORD else None
-            plan.append((pos, p.name, p.default is None))
+            plan.append((pos, p.name, p.default is None or "None" in str(p.annotation)))
 
     @functools.wraps(obj)
     def door(*args, **kwargs):
@@ -187,4 +208,5 @@ def checked(obj=None, *, skip=()):
         return obj(*args, **kwargs)
 
     door.__door__ = tuple(name for _, name, _ in plan)
+    door.__door_skip__ = tuple(skip)
     return door

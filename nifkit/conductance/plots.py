@@ -81,7 +81,7 @@ def plot_trajectory(traj, which: str = "conductance", *, ax=None, cmap="viridis"
     return ax
 
 
-@checked
+@checked(skip=('steps',))
 def plot_completeness(steps, gaps: dict, *, ax=None, delta_f=None):
     """Mean ``|completeness gap|`` against ``steps`` for each alpha rule
     (``gaps[method] = values per steps``); log-log axes."""

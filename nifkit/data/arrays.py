@@ -49,7 +49,7 @@ def _gather(loader) -> tuple:
     return X, y
 
 
-@checked
+@checked(skip=('labels',))
 def as_xy(data, split: str = "train", *, labels: bool = True, max_samples: int | None = None, seed: int = 0,
           min_samples: int = 1) -> tuple:
     """``(X, y)`` of ``data``: float inputs and int64 labels (``y`` None when

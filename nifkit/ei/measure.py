@@ -137,7 +137,7 @@ class ModelEI(Result):
         return "\n".join(rows)
 
 
-@checked
+@checked(skip=('layer',))
 def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str = "layer",
              in_range=(0.0, 1.0), out_range="default", n_bins=8, n_samples=100_000, n_sensitivity_samples=5000,
              measures="all", sampling: str = "uniform", sensitivity_method: str = "auto",

@@ -260,7 +260,6 @@ class WalkedLayer:
         return isinstance(self.activation, nn.Module)
 
 
-@checked
 @dataclass
 class ModelWalk:
     """The data flow of a model (see :func:`walk`)."""

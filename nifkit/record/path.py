@@ -164,7 +164,7 @@ def apply_output(out, output):
 
 
 @checked
-def path_targets(target, labels, fx_all, n, output_dim) -> np.ndarray:
+def path_targets(target, labels: np.ndarray | None, fx_all, n, output_dim) -> np.ndarray:
     """One class index per input: ``"predicted"`` (argmax of ``F(x)``), ``"true"``
     (``labels``), one int for all, or one int per input."""
     if isinstance(target, str):
@@ -378,7 +378,6 @@ class PathSetup:
     ``alphas``, inputs ``x`` and baselines ``base`` in the model's dtype, layer ``names``,
     ``budget`` (bytes; None = ``default_budget``) and ``device`` (None = the model's)."""
 
-    @checked
     def __init__(self, model, inputs, layers, *, baselines, steps, method, output, seed, blur_sigma, device,
                  memory_budget, default_budget: int = PATH_MEMORY_BUDGET):
         if not isinstance(model, nn.Module):

@@ -90,7 +90,7 @@ def plot_knockout_scatter(relay, accuracy, *, ax=None, figsize=(4.5, 3.4), title
     return ax
 
 
-@checked
+@checked(skip=('labels',))
 def plot_incoming_weights(weights, image_shape, *, ax=None, figsize=(4, 2.2), labels=None, title=""):
     """Incoming weights of a few neurons ``(k, pixels)`` side by side as images."""
     ax = new_ax(ax, figsize)
