@@ -46,6 +46,7 @@ class Binner:
         self.n_bins = n_bins
         self.binning = binning
         self.bin_range = bin_range
+        self.validate()  # settings checked where they are given, not at fit
 
     def validate(self) -> "Binner":
         """Check the settings now (fit does it too); raises ValueError naming the fix."""
@@ -71,11 +72,11 @@ class Binner:
         if self.binning == "fixed":
             lo = np.full(m, float(self.bin_range[0]))
             hi = np.full(m, float(self.bin_range[1]))
-            self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
+            self.edges_ = lo[:, None] + (hi / b - lo / b)[:, None] * np.arange(1, b)[None, :]  # no overflow at +-1e308
         elif self.binning == "minmax":
             lo = x.min(axis=0).astype(np.float64)
             hi = x.max(axis=0).astype(np.float64)
-            self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
+            self.edges_ = lo[:, None] + (hi / b - lo / b)[:, None] * np.arange(1, b)[None, :]  # no overflow at +-1e308
         else:
             q = np.arange(1, b) / b
             self.edges_ = np.quantile(x.astype(np.float64), q, axis=0).T.copy()
@@ -100,9 +101,9 @@ class Binner:
         out = np.empty(x.shape, dtype=dtype)
         if self.binning != "quantile":
             # equal width: arithmetic, no comparisons needed
-            width = (self.hi_ - self.lo_) / self.n_bins
+            width = self.hi_ / self.n_bins - self.lo_ / self.n_bins  # hi - lo would overflow at +-1e308
             safe = np.where(width > 0, width, 1.0)
-            codes = np.floor((x - self.lo_) / safe)
+            codes = np.floor(x / safe - self.lo_ / safe)
             codes = np.where(width > 0, codes, 0)
             np.clip(codes, 0, self.n_bins - 1, out=codes)
             # exact edge values: make arithmetic agree with the ">= edge" rule
@@ -138,7 +139,7 @@ def kmeans2_thresholds(x) -> np.ndarray:
     ``k`` (splits only between distinct values) minimises it. Returns the threshold
     per neuron: the midpoint of the two cluster means (the nearest-centroid rule), so
     ``x > threshold`` reproduces the optimal partition. A constant neuron gets
-    ``+inf`` (all codes 0). Hintze & Adami binarise hidden neurons this way (with
+    its own value as threshold (finite; ``x > threshold`` gives all codes 0). Hintze & Adami binarise hidden neurons this way (with
     sklearn's KMeans, which finds the same split up to local optima).
     """
     x = as_2d(x, "x").astype(np.float64)
@@ -166,7 +167,7 @@ def kmeans2_thresholds(x) -> np.ndarray:
     # keep the threshold strictly between the two sides (rounding of the means)
     thr = np.clip(thr, lo_v, np.nextafter(hi_v, -np.inf))
     const = ~valid.any(axis=0)
-    thr[const] = np.inf
+    thr[const] = x[0, const]  # a constant neuron: its value (x > value is all 0), not inf
     return thr
 
 

@@ -67,6 +67,12 @@ def _ksg_prepare(x, y, k, jitter, seed, names="x and y"):
     seed = check_seed(seed)
     if n <= k + 1:
         raise ValueError(f"too few samples in {names}: KSG with k={k} needs more than {k + 1} samples, got {n}")
+    if not jitter:
+        for arr, nm in ((x, "x"), (y, "y")):
+            srt = np.sort(arr.reshape(n, -1), axis=0)
+            if (srt[1:] == srt[:-1]).any():
+                raise ValueError(f"{nm} has tied values and jitter=0: KSG counts neighbours by strict distances and "
+                                 "ties bias it (even below zero); keep the default jitter=1e-10 or pass jitter > 0")
     if jitter:
         rng = np.random.default_rng(seed)
         x = x + jitter * (x.std(axis=0) + 1e-300) * rng.standard_normal(x.shape)

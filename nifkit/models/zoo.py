@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..runtime import Progress, seeded
-from .._validation import checked
+from .._validation import check_int, checked
 
 __all__ = ["ACTIVATIONS", "INITS", "mlp", "small_cnn", "init_weights", "PRETRAINED", "load_pretrained",
            "pretrained_path"]
@@ -115,7 +115,9 @@ def mlp(sizes: Sequence[int], activation="relu", bias: bool = True, init="defaul
     :data:`ACTIVATIONS`, an ``nn.Module`` class or instance. ``seed`` makes the
     initial weights reproducible without touching the global RNG.
     """
-    sizes = [int(s) for s in sizes]
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a list of layer widths, e.g. [4, 16, 2]; got {sizes!r}")
+    sizes = [check_int(s, f"sizes[{i}]", minimum=1) for i, s in enumerate(sizes)]  # 2.7 or True is no width
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least an input and an output size, all >= 1; got {sizes}")
     _make_activation(activation)  # validate early
