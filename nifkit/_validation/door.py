@@ -108,6 +108,10 @@ def _image_size(v, n):
 def _value(v, n):
     if isinstance(v, str):
         return v
+    if isinstance(v, (list, tuple)) and any(isinstance(e, (str, list, tuple, np.ndarray, torch.Tensor)) for e in v):
+        for i, e in enumerate(v):  # one value per layer
+            _value(e, f"{n}[{i}]")
+        return v
     if isinstance(v, (np.ndarray, torch.Tensor, list, tuple)):  # one value per unit
         as_array(v, n, ndim=(0, 1))  # numbers, finite
         return v

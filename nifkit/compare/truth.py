@@ -30,16 +30,19 @@ from ..runtime import check_seed, cpu_threads
 from ..models.units import hidden_neurons
 from .harness import Comparison, lens_data
 from ..results import Result
-from .._validation import checked
+from .._validation import as_array, checked
 
 __all__ = ["KnockoutTruth", "knockout_truth", "LensScore", "score_lenses", "module_knockouts", "spearman"]
 
 
 def spearman(a, b) -> float:
-    """Spearman's rho (NaN when either vector is constant or shorter than 3)."""
+    """Spearman's rho (NaN when either vector is constant or shorter than 3: no ranking
+    to correlate). Vectors of unequal length or holding NaN/inf are refused."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = as_array(a, "a", ndim=1).astype(float), as_array(b, "b", ndim=1).astype(float)
+    if len(a) != len(b):
+        raise ValueError(f"a and b must score the same units: {len(a)} and {len(b)} values")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b)[0])

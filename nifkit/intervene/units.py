@@ -323,13 +323,20 @@ class Knockouts:
         vals = [self.unit_value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
         cum = list(cumulative) if cumulative is not None else [None] * len(layers)
         masks = list(masks)
+        if len(masks) != len(layers) or len(cum) != len(layers):
+            raise ValueError(f"give one mask per layer: {len(layers)} layers {layers}, {len(masks)} masks"
+                             + ("" if cumulative is None else f", {len(cum)} cumulative orders"))
         for i, n in enumerate(layers):
             if masks[i] is None and cum[i] is None:
                 raise ValueError(f"no mask for layer {n!r}")
             if masks[i] is None:
                 order, counts = cum[i]
                 masks[i] = cumulative_masks(order, counts, self.n_units(n))
-            masks[i] = torch.as_tensor(masks[i], dtype=torch.bool, device=self.device)
+            mk = torch.as_tensor(masks[i])
+            if mk.dtype != torch.bool and (mk.is_complex() or not bool(((mk == 0) | (mk == 1)).all())):
+                raise ValueError(f"the mask for {n!r} must hold booleans or 0/1 (True = knocked out); "
+                                 "0.5 is not a unit knocked out half-way")
+            masks[i] = mk.to(dtype=torch.bool, device=self.device)
             if masks[i].ndim != 2 or masks[i].shape[1] != self.n_units(n):
                 raise ValueError(f"mask for {n!r} must be (steps, {self.n_units(n)}), got {tuple(masks[i].shape)}")
         if any(m.shape[0] != masks[0].shape[0] for m in masks):
@@ -550,6 +557,12 @@ def knock_out(model: nn.Module, units: dict, value="zero"):
         raise TypeError("units must be a non-empty dict {layer name: unit indices or bool mask}")
     modules = dict(model.named_modules())
     names = [n for n in modules if n]
+    for name, sel in units.items():
+        arr = np.asarray(sel.detach().cpu() if isinstance(sel, torch.Tensor) else sel)
+        if arr.dtype != bool and (arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not (
+                np.isfinite(arr).all() and (arr == np.round(arr)).all()))):
+            raise TypeError(f"units[{name!r}] must be integer unit indices or a bool mask, got {arr.dtype} values "
+                            f"{arr.ravel()[:6].tolist()}: fractional indices are not truncated silently")
 
     def make(name, sel):
         def hook(mod, args, out):
