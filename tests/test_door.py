@@ -55,6 +55,7 @@ _INT = [-1, 0, 2.5, True, "3", math.nan, [3]]
 BAD = {
     "seed": [-1, 2.5, 3.0, True, "0", 2**64, math.nan, [0]],
     "n_bins": [1, 0, -3, 2.5, True, "8", 10**12, math.nan],
+    "n_bins_a": [1, 0, 2.5, True, "8", 10**12],
     "n_bins_b": [1, 0, 2.5, True, "8", 10**12],
     "n_shuffles": [-1, 2.5, True, "3", math.nan],
     "memory_budget": [0, -1, 2.5, True, "1GB", math.inf],
@@ -75,6 +76,7 @@ BAD = {
 GOOD = {
     "seed": [np.uint64(5), np.int32(0), torch.tensor(7), 2**64 - 1],
     "n_bins": [np.int64(4), torch.tensor(3), 4.0, (3, 5)],
+    "n_bins_a": [np.int16(4), torch.tensor(3)],
     "n_bins_b": [np.int16(4), torch.tensor(3)],
     "n_shuffles": [np.int64(0), torch.tensor(2)],
     "memory_budget": [np.int64(2**20), 1e9, torch.tensor(2**20)],

@@ -136,6 +136,7 @@ def _threshold(v, n):
 VOCABULARY = {
     "seed": (check_seed, "an integer in 0..2**64-1"),
     "n_bins": (_bins, f"an integer in 2..{MAX_BINS} (or an (in, out) pair where documented)"),
+    "n_bins_a": (_bins, f"an integer in 2..{MAX_BINS}"),
     "n_bins_b": (_bins, f"an integer in 2..{MAX_BINS}"),
     "n_samples": (_positive("n_samples"), "a positive integer"),
     "max_samples": (_positive("max_samples"), "a positive integer"),
