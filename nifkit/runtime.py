@@ -143,7 +143,6 @@ def with_thread_policy(fn):
 @checked
 def set_seed(seed: int) -> None:
     """Seed Python's ``random``, numpy's global RNG and torch (CPU and CUDA)."""
-    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -153,7 +152,6 @@ def set_seed(seed: int) -> None:
 def seeded(seed: int | None):
     """Context: a forked torch RNG seeded with ``seed`` (the global state is untouched
     afterwards), or nothing when ``seed`` is None."""
-    seed = check_seed(seed, allow_none=True)
     if seed is None:
         return contextlib.nullcontext()
 

@@ -185,9 +185,22 @@ def check_argument(name: str, value, *, allow_none: bool = False):
     return VOCABULARY[name][0](value, name)
 
 
+def _normal(out, value) -> bool:
+    """Whether the body gets the rule's normal form instead of ``value``: Python ints,
+    floats and tuples of them (a numpy integer or a one-element tensor becomes an int),
+    never arrays, devices or callables (those the body converts itself)."""
+    if out is value or out is None:
+        return False
+    if isinstance(out, tuple):
+        return all(type(v) in (int, float) for v in out)
+    return type(out) in (int, float)
+
+
 def checked(obj=None, *, skip=()):
     """The door: decorate a public function (or a class: its ``__init__``) so that every
-    argument named in :data:`VOCABULARY` is checked by its rule before the body runs.
+    argument named in :data:`VOCABULARY` is checked by its rule before the body runs; the
+    body gets integer and number settings in their normal form (``np.int64(3)``,
+    ``torch.tensor(3)`` and ``3.0`` arrive as ``3``).
 
     ``skip`` lists parameters that share a vocabulary name but mean something else there
     (a plot's ``labels`` are tick labels); the wrapped function lists what it checks in
@@ -207,9 +220,15 @@ def checked(obj=None, *, skip=()):
     def door(*args, **kwargs):
         for pos, name, allow_none in plan:
             if pos is not None and pos < len(args):
-                check_argument(name, args[pos], allow_none=allow_none)
+                value = args[pos]
+                out = check_argument(name, value, allow_none=allow_none)
+                if _normal(out, value):
+                    args = args[:pos] + (out,) + args[pos + 1:]
             elif name in kwargs:
-                check_argument(name, kwargs[name], allow_none=allow_none)
+                value = kwargs[name]
+                out = check_argument(name, value, allow_none=allow_none)
+                if _normal(out, value):
+                    kwargs[name] = out
         return obj(*args, **kwargs)
 
     door.__door__ = tuple(name for _, name, _ in plan)

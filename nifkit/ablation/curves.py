@@ -16,7 +16,7 @@ from ..intervene import Knockouts, VALUES, as_float_tensor, check_labels, cumula
 from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
-from ..runtime import ModelState, check_seed, model_device
+from ..runtime import ModelState, model_device
 from .measures import MEASURE_LABELS
 from ..results import Result
 from .._validation import checked
@@ -218,7 +218,7 @@ def ablation_order(values, direction: str = "descending", seed: int | None = Non
     if direction == "descending":
         return np.argsort(-values, kind="stable")
     if direction == "random":
-        g = torch.Generator().manual_seed(0 if seed is None else check_seed(seed))
+        g = torch.Generator().manual_seed(0 if seed is None else seed)  # checked by the door
         return torch.randperm(len(values), generator=g).numpy()
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 

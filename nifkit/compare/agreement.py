@@ -83,7 +83,6 @@ def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, 
         raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    seed = check_seed(seed, allow_none=False)
     X, y = lens_data(data, compare_kw.pop("split", "train"), compare_kw.pop("max_samples", None), seed)
     ref = reference if reference is not None else compare(model, (X, y), lenses, seed=seed, **compare_kw)
     rng = np.random.default_rng(seed)

@@ -26,7 +26,7 @@ from math import comb
 import numpy as np
 
 from ..intervene import Knockouts
-from ..runtime import check_seed, cpu_threads
+from ..runtime import cpu_threads
 from ..models.units import hidden_neurons
 from .harness import Comparison, lens_data
 from ..results import Result
@@ -117,7 +117,6 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     CPU threads (None = 1 on the CPU, restored after)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer (the size of the knocked-out sets), got {k!r}")
-    seed = check_seed(seed, allow_none=False)
     if isinstance(max_sets, bool) or not isinstance(max_sets, (int, np.integer)) or max_sets < 1:
         raise ValueError(f"max_sets must be a positive integer (how many k-sets to knock out at most), got {max_sets!r}")
     if value not in ("mean", "zero"):

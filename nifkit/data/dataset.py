@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._validation import as_labels, check_choice, check_finite, check_int, check_number, check_seed, to_tensor
+from .._validation import as_labels, check_choice, check_finite, check_int, check_number, to_tensor
 from .._validation import checked
 
 __all__ = ["Dataset", "DEFAULT_DATA_ROOT"]
@@ -102,8 +102,6 @@ class Dataset:
         """A ``DataLoader`` over one split. ``shuffle`` defaults to True for ``"train"``;
         shuffling uses a generator seeded with ``seed``, so the order is reproducible."""
         X, y = self.split(split)
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        seed = check_seed(seed)
         if shuffle is None:
             shuffle = split == "train"
         elif not isinstance(shuffle, (bool, np.bool_)):

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import check_choice, check_int, check_number, check_seed
+from .._validation import check_choice, check_int, check_number
 from .dataset import Dataset, as_path, data_root, split_train_test, subsample
 from .._validation import checked
 
@@ -25,7 +25,6 @@ def load_digits(*, test_size: float = 0.2, seed: int = 0, flatten: bool = True,
     16), stratified train/test split. Always available offline."""
     from sklearn import datasets
 
-    seed = check_seed(seed)
     d = datasets.load_digits()
     X = d.data.astype(np.float32) / 16.0
     y = d.target.astype(np.int64)
@@ -60,7 +59,6 @@ def load_iris(*, scale: str | None = "standard", test_size: float | int = 50, se
     from sklearn import datasets
 
     check_choice(scale, "scale", IRIS_SCALES)
-    seed = check_seed(seed)
     d = datasets.load_iris()
     X = d.data.astype(np.float32)
     y = d.target.astype(np.int64)
@@ -115,8 +113,6 @@ def make_planted(n_samples: int = 2000, n_features: int = 10, n_informative: int
     """
     n_samples = check_int(n_samples, "n_samples", minimum=2)
     n_features = check_int(n_features, "n_features", minimum=1)
-    n_classes = check_int(n_classes, "n_classes")
-    seed = check_seed(seed)
     label_noise = check_number(label_noise, "label_noise")
     if informative is None:
         n_informative = check_int(n_informative, "n_informative")
@@ -184,7 +180,6 @@ def make_xor(n_samples: int = 1000, n_bits: int = 2, *, noise: float = 0.1, n_di
     n_distractors = check_int(n_distractors, "n_distractors", minimum=0)
     noise = check_number(noise, "noise")
     label_noise = check_number(label_noise, "label_noise")
-    seed = check_seed(seed)
     if n_bits < 1:
         raise ValueError(f"n_bits must be >= 1, got {n_bits}")
     if n_samples < 2 ** n_bits:
@@ -241,7 +236,6 @@ def load_banknote(path=None, *, scale: str | None = "standard", test_size: float
     ``scale`` as in :func:`load_iris` (``"standard"``, ``"minmax"`` or ``None``).
     """
     check_choice(scale, "scale", (None, "standard", "minmax"))
-    seed = check_seed(seed)
     p = as_path(path, "path") if path is not None else data_root(None) / BANKNOTE_FILE
     if p.is_dir():
         p = p / BANKNOTE_FILE

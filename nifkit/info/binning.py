@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_2d, check_bin_range, check_choice, check_int, check_n_bins
+from .._validation import as_2d, check_bin_range, check_choice, check_n_bins
 from .._validation import checked
 
 __all__ = ["Binner", "discretize", "METHODS", "BINARY_METHODS", "kmeans2_thresholds", "binary_thresholds", "binarize"]
@@ -93,7 +93,6 @@ class Binner:
         """
         if not hasattr(self, "edges_"):
             raise RuntimeError("Binner.transform called before fit; call fit(x) or fit_transform(x)")
-        chunk_bytes = check_int(chunk_bytes, "chunk_bytes", minimum=1)
         x = as_2d(x, "x")
         if x.shape[1] != self.n_features_:
             raise ValueError(f"x has {x.shape[1]} neurons but the binner was fitted on {self.n_features_}")

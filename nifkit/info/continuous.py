@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 
 from ..runtime import with_thread_policy
-from .._validation import as_2d, check_int, check_memory_budget, check_number, check_pairs, check_seed
+from .._validation import as_2d, check_int, check_number, check_pairs, check_seed
 from .kernels import LN2
 from .._validation import checked
 
@@ -134,7 +134,6 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
     """
     a, b = _pair(a, b, "a", "b")
     pairs = check_pairs(pairs, "pairs", a.shape[1], b.shape[1])
-    memory_budget = check_memory_budget(memory_budget)
     n = len(a)
     a, b, k = _ksg_prepare(a, b, k, jitter, seed, "a and b")
     ta = torch.from_numpy(np.ascontiguousarray(a.T))
