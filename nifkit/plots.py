@@ -45,7 +45,7 @@ def plot_mi_matrix(mi, *, ax=None, labels=None, selected=None, title="pairwise M
     return ax
 
 
-@checked
+@checked(skip=('n_samples',))
 def plot_bias_curve(n_samples, estimates, truth=None, *, ax=None, current=None, label="plug-in estimate",
                     bias_term=None):
     """Estimate against sample size (log x axis), the analytic value as a line, the
@@ -83,7 +83,7 @@ def plot_history(history, *, ax=None, metric="acc"):
     return ax
 
 
-@checked
+@checked(skip=('n_samples',))
 def plot_estimators(n_samples, results: dict, truth=None, *, limits: dict | None = None, ax=None):
     """One line per estimator (``results[name] = estimates per sample size``), the
     analytic value ``truth`` (solid) and further reference values ``limits[label] = bits``

@@ -54,9 +54,7 @@ def _layer(v, n):
     if not isinstance(v, str):
         raise TypeError(f"{n} must be one module name (str), e.g. {n}='act1'; got {_show(v)} of type "
                         f"{type(v).__name__} (several layers go to layers=[...])")
-    if not v:
-        raise ValueError(f"{n} is an empty name; pass a module name from model.named_modules(), e.g. {n}='act1'")
-    return v
+    return v  # the walker resolves the name ('' is the model itself; unknown names get close matches)
 
 
 def _layers(v, n):
@@ -68,7 +66,7 @@ def _layers(v, n):
         raise TypeError(f"{n} must be a module name, a list of names or a filter name -> bool; "
                         f"got {_show(v)} of type {type(v).__name__}")
     if not v:
-        raise ValueError(f"{n} is an empty list; name at least one layer (or pass None where the default is None)")
+        raise ValueError(f"{n} is empty: name at least one layer (or pass None where the default is None)")
     for i, s in enumerate(v):
         if not isinstance(s, str):
             raise TypeError(f"{n} must hold layer names (str), e.g. {n}=['act1', 'act2']; {n}[{i}] is {_show(s)} "

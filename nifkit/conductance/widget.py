@@ -102,7 +102,8 @@ class ConductanceExplorer(Explorer):
             with self.progress.task(1, f"conductance: {steps} steps, {baseline} baseline"):
                 c = layer_conductance(self.model, self.X, self.layers, baselines=baseline, target=target,
                                       labels=self.y, steps=int(steps), method=method,
-                                      memory_budget=self.memory_budget, num_threads=self.num_threads)
+                                      num_threads=self.num_threads,
+                                      **({} if self.memory_budget is None else {"memory_budget": self.memory_budget}))
                 planes = [information_plane(c, self.y, which=w, estimator=self.estimator, n_bins=self.n_bins,
                                             reduce=self.reduce, inputs=self.X)
                           for w in ("conductance", "activation")]

@@ -149,7 +149,7 @@ def plot_ei_over_training(history: CausalHistory, *, ax=None, measure: str = "au
     return ax
 
 
-@checked
+@checked(skip=('layer',))
 def plot_edge_ei(layer: LayerEI, *, ax=None, which: str = "ei", cmap: str = "magma", colorbar: bool = True,
                  annotate=None, vmax=None):
     """Heatmap of one layer's per-edge EI (``which="ei"``) or sensitivity
@@ -182,7 +182,7 @@ def plot_edge_ei(layer: LayerEI, *, ax=None, which: str = "ei", cmap: str = "mag
     return ax
 
 
-@checked
+@checked(skip=('n_samples',))
 def plot_sample_dependence(n_samples, values: dict, *, ax=None, bias=None, truth=None, ylabel="EI_parts (bits)"):
     """Estimates against sample count (log axis). ``values``: label -> array over
     ``n_samples`` (e.g. one curve per bin count); ``bias``: label -> first-order plug-in
