@@ -3,9 +3,11 @@ by its name, on entry, by one rule with one message (:data:`VOCABULARY`, :func:`
 
 The idea is scikit-learn's ``validate_params``: the signature says which arguments a
 function takes; the argument's name says what it must be. ``None`` passes only where the
-signature's default is ``None`` or its annotation says ``| None``. Entry points keep only the checks that are truly their
-own (``n_bins`` against the number of samples, a binning method against the methods
-that function knows, a layer name against the model).
+signature's default is ``None`` or its annotation says ``| None`` (``device`` and
+``num_threads``: always, meaning the default). Entry points keep only the checks that
+are truly their own (``n_bins`` against the number of samples, a binning method against
+the methods that function knows, a layer name against the model). A name that means
+something else in one function is declared there: ``@checked(skip=("labels",))``.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _show(value) -> str:
 MAX_BINS = 2**16
 
 
-def _positive(name, minimum=1):
+def _positive(minimum=1):
     return lambda v, n: check_int(v, n, minimum=minimum)
 
 
@@ -136,17 +138,17 @@ VOCABULARY = {
     "n_bins": (_bins, f"an integer in 2..{MAX_BINS} (or an (in, out) pair where documented)"),
     "n_bins_a": (_bins, f"an integer in 2..{MAX_BINS}"),
     "n_bins_b": (_bins, f"an integer in 2..{MAX_BINS}"),
-    "n_samples": (_positive("n_samples"), "a positive integer"),
-    "max_samples": (_positive("max_samples"), "a positive integer"),
-    "batch_size": (_positive("batch_size"), "a positive integer"),
-    "steps": (_positive("steps"), "a positive integer"),
-    "k": (_positive("k"), "a positive integer"),
-    "n_train": (_positive("n_train"), "a positive integer"),
-    "n_test": (_positive("n_test"), "a positive integer"),
-    "n_hidden": (_positive("n_hidden"), "a positive integer"),
-    "n_classes": (_positive("n_classes"), "a positive integer"),
-    "n_sensitivity_samples": (_positive("n_sensitivity_samples"), "a positive integer"),
-    "n_shuffles": (_positive("n_shuffles", 0), "an integer >= 0"),
+    "n_samples": (_positive(), "a positive integer"),
+    "max_samples": (_positive(), "a positive integer"),
+    "batch_size": (_positive(), "a positive integer"),
+    "steps": (_positive(), "a positive integer"),
+    "k": (_positive(), "a positive integer"),
+    "n_train": (_positive(), "a positive integer"),
+    "n_test": (_positive(), "a positive integer"),
+    "n_hidden": (_positive(), "a positive integer"),
+    "n_classes": (_positive(), "a positive integer"),
+    "n_sensitivity_samples": (_positive(), "a positive integer"),
+    "n_shuffles": (_positive(0), "an integer >= 0"),
     "image_size": (_image_size, "a positive integer or a (height, width) pair"),
     "memory_budget": (_bytes, "a positive number of bytes"),
     "chunk_bytes": (_bytes, "a positive number of bytes"),
