@@ -179,6 +179,16 @@ def test_a_1d_input_is_not_read_as_samples(x):
     assert record(NET, x[None], layers=["act1"]).n_samples == 1
 
 
+def test_a_1d_input_is_not_read_as_samples_in_training_either():
+    for call in (lambda: evaluate(NET, (X[0], Y[:4])), lambda: train(mlp([4, 3]), (X[0], Y[:4]), epochs=1)):
+        with pytest.raises(ValueError, match=r"data\[0\] must hold one row per sample"):
+            call()
+    for call in (lambda: layer_conductance(NET, X[0], layers="act1", steps=4),
+                 lambda: path_gradients(NET, X[0], layers="act1", steps=4)):
+        with pytest.raises(ValueError, match="x\\[None\\]"):
+            call()
+
+
 @pytest.mark.parametrize("targets", [torch.full((60,), 3), torch.full((60,), -1)])
 def test_gradient_targets_must_index_the_outputs(targets):
     with pytest.raises(ValueError, match="targets must be class indices 0..2"):

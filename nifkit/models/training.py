@@ -73,6 +73,9 @@ def evaluate(model: nn.Module, data, loss="cross_entropy", *, split: str = "test
         data = data.split(split)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
+        if X.ndim < 2:
+            raise ValueError(f"data[0] must hold one row per sample, got shape {tuple(X.shape)}: one sample of "
+                             f"{X.numel()} features or {X.numel()} samples of one feature? Pass X[None] or X[:, None]")
         if len(X) != len(y):
             raise ValueError(f"data holds {len(X)} inputs but {len(y)} targets; pass one target per input")
         batches = ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size))
