@@ -16,10 +16,12 @@ import numpy as np
 
 from .results import Result
 from .runtime import Progress
+from ._validation import checked
 
 __all__ = ["Trajectory", "over_snapshots", "snapshot_epochs"]
 
 
+@checked
 def snapshot_epochs(train_result, epochs=None, every: int | None = None) -> list:
     """The snapshot epochs of ``train_result`` to visit: all, the listed ``epochs``
     (``KeyError`` naming the missing ones), and/or those that are multiples of ``every``."""
@@ -78,6 +80,7 @@ class Trajectory(Result):
         return rows
 
 
+@checked
 def over_snapshots(train_result, measure: Callable, *, epochs=None, every: int | None = None, progress=False,
                    what: str = "over training", settings: dict | None = None) -> Trajectory:
     """``measure(model)`` at the chosen snapshot epochs of ``train_result`` (see

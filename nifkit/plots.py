@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from ._validation import checked
 
 __all__ = ["new_ax", "plot_mi_matrix", "plot_bias_curve", "plot_history", "plot_estimators", "plot_profile"]
 
@@ -22,6 +23,7 @@ def new_ax(ax=None, figsize=(5, 4)):
 _ax = new_ax
 
 
+@checked(skip=('labels',))
 def plot_mi_matrix(mi, *, ax=None, labels=None, selected=None, title="pairwise MI (bits)", cmap="viridis",
                    colorbar=True):
     """Heatmap of an MI matrix; ``selected`` (an index) outlines that neuron's row and column."""
@@ -43,6 +45,7 @@ def plot_mi_matrix(mi, *, ax=None, labels=None, selected=None, title="pairwise M
     return ax
 
 
+@checked(skip=('n_samples',))
 def plot_bias_curve(n_samples, estimates, truth=None, *, ax=None, current=None, label="plug-in estimate",
                     bias_term=None):
     """Estimate against sample size (log x axis), the analytic value as a line, the
@@ -80,6 +83,7 @@ def plot_history(history, *, ax=None, metric="acc"):
     return ax
 
 
+@checked(skip=('n_samples',))
 def plot_estimators(n_samples, results: dict, truth=None, *, limits: dict | None = None, ax=None):
     """One line per estimator (``results[name] = estimates per sample size``), the
     analytic value ``truth`` (solid) and further reference values ``limits[label] = bits``

@@ -27,10 +27,12 @@ import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+from ._validation import checked
 
 __all__ = ["Result", "NeuronScores", "UnitAddresses", "summarize"]
 
 
+@checked(skip=('value',))
 def summarize(value, width: int = 40) -> str:
     """A short text for one field's value in a ``repr``: arrays and tensors by shape (up
     to six numbers by value), containers by length (and their first keys), numbers

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_seed as _validation_check_seed
+from ._validation import check_seed  # the one seed rule (None only where a function allows it)
+from ._validation import checked
 
 # =======================================================================================
 # Thread policy  (self-contained section: cpu_threads, default_threads,
@@ -77,6 +78,7 @@ class cpu_threads:
     ``flow_graph(num_threads=2)`` is not undone by the ``pairwise_mi`` it calls); no
     change on other devices."""
 
+    @checked
     def __init__(self, n: int | None = None, device=None):
         dev = torch.device("cpu") if device is None else torch.device(device)
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -139,25 +141,18 @@ def with_thread_policy(fn):
 # ======================================================================================
 # Seeds
 # ======================================================================================
-def check_seed(seed, name: str = "seed", allow_none: bool = True):
-    """``seed`` as a Python int (numpy integers accepted), or None when allowed: the
-    check of :func:`nifkit._validation.check_seed` (the one door), with ``None`` allowed
-    by default (the caller documents what it means)."""
-    return _validation_check_seed(seed, name, allow_none=allow_none)
-
-
+@checked
 def set_seed(seed: int) -> None:
     """Seed Python's ``random``, numpy's global RNG and torch (CPU and CUDA)."""
-    seed = check_seed(seed, allow_none=False)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def seeded(seed):
+@checked
+def seeded(seed: int | None):
     """Context: a forked torch RNG seeded with ``seed`` (the global state is untouched
     afterwards), or nothing when ``seed`` is None."""
-    seed = check_seed(seed)
     if seed is None:
         return contextlib.nullcontext()
 
@@ -182,6 +177,7 @@ class Progress:
     is closed on exit, also on exceptions.
     """
 
+    @checked
     def __init__(self, progress=False, total: int | None = None, what: str = "", unit: str = "it",
                  leave: bool = False):
         if progress is None or isinstance(progress, (bool, np.bool_)):
@@ -219,6 +215,7 @@ class Progress:
         self.bar.n = done
         self.bar.refresh()
 
+    @checked
     def update(self, k: int = 1) -> None:
         """Advance by ``k`` (of :attr:`total`)."""
         self(self.done + k)
@@ -304,6 +301,7 @@ class ModelState:
     ``device``: move the model there for the run (None = leave it) and back on exit.
     """
 
+    @checked
     def __init__(self, model: nn.Module, *, eval: bool = True, no_grad: bool = False, freeze: bool = False,
                  weights: bool = False, device=None):
         if not isinstance(model, nn.Module):

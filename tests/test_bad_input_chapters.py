@@ -27,7 +27,7 @@ CASES = [
     ("Knockouts: label beyond the classes", lambda: Knockouts(NET, (X, Y + 5)), ValueError, "only 3 classes"),
     ("Knockouts: float labels", lambda: Knockouts(NET, (X, Y.float() + 0.5)), TypeError, "labels"),
     ("Knockouts: memory_budget", lambda: Knockouts(NET, (X, Y), memory_budget=-1), ValueError, "memory_budget"),
-    ("Knockouts: batch_size", lambda: Knockouts(NET, (X, Y), batch_size=0.5), ValueError, "batch_size"),
+    ("Knockouts: batch_size", lambda: Knockouts(NET, (X, Y), batch_size=0.5), TypeError, "batch_size"),
     ("Knockouts: empty X", lambda: Knockouts(NET, (X[:0], Y[:0])), ValueError, "no samples"),
     ("Knockouts: unknown layer", lambda: Knockouts(NET, (X, Y)).evaluate(["act9"], [np.ones((1, 6), bool)]),
      ValueError, "Did you mean"),

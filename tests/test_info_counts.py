@@ -89,8 +89,11 @@ def test_reduce_is_a_no_op_alone_and_checks_types(codes):
 
 def test_p_values_vectorised_and_nan_safe():
     obs = np.array([0.5, 0.1, np.nan])
-    null = [np.array([0.1, 0.2, 0.0]), np.array([0.6, 0.05, 0.0]), np.array([np.nan, 0.3, 0.0])]
-    np.testing.assert_allclose(p_values(obs, null), [2 / 4, 3 / 4, np.nan])
+    null = [np.array([0.1, 0.2, 0.0]), np.array([0.6, 0.05, 0.0]), np.array([0.7, 0.3, np.nan])]
+    np.testing.assert_allclose(p_values(obs, null), [3 / 4, 3 / 4, np.nan])
+    # a NaN null value where the observed value is a number would look significant: refused
+    with pytest.raises(ValueError, match=r"null holds NaN at \(2, 0\)"):
+        p_values(obs, null[:2] + [np.array([np.nan, 0.3, 0.0])])
     with pytest.raises(ValueError, match="shaped like observed"):
         p_values(obs, [np.zeros(2)])
 

@@ -11,7 +11,9 @@ from nifkit.runtime import ModelState, Progress, check_seed, seeded, set_seed
 # ----------------------------------------------------------------------------- seeds
 def test_seeds_accept_numpy_integers_and_name_the_argument():
     assert check_seed(np.int64(3)) == 3
-    assert check_seed(None) is None
+    assert check_seed(None, allow_none=True) is None  # one rule: None only where a function allows it
+    with pytest.raises(TypeError, match="seed=None"):
+        check_seed(None)
     for bad in (1.5, "0", True):
         with pytest.raises(TypeError, match="seed must be an integer"):
             check_seed(bad)

@@ -23,7 +23,7 @@ import nifkit
 #: every package of nifkit (found, so a new package is checked the day it is added), the
 #: top-level modules with public names, and every chapter's plots module
 PACKAGES = sorted(
-    {m.name for m in pkgutil.walk_packages(nifkit.__path__, "nifkit.") if m.ispkg}
+    {m.name for m in pkgutil.walk_packages(nifkit.__path__, "nifkit.") if m.ispkg and "._" not in m.name}
     | {f"nifkit.{m.name}" for m in pkgutil.iter_modules(nifkit.__path__) if not m.ispkg and not m.name.startswith("_")}
     | {m.name for m in pkgutil.walk_packages(nifkit.__path__, "nifkit.") if m.name.endswith(".plots")}
 )

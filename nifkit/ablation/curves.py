@@ -16,9 +16,10 @@ from ..intervene import Knockouts, VALUES, as_float_tensor, check_labels, cumula
 from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
-from ..runtime import ModelState, check_seed, model_device
+from ..runtime import ModelState, model_device
 from .measures import MEASURE_LABELS
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "DIRECTIONS", "AblationCurve", "AblationEngine", "ablation_order", "ablation_curve",
@@ -127,6 +128,7 @@ class AblationEngine(Knockouts):
     """
 
     # -- user-facing ---------------------------------------------------------------------
+    @checked
     def curve(self, layer: str, order, counts=None, value="zero", *, measure=None,
               direction: str = "custom", seed=None) -> AblationCurve:
         """Cumulative ablation of ``layer`` in ``order`` (unit indices); ``counts``
@@ -142,6 +144,7 @@ class AblationEngine(Knockouts):
                              value=value if isinstance(value, str) else "custom", seed=seed, n_units=m,
                              method=self.method)
 
+    @checked
     def network_curve(self, layers: Sequence[str], order_layer, order, counts=None, value="zero", *,
                       measure=None, direction="custom", seed=None) -> AblationCurve:
         """Cumulative ablation over several layers: step ``s`` ablates the first
@@ -184,6 +187,7 @@ class AblationEngine(Knockouts):
                              order_layer=order_layer, value=value if isinstance(value, str) else "custom",
                              seed=seed, n_units=total, method=self.method)
 
+    @checked
     def single(self, layer: str, value="zero"):
         """Accuracy, loss and per-class accuracy with each neuron ablated alone: arrays
         ``(units,)``, ``(units,)``, ``(units, classes)``."""
@@ -204,6 +208,7 @@ def _check_order(order, m: int, layer: str) -> np.ndarray:
     return o
 
 
+@checked
 def ablation_order(values, direction: str = "descending", seed: int | None = None) -> np.ndarray:
     """Unit indices sorted by ``values`` (stable, ties keep index order), or a random
     permutation (``direction="random"``, ``seed``)."""
@@ -213,11 +218,12 @@ def ablation_order(values, direction: str = "descending", seed: int | None = Non
     if direction == "descending":
         return np.argsort(-values, kind="stable")
     if direction == "random":
-        g = torch.Generator().manual_seed(0 if seed is None else check_seed(seed))
+        g = torch.Generator().manual_seed(0 if seed is None else seed)  # checked by the door
         return torch.randperm(len(values), generator=g).numpy()
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
+@checked
 def ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value="zero",
                    **engine_kw) -> AblationCurve:
     """One cumulative-ablation curve on labelled ``data`` (a convenience around
@@ -225,6 +231,7 @@ def ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value
     return AblationEngine(model, data, **engine_kw).curve(layer, order, counts, value)
 
 
+@checked
 def reference_ablation_curve(model: nn.Module, data, layer: str, order, counts=None, value="zero",
                              batch_size: int = 100_000, split: str = "test") -> AblationCurve:
     """The plain approach (the anchor): for every step, a forward hook on ``layer`` sets
@@ -283,6 +290,7 @@ def reference_ablation_curve(model: nn.Module, data, layer: str, order, counts=N
                          value=value if isinstance(value, str) else "custom", n_units=m, method="reference")
 
 
+@checked
 def curves_match(fast: AblationCurve, ref: AblationCurve, loss_rtol: float = 1e-4, max_flips: int | None = None,
                  n_samples: int | None = None) -> tuple[bool, str]:
     """Whether two curves agree to float tolerance: same counts, losses within

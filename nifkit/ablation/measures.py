@@ -15,6 +15,7 @@ from ..intervene import as_float_tensor, check_labels
 from ..models.walk import unknown_layer_error, walk
 from ..record import record
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "MEASURES", "MEASURE_LABELS", "SELECTIVITY_KINDS", "LayerMeasures", "NeuronMeasures", "measures_from_counts",
@@ -133,6 +134,7 @@ def _selectivity(profile: np.ndarray, prior: np.ndarray, kind: str) -> np.ndarra
         return np.where(mx + rest > 0, (mx - rest) / np.where(mx + rest > 0, mx + rest, 1), 0.0)
 
 
+@checked
 def measures_from_counts(counts, layer: str = "layer", correction=None, selectivity: str = "max",
                          binning: str = "codes") -> LayerMeasures:
     """All three quantities from joint counts ``(units, bins, classes)``, vectorised."""
@@ -185,6 +187,7 @@ def _layer_dict(source, layers) -> dict:
     return {name: source}
 
 
+@checked
 def neuron_measures(activations, labels, layers=None, *, n_bins: int = 8, binning="minmax", bin_range=None,
                     correction=None, selectivity: str = "max", n_classes: int | None = None, device=None,
                     memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None) -> NeuronMeasures:
@@ -260,6 +263,7 @@ def hidden_layers(model: nn.Module) -> list:
     return names
 
 
+@checked
 def layer_activations(model: nn.Module, X, layers=None, batch_size: int = 4096) -> dict:
     """Outputs ``(samples, units)`` of the named layers (default :func:`hidden_layers`),
     recorded in eval mode without gradients (:func:`nifkit.record.record`); the model is

@@ -8,6 +8,7 @@ from ..plots import new_ax
 from .curves import AblationCurve
 from .measures import MEASURE_LABELS, MEASURES, LayerMeasures, NeuronMeasures
 from .study import AblationStudy
+from .._validation import checked
 
 __all__ = [
     "MEASURE_COLORS",
@@ -27,6 +28,7 @@ def _ax(ax, figsize=(5.5, 3.6)):
     return new_ax(ax, figsize)
 
 
+@checked
 def plot_measures(measures, layer=None, x: str = "entropy", y: str = "mi", color: str | None = "selectivity",
                   *, ax=None, vmin: float | None = None, vmax: float | None = None):
     """Scatter of one measure against another, one point per neuron (``layer=None``: all
@@ -71,6 +73,7 @@ def _curves_of(curves, layer):
     return list(curves)
 
 
+@checked
 def plot_ablation_curves(curves, *, ax=None, layer=None, metric: str = "accuracy", measures=None,
                          fraction: bool = False, marker_at: int | None = None, marker_curve=None):
     """Accuracy (or ``metric="loss"``) against the number ablated: ascending orders as solid

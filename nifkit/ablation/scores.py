@@ -19,10 +19,12 @@ from ..record import record
 from ..results import NeuronScores
 from .measures import neuron_measures
 from .study import single_neuron_importance
+from .._validation import checked
 
 __all__ = ["neuron_scores"]
 
 
+@checked
 def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "minmax", split: str = "train",
                   max_samples: int | None = None, seed: int = 0, device=None,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..runtime import Progress, check_seed, with_thread_policy
+from ..runtime import Progress, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
 from .measures import MEASURES, NeuronMeasures, hidden_layers
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "AblationStudy", "ablation_study", "SingleImportance", "single_neuron_importance", "ImportanceCorrelation",
@@ -53,6 +54,7 @@ class AblationStudy(Result):
         return [c for c in self.curves if c.layer == layer]
 
 
+@checked
 @with_thread_policy
 def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None, *, split: str = "test",
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
@@ -66,7 +68,6 @@ def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None
     ``network=True`` adds whole-network curves ordered by each measure over all
     ``layers`` (``network_normalize="rank"`` first turns each layer's values into
     within-layer ranks in ``[0, 1]``, the fix for the cross-layer pitfall)."""
-    seed = check_seed(seed, allow_none=False)
     layers = list(measures.names) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     for mname in measure_names:
         if mname not in MEASURES:
@@ -144,6 +145,7 @@ class SingleImportance(Result):
                 for j, (a, l) in enumerate(zip(self.accuracy_drop.tolist(), self.loss_increase.tolist()))]
 
 
+@checked
 @with_thread_policy
 def single_neuron_importance(model_or_engine, data=None, layers=None, value="zero", *, split: str = "test",
                              **engine_kw) -> dict:

@@ -20,6 +20,7 @@ from .plots import (
     plot_weight_images,
 )
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["AblationExplorer", "AblationView"]
 
@@ -80,6 +81,7 @@ class AblationExplorer(Explorer):
     moving the slider only redraws. ``.result`` is an :class:`AblationView`.
     """
 
+    @checked
     def __init__(self, model: nn.Module, data, measures: NeuronMeasures | None = None, layers=None, *,
                  measure_data=None, n_bins: int = 8, image_shape=None, class_names=None, value: str = "zero",
                  n_random: int = 5, seed: int = 0, engine: AblationEngine | None = None):
@@ -133,6 +135,7 @@ class AblationExplorer(Explorer):
             self.n_computed += n
         return self._cache[key]
 
+    @checked
     def curve(self, layer: str, measure: str, order: str) -> AblationCurve:
         """The cached curve (computed on first use)."""
         if order == "random":

@@ -29,10 +29,12 @@ from ..runtime import check_seed
 from .harness import DEFAULT_LENSES, Comparison, compare, lens_data
 from .truth import KnockoutTruth, spearman
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["Agreement", "agreement_matrix", "bootstrap_agreement", "seed_agreement", "CrossLayer", "cross_layer"]
 
 
+@checked
 def agreement_matrix(comparison: Comparison, layer: str | None = None) -> np.ndarray:
     """``(lenses, lenses)`` Spearman's rho of the primary scores (NaN for a constant score),
     over all hidden neurons or those of ``layer``."""
@@ -72,6 +74,7 @@ class Agreement(Result):
                  "high": float(self.high[i, j])} for i in range(len(n)) for j in range(i + 1, len(n))]
 
 
+@checked
 def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, alpha: float = 0.1, seed: int = 0,
                         reference: Comparison | None = None, **compare_kw) -> Agreement:
     """The agreement matrix with a bootstrap interval over samples (see the module
@@ -80,7 +83,6 @@ def bootstrap_agreement(model, data, lenses=DEFAULT_LENSES, *, n_boot: int = 5, 
         raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    seed = check_seed(seed, allow_none=False)
     X, y = lens_data(data, compare_kw.pop("split", "train"), compare_kw.pop("max_samples", None), seed)
     ref = reference if reference is not None else compare(model, (X, y), lenses, seed=seed, **compare_kw)
     rng = np.random.default_rng(seed)
@@ -130,6 +132,7 @@ class CrossLayer(Result):
         return self.rows
 
 
+@checked
 def cross_layer(comparison: Comparison, truth: KnockoutTruth, k: int | None = None) -> CrossLayer:
     """Chapter 4's cross-layer pitfall for every lens and for the truth itself (needs more
     than one hidden layer)."""

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from .._validation import check_int, resolve_device
+from .._validation import resolve_device
 from ..data.arrays import as_xy
 from ..models import cpu_threads, hidden_neurons
-from ..runtime import Progress, check_seed
+from ..runtime import Progress
 from .lenses import get_lens, validate_scores
 from ..results import Result, UnitAddresses
+from .._validation import checked
 
 __all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data"]
 
@@ -91,6 +92,7 @@ class Comparison(UnitAddresses, Result):
         return pd.DataFrame(self.table()).set_index("neuron")
 
 
+@checked
 def lens_data(data, split: str = "train", max_samples: int | None = None, seed: int = 0) -> tuple:
     """``data`` as the ``(X, y)`` pair every lens gets (:func:`nifkit.data.as_xy` with at
     least 10 samples: the lenses estimate information from samples)."""
@@ -105,6 +107,7 @@ def _accepted(fn, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in params}
 
 
+@checked
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
             max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
             memory_budget: int | None = None, num_threads: int | None = None, progress=False) -> Comparison:
@@ -123,7 +126,6 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    seed = check_seed(seed, allow_none=False)
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a dict {{lens name: {{keyword: value}}}}, got {type(options).__name__}")
     if isinstance(lenses, str) or callable(lenses):
@@ -143,7 +145,7 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split
     if device is not None:
         shared["device"] = str(resolve_device(device))
     if memory_budget is not None:
-        shared["memory_budget"] = check_int(memory_budget, "memory_budget", minimum=1)
+        shared["memory_budget"] = memory_budget
     neurons = hidden_neurons(model, layers)
     X, y = lens_data(data, split, max_samples, seed)
     out, secs, notes = {}, {}, []

@@ -26,19 +26,23 @@ from math import comb
 import numpy as np
 
 from ..intervene import Knockouts
-from ..runtime import check_seed, cpu_threads
+from ..runtime import cpu_threads
 from ..models.units import hidden_neurons
 from .harness import Comparison, lens_data
 from ..results import Result
+from .._validation import as_array, checked
 
 __all__ = ["KnockoutTruth", "knockout_truth", "LensScore", "score_lenses", "module_knockouts", "spearman"]
 
 
 def spearman(a, b) -> float:
-    """Spearman's rho (NaN when either vector is constant or shorter than 3)."""
+    """Spearman's rho (NaN when either vector is constant or shorter than 3: no ranking
+    to correlate). Vectors of unequal length or holding NaN/inf are refused."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = as_array(a, "a", ndim=1).astype(float), as_array(b, "b", ndim=1).astype(float)
+    if len(a) != len(b):
+        raise ValueError(f"a and b must score the same units: {len(a)} and {len(b)} values")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b)[0])
@@ -94,6 +98,7 @@ class KnockoutTruth(Result):
         return self.base_accuracy - res.accuracy
 
 
+@checked
 def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str = "mean", split: str = "test",
                    max_samples: int | None = None, seed: int = 0, device=None, memory_budget: int | None = None,
                    num_threads: int | None = None) -> KnockoutTruth:
@@ -112,7 +117,6 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     CPU threads (None = 1 on the CPU, restored after)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer (the size of the knocked-out sets), got {k!r}")
-    seed = check_seed(seed, allow_none=False)
     if isinstance(max_sets, bool) or not isinstance(max_sets, (int, np.integer)) or max_sets < 1:
         raise ValueError(f"max_sets must be a positive integer (how many k-sets to knock out at most), got {max_sets!r}")
     if value not in ("mean", "zero"):
@@ -189,6 +193,7 @@ class LensScore(Result):
         raise KeyError(f"no lens {lens!r}; lenses: {[r['lens'] for r in self.rows]}")
 
 
+@checked
 def score_lenses(comparison: Comparison, truth: KnockoutTruth, *, k: int | None = None, modules: dict | None = None,
                  columns: dict | None = None) -> LensScore:
     """Score every lens of ``comparison`` against ``truth`` (same network).

@@ -12,6 +12,7 @@ from ..widgets.base import Explorer
 from .plots import plot_lens_ranks, plot_lens_scatter, plot_topk_drops
 from .truth import score_lenses, spearman
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["CompareExplorer", "CompareView"]
 
@@ -42,6 +43,7 @@ class CompareExplorer(Explorer):
     of each ``k`` are computed once (one batched evaluation) and cached.
     """
 
+    @checked
     def __init__(self, comparison, truth, *, lens_x: str | None = None, lens_y: str | None = None, neuron: int = 0,
                  k: int | None = None):
         self.comparison, self.truth = comparison, truth
@@ -60,6 +62,7 @@ class CompareExplorer(Explorer):
         }
         super().__init__(controls, title="Five lenses on one network", figsize=(14, 3.8), ncols=3)
 
+    @checked
     def scores(self, k: int):
         if k not in self._cache:
             self._cache[k] = score_lenses(self.comparison, self.truth, k=k)

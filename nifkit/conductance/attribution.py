@@ -40,11 +40,13 @@ from ..record.path import (BASELINES, METHODS, OUTPUTS, PathSetup, end_points, m
                            path_chunks, path_gradients, path_targets, plan_path_chunks, probe_path)
 from ..runtime import ModelState, Progress, cpu_threads, release_freed_memory
 from .result import Conductance
+from .._validation import checked
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "blocks", "make_baseline", "layer_conductance",
            "Conductance", "path_gradients"]
 
 
+@checked
 def layer_conductance(model: nn.Module, inputs, layers=None, *, baselines="zeros", target="predicted",
                       labels=None, steps: int = 32, method: str = "riemann_trapezoid", output="logits",
                       chunk_steps: int | None = None, batch_size: int | None = None,

@@ -45,6 +45,7 @@ from ..intervene.layers import LAYER_MODES, LayerKnockouts, knock_out_layers
 from ..record.path import path_layers
 from ..results import Result
 from .attribution import Conductance, layer_conductance
+from .._validation import checked
 
 __all__ = ["ESTIMATORS", "PLANE_BINNINGS", "ITE_FORMULAS", "KNOCKOUT_MODES", "InformationPlane", "ITE", "Knockout",
            "PlaneSnapshot",
@@ -94,6 +95,7 @@ class InformationPlane(Result):
                 for n, a, b, c, p in zip(self.names, self.i_xt, self.i_ty, self.null_ty, self.p_ty)]
 
 
+@checked
 def layer_codes(values, n_bins: int = 30, binning: str = "layer_minmax") -> np.ndarray:
     """Codes ``(samples, units)`` of one layer: ``binning="layer_minmax"`` = equal-width
     bins over the layer's own ``[min, max]`` (all units share it), ``"quantile"`` = per unit."""
@@ -115,6 +117,7 @@ def _pca(v, k):
     return u[:, :k] * s[:k]
 
 
+@checked
 def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins: int = 30,
                       binning: str = "layer_minmax", correction=None,
                       n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4,
@@ -186,6 +189,7 @@ def plane_from_values(values: dict, labels, *, estimator: str = "binned", n_bins
                             settings=settings, notes=notes)
 
 
+@checked
 def information_plane(cond: Conductance, labels, *, which: str = "conductance", reduce: str = "channel",
                       k: int = 16, estimator: str = "binned", n_bins: int = 30, binning: str = "layer_minmax",
                       correction=None, n_shuffles: int = 0, seed: int = 0, inputs=None, max_dims: int = 4) -> InformationPlane:
@@ -250,6 +254,7 @@ def ite(plane: InformationPlane, formula: str = "ratio") -> ITE:
 Knockout = LayerKnockouts
 
 
+@checked
 def knockout(model: nn.Module, data, layers=None, *, mode: str = "mean", fraction: float = 1.0,
              n_repeats: int = 1, seed: int = 0, batch_size: int = 256, split: str = "test",
              num_threads=None) -> Knockout:
@@ -311,6 +316,7 @@ def plane_series(traj: Trajectory, which: str = "conductance") -> tuple:
     return traj.values(lambda r: getattr(r, which).i_xt), traj.values(lambda r: getattr(r, which).i_ty)
 
 
+@checked
 def plane_trajectory(run, data, layers=None, *, epochs=None, steps: int = 16, baselines="zeros",
                      method: str = "riemann_trapezoid", target="true", estimator: str = "binned",
                      n_bins: int = 30, reduce: str = "channel", split: str = "test", device=None,

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from ..plots import new_ax
+from .._validation import checked
 
 __all__ = ["plot_information_plane", "plot_trajectory", "plot_completeness", "plot_overlay", "plot_ite",
            "plot_knockout", "plot_layer_gaps"]
@@ -80,6 +81,7 @@ def plot_trajectory(traj, which: str = "conductance", *, ax=None, cmap="viridis"
     return ax
 
 
+@checked(skip=('steps',))
 def plot_completeness(steps, gaps: dict, *, ax=None, delta_f=None):
     """Mean ``|completeness gap|`` against ``steps`` for each alpha rule
     (``gaps[method] = values per steps``); log-log axes."""

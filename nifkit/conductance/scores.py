@@ -17,10 +17,12 @@ from ..data.arrays import as_xy
 from ..models.units import hidden_layout, hidden_neurons
 from ..results import NeuronScores
 from .attribution import layer_conductance
+from .._validation import checked
 
 __all__ = ["neuron_scores"]
 
 
+@checked
 def neuron_scores(model, data, *, layers=None, steps: int = 16, method: str = "riemann_trapezoid",
                   batch_size: int = 256, split: str = "train", max_samples: int | None = None, seed: int = 0,
                   device=None, memory_budget: int = PATH_MEMORY_BUDGET, num_threads: int | None = None,

@@ -16,6 +16,7 @@ from .attribution import BASELINES, Conductance, blocks, layer_conductance
 from .plane import information_plane, ite
 from .plots import plot_information_plane, plot_ite, plot_overlay
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["ConductanceExplorer", "ConductanceView"]
 
@@ -54,6 +55,7 @@ class ConductanceExplorer(Explorer):
     control only redraws. ``.result`` is a :class:`ConductanceView`.
     """
 
+    @checked
     def __init__(self, model: nn.Module, data, *, images=None, layers=None, class_names=None, steps: int = 16,
                  max_steps: int = 64, n_bins: int = 4, estimator: str = "binned", reduce: str = "channel",
                  memory_budget=None, num_threads=None):
@@ -92,6 +94,7 @@ class ConductanceExplorer(Explorer):
             opts += [(f"class {names[i]}", i) for i in range(n_out)]
         return opts
 
+    @checked
     def conductance(self, steps, baseline, method, target):
         """The cached result for these settings (computed on first use)."""
         key = (int(steps), baseline, method, target)
@@ -99,7 +102,8 @@ class ConductanceExplorer(Explorer):
             with self.progress.task(1, f"conductance: {steps} steps, {baseline} baseline"):
                 c = layer_conductance(self.model, self.X, self.layers, baselines=baseline, target=target,
                                       labels=self.y, steps=int(steps), method=method,
-                                      memory_budget=self.memory_budget, num_threads=self.num_threads)
+                                      num_threads=self.num_threads,
+                                      **({} if self.memory_budget is None else {"memory_budget": self.memory_budget}))
                 planes = [information_plane(c, self.y, which=w, estimator=self.estimator, n_bins=self.n_bins,
                                             reduce=self.reduce, inputs=self.X)
                           for w in ("conductance", "activation")]

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from .._validation import as_labels, check_choice, check_finite, check_int, check_seed, to_tensor
+from .._validation import as_labels, check_choice, check_finite, to_tensor
 from ..runtime import all_finite
 from .dataset import Dataset
+from .._validation import checked
 
 __all__ = ["as_xy"]
 
@@ -49,6 +50,7 @@ def _gather(loader) -> tuple:
     return X, y
 
 
+@checked(skip=('labels',))
 def as_xy(data, split: str = "train", *, labels: bool = True, max_samples: int | None = None, seed: int = 0,
           min_samples: int = 1) -> tuple:
     """``(X, y)`` of ``data``: float inputs and int64 labels (``y`` None when
@@ -57,7 +59,6 @@ def as_xy(data, split: str = "train", *, labels: bool = True, max_samples: int |
     of that many samples (in their original order); fewer than ``min_samples`` samples is
     a ValueError."""
     check_choice(split, "split", ("train", "test", "all"))
-    max_samples = check_int(max_samples, "max_samples", minimum=1, allow_none=True)
     if isinstance(data, Dataset):
         X, y = data.split(split)
     elif isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
@@ -81,7 +82,7 @@ def as_xy(data, split: str = "train", *, labels: bool = True, max_samples: int |
         held = "holds no samples" if len(X) == 0 else f"has {len(X)} samples"
         raise ValueError(f"data {held}; this measure needs at least {min_samples}")
     if max_samples is not None and max_samples < len(X):
-        rng = np.random.default_rng(check_seed(seed))
+        rng = np.random.default_rng(seed)
         idx = torch.from_numpy(np.sort(rng.choice(len(X), max_samples, replace=False)))
         X, y = X[idx], None if y is None else y[idx]
     return X, y

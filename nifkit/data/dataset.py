@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._validation import as_labels, check_choice, check_finite, check_int, check_number, check_seed, to_tensor
+from .._validation import as_labels, check_choice, check_finite, check_int, check_number, to_tensor
+from .._validation import checked
 
 __all__ = ["Dataset", "DEFAULT_DATA_ROOT"]
 
@@ -20,6 +21,7 @@ DEFAULT_DATA_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "nifkit", "d
 # --------------------------------------------------------------------------------------
 # The container
 # --------------------------------------------------------------------------------------
+@checked
 @dataclass(repr=False, eq=False)
 class Dataset:
     """A classification data set split into train and test parts.
@@ -94,13 +96,12 @@ class Dataset:
             return torch.cat([self.X_train, self.X_test]), torch.cat([self.y_train, self.y_test])
         check_choice(split, "split", ("train", "test", "all"))  # raises, naming the choices
 
+    @checked
     def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
                seed: int = 0, **kwargs) -> torch.utils.data.DataLoader:
         """A ``DataLoader`` over one split. ``shuffle`` defaults to True for ``"train"``;
         shuffling uses a generator seeded with ``seed``, so the order is reproducible."""
         X, y = self.split(split)
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        seed = check_seed(seed)
         if shuffle is None:
             shuffle = split == "train"
         elif not isinstance(shuffle, (bool, np.bool_)):

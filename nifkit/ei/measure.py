@@ -19,6 +19,7 @@ from .sampling import (
 )
 from .layers import as_layer
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["MEASURES", "LayerEI", "plane_kind", "ModelEI", "layer_ei"]
 
@@ -82,6 +83,7 @@ class LayerEI(Result):
         return self.sensitivity, (self.degeneracy if which == "ei" else self.degeneracy_parts)
 
 
+@checked(skip=('layers',))
 def plane_kind(which, layers) -> str:
     """``"ei"`` or ``"parts"``: which EI places layers in the causal plane. ``"auto"``
     means vector EI when every layer in ``layers`` has it, else EI_parts."""
@@ -135,6 +137,7 @@ class ModelEI(Result):
         return "\n".join(rows)
 
 
+@checked(skip=('layer', 'n_samples', 'n_sensitivity_samples',))
 def layer_ei(layer, activation=None, *, bias=None, input_shape=None, name: str = "layer",
              in_range=(0.0, 1.0), out_range="default", n_bins=8, n_samples=100_000, n_sensitivity_samples=5000,
              measures="all", sampling: str = "uniform", sensitivity_method: str = "auto",

@@ -19,6 +19,7 @@ from ..models.walk import ELEMENTWISE_TYPES, walk
 from ..runtime import check_seed
 from .measure import ModelEI, layer_ei, plane_kind
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "measured_layers", "model_ei", "CausalHistory", "history_from_results", "ei_over_training", "EdgeAblation",
@@ -75,6 +76,7 @@ def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tup
     return out
 
 
+@checked
 def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all", device=None,
              memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, progress=False,
              **kwargs) -> ModelEI:
@@ -138,6 +140,7 @@ class CausalHistory(Result):
         return self.sensitivity, (self.degeneracy if which == "ei" else self.degeneracy_parts), which
 
 
+@checked
 def history_from_results(epochs, results, history=None, settings=None) -> CausalHistory:
     layers = results[0].names
 
@@ -149,6 +152,7 @@ def history_from_results(epochs, results, history=None, settings=None) -> Causal
                          dict(history or {}), settings=dict(settings or {}))
 
 
+@checked
 def ei_over_training(train_result, *, epochs=None, every: int | None = None, layers=None, progress=False,
                      **kwargs) -> CausalHistory:
     """:func:`model_ei` at the training snapshots of ``train_result``
@@ -195,6 +199,7 @@ def _group_masks(score: np.ndarray, n_groups: int) -> np.ndarray:
     return (group[None, :] == np.arange(n_groups)[:, None]).reshape(n_groups, *score.shape)
 
 
+@checked
 def edge_ablation(model: nn.Module, data, measures: ModelEI, *, layers=None, n_groups: int = 10,
                   scores=("ei", "weight"), seed: int = 0, split: str = "test", device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                   num_threads: int | None = None) -> EdgeAblation:

@@ -12,6 +12,7 @@ import numpy as np
 from ..plots import new_ax
 from .measure import LayerEI, ModelEI, plane_kind
 from .model import CausalHistory, EdgeAblation
+from .._validation import checked
 
 __all__ = ["plot_causal_plane", "plot_ei_over_training", "plot_edge_ei", "plot_sample_dependence",
            "plot_edge_ablation", "LAYER_COLORS"]
@@ -32,6 +33,7 @@ def _zero_ei_line(ax, top):
     ax.text(0.05 * top, 0.9 * top, "EI < 0: impossible", fontsize=8, color="0.5")
 
 
+@checked
 def plot_causal_plane(result, *, ax=None, which: str = "auto", epoch=None, layers=None, cmap: str = "viridis",
                       arrows: int = 4, colorbar: bool = True):
     """Each layer as a point ``(sensitivity, degeneracy)``; the dashed line is EI = 0
@@ -97,6 +99,7 @@ def plot_causal_plane(result, *, ax=None, which: str = "auto", epoch=None, layer
     return ax
 
 
+@checked
 def plot_ei_over_training(history: CausalHistory, *, ax=None, measure: str = "auto", loss_ax=None,
                           show_loss: bool = True, layers=None, epoch=None):
     """Each layer's EI (``measure``: ``"ei"``, ``"ei_parts"``, ``"sensitivity"``,
@@ -146,6 +149,7 @@ def plot_ei_over_training(history: CausalHistory, *, ax=None, measure: str = "au
     return ax
 
 
+@checked(skip=('layer',))
 def plot_edge_ei(layer: LayerEI, *, ax=None, which: str = "ei", cmap: str = "magma", colorbar: bool = True,
                  annotate=None, vmax=None):
     """Heatmap of one layer's per-edge EI (``which="ei"``) or sensitivity
@@ -178,6 +182,7 @@ def plot_edge_ei(layer: LayerEI, *, ax=None, which: str = "ei", cmap: str = "mag
     return ax
 
 
+@checked(skip=('n_samples',))
 def plot_sample_dependence(n_samples, values: dict, *, ax=None, bias=None, truth=None, ylabel="EI_parts (bits)"):
     """Estimates against sample count (log axis). ``values``: label -> array over
     ``n_samples`` (e.g. one curve per bin count); ``bias``: label -> first-order plug-in

@@ -22,6 +22,7 @@ from ..record import record
 from ..results import NeuronScores
 from .measure import layer_ei
 from .model import measured_layers
+from .._validation import checked
 
 __all__ = ["neuron_scores"]
 
@@ -45,6 +46,7 @@ def _debiased(r) -> np.ndarray:
     return r.edge_ei - (r.bias_parts / max(r.n_edges, 1)) * mask
 
 
+@checked
 def neuron_scores(model, data, *, layers=None, n_bins: int = 8, n_samples: int = 5000,
                   n_sensitivity_samples: int = 1000, split: str = "train", max_samples: int | None = None,
                   seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,

@@ -13,6 +13,7 @@ from .measure import LayerEI, ModelEI, plane_kind
 from .model import CausalHistory, history_from_results, measured_layers, model_ei
 from .plots import plot_causal_plane, plot_edge_ei
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["CausalExplorer", "CausalView"]
 
@@ -51,6 +52,7 @@ class CausalExplorer(Explorer):
     :func:`~nifkit.ei.model_ei` (``n_sensitivity_samples``, ranges, ``seed``...).
     """
 
+    @checked
     def __init__(self, source, *, history: CausalHistory | None = None, n_bins: int | None = None,
                  n_samples: int | None = None, n_sensitivity_samples: int = 2000, which: str = "auto",
                  max_samples: int = 200_000, **measure_kw):
@@ -115,6 +117,7 @@ class CausalExplorer(Explorer):
                 self._measure(e, n_bins, n_samples)
                 step()
 
+    @checked
     def history_at(self, n_bins: int, n_samples: int, fill: bool = True) -> CausalHistory:
         """Every epoch's measurements at ``bins`` and ``samples`` (computing the missing
         ones behind the progress bar; ``fill=False``: only the epochs measured so far)."""

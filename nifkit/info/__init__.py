@@ -60,8 +60,10 @@ from .counts import (
 )
 from .keys import KeyCounts, entropy_from_keys, group_counts, group_keys, pack_keys
 from .labels import kl_profile_from_counts
+from .._validation import checked
 
 
+@checked
 def plugin_bias(n_bins_x: int, n_bins_y: int, n_samples: int) -> float:
     """First-order upward bias of the plug-in MI of independent variables, in bits:
     ``(Bx - 1)(By - 1) / (2 n ln 2)`` (Miller–Madow; Panzeri & Treves)."""
@@ -69,7 +71,6 @@ def plugin_bias(n_bins_x: int, n_bins_y: int, n_samples: int) -> float:
 
     n_bins_x = check_int(n_bins_x, "n_bins_x", minimum=1)
     n_bins_y = check_int(n_bins_y, "n_bins_y", minimum=1)
-    n_samples = check_int(n_samples, "n_samples", minimum=1)
     return (n_bins_x - 1) * (n_bins_y - 1) / (2 * n_samples * LN2)
 
 

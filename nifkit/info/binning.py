@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_2d, check_bin_range, check_choice, check_int, check_n_bins
+from .._validation import as_2d, check_bin_range, check_choice, check_n_bins
+from .._validation import checked
 
 __all__ = ["Binner", "discretize", "METHODS", "BINARY_METHODS", "kmeans2_thresholds", "binary_thresholds", "binarize"]
 
@@ -40,10 +41,12 @@ class Binner:
     bin_range : (lo, hi), required for ``"fixed"``
     """
 
+    @checked
     def __init__(self, n_bins: int = 8, binning: str = "minmax", bin_range=None):
         self.n_bins = n_bins
         self.binning = binning
         self.bin_range = bin_range
+        self.validate()  # settings checked where they are given, not at fit
 
     def validate(self) -> "Binner":
         """Check the settings now (fit does it too); raises ValueError naming the fix."""
@@ -69,11 +72,11 @@ class Binner:
         if self.binning == "fixed":
             lo = np.full(m, float(self.bin_range[0]))
             hi = np.full(m, float(self.bin_range[1]))
-            self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
+            self.edges_ = lo[:, None] + (hi / b - lo / b)[:, None] * np.arange(1, b)[None, :]  # no overflow at +-1e308
         elif self.binning == "minmax":
             lo = x.min(axis=0).astype(np.float64)
             hi = x.max(axis=0).astype(np.float64)
-            self.edges_ = lo[:, None] + (hi - lo)[:, None] * np.arange(1, b)[None, :] / b
+            self.edges_ = lo[:, None] + (hi / b - lo / b)[:, None] * np.arange(1, b)[None, :]  # no overflow at +-1e308
         else:
             q = np.arange(1, b) / b
             self.edges_ = np.quantile(x.astype(np.float64), q, axis=0).T.copy()
@@ -81,6 +84,7 @@ class Binner:
         self.n_features_ = m
         return self
 
+    @checked
     def transform(self, x, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
         """Codes in ``0..n_bins-1`` for ``x`` of shape ``(samples, neurons)``.
 
@@ -89,7 +93,6 @@ class Binner:
         """
         if not hasattr(self, "edges_"):
             raise RuntimeError("Binner.transform called before fit; call fit(x) or fit_transform(x)")
-        chunk_bytes = check_int(chunk_bytes, "chunk_bytes", minimum=1)
         x = as_2d(x, "x")
         if x.shape[1] != self.n_features_:
             raise ValueError(f"x has {x.shape[1]} neurons but the binner was fitted on {self.n_features_}")
@@ -97,9 +100,9 @@ class Binner:
         out = np.empty(x.shape, dtype=dtype)
         if self.binning != "quantile":
             # equal width: arithmetic, no comparisons needed
-            width = (self.hi_ - self.lo_) / self.n_bins
+            width = self.hi_ / self.n_bins - self.lo_ / self.n_bins  # hi - lo would overflow at +-1e308
             safe = np.where(width > 0, width, 1.0)
-            codes = np.floor((x - self.lo_) / safe)
+            codes = np.floor(x / safe - self.lo_ / safe)
             codes = np.where(width > 0, codes, 0)
             np.clip(codes, 0, self.n_bins - 1, out=codes)
             # exact edge values: make arithmetic agree with the ">= edge" rule
@@ -115,6 +118,7 @@ class Binner:
         return self.fit(x).transform(x)
 
 
+@checked
 def discretize(x, n_bins: int = 8, binning: str = "minmax", bin_range=None) -> np.ndarray:
     """Codes ``(samples, neurons)`` in ``0..n_bins-1``; see :class:`Binner`."""
     return Binner(n_bins=n_bins, binning=binning, bin_range=bin_range).fit_transform(x)
@@ -134,7 +138,7 @@ def kmeans2_thresholds(x) -> np.ndarray:
     ``k`` (splits only between distinct values) minimises it. Returns the threshold
     per neuron: the midpoint of the two cluster means (the nearest-centroid rule), so
     ``x > threshold`` reproduces the optimal partition. A constant neuron gets
-    ``+inf`` (all codes 0). Hintze & Adami binarise hidden neurons this way (with
+    its own value as threshold (finite; ``x > threshold`` gives all codes 0). Hintze & Adami binarise hidden neurons this way (with
     sklearn's KMeans, which finds the same split up to local optima).
     """
     x = as_2d(x, "x").astype(np.float64)
@@ -162,10 +166,11 @@ def kmeans2_thresholds(x) -> np.ndarray:
     # keep the threshold strictly between the two sides (rounding of the means)
     thr = np.clip(thr, lo_v, np.nextafter(hi_v, -np.inf))
     const = ~valid.any(axis=0)
-    thr[const] = np.inf
+    thr[const] = x[0, const]  # a constant neuron: its value (x > value is all 0), not inf
     return thr
 
 
+@checked
 def binary_thresholds(x, binning: str = "kmeans2", threshold=0.0) -> np.ndarray:
     """Per-neuron thresholds of a binary split, by ``binning``: ``"kmeans2"`` (exact 1-D 2-means, see
     :func:`kmeans2_thresholds`), ``"median"`` (each neuron's median), or
@@ -187,6 +192,7 @@ def binary_thresholds(x, binning: str = "kmeans2", threshold=0.0) -> np.ndarray:
     return np.broadcast_to(t, (x.shape[1],)).copy()
 
 
+@checked
 def binarize(x, binning: str = "kmeans2", threshold=0.0, *, thresholds=None) -> np.ndarray:
     """Binary codes ``(samples, neurons)`` (uint8, 1 where ``x > threshold``).
 

@@ -20,8 +20,9 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 
 from ..runtime import with_thread_policy
-from .._validation import as_2d, check_int, check_memory_budget, check_number, check_pairs, check_seed
+from .._validation import as_2d, check_int, check_number, check_pairs, check_seed
 from .kernels import LN2
+from .._validation import checked
 
 __all__ = ["gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs"]
 
@@ -66,6 +67,12 @@ def _ksg_prepare(x, y, k, jitter, seed, names="x and y"):
     seed = check_seed(seed)
     if n <= k + 1:
         raise ValueError(f"too few samples in {names}: KSG with k={k} needs more than {k + 1} samples, got {n}")
+    if not jitter:
+        for arr, nm in ((x, "x"), (y, "y")):
+            srt = np.sort(arr.reshape(n, -1), axis=0)
+            if (srt[1:] == srt[:-1]).any():
+                raise ValueError(f"{nm} has tied values and jitter=0: KSG counts neighbours by strict distances and "
+                                 "ties bias it (even below zero); keep the default jitter=1e-10 or pass jitter > 0")
     if jitter:
         rng = np.random.default_rng(seed)
         x = x + jitter * (x.std(axis=0) + 1e-300) * rng.standard_normal(x.shape)
@@ -73,6 +80,7 @@ def _ksg_prepare(x, y, k, jitter, seed, names="x and y"):
     return x, y, k
 
 
+@checked
 @with_thread_policy
 def ksg_mi(x, y, k: int = 3, jitter: float = 1e-10, seed=0) -> float:
     """KSG (algorithm 1) MI estimate in bits; ``x``/``y`` are ``(n,)`` or ``(n, d)``.
@@ -109,6 +117,7 @@ def gaussian_mi_pairs(a, b) -> np.ndarray:
     return -0.5 * np.log2(1.0 - r2)
 
 
+@checked
 @with_thread_policy
 def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
                  memory_budget: int = 2 * 2**20) -> np.ndarray:
@@ -125,7 +134,6 @@ def ksg_mi_pairs(a, b, pairs, k: int = 3, jitter: float = 1e-10, seed=0,
     """
     a, b = _pair(a, b, "a", "b")
     pairs = check_pairs(pairs, "pairs", a.shape[1], b.shape[1])
-    memory_budget = check_memory_budget(memory_budget)
     n = len(a)
     a, b, k = _ksg_prepare(a, b, k, jitter, seed, "a and b")
     ta = torch.from_numpy(np.ascontiguousarray(a.T))

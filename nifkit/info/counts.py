@@ -46,6 +46,7 @@ from .._validation import (
     to_numpy,
 )
 from .kernels import LN2, blocked_kernel, count_pairs, counting_kernel, kernel_failure, xlog2x, xlog2x_counts
+from .._validation import checked
 
 __all__ = [
     "marginal_counts", "pair_counts", "label_counts", "inner_counts", "mi_from_counts", "mi_from_inner",
@@ -116,6 +117,7 @@ def marginal_bin_counts(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
     return total.reshape(m, n_bins).to(torch.float64)
 
 
+@checked
 def marginal_counts(codes, n_bins: int) -> torch.Tensor:
     """``(units, n_bins)`` float64 counts of each unit's codes, one ``bincount``."""
     n_bins = _check_bins(n_bins, "n_bins")
@@ -145,6 +147,7 @@ def full_table(inner, count_a, count_b) -> torch.Tensor:
     return joint
 
 
+@checked
 def pair_counts(a, b, n_bins_a: int, n_bins_b: int | None = None) -> torch.Tensor:
     """Joint counts ``(units_a, n_bins_a, units_b, n_bins_b)`` (float64, exact) of every
     pair of a unit of ``a (samples, units_a)`` and one of ``b``: one :class:`PairCounts`
@@ -152,6 +155,7 @@ def pair_counts(a, b, n_bins_a: int, n_bins_b: int | None = None) -> torch.Tenso
     return PairCounts(n_bins_a, n_bins_b).update(a, b).joint
 
 
+@checked
 def label_counts(codes, labels, n_bins: int, n_classes: int, chunk_bytes: int = 64 * 2**20,
                  device=None) -> np.ndarray:
     """Joint histogram ``(units, n_bins, n_classes)`` (int64) of every unit's code with
@@ -406,6 +410,7 @@ class MarginalCounts(_Mergeable):
 
     _fields = ("counts",)
 
+    @checked
     def __init__(self, n_bins: int):
         self.n_bins = _check_bins(n_bins, "n_bins")
         self.counts, self.n = None, 0
@@ -430,6 +435,7 @@ class PairCounts(_Mergeable):
 
     _fields = ("inner", "count_a", "count_b")
 
+    @checked
     def __init__(self, n_bins_a: int, n_bins_b: int | None = None, *, device=None):
         self.n_bins_a = check_n_bins(n_bins_a, "n_bins_a")
         self.n_bins_b = self.n_bins_a if n_bins_b is None else check_n_bins(n_bins_b, "n_bins_b")
@@ -530,11 +536,13 @@ class LabelCounts(_Mergeable):
 
     _fields = ("table",)
 
+    @checked
     def __init__(self, n_bins: int, n_classes: int):
         self.n_bins = _check_bins(n_bins, "n_bins")
         self.n_classes = _check_bins(n_classes, "n_classes")
         self.table, self.n = None, 0
 
+    @checked
     def update(self, codes, labels) -> "LabelCounts":
         t = torch.from_numpy(label_counts(codes, labels, self.n_bins, self.n_classes))
         if self.table is not None and t.shape != self.table.shape:

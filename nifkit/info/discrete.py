@@ -82,6 +82,9 @@ def pack(*variables, names=None) -> np.ndarray:
         raise ValueError("pack needs at least one variable")
     if names is None:
         names = [f"variable {i}" for i in range(len(variables))]
+    elif isinstance(names, str) or len(names) != len(variables):
+        got = 1 if isinstance(names, str) else len(names)
+        raise ValueError(f"names must give one name per variable: {len(variables)} variables, {got} names")
     cols = []
     n = None
     for i, (v, name) in enumerate(zip(variables, names)):

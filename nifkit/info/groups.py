@@ -42,6 +42,7 @@ from .discrete import pack
 from .keys import mixed_radix, row_keys
 from .kernels import MAX_KEY_BITS, xlog2x_table
 from ..runtime import Progress
+from .._validation import checked
 
 __all__ = [
     "compact",
@@ -60,6 +61,7 @@ MAX_ALL_SUBSETS = 24
 
 
 # ----------------------------------------------------------------------------- helpers
+@checked
 def compact(labels, n_values: int | None = None):
     """Relabel non-negative integer ``labels`` to ``0..G-1`` (order kept); returns
     ``(labels, G)``. Uses an occupancy table when the range is small, else a sort."""
@@ -155,6 +157,7 @@ def _cmi_rows(rows, gs, xyu, w, bx, by, n, table):
     return np.add.reduceat(per_group, g_start) / n
 
 
+@checked
 def cmi_from_labels(x, y, labels, n_groups: int | None = None) -> float:
     """``I(X;Y|Z)`` in bits with ``Z`` given by integer ``labels`` (samples,)."""
     x, y = _check_xy(x, y)
@@ -168,6 +171,7 @@ def cmi_from_labels(x, y, labels, n_groups: int | None = None) -> float:
 
 
 # ------------------------------------------------------------------------ batched: extend
+@checked
 def cmi_extended(x, y, given, extra, *, memory_budget: int = 256 * 2**20) -> np.ndarray:
     """``I(X; Y | B, E_j)`` in bits for every column ``j`` of ``extra``, in one call.
 
@@ -210,6 +214,7 @@ def _as_masks(masks, m):
     return as_masks(masks, m, "the variable is in the conditioning group")
 
 
+@checked
 def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.ndarray:
     """``I(X;Y | codes[:, mask_s])`` in bits for every row ``mask_s`` of ``masks``
     (bool ``(S, m)``; an all-False row conditions on nothing).
@@ -257,6 +262,7 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
     return out
 
 
+@checked
 def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.ndarray:
     """``I(X;Y | codes[:, Z])`` for every subset ``Z`` of the ``m`` columns (``m <= 24``):
     an array of ``2^m`` values in bits, entry ``b`` for the set of bits of ``b``

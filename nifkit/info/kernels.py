@@ -62,6 +62,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from .._validation import checked
 
 __all__ = ["KERNELS", "counting_kernel", "counting_kernel_info", "set_counting_kernel", "count_pairs",
            "KernelChoice", "ENV_VAR", "CountingKernel", "Right", "blocked_kernel", "kernel_failure",
@@ -513,6 +514,7 @@ def _measure(device, repeats):
     return KernelChoice(choose_fastest(large or timings), device.type, "measured", timings, failed, large)
 
 
+@checked
 def counting_kernel_info(device=None) -> KernelChoice:
     """The counting kernel used on ``device`` (default CPU) and why: forced by
     :func:`set_counting_kernel`, by ``NIFKIT_COUNT_KERNEL``, or measured (once per
@@ -528,6 +530,7 @@ def counting_kernel_info(device=None) -> KernelChoice:
     return _CHOSEN[dev.type]
 
 
+@checked
 def counting_kernel(device=None) -> str:
     """Name of the counting kernel used on ``device`` (``"int8"``, ``"float32"`` or
     ``"float32_packed"``); see

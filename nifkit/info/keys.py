@@ -22,6 +22,7 @@ import torch
 
 from .counts import codes_tensor, dist_ready
 from .kernels import MAX_KEY_BITS, xlog2x
+from .._validation import checked
 
 __all__ = ["mixed_radix", "row_keys", "pack_keys", "group_keys", "group_counts", "KeyCounts", "entropy_from_keys"]
 
@@ -57,6 +58,7 @@ def row_keys(codes, card=None) -> np.ndarray | None:
     return c.astype(np.int64) @ radix
 
 
+@checked
 def pack_keys(codes, n_bins: int) -> torch.Tensor:
     """Mixed-radix int64 key of each row of ``codes (samples, units)``:
     ``sum_i codes[:, i] * n_bins**i``. The joint state space ``n_bins**units`` must fit
@@ -75,6 +77,7 @@ def pack_keys(codes, n_bins: int) -> torch.Tensor:
     return (t.to(torch.int64) * powers).sum(1)
 
 
+@checked
 def group_keys(codes, groups, n_bins: int) -> list:
     """One key tensor per group of unit indices (see :func:`pack_keys`)."""
     t = codes_tensor(codes, "codes", n_bins)
@@ -87,6 +90,7 @@ def group_keys(codes, groups, n_bins: int) -> list:
     return out
 
 
+@checked
 def group_counts(codes, groups, n_bins: int) -> list:
     """A :class:`KeyCounts` of the joint states of each group of units."""
     return [KeyCounts().update(k) for k in group_keys(codes, groups, n_bins)]

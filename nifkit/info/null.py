@@ -13,6 +13,7 @@ import numpy as np
 from .._validation import check_callable, check_estimate, check_int, check_seed, to_numpy
 from .pairwise import pairwise_mi
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["ShuffleTest", "shuffle_test", "pairwise_shuffle_test", "p_values"]
 
@@ -44,6 +45,7 @@ def _check(n_shuffles, seed):
     return check_int(n_shuffles, "n_shuffles", minimum=1), check_seed(seed)
 
 
+@checked
 def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     """Null distribution of ``estimator(x, y_shuffled)`` for one pair; ``estimator`` is
     any function ``(x, y) -> bits``, e.g. :func:`mutual_information` or :func:`ksg_mi`.
@@ -70,6 +72,7 @@ def shuffle_test(x, y, estimator, n_shuffles: int = 100, seed=0) -> ShuffleTest:
     return ShuffleTest(obs, null, float(p), settings={"n_shuffles": n_shuffles, "seed": seed})
 
 
+@checked
 def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> ShuffleTest:
     """Shuffle null for every pair of :func:`pairwise_mi` at once: each shuffle permutes
     the samples of ``b`` (or of a copy of ``a``) with one permutation for all neurons,
@@ -87,8 +90,8 @@ def pairwise_shuffle_test(a, b=None, n_shuffles: int = 20, seed=0, **kwargs) -> 
 def p_values(observed, null) -> np.ndarray:
     """One-sided permutation p-values ``(1 + #{null >= observed}) / (1 + n_null)``,
     vectorised: ``null`` is a sequence (or an array stacked on axis 0) of null
-    estimates shaped like ``observed``. Where ``observed`` is NaN the p-value is NaN;
-    NaN null values never count as ``>= observed``."""
+    estimates shaped like ``observed``. Where ``observed`` is NaN (undefined) the p-value is NaN;
+    a NaN null value where ``observed`` is a number is refused (``ValueError``)."""
     obs = np.asarray(observed, dtype=np.float64)
     nl = np.asarray([np.asarray(v, dtype=np.float64) for v in null]) if not isinstance(null, np.ndarray) \
         else null.astype(np.float64, copy=False)
@@ -96,6 +99,12 @@ def p_values(observed, null) -> np.ndarray:
         raise ValueError(f"null must stack estimates shaped like observed {obs.shape}, got {nl.shape}")
     if len(nl) < 1:
         raise ValueError("null holds no estimates; use n_shuffles >= 1")
+    bad = np.isnan(nl) & ~np.isnan(obs)[None]
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"null holds NaN at {where} where observed is a number: a NaN null estimate would never "
+                         "count as >= observed and make the p-value look significant. Check the estimator on the "
+                         "shuffled data (constant columns? too few samples?)")
     with np.errstate(invalid="ignore"):
         ge = (nl >= obs[None]).sum(axis=0)
     p = (1.0 + ge) / (1.0 + len(nl))

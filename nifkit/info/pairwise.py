@@ -47,6 +47,7 @@ from .._validation import (
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..runtime import Progress, with_thread_policy
 from .counts import PairBlocks, PairCounts, codes_tensor, marginal_bin_counts, mi_from_inner
+from .._validation import checked
 
 __all__ = ["pairwise_mi", "PairwiseMI"]
 
@@ -97,6 +98,7 @@ def _all_pairs(ta, tb, ba, bb, symmetric, correction, budget, progress) -> torch
     return out
 
 
+@checked
 @with_thread_policy
 def pairwise_mi(
     a,
@@ -175,6 +177,7 @@ class PairwiseMI(PairCounts):
         mi = acc.mi()
     """
 
+    @checked
     def __init__(self, n_bins: int = 8, n_bins_b=None, device=None):
         n_bins = check_n_bins(n_bins, "n_bins")
         n_bins_b = check_n_bins(n_bins_b, "n_bins_b", allow_none=True)

@@ -15,6 +15,7 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
 from .units import KnockoutResult, Knockouts
+from .._validation import checked
 
 __all__ = ["knock_out_edges", "evaluate_edge_knockouts"]
 
@@ -36,6 +37,7 @@ def _edge_masks_for(model, edges):
     return out
 
 
+@checked
 @contextlib.contextmanager
 def knock_out_edges(model: nn.Module, edges: dict, value: float = 0.0):
     """Context manager: the weights ``edges[name][A, B] == True`` (masks ``(inputs,
@@ -50,6 +52,7 @@ def knock_out_edges(model: nn.Module, edges: dict, value: float = 0.0):
         yield model
 
 
+@checked
 def evaluate_edge_knockouts(model: nn.Module, data, edges: dict, *, value: float = 0.0, split: str = "test",
                             device=None,
                             memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,

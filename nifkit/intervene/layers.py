@@ -24,6 +24,7 @@ from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["LAYER_MODES", "LayerKnockouts", "LayerKnockoutSettings", "knock_out_layers"]
 
@@ -89,6 +90,7 @@ class LayerKnockoutSettings:
         return 1 if self.fraction >= 1 else int(self.n_repeats)
 
 
+@checked
 def knock_out_layers(model: nn.Module, data, layers, *, mode: str = "mean", fraction: float = 1.0,
                      n_repeats: int = 1, seed: int = 0, batch_size: int = 256, split: str = "test",
                      num_threads=None) -> LayerKnockouts:

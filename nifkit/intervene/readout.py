@@ -28,6 +28,7 @@ from torch import nn
 
 from .._validation import as_masks
 from ..runtime import Progress, cpu_threads
+from .._validation import checked
 
 __all__ = ["ReadoutKnockouts", "balanced_accuracy", "masks_from_bits", "MAX_ALL_SUBSETS"]
 
@@ -58,6 +59,7 @@ class ReadoutKnockouts:
     activations ``(samples, units)``, ``base_predicted`` the intact model's classes.
     """
 
+    @checked
     def __init__(self, engine, layer: str, value="zero"):
         if engine.flat is None:
             raise ValueError("readout knockouts need an nn.Sequential model (its layers after `layer` are read "
@@ -134,6 +136,7 @@ class ReadoutKnockouts:
                 "balanced": balanced_accuracy(tp, pp, np.maximum(self.class_counts, 1), N)}
 
     # -- every subset of the layer for one class ----------------------------------------
+    @checked
     def all_subsets(self, cls: int, *, sample_chunk: int = 4, block_bytes: int = 1 << 20,
                     progress=False) -> np.ndarray:
         """Balanced accuracy of class ``cls`` for all ``2^m`` knockout sets (entry ``b``

@@ -19,6 +19,7 @@ from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knock_out",
            "KnockoutSpec", "FastPlan", "RankOneLinear"]
@@ -30,6 +31,7 @@ VALUES = ("zero", "mean")
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.AlphaDropout)
 
 
+@checked
 def check_labels(y, n: int, what: str, n_classes: int | None = None) -> np.ndarray:
     """Class indices ``(samples,)`` as int64 (:func:`nifkit._validation.as_labels`: dtype,
     NaN, fractions, negatives), checked against ``n`` samples of ``what`` and the
@@ -123,6 +125,7 @@ class Knockouts:
     thread policy, see :class:`nifkit.runtime.cpu_threads`).
     """
 
+    @checked
     def __init__(self, model: nn.Module, data, *, split: str = "test", device=None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, method: str = "auto",
                  batch_size: int = 4096):
@@ -196,6 +199,7 @@ class Knockouts:
             res[s:s + len(out)] = out
         return res
 
+    @checked
     def index(self, layer: str) -> int:
         """Position of ``layer`` among the model's modules (``ValueError`` with "did you
         mean" for unknown names)."""
@@ -205,6 +209,7 @@ class Knockouts:
             raise unknown_layer_error(layer, self._layer_names, what="layer")
         return self._layer_names.index(layer)
 
+    @checked
     def activations(self, layer: str) -> torch.Tensor:
         """Output ``(samples, units)`` of ``layer`` on the evaluation set (cached)."""
         if layer not in self._prefix:
@@ -248,9 +253,11 @@ class Knockouts:
                 "layer before it).")
         return rec[layer]
 
+    @checked
     def n_units(self, layer: str) -> int:
         return self.activations(layer).shape[1]
 
+    @checked
     def unit_value(self, layer: str, value) -> torch.Tensor:
         """What knocked-out units of ``layer`` are set to: ``"zero"``, ``"mean"`` (over
         the evaluation set) or given values, one per unit."""
@@ -266,6 +273,7 @@ class Knockouts:
             raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} neurons")
         return v
 
+    @checked
     def readout(self, layer: str, value="zero"):
         """The second evaluation mode: knockouts of ``layer``'s units scored through the
         one ``nn.Linear`` after it, by batched products and split sums (overall and
@@ -276,6 +284,7 @@ class Knockouts:
         return ReadoutKnockouts(self, layer, value)
 
     # -- the core: masks per touched layer ------------------------------------------------
+    @checked
     def evaluate(self, layers: Sequence[str], masks: Sequence, value="zero", *,
                  cumulative: Sequence | None = None, single: bool = False) -> KnockoutResult:
         """Accuracy ``(S,)``, mean loss ``(S,)`` and per-class accuracy ``(S, C)`` with
@@ -320,13 +329,20 @@ class Knockouts:
         vals = [self.unit_value(n, value if isinstance(value, str) else value[i]) for i, n in enumerate(layers)]
         cum = list(cumulative) if cumulative is not None else [None] * len(layers)
         masks = list(masks)
+        if len(masks) != len(layers) or len(cum) != len(layers):
+            raise ValueError(f"give one mask per layer: {len(layers)} layers {layers}, {len(masks)} masks"
+                             + ("" if cumulative is None else f", {len(cum)} cumulative orders"))
         for i, n in enumerate(layers):
             if masks[i] is None and cum[i] is None:
                 raise ValueError(f"no mask for layer {n!r}")
             if masks[i] is None:
                 order, counts = cum[i]
                 masks[i] = cumulative_masks(order, counts, self.n_units(n))
-            masks[i] = torch.as_tensor(masks[i], dtype=torch.bool, device=self.device)
+            mk = torch.as_tensor(masks[i])
+            if mk.dtype != torch.bool and (mk.is_complex() or not bool(((mk == 0) | (mk == 1)).all())):
+                raise ValueError(f"the mask for {n!r} must hold booleans or 0/1 (True = knocked out); "
+                                 "0.5 is not a unit knocked out half-way")
+            masks[i] = mk.to(dtype=torch.bool, device=self.device)
             if masks[i].ndim != 2 or masks[i].shape[1] != self.n_units(n):
                 raise ValueError(f"mask for {n!r} must be (steps, {self.n_units(n)}), got {tuple(masks[i].shape)}")
         if any(m.shape[0] != masks[0].shape[0] for m in masks):
@@ -408,6 +424,7 @@ class Knockouts:
             cls = np.where(self.class_counts > 0, correct / np.maximum(self.class_counts, 1), np.nan)
         return KnockoutResult(acc, loss_sum.cpu().numpy() / N, cls)
 
+    @checked
     def evaluate_masks(self, layers, masks, value="zero", *, cumulative=None, single=False):
         """The same as :meth:`evaluate`, as a tuple ``(accuracy, loss, class_accuracy)``."""
         return tuple(self.evaluate(layers, masks, value, cumulative=cumulative, single=single))
@@ -529,6 +546,7 @@ class RankOneLinear:
             else zz.index_select(1, self.steps[sl])
 
 
+@checked
 @contextlib.contextmanager
 def knock_out(model: nn.Module, units: dict, value="zero"):
     """Context manager: while inside, the outputs of each ``units[layer]`` (unit indices
@@ -545,6 +563,12 @@ def knock_out(model: nn.Module, units: dict, value="zero"):
         raise TypeError("units must be a non-empty dict {layer name: unit indices or bool mask}")
     modules = dict(model.named_modules())
     names = [n for n in modules if n]
+    for name, sel in units.items():
+        arr = np.asarray(sel.detach().cpu() if isinstance(sel, torch.Tensor) else sel)
+        if arr.dtype != bool and (arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not (
+                np.isfinite(arr).all() and (arr == np.round(arr)).all()))):
+            raise TypeError(f"units[{name!r}] must be integer unit indices or a bool mask, got {arr.dtype} values "
+                            f"{arr.ravel()[:6].tolist()}: fractional indices are not truncated silently")
 
     def make(name, sel):
         def hook(mod, args, out):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .._validation import check_finite, resolve_device, to_tensor
 from ..runtime import ModelState, Progress, cpu_threads, model_device, set_seed  # cpu_threads re-exported
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["train", "evaluate", "TrainResult", "LOSSES"]
 
@@ -57,6 +58,7 @@ def _batch_loss(loss, out, y):
     return per.sum() if loss == "mse_sum" else per.mean()
 
 
+@checked
 def evaluate(model: nn.Module, data, loss="cross_entropy", *, split: str = "test", batch_size: int = 4096,
              device=None) -> tuple[float, float]:
     """``(loss per sample, accuracy)`` of ``model`` on ``data`` (an ``(X, y)`` pair, a
@@ -71,6 +73,9 @@ def evaluate(model: nn.Module, data, loss="cross_entropy", *, split: str = "test
         data = data.split(split)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
+        if X.ndim < 2:
+            raise ValueError(f"data[0] must hold one row per sample, got shape {tuple(X.shape)}: one sample of "
+                             f"{X.numel()} features or {X.numel()} samples of one feature? Pass X[None] or X[:, None]")
         if len(X) != len(y):
             raise ValueError(f"data holds {len(X)} inputs but {len(y)} targets; pass one target per input")
         batches = ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size))
@@ -80,6 +85,31 @@ def evaluate(model: nn.Module, data, loss="cross_entropy", *, split: str = "test
         raise TypeError("data must be an (X, y) pair, a nifkit.data.Dataset or a DataLoader of (x, y) batches; "
                         f"got {type(data).__name__}")
     return _eval_batches(model, batches, loss, dev)
+
+
+def _forward(model, xb):
+    """``model(xb)``; inputs the model cannot take are named as such (torch's shape
+    message would not say which argument is wrong)."""
+    try:
+        return model(xb)
+    except RuntimeError as exc:
+        if "shape" not in str(exc) and "size" not in str(exc):
+            raise
+        first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+        takes = f"; its first Linear layer takes {first.in_features} features" if first is not None else ""
+        raise ValueError(f"data: the model cannot take inputs of shape {tuple(xb.shape)}{takes}. Check the number "
+                         f"of features of data[0] against the model's input size (torch said: {exc})") from exc
+
+
+def _check_targets(out, yb) -> None:
+    """Class labels must index the model's outputs (torch would raise a bare IndexError)."""
+    if yb.is_floating_point() or out.ndim != 2 or yb.numel() == 0 or yb.ndim != 1:
+        return
+    lo, hi = int(yb.min()), int(yb.max())
+    if lo < 0 or hi >= out.shape[1]:
+        raise ValueError(f"labels must lie in 0..{out.shape[1] - 1} (the model has {out.shape[1]} outputs); found "
+                         f"{lo if lo < 0 else hi}. Relabel them (np.unique(y, return_inverse=True)[1]) or give the "
+                         "model one output per class")
 
 
 def _eval_batches(model, batches, loss, dev) -> tuple[float, float]:
@@ -92,7 +122,8 @@ def _eval_batches(model, batches, loss, dev) -> tuple[float, float]:
             xb, yb = b[0].to(dev), b[1].to(dev)
             if xb.is_floating_point():
                 xb = xb.to(dtype)  # float64 data on a float32 model, and the other way round
-            out = model(xb)
+            out = _forward(model, xb)
+            _check_targets(out, yb)
             tot += (float(loss(out, yb)) * len(xb) if callable(loss)
                     else float(_per_sample_loss(loss, out, yb).sum()))
             is_float = yb.is_floating_point()
@@ -202,6 +233,7 @@ def _make_optimizer(optimizer, params, lr, weight_decay, momentum):
     raise ValueError(f"optimizer must be 'adam', 'sgd', a torch Optimizer or a callable params -> Optimizer; got {optimizer!r}")
 
 
+@checked
 def train(model: nn.Module, data, *, epochs: int = 20, lr: float = 1e-3, optimizer="adam",
           loss="cross_entropy", batch_size: int = 64, snapshot_every: int | None = None,
           seed: int | None = 0, device=None, progress=False, eval_every: int = 1,
@@ -370,12 +402,13 @@ class _RunLog:
         return post
 
 
-def _batches(d: _TrainData, batch_size, gen, dev):
-    """One epoch's ``(x, y)`` batches: the loader's, or one seeded permutation of the tensors."""
+def _batches(d: _TrainData, batch_size, gen, dev, dtype=torch.float32):
+    """One epoch's ``(x, y)`` batches: the loader's, or one seeded permutation of the
+    tensors; float inputs in the model's ``dtype``."""
     if d.loader is not None:
         for b in d.loader:
             xb, yb = b[0].to(dev), b[1].to(dev)
-            yield (xb.float() if xb.is_floating_point() else xb), yb
+            yield (xb.to(dtype) if xb.is_floating_point() else xb), yb
         return
     perm = torch.randperm(len(d.X_train), generator=gen).to(dev)
     for i in range(0, len(d.X_train), batch_size):
@@ -387,6 +420,11 @@ def _train(model, data, s: TrainSettings, *, device, progress, callback, test_da
     dev = resolve_device(device) if device is not None else _device_of(model)
     model.to(dev)
     d = _training_data(data, test_data, dev)
+    dtype = model_device(model)[1]  # a float64 model trains on float64 inputs
+    if d.X_train is not None and d.X_train.is_floating_point():
+        d.X_train = d.X_train.to(dtype)
+    if d.X_test is not None and d.X_test.is_floating_point():
+        d.X_test = d.X_test.to(dtype)
     gen = None
     if s.seed is not None:
         set_seed(s.seed)
@@ -401,7 +439,7 @@ def _train(model, data, s: TrainSettings, *, device, progress, callback, test_da
         run.snapshot(0)
         for epoch in range(1, s.epochs + 1):
             model.train()
-            for xb, yb in _batches(d, s.batch_size, gen, dev):
+            for xb, yb in _batches(d, s.batch_size, gen, dev, dtype):
                 opt.zero_grad(set_to_none=True)
                 _batch_loss(s.loss, model(xb), yb).backward()
                 opt.step()

@@ -5,10 +5,12 @@ data-flow order (the one walker's order), units in index order, each a
 from __future__ import annotations
 
 from .walk import Neuron, unknown_layer_error, walk
+from .._validation import checked
 
 __all__ = ["hidden_layout", "hidden_neurons"]
 
 
+@checked
 def hidden_layout(model, layers=None) -> list:
     """``[(units name, weight layer name, next weight layer name)]`` of the hidden layers
     (all, or those named in ``layers``: units names such as ``"act1"``, in data-flow
@@ -35,6 +37,7 @@ def hidden_layout(model, layers=None) -> list:
     return [entry for entry in layout if entry[0] in names]
 
 
+@checked
 def hidden_neurons(model, layers=None) -> list:
     """The addresses (:class:`~nifkit.models.Neuron`) of the hidden units of ``layers``
     (default all), in the order every lens returns its scores. Unit counts are read

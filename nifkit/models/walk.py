@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .._validation import checked
 
 __all__ = ["layer_names", "blocks", "resolve_layers", "unknown_layer_error", "walk", "ModelWalk", "WalkedLayer", "Step",
            "Neuron", "WEIGHT_TYPES", "ELEMENTWISE_TYPES", "MONOTONE_TYPES"]
@@ -143,6 +144,7 @@ def blocks(model: nn.Module) -> list[str]:
     return acts
 
 
+@checked
 def resolve_layers(model: nn.Module, layers=None) -> list[str]:
     """Turn a ``layers`` specification into a list of module names, in the order of
     ``model.named_modules()`` for filters and in the order given for lists.

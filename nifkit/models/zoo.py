@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..runtime import Progress, seeded
+from .._validation import check_int, checked
 
 __all__ = ["ACTIVATIONS", "INITS", "mlp", "small_cnn", "init_weights", "PRETRAINED", "load_pretrained",
            "pretrained_path"]
@@ -102,6 +103,7 @@ def init_weights(module: nn.Module, init="default", activation: str | None = "re
 
 
 
+@checked
 def mlp(sizes: Sequence[int], activation="relu", bias: bool = True, init="default",
         out_activation=None, seed: int | None = None) -> nn.Sequential:
     """A fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
@@ -113,7 +115,9 @@ def mlp(sizes: Sequence[int], activation="relu", bias: bool = True, init="defaul
     :data:`ACTIVATIONS`, an ``nn.Module`` class or instance. ``seed`` makes the
     initial weights reproducible without touching the global RNG.
     """
-    sizes = [int(s) for s in sizes]
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a list of layer widths, e.g. [4, 16, 2]; got {sizes!r}")
+    sizes = [check_int(s, f"sizes[{i}]", minimum=1) for i, s in enumerate(sizes)]  # 2.7 or True is no width
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least an input and an output size, all >= 1; got {sizes}")
     _make_activation(activation)  # validate early
@@ -132,6 +136,7 @@ def mlp(sizes: Sequence[int], activation="relu", bias: bool = True, init="defaul
     return net
 
 
+@checked
 def small_cnn(in_channels: int = 1, image_size=(8, 8), channels: Sequence[int] = (8, 16),
               n_classes: int = 10, *, kernel_size: int = 3, activation="relu", pool: bool = True,
               hidden: Sequence[int] = (), bias: bool = True, init="default",
@@ -206,6 +211,7 @@ def pretrained_path(name: str, weights="DEFAULT") -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
 
 
+@checked
 def load_pretrained(name: str, weights="DEFAULT", allow_download: bool | None = None,
                     progress=False) -> nn.Module:
     """A torchvision ImageNet model (``resnet18``, ``resnet50``, ``vgg16``,

@@ -19,6 +19,7 @@ from ..info.binning import METHODS as BINNING_METHODS
 from ..models.walk import unknown_layer_error, walk
 from ..runtime import Progress
 from .graph import FlowGraph
+from .._validation import checked
 
 __all__ = ["ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "flow_layers", "flow_nodes", "flow_graph"]
 
@@ -224,6 +225,7 @@ def _edges_of(mask):
     return np.nonzero(mask)
 
 
+@checked
 def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int = 8, binning: str = "quantile",
                bin_range=None, correction=None, weight_scale: bool = False, significance: float | None = None,
                n_shuffles: int = 20, layers=None, split: str = "train", max_samples: int | None = None,

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..models.walk import Neuron, unknown_layer_error
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "FlowGraph", "DISTANCES", "betweenness", "COMMUNITY_METHODS", "communities", "PATH_MODES", "FlowPaths",
@@ -264,6 +265,7 @@ def betweenness(fg: FlowGraph, distance: str = "neglog", normalized: bool = True
 COMMUNITY_METHODS = ("louvain", "greedy")
 
 
+@checked
 def communities(fg: FlowGraph, method: str = "louvain", seed: int = 0, resolution: float = 1.0) -> list:
     """Communities of neurons maximising modularity on the undirected flow graph with
     edge weight ``flow``: ``"louvain"`` (default, seeded) or ``"greedy"`` (Clauset–

@@ -18,6 +18,7 @@ from matplotlib.collections import LineCollection
 
 from ..plots import new_ax
 from .graph import Attribution, FlowGraph
+from .._validation import checked
 
 __all__ = ["layered_positions", "flow_unit", "plot_flow_graph", "plot_attribution", "plot_edge_comparison",
            "plot_rank_comparison"]
@@ -52,6 +53,7 @@ def _segments(fg: FlowGraph, pos, threshold) -> _Edges:
     return _Edges(np.concatenate(segs), np.concatenate(flows), np.concatenate(ends))
 
 
+@checked(skip=('labels',))
 def plot_flow_graph(fg: FlowGraph, *, ax=None, threshold: float = 0.0, highlight=None, paths=None,
                     max_edges: int = 1500, centrality: bool = True, communities: bool = True,
                     node_size=(12.0, 260.0), edge_width=(0.15, 3.0), labels: bool | None = None,
@@ -303,6 +305,7 @@ def _label_extremes(ax, a, b, names, k):
         ax.annotate(names[i], (a[i], b[i]), fontsize=7, xytext=(dx, dy), textcoords="offset points", ha=ha)
 
 
+@checked(skip=('labels',))
 def plot_rank_comparison(scores_a, scores_b, *, ax=None, labels=("NIF", "IG"), names=None, informative=None,
                          title=None, label_top: int = 3):
     """Two attributions of the same inputs, each normalised to sum 1, as a scatter with

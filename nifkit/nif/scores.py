@@ -17,10 +17,12 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..models.units import hidden_layout, hidden_neurons
 from ..results import NeuronScores
 from .build import flow_graph
+from .._validation import checked
 
 __all__ = ["neuron_scores"]
 
 
+@checked
 def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "quantile", split: str = "train",
                   max_samples: int | None = None, seed: int = 0, device=None,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, progress=False,

@@ -22,6 +22,7 @@ from .build import ESTIMATORS, flow_graph
 from .graph import Attribution, FlowGraph, attribution
 from .plots import flow_unit, plot_attribution, plot_flow_graph
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["FlowExplorer", "FlowView"]
 
@@ -61,6 +62,7 @@ class FlowExplorer(Explorer):
     graphs computed earlier, by estimator (``{"dv": fg_dv}``), used instead of
     recomputing. ``informative``: input indices to colour in the attribution bars."""
 
+    @checked
     def __init__(self, model, data, *, estimators=("binned", "gaussian"), threshold: float = 0.0,
                  max_edges: int = 1500, informative=None, graphs=None, figsize=(11.0, 4.2), seed: int = 0,
                  **flow_kw):

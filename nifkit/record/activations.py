@@ -36,6 +36,7 @@ from ..models.hooks import hooks
 from ..models.walk import resolve_layers
 from ..runtime import ModelState, Progress, model_device
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
@@ -119,6 +120,7 @@ class Recorder:
     >>> rec.activations["fc1"].shape
     """
 
+    @checked
     def __init__(self, model: nn.Module, layers=None, *, inputs: bool = False, grads: bool = False,
                  to_cpu: bool = True, reused: str = "error", capacity: int | None = None):
         self.model = model
@@ -367,14 +369,14 @@ def _batches(data, targets, batch_size, split):
         if targets is not None:
             raise ValueError("targets was given but data is already an (X, y) pair; pass one of them")
         X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
-        _check_rows(X, "data[0]")
+        _check_rows(X, "data[0]", inputs=True)
         _check_rows(y, "data[1]")
         if len(X) != len(y):
             raise ValueError(f"data=(X, y) with {len(X)} inputs but {len(y)} targets")
         return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
     if isinstance(data, (torch.Tensor, np.ndarray)):
         X = to_tensor(data, "data")
-        _check_rows(X, "data")
+        _check_rows(X, "data", inputs=True)
         y = None if targets is None else to_tensor(targets, "targets")
         if y is not None:
             _check_rows(y, "targets")
@@ -395,9 +397,12 @@ def _batches(data, targets, batch_size, split):
     )
 
 
-def _check_rows(t, name):
+def _check_rows(t, name, inputs: bool = False):
     if t.ndim == 0:
         raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
+    if inputs and t.ndim == 1:
+        raise ValueError(f"{name} is 1-D (shape {tuple(t.shape)}): one sample of {len(t)} features or {len(t)} samples "
+                         f"of one feature? Pass {name}[None] for one sample, {name}[:, None] for one feature")
 
 
 def _tensor_batches(X, y, batch_size):
@@ -427,6 +432,10 @@ def _batch_loss(loss_fn, out, y):
     if loss_fn is None:
         return out.sum()
     if isinstance(loss_fn, str):
+        if not y.is_floating_point() and out.ndim == 2 and y.numel() and (int(y.min()) < 0 or int(y.max()) >= out.shape[1]):
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise ValueError(f"targets must be class indices 0..{out.shape[1] - 1} (the model has {out.shape[1]} "
+                             f"outputs); found {bad}")
         if loss_fn == "cross_entropy":
             return nn.functional.cross_entropy(out, y, reduction="sum")
         if loss_fn in ("mse", "mse_sum"):
@@ -444,6 +453,7 @@ def _batch_loss(loss_fn, out, y):
     return loss
 
 
+@checked
 def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs: bool = False,
            grads: bool = False, loss_fn=None, targets=None, device=None, progress=False,
            max_samples: int | None = None, reused: str = "error", split: str = "train",

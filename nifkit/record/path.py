@@ -29,6 +29,7 @@ from ..config import PATH_MEMORY_BUDGET
 from ..models.hooks import hooks
 from ..models.walk import blocks, resolve_layers
 from ..runtime import ModelState, Progress, all_finite, cpu_threads, model_device
+from .._validation import checked
 
 __all__ = ["METHODS", "BASELINES", "OUTPUTS", "path_alphas", "make_baseline", "path_layers", "path_gradients",
            "PathTaps", "PathProbe", "PathSetup", "probe_path", "plan_path_chunks", "path_chunks", "apply_output",
@@ -42,6 +43,7 @@ OUTPUTS = ("logits", "softmax", "log_softmax")
 # --------------------------------------------------------------------------------------
 # Points, layers, baselines, inputs, targets
 # --------------------------------------------------------------------------------------
+@checked
 def path_alphas(steps: int, method: str = "riemann_trapezoid") -> np.ndarray:
     """The ``steps + 1`` path points ``a_0 < ... < a_steps`` of an alpha rule (as Captum
     places them for ``n_steps=steps``): ``"riemann_trapezoid"`` ``linspace(0, 1)``;
@@ -60,6 +62,7 @@ def path_alphas(steps: int, method: str = "riemann_trapezoid") -> np.ndarray:
     return torch.linspace(lo, hi, n).double().numpy()
 
 
+@checked
 def path_layers(model: nn.Module, layers=None) -> list[str]:
     """The layers to record along a path: ``None`` = the model's blocks
     (:func:`nifkit.models.blocks`), else the walker's :func:`resolve_layers` (the root,
@@ -90,6 +93,7 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return z.reshape(shape)
 
 
+@checked
 def make_baseline(baselines, x: torch.Tensor, *, seed: int = 0, blur_sigma: float = 4.0) -> torch.Tensor:
     """The baseline ``x'`` for each input, shape of ``x``.
 
@@ -159,7 +163,8 @@ def apply_output(out, output):
     raise ValueError(f"output must be one of {OUTPUTS} or a callable, got {output!r}")
 
 
-def path_targets(target, labels, fx_all, n, output_dim) -> np.ndarray:
+@checked
+def path_targets(target, labels: np.ndarray | None, fx_all, n, output_dim) -> np.ndarray:
     """One class index per input: ``"predicted"`` (argmax of ``F(x)``), ``"true"``
     (``labels``), one int for all, or one int per input."""
     if isinstance(target, str):
@@ -300,6 +305,7 @@ def probe_path(model: nn.Module, x1: torch.Tensor, names, output) -> PathProbe:
     return PathProbe(x1[:1].numel() * x1.element_size(), leaf[0], saved[0], layer)
 
 
+@checked
 def plan_path_chunks(n_inputs: int, n_points: int, bytes_per_point: int, memory_budget: int, *,
                      batch_size: int | None = None, chunk_steps: int | None = None) -> tuple[int, int]:
     """``(batch_size, points per chunk)`` so that ``batch_size x points x bytes_per_point
@@ -325,6 +331,7 @@ def plan_path_chunks(n_inputs: int, n_points: int, bytes_per_point: int, memory_
     return batch_size, points
 
 
+@checked
 def path_chunks(model: nn.Module, x: torch.Tensor, base: torch.Tensor, targets: torch.Tensor, names, alphas, *,
                 batch_size: int, points: int, output="logits", device=None):
     """Yield ``(start, ys, gs)`` for every batch of inputs (from ``start``) and every
@@ -416,6 +423,7 @@ class PathSetup:
         self.base = make_baseline(baselines, self.x, seed=seed, blur_sigma=blur_sigma).to(dtype)
 
 
+@checked
 def path_gradients(model: nn.Module, inputs, layers=None, *, baselines="zeros", target="predicted", labels=None,
                    steps: int = 8, method: str = "riemann_trapezoid", output="logits", seed: int = 0,
                    blur_sigma: float = 4.0, device=None, memory_budget: int = PATH_MEMORY_BUDGET,

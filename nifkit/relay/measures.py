@@ -31,6 +31,7 @@ import numpy as np
 from .._validation import as_codes
 from ..info.groups import MAX_ALL_SUBSETS, cmi_all_subsets, cmi_extended, cmi_from_labels, compact, group_labels
 from ..results import Result
+from .._validation import checked
 
 __all__ = [
     "class_variables",
@@ -72,6 +73,7 @@ def _check_labels(labels, predicted, n):
     return lab, pred
 
 
+@checked
 def class_variables(labels, predicted, cls: int):
     """``X_in = 1[labels = cls]`` and ``X_out = 1[predicted = cls]`` (uint8 each);
     raises ValueError when ``cls`` never occurs among the labels."""
@@ -186,6 +188,7 @@ def _greedy_one(x_in, x_out, codes):
     return np.array(order), np.array(curve)
 
 
+@checked
 def module_search(codes, labels, predicted, classes=None) -> ModuleSearch:
     """Greedy module search for each class (default: every class in ``labels``).
 
@@ -220,6 +223,7 @@ def _cmi_unique(x, y, z):
             - _plugin_entropy_unique(z))
 
 
+@checked
 def reference_module_search(codes, labels, predicted, classes=None) -> ModuleSearch:
     """The same greedy search written the straightforward way: a Python loop over the
     candidate sets of every step, each ``I_R`` from plug-in entropies of ``np.unique``
@@ -248,6 +252,7 @@ def reference_module_search(codes, labels, predicted, classes=None) -> ModuleSea
 
 
 # ----------------------------------------------------------------------------- exhaustive
+@checked
 def exhaustive_relay(codes, labels, predicted, cls: int, *, progress=False) -> np.ndarray:
     """``I_R`` of every subset of the layer for class ``cls``: an array of ``2^m`` values,
     entry ``b`` for the set of neurons whose bits are set in ``b``. Layers of at most

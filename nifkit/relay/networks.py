@@ -28,6 +28,7 @@ from torch import nn
 from ..data import Dataset
 from ..models import cpu_threads, evaluate, mlp, set_seed
 from ..results import Result
+from .._validation import checked
 
 __all__ = ["OneVsRest", "train_one_vs_rest", "compose", "true_modules", "train_control", "ControlResult"]
 
@@ -80,6 +81,7 @@ def _init_uniform(shape, fan_in, gen):
     return (torch.rand(shape, generator=gen) * 2 - 1) * bound
 
 
+@checked
 def train_one_vs_rest(data, n_hidden: int = 2, *, target_accuracy: float = 0.98, lr: float = 1e-3,
                       batch_size: int = 64, max_epochs: int = 200, seed: int = 0,
                       num_threads: int | None = None) -> OneVsRest:
@@ -171,6 +173,7 @@ def compose(subnets: OneVsRest) -> nn.Sequential:
     return net
 
 
+@checked
 def true_modules(subnets_or_k, n_hidden: int | None = None) -> dict:
     """``{class index t: [h t, ..., h t + h - 1]}`` of a composed network."""
     if isinstance(subnets_or_k, OneVsRest):
@@ -188,6 +191,7 @@ class ControlResult(Result):
     reached: bool
 
 
+@checked
 def train_control(data, n_hidden: int = 20, *, target_accuracy: float = 0.98, lr: float = 1e-3,
                   batch_size: int = 64, max_epochs: int = 100, seed: int = 0,
                   num_threads: int | None = None) -> ControlResult:

@@ -5,6 +5,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from ..plots import new_ax
+from .._validation import checked
 
 __all__ = ["plot_relay_curves", "plot_layer_set", "plot_relay_matrix", "plot_knockout_scatter",
            "plot_incoming_weights", "plot_greedy_vs_exhaustive"]
@@ -72,6 +73,7 @@ def plot_relay_matrix(matrix, *, ax=None, figsize=(6, 3.2), title="aggregated re
     return ax
 
 
+@checked
 def plot_knockout_scatter(relay, accuracy, *, ax=None, figsize=(4.5, 3.4), title="", max_points: int = 20000,
                           seed: int = 0):
     """Knockout balanced accuracy against ``I_R`` of the knocked-out set (a random
@@ -88,6 +90,7 @@ def plot_knockout_scatter(relay, accuracy, *, ax=None, figsize=(4.5, 3.4), title
     return ax
 
 
+@checked(skip=('labels',))
 def plot_incoming_weights(weights, image_shape, *, ax=None, figsize=(4, 2.2), labels=None, title=""):
     """Incoming weights of a few neurons ``(k, pixels)`` side by side as images."""
     ax = new_ax(ax, figsize)

@@ -18,6 +18,7 @@ from ..models.units import hidden_layout, hidden_neurons
 from ..record import record
 from ..results import NeuronScores
 from .measures import ModuleSearch, aggregated_relay, module_search
+from .._validation import checked
 
 __all__ = ["search_modules", "neuron_scores"]
 
@@ -38,6 +39,7 @@ def _searches(model, data, names, *, binning, classes, split, max_samples, devic
     return out
 
 
+@checked
 def search_modules(model, data, *, layer: str | None = None, binning: str = "kmeans2", classes=None,
                    split: str = "train", max_samples: int | None = None, device=None, num_threads: int | None = None,
                    progress=False) -> ModuleSearch:
@@ -52,6 +54,7 @@ def search_modules(model, data, *, layer: str | None = None, binning: str = "kme
                      device=device, num_threads=num_threads, progress=progress)[name]
 
 
+@checked
 def neuron_scores(model, data, *, layers=None, binning: str = "kmeans2", split: str = "train",
                   max_samples: int | None = None, device=None, num_threads: int | None = None,
                   progress=False) -> NeuronScores:

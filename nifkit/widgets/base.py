@@ -30,6 +30,7 @@ from typing import Callable
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
+from .._validation import checked
 
 __all__ = [
     "STYLE",
@@ -47,6 +48,7 @@ __all__ = [
 STYLE = {"description_width": "initial"}
 
 
+@checked
 def layer_picker(names, value=None, description: str = "layer") -> W.Dropdown:
     """Dropdown over layer names (as in ``model.named_modules()``)."""
     names = list(names)
@@ -56,6 +58,7 @@ def layer_picker(names, value=None, description: str = "layer") -> W.Dropdown:
                       style=STYLE)
 
 
+@checked
 def neuron_picker(n_neurons: int, value: int = 0, description: str = "neuron") -> W.IntSlider:
     """Slider over neuron indices ``0..n_neurons-1``."""
     if n_neurons < 1:
@@ -64,12 +67,14 @@ def neuron_picker(n_neurons: int, value: int = 0, description: str = "neuron") -
                        style=STYLE)
 
 
+@checked
 def bins_slider(value: int = 8, min: int = 2, max: int = 32, description: str = "bins") -> W.IntSlider:
     """Number of bins per neuron."""
     return W.IntSlider(value=value, min=min, max=max, description=description, continuous_update=False,
                        style=STYLE)
 
 
+@checked
 def samples_slider(value: int = 1000, min: int = 50, max: int = 20000, description: str = "samples",
                    steps: int = 25) -> W.SelectionSlider:
     """Sample size on a log scale (a selection slider over log-spaced integers)."""

@@ -44,6 +44,7 @@ __all__ = [
     "check_int", "check_seed", "check_n_bins", "check_bin_range", "check_number", "check_choice",
     "check_correction", "check_memory_budget", "check_num_threads", "check_callable",
     "resolve_device", "check_estimate", "CORRECTIONS",
+    "checked", "check_argument", "VOCABULARY", "MAX_BINS",
 ]
 
 #: the bias corrections every discrete estimator accepts
@@ -506,3 +507,8 @@ def check_estimate(value, name: str = "estimator", what: str = "") -> float:
         raise ValueError(f"{name} returned {value}{what}; a NaN/inf estimate cannot be compared with a null. "
                          "Check the estimator on these inputs (too few samples? constant variables?)")
     return value
+
+
+
+# the door (nifkit/_validation/door.py): imported last, it uses the checks above
+from .door import MAX_BINS, VOCABULARY, check_argument, checked  # noqa: E402
