@@ -9,7 +9,7 @@ import torch
 from nifkit import compare as C
 from nifkit import relay as R
 from nifkit.data import load_digits
-from nifkit.models import mlp, train
+from nifkit.models import Neuron, mlp, train
 
 FAST = {"ei": {"n_samples": 2000, "n_sensitivity_samples": 300}, "conductance": {"steps": 8}}
 
@@ -237,3 +237,16 @@ def test_plot_agreement_prints_intervals_to_two_decimals():
     ax2 = CP.plot_agreement(replace(a, low=np.full((2, 2), np.nan)))  # a withheld interval: the value alone
     assert "+0.91" in [t.get_text() for t in ax2.texts] and not any("nan" in t.get_text() for t in ax2.texts)
     plt.close("all")
+
+
+def test_a_builtin_lens_that_cannot_score_a_model_says_which_it_is():
+    """On a CNN (issue 19: the error blamed a built-in lens as if the user wrote it)."""
+    from nifkit.data import load_digits
+    from nifkit.models import small_cnn
+
+    d = load_digits(seed=0, flatten=False)
+    cnn = small_cnn(1, 8, (8, 16), 10, hidden=(12,), seed=0)
+    with pytest.raises(ValueError, match="the built-in lens 'ablation' cannot score this model: layer 'act1'"):
+        C.compare(cnn, (d.X_train[:300], d.y_train[:300]), ["ablation"])
+    relay = C.compare(cnn, (d.X_train[:300], d.y_train[:300]), ["relay"])  # channels as units
+    assert relay.neurons[:2] == [Neuron("act1", 0), Neuron("act1", 1)] and len(relay.neurons) == 8 + 16 + 12

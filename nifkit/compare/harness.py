@@ -108,6 +108,18 @@ def _accepted(fn, options: dict) -> dict:
 
 
 @checked
+def _run_lens(lens, model, data, opts):
+    """One lens's raw output; a built-in lens that cannot measure this model says so with
+    its name (its chapter's own message follows), so the error is not read as the user's."""
+    if not lens.builtin:
+        return lens.fn(model, data, **opts)
+    try:
+        return lens.fn(model, data, **opts)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"the built-in lens {lens.name!r} cannot score this model: {exc} (leave it out with "
+                        f"lenses=[...] without {lens.name!r})") from exc
+
+
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
             max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
             memory_budget: int | None = None, num_threads: int | None = None, progress=False) -> Comparison:
@@ -153,7 +165,7 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split
         for lens in resolved:  # loop over lenses
             t = time.perf_counter()
             opts = {**_accepted(lens.fn, shared), **options.get(lens.name, {})}
-            ls = validate_scores(lens.fn(model, (X, y), **opts), neurons, lens.name)
+            ls = validate_scores(_run_lens(lens, model, (X, y), opts), neurons, lens.name)
             secs[lens.name] = ls.seconds = time.perf_counter() - t
             out[lens.name] = ls
             notes += ls.notes
