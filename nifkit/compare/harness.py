@@ -107,7 +107,6 @@ def _accepted(fn, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in params}
 
 
-@checked
 def _run_lens(lens, model, data, opts):
     """One lens's raw output; a built-in lens that cannot measure this model says so with
     its name (its chapter's own message follows), so the error is not read as the user's."""
@@ -120,6 +119,7 @@ def _run_lens(lens, model, data, opts):
                         f"lenses=[...] without {lens.name!r})") from exc
 
 
+@checked
 def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
             max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
             memory_budget: int | None = None, num_threads: int | None = None, progress=False) -> Comparison:
