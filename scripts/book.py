@@ -81,7 +81,8 @@ def stale_reason(src_nb: dict, executed: Path) -> str | None:
 
 
 def executed_chapter(path: Path, rerun: bool = False) -> dict:
-    """The chapter with outputs: the tests' fresh executed copy, or a new run (fast mode)."""
+    """The chapter with outputs: the tests' fresh executed copy, or a new run, in full mode
+    (what a student sees, as the notebook tests run it)."""
     src_nb = course.read(path)
     copy_path = EXECUTED_DIR / path.name
     reason = "asked to re-run" if rerun else stale_reason(src_nb, copy_path)
@@ -90,8 +91,8 @@ def executed_chapter(path: Path, rerun: bool = False) -> dict:
     else:
         from notebook_utils import run_notebook
 
-        print(f"book: {path.name}: executing in fast mode ({reason}) ...", flush=True)
-        run = run_notebook(path, fast=True)
+        print(f"book: {path.name}: executing in full mode ({reason}) ...", flush=True)
+        run = run_notebook(path, fast=False)
         if run.error is not None:
             raise BookError(f"book: {path.name} failed to execute:\n{run.error}")
         print(f"book: {run.summary()}")
