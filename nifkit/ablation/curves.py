@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import to_numpy
-from ..intervene import Knockouts, VALUES, as_float_tensor, check_labels, cumulative_masks
+from ..data.arrays import as_float_tensor
+from ..intervene import Knockouts, VALUES, check_labels, cumulative_masks
 from ..data.arrays import as_xy
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error

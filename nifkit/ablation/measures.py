@@ -11,7 +11,8 @@ from torch import nn
 from .._validation import check_n_samples, to_numpy
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..info import Binner, entropy_from_counts, kl_profile_from_counts, label_counts
-from ..intervene import as_float_tensor, check_labels
+from ..data.arrays import as_float_tensor
+from ..intervene import check_labels
 from ..models.walk import unknown_layer_error, walk
 from ..record import record
 from ..results import Result

@@ -21,7 +21,7 @@ Sources, from always-available to optional:
 Nothing is downloaded unless a function is called with ``download=True``. A missing
 source raises ``FileNotFoundError`` that says how to get it.
 """
-from .arrays import as_xy
+from .arrays import as_float_tensor, as_xy
 from .dataset import DEFAULT_DATA_ROOT, Dataset
 from .images import (
     IDX_FILES,
@@ -53,6 +53,7 @@ __all__ = [
     "BANKNOTE_FILE",
     "IRIS_SCALES",
     "as_xy",
+    "as_float_tensor",
     "DEBIAN_FASHION_MNIST_DIRS",
     "DEFAULT_DATA_ROOT",
     "FASHION_MNIST_CLASSES",

@@ -18,17 +18,24 @@ from ..runtime import all_finite
 from .dataset import Dataset
 from .._validation import checked
 
-__all__ = ["as_xy"]
+__all__ = ["as_xy", "as_float_tensor"]
 
 
-def _float_inputs(x, name: str) -> torch.Tensor:
-    t = x.detach() if isinstance(x, torch.Tensor) else to_tensor(x, name)
-    if t.ndim == 0:
-        raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
+def as_float_tensor(x, name: str) -> torch.Tensor:
+    """``x`` (tensor, array, list, number) as a floating-point tensor (integers become
+    float32); non-numbers are a TypeError, NaN/inf a ValueError naming ``name``."""
+    t = to_tensor(x, name)
     if not t.is_floating_point():
         t = t.float()
     if not all_finite(t):
         check_finite(t.cpu().numpy(), name)
+    return t
+
+
+def _float_inputs(x, name: str) -> torch.Tensor:
+    t = as_float_tensor(x, name)
+    if t.ndim == 0:
+        raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
     return t
 
 

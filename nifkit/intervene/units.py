@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import as_labels, check_finite, to_numpy
+from .._validation import as_labels
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..data.arrays import as_xy
+from ..data.arrays import as_float_tensor, as_xy  # as_float_tensor: re-exported
 from ..models.hooks import hooks
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
@@ -45,22 +45,6 @@ def check_labels(y, n: int, what: str, n_classes: int | None = None) -> np.ndarr
         raise ValueError(f"labels go up to {int(arr.max())} but there are only {n_classes} classes "
                          f"(0..{n_classes - 1}); pass n_classes= or labels that match the model's outputs")
     return arr
-
-
-def as_float_tensor(x, name: str) -> torch.Tensor:
-    """``x`` as a floating-point tensor; NaN/inf raise ``ValueError`` naming ``name``."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        arr = to_numpy(x, name)
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if not t.is_floating_point():
-        t = t.float()
-    if not bool(torch.isfinite(t).all()):
-        check_finite(t.cpu().numpy(), name)
-    return t
 
 
 def flat_sequential(model: nn.Module):
@@ -134,17 +118,10 @@ class Knockouts:
         X, y = as_xy(data, split)
         if method not in ("auto", "fast", "hooks"):
             raise ValueError(f"method must be 'auto', 'fast' or 'hooks', got {method!r}")
-        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer, float)) \
-                or memory_budget <= 0:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.num_threads = num_threads
         cpu_threads(num_threads)  # checks the value now
-        self.X = as_float_tensor(X, "X")
-        if len(self.X) == 0:
-            raise ValueError("X holds no samples; pass a non-empty evaluation set")
+        self.X = X  # as_xy: float, finite, at least one sample
         self.flat = flat_sequential(model)
         if method == "fast" and self.flat is None:
             raise ValueError("method='fast' needs an nn.Sequential model; use method='auto' or 'hooks'")
