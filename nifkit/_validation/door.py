@@ -11,6 +11,8 @@ something else in one function is declared there: ``@checked(skip=("labels",))``
 """
 from __future__ import annotations
 
+import difflib
+
 import functools
 import inspect
 
@@ -118,6 +120,23 @@ def _value(v, n):
     return check_number(v, n)  # NaN/inf knock-out values would poison every prediction
 
 
+#: how a channel map ``(N, C, *positions)`` becomes one value per sample and channel
+#: (:func:`nifkit.models.units.reduce_channels`): the mean or the max over positions,
+#: or every position as a sample of its own
+CHANNEL_REDUCTIONS = ("mean", "max", "positions")
+
+
+def _channel_reduce(v, n):
+    if not isinstance(v, str):
+        raise TypeError(f"{n} must be one of {CHANNEL_REDUCTIONS} (str); got {_show(v)}")
+    if v not in CHANNEL_REDUCTIONS:
+        close = difflib.get_close_matches(v, CHANNEL_REDUCTIONS, n=1, cutoff=0.4)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{n}={v!r} is not a channel reduction.{hint} Use 'mean' (mean over positions), "
+                         "'max' (max over positions) or 'positions' (every position a sample)")
+    return v
+
+
 def _labels(v, n):
     return as_labels(v, n)
 
@@ -158,6 +177,7 @@ VOCABULARY = {
     "layers": (_layers, "a module name, a list of distinct names or a filter"),
     "progress": (_progress, "True, False or a callable progress(done, total, what)"),
     "binning": (_binning, "a binning method's name or a Binner"),
+    "channel_reduce": (_channel_reduce, "'mean', 'max' or 'positions'"),
     "bin_range": (check_bin_range, "a pair (lo, hi) of finite numbers with hi > lo"),
     "value": (_value, "a method's name, a finite number or finite numbers (one per unit)"),
     "labels": (_labels, "1-D integer class labels 0..K-1"),

@@ -7,7 +7,7 @@ Every name is importable from ``nifkit.models`` directly.
 from ..runtime import cpu_threads, set_seed  # the thread policy and seeds live in nifkit.runtime
 from .hooks import Hooks, hooks
 from .training import LOSSES, TrainResult, evaluate, train
-from .units import hidden_layout, hidden_neurons
+from .units import CHANNEL_REDUCTIONS, hidden_layout, hidden_neurons, positions_of, reduce_channels
 from .walk import ModelWalk, Neuron, WalkedLayer, blocks, layer_names, resolve_layers, walk
 from .zoo import ACTIVATIONS, INITS, PRETRAINED, init_weights, load_pretrained, mlp, pretrained_path, small_cnn
 
@@ -15,5 +15,6 @@ __all__ = [
     "ACTIVATIONS", "INITS", "mlp", "small_cnn", "layer_names", "init_weights", "set_seed", "cpu_threads",
     "train", "evaluate", "TrainResult", "LOSSES", "PRETRAINED", "load_pretrained", "pretrained_path",
     "walk", "ModelWalk", "WalkedLayer", "Neuron", "resolve_layers", "blocks", "hidden_layout", "hidden_neurons",
+    "reduce_channels", "positions_of", "CHANNEL_REDUCTIONS",
     "hooks", "Hooks",
 ]

@@ -4,10 +4,42 @@ data-flow order (the one walker's order), units in index order, each a
 (``act1`` in an ``mlp``)."""
 from __future__ import annotations
 
+import torch
+
 from .walk import Neuron, unknown_layer_error, walk
 from .._validation import checked
+from .._validation.door import CHANNEL_REDUCTIONS
 
-__all__ = ["hidden_layout", "hidden_neurons"]
+__all__ = ["hidden_layout", "hidden_neurons", "reduce_channels", "positions_of", "CHANNEL_REDUCTIONS"]
+
+
+def positions_of(t: torch.Tensor) -> int:
+    """Positions per sample of a layer's output ``(N, C, *positions)``: 1 for ``(N, C)``."""
+    return 1 if t.ndim <= 2 else int(torch.Size(t.shape[2:]).numel())
+
+
+@checked
+def reduce_channels(t: torch.Tensor, channel_reduce: str = "mean") -> torch.Tensor:
+    r"""A layer's output as ``(samples, units)``, one unit per channel: THE reduction every
+    lens uses for a convolutional layer (``channel_reduce=`` in every chapter).
+
+    ``t`` is ``(N, C, *positions)`` (a conv map) or ``(N, C)`` (returned as is).
+    ``"mean"``: :math:`\bar a_{nc} = \frac1P\sum_p a_{ncp}` (the default: a channel's
+    average response); ``"max"``: :math:`\max_p a_{ncp}` (whether the feature occurs
+    anywhere); ``"positions"``: every position a sample of its own, ``(N*P, C)`` in
+    sample-major order (sample ``n``'s ``P`` positions are rows ``n*P .. n*P+P-1``; repeat
+    its label with ``y.repeat_interleave(P)``, :func:`positions_of` gives ``P``).
+    """
+    if t.ndim == 1:
+        return t[:, None]
+    if t.ndim == 2:
+        return t
+    flat = t.flatten(2)  # (N, C, P)
+    if channel_reduce == "mean":
+        return flat.mean(2)
+    if channel_reduce == "max":
+        return flat.amax(2)
+    return flat.transpose(1, 2).reshape(-1, t.shape[1])  # (N*P, C), sample-major
 
 
 @checked

@@ -34,6 +34,7 @@ from torch import nn
 from .._validation import check_choice, check_int, check_num_threads, resolve_device, to_tensor
 from ..models.hooks import hooks
 from ..models.walk import resolve_layers
+from ..models.units import reduce_channels
 from ..runtime import ModelState, Progress, model_device
 from ..results import Result
 from .._validation import checked
@@ -340,13 +341,15 @@ class Recording(Result):
             raise KeyError(f"no {which} recorded for {name!r}.{hint} Recorded: {', '.join(store)}")
         return store[name]
 
-    def flat(self, name: str, per_channel: bool = False, which: str = "activations") -> torch.Tensor:
+    def flat(self, name: str, per_channel: bool = False, which: str = "activations",
+             channel_reduce: str = "mean") -> torch.Tensor:
         """The recorded tensor of layer ``name`` as a ``(samples, units)`` matrix.
 
         A conv map ``(N, C, H, W)`` is flattened to ``(N, C*H*W)`` (one unit per channel
-        and position), or with ``per_channel=True`` averaged over its spatial axes to
-        ``(N, C)`` (one unit per channel: ``mean_{h,w} a[n, c, h, w]``). ``which`` picks
-        ``"activations"``, ``"inputs"`` or ``"gradients"``.
+        and position), or with ``per_channel=True`` reduced to one unit per channel by
+        :func:`nifkit.models.units.reduce_channels` (``channel_reduce``: ``"mean"`` over
+        positions, ``"max"``, or ``"positions"``: ``(N*H*W, C)``, every position a
+        sample). ``which`` picks ``"activations"``, ``"inputs"`` or ``"gradients"``.
         """
         if which not in ("activations", "inputs", "gradients"):
             raise ValueError(f"which must be 'activations', 'inputs' or 'gradients', got {which!r}")
@@ -354,7 +357,7 @@ class Recording(Result):
         if t.ndim == 1:
             return t[:, None]
         if per_channel and t.ndim > 2:
-            return t.flatten(2).mean(2)
+            return reduce_channels(t, channel_reduce)
         return t.reshape(len(t), -1)
 
 
