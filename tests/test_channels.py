@@ -27,3 +27,17 @@ def test_dense_layers_pass_through():
 def test_bad_reduction_is_named(bad, exc, words):
     with pytest.raises(exc, match=words):
         reduce_channels(torch.zeros(2, 3, 4), bad)
+
+
+def test_residual_cnn_shape_and_skips():
+    from nifkit.models import residual_cnn, walk
+
+    m = residual_cnn(channels=4, n_blocks=3, blocks_per_stage=1, seed=0)
+    assert m(torch.rand(2, 1, 12, 12)).shape == (2, 10)
+    w = walk(m)
+    assert len(w.merges) == 3 and not w.is_chain  # one identity skip per block
+    assert [lay.name for lay in w.layers][:3] == ["stem", "body.block1.conv1", "body.block1.conv2"]
+    assert [n for n, _ in m.body.named_children()] == ["block1", "pool1", "block2", "pool2", "block3"]
+    x = torch.rand(1, 4, 5, 5)
+    b = m.body.block1
+    assert torch.allclose(b(x), torch.relu(x + b.conv2(torch.relu(b.conv1(x)))))

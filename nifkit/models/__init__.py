@@ -9,10 +9,10 @@ from .hooks import Hooks, hooks
 from .training import LOSSES, TrainResult, evaluate, train
 from .units import CHANNEL_REDUCTIONS, hidden_layout, hidden_neurons, positions_of, reduce_channels
 from .walk import ModelWalk, Neuron, WalkedLayer, blocks, layer_names, resolve_layers, walk
-from .zoo import ACTIVATIONS, INITS, PRETRAINED, init_weights, load_pretrained, mlp, pretrained_path, small_cnn
+from .zoo import ACTIVATIONS, INITS, PRETRAINED, init_weights, load_pretrained, mlp, pretrained_path, small_cnn, residual_cnn, ResidualCNN, ResidualBlock
 
 __all__ = [
-    "ACTIVATIONS", "INITS", "mlp", "small_cnn", "layer_names", "init_weights", "set_seed", "cpu_threads",
+    "ACTIVATIONS", "INITS", "mlp", "small_cnn", "residual_cnn", "ResidualCNN", "ResidualBlock", "layer_names", "init_weights", "set_seed", "cpu_threads",
     "train", "evaluate", "TrainResult", "LOSSES", "PRETRAINED", "load_pretrained", "pretrained_path",
     "walk", "ModelWalk", "WalkedLayer", "Neuron", "resolve_layers", "blocks", "hidden_layout", "hidden_neurons",
     "reduce_channels", "positions_of", "CHANNEL_REDUCTIONS",

@@ -22,7 +22,7 @@ from torch import nn
 from ..runtime import Progress, seeded
 from .._validation import check_int, checked
 
-__all__ = ["ACTIVATIONS", "INITS", "mlp", "small_cnn", "init_weights", "PRETRAINED", "load_pretrained",
+__all__ = ["ACTIVATIONS", "INITS", "mlp", "small_cnn", "residual_cnn", "ResidualCNN", "ResidualBlock", "init_weights", "PRETRAINED", "load_pretrained",
            "pretrained_path"]
 
 ACTIVATIONS = {
@@ -178,6 +178,69 @@ def small_cnn(in_channels: int = 1, image_size=(8, 8), channels: Sequence[int] =
         init_weights(net, init)
     return net
 
+
+
+class ResidualBlock(nn.Module):
+    """``act(x + conv2(act1(conv1(x))))``: two "same" convolutions of ``channels`` and an
+    identity skip connection (a torchvision ``BasicBlock`` without batch norm). The
+    activation after the merge is ``act``, one module per call site (no reuse)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, activation="relu", bias: bool = True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.act1 = _make_activation(activation)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.act = _make_activation(activation)
+
+    def forward(self, x):
+        return self.act(x + self.conv2(self.act1(self.conv1(x))))
+
+
+class ResidualCNN(nn.Module):
+    """The residual CNN of :func:`residual_cnn`: ``stem`` (conv), ``stem_act``, then
+    ``block1 .. blockB`` (:class:`ResidualBlock`) with a 2x2 ``pool{i}`` (max) after every
+    ``blocks_per_stage`` blocks except the last stage, ``gap`` (global average pool),
+    ``flatten`` and ``fc_out``."""
+
+    def __init__(self, in_channels, channels, n_blocks, blocks_per_stage, n_classes, kernel_size, activation, bias):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.stem_act = _make_activation(activation)
+        body: list[tuple[str, nn.Module]] = []
+        for b in range(1, n_blocks + 1):
+            body.append((f"block{b}", ResidualBlock(channels, kernel_size, activation, bias)))
+            if b % blocks_per_stage == 0 and b < n_blocks:
+                body.append((f"pool{b // blocks_per_stage}", nn.MaxPool2d(2)))
+        self.body = nn.Sequential(OrderedDict(body))
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc_out = nn.Linear(channels, n_classes, bias=bias)
+
+    def forward(self, x):
+        return self.fc_out(self.flatten(self.gap(self.body(self.stem_act(self.stem(x))))))
+
+
+@checked
+def residual_cnn(in_channels: int = 1, channels: int = 16, n_blocks: int = 6, n_classes: int = 10, *,
+                 blocks_per_stage: int = 2, kernel_size: int = 3, activation="relu", bias: bool = True,
+                 init="default", seed: int | None = None) -> ResidualCNN:
+    """A small residual network for ``(N, in_channels, H, W)`` images (chapter 7):
+    a conv ``stem`` to ``channels`` channels, ``n_blocks`` residual blocks
+    (``x + conv2(act(conv1(x)))``, identity skips) in stages of ``blocks_per_stage``
+    separated by 2x2 max-pools, global average pooling and a linear read-out. Any image
+    size works (the pool before the read-out is adaptive). Module names: ``stem``,
+    ``stem_act``, ``body.block1`` .. ``body.block{n_blocks}`` (each with ``conv1``, ``act1``,
+    ``conv2``, ``act``), ``body.pool{i}``, ``gap``, ``flatten``, ``fc_out``."""
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (for 'same' padding), got {kernel_size}")
+    if blocks_per_stage < 1:
+        raise ValueError(f"blocks_per_stage must be a positive integer, got {blocks_per_stage}")
+    _make_activation(activation)
+    with seeded(seed):
+        net = ResidualCNN(int(in_channels), int(channels), int(n_blocks), int(blocks_per_stage), int(n_classes),
+                          int(kernel_size), activation, bias)
+        init_weights(net, init)
+    return net
 
 
 # --------------------------------------------------------------------------------------
