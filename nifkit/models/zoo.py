@@ -196,6 +196,7 @@ class ResidualBlock(nn.Module):
         return self.act(x + self.conv2(self.act1(self.conv1(x))))
 
 
+@checked
 class ResidualCNN(nn.Module):
     """The residual CNN of :func:`residual_cnn`: ``stem`` (conv), ``stem_act``, then
     ``block1 .. blockB`` (:class:`ResidualBlock`) with a 2x2 ``pool{i}`` (max) after every
