@@ -4,7 +4,8 @@ answers and say what is wrong, not just that something is.
 Each checker prints a verdict and returns ``True`` when every case passes. The primer's
 checkers live here; each says what is wrong and where to look, never the answer's code. Each chapter's own checker lives in its module and is re-exported
 here (``check_flow_attribution``, ``check_edge_sensitivity``, ``check_kl_profile``,
-``check_relay_information``, ``check_conductance``).
+``check_relay_information``, ``check_conductance``, ``check_lens``,
+``check_channel_positions``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 from .info import LN2
 
 __all__ = ["check_entropy", "check_mutual_information", "check_flow_attribution", "check_edge_sensitivity",
-           "check_kl_profile", "check_conductance", "check_relay_information", "check_lens"]
+           "check_kl_profile", "check_conductance", "check_relay_information", "check_lens",
+           "check_channel_positions"]
 
 _ENTROPY_CASES = [
     ("a fair coin", np.array([0.5, 0.5]), 1.0),
@@ -91,6 +93,7 @@ def __getattr__(name):
         "check_conductance": "nifkit.conductance",
         "check_relay_information": "nifkit.relay",
         "check_lens": "nifkit.compare",
+        "check_channel_positions": "nifkit.compare",
     }
     if name in homes:
         import importlib

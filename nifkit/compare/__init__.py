@@ -9,10 +9,13 @@ without each neuron and each ``k``-set (batched knockouts through
 rho, precision of the top-``k``, joint knockout of the top-``k``, modules recovered);
 :mod:`.agreement` gives the lens x lens matrix with intervals over samples and seeds and
 the cross-layer pitfall. Plots in :mod:`.plots`, the :class:`CompareExplorer` widget and
-the exercise checker :func:`check_lens`.
+the exercise checkers :func:`check_lens` and (chapter 7)
+:func:`check_channel_positions`; :func:`lens_costs` measures what each lens needs and costs
+(chapter 7).
 """
 from .agreement import Agreement, CrossLayer, agreement_matrix, bootstrap_agreement, cross_layer, seed_agreement
-from .exercise import check_lens
+from .costs import LENS_NEEDS, LensCosts, ResidentPeak, lens_costs
+from .exercise import check_channel_positions, check_lens
 from ..models.units import hidden_neurons
 from ..results import NeuronScores
 from .harness import DEFAULT_LENSES, Comparison, compare, lens_data
@@ -25,7 +28,8 @@ __all__ = [
     "DEFAULT_LENSES", "Comparison", "compare", "lens_data", "LENSES", "NeuronScores", "get_lens", "hidden_neurons",
     "lens_names", "register_lens", "unregister_lens", "validate_scores", "KnockoutTruth", "LensScore",
     "knockout_truth", "module_knockouts", "score_lenses", "spearman", "Agreement", "CrossLayer", "agreement_matrix",
-    "bootstrap_agreement", "cross_layer", "seed_agreement", "check_lens", "CompareExplorer", "CompareView",
+    "bootstrap_agreement", "cross_layer", "seed_agreement", "check_lens", "check_channel_positions",
+    "LENS_NEEDS", "LensCosts", "ResidentPeak", "lens_costs", "CompareExplorer", "CompareView",
 ]
 
 
