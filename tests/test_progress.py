@@ -65,6 +65,8 @@ def _calls(s):
         "nifkit.ablation.scores.neuron_scores": lambda p: ablation.neuron_scores(net, data, n_bins=4, progress=p),
         "nifkit.compare.harness.compare": lambda p: compare.compare(
             net, data, ["ablation", "relay"], options={"ablation": {"n_bins": 4}}, progress=p),
+        "nifkit.compare.costs.lens_costs": lambda p: compare.lens_costs(
+            net, data, ["ablation", "relay"], options={"ablation": {"n_bins": 4}}, progress=p),
         "nifkit.conductance.attribution.layer_conductance": lambda p: conductance.layer_conductance(
             net, x, ["act1"], steps=4, progress=p),
         "nifkit.record.path.path_gradients": lambda p: record.path_gradients(net, x, ["act1"], steps=4, progress=p),

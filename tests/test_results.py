@@ -158,7 +158,8 @@ def _compare(w):
     agree = C.bootstrap_agreement(w["net"], w["ds"], n_boot=2, reference=comp, options=fast)
     view = C.CompareView(lens_x=comp.names[0], lens_y=comp.names[1], rho=0.1, neuron="act1:0", ranks={}, k=2,
                          drops={})
-    return [comp, truth, score, agree, C.cross_layer(comp, truth), view]
+    costs = C.lens_costs(w["net"], w["ds"], ["relay", "ablation"])
+    return [comp, truth, score, agree, C.cross_layer(comp, truth), view, costs]
 
 
 def _shared(w):

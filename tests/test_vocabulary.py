@@ -52,7 +52,8 @@ HEAVY = ["nifkit.intervene:Knockouts",
          "nifkit.intervene:evaluate_edge_knockouts", "nifkit.nif:flow_graph", "nifkit.ablation:neuron_measures",
          "nifkit.ablation:AblationEngine", "nifkit.ablation:ablation_study", "nifkit.ei:layer_ei",
          "nifkit.ei:model_ei", "nifkit.ei:edge_ablation", "nifkit.record:path_gradients",
-         "nifkit.conductance:layer_conductance", "nifkit.compare:compare", "nifkit.compare:knockout_truth"]
+         "nifkit.conductance:layer_conductance", "nifkit.compare:compare", "nifkit.compare:knockout_truth",
+         "nifkit.compare:lens_costs"]
 
 
 def _public_callables():
@@ -173,6 +174,7 @@ def _memory_defaults():
 MEMORY_BUDGET_OWN = {
     "nifkit.compare:compare": "None passes each lens its own default",
     "nifkit.compare:knockout_truth": "None passes the knockouts their own default",
+    "nifkit.compare:lens_costs": "None passes each lens its own default (through compare)",
     "nifkit.conductance:ConductanceExplorer": "None passes layer_conductance its default",
     "nifkit.info:cmi_extended": "a block size of one bincount batch, not a cap on the call's memory",
     "nifkit.info:cmi_subsets": "a block size of one bincount batch, not a cap on the call's memory",

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._validation import checked
 from ..results import Result
+from ..runtime import Progress
 from .harness import DEFAULT_LENSES, Comparison, compare
 from .lenses import get_lens
 
@@ -138,6 +139,24 @@ def _merge(parts: list) -> Comparison | None:
                       settings=settings, notes=notes)
 
 
+def _one_lens(model, data, lens, name, options, kw, interval, parts) -> dict:
+    """Run one lens through compare, measured; its Comparison goes to ``parts``, its row
+    is returned (a built-in lens's ValueError/TypeError becomes the row's ``error``)."""
+    opts = {name: options[name]} if name in options else None
+    t = time.perf_counter()
+    try:
+        with ResidentPeak(interval) as mem:
+            c = compare(model, data, [lens], options=opts, **kw)
+    except (ValueError, TypeError) as exc:
+        if not get_lens(lens).builtin:
+            raise
+        return {"lens": name, "samples": 0, "seconds": time.perf_counter() - t, "memory_mb": float("nan"),
+                "needs": LENS_NEEDS.get(name, ""), "error": str(exc)}
+    parts.append(c)
+    return {"lens": name, "samples": _samples(c.lenses[name], c.n_samples), "seconds": c.seconds[name],
+            "memory_mb": mem.rise / 1e6, "needs": LENS_NEEDS.get(name, "your lens"), "error": ""}
+
+
 @checked
 def lens_costs(model, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
                max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
@@ -155,24 +174,13 @@ def lens_costs(model, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = 
     if unknown:
         raise ValueError(f"options has entries for {unknown}, which are not among the lenses run: {names}")
     kw = dict(layers=layers, split=split, max_samples=max_samples, seed=seed, device=device,
-              memory_budget=memory_budget, num_threads=num_threads, progress=progress)
+              memory_budget=memory_budget, num_threads=num_threads)
     rows, parts = [], []
-    for lens, name in zip([lenses] if isinstance(lenses, str) or callable(lenses) else list(lenses), names):
-        opts = {name: options[name]} if name in options else None
-        t = time.perf_counter()
-        try:
-            with ResidentPeak(interval) as mem:
-                c = compare(model, data, [lens], options=opts, **kw)
-        except (ValueError, TypeError) as exc:
-            if not get_lens(lens).builtin:
-                raise
-            rows.append({"lens": name, "samples": 0, "seconds": time.perf_counter() - t, "memory_mb": float("nan"),
-                         "needs": LENS_NEEDS.get(name, ""), "error": str(exc)})
-            continue
-        parts.append(c)
-        rows.append({"lens": name, "samples": _samples(c.lenses[name], c.n_samples), "seconds": c.seconds[name],
-                     "memory_mb": mem.rise / 1e6, "needs": LENS_NEEDS.get(name, "your lens"), "error": ""})
+    with Progress(progress, len(names), "lenses") as bar:
+        for lens, name in zip([lenses] if isinstance(lenses, str) or callable(lenses) else list(lenses), names):
+            rows.append(_one_lens(model, data, lens, name, options, kw, interval, parts))
+            bar(len(rows), len(names), name)
     notes = [] if ResidentPeak.resident() is not None else [
         "memory not measured: /proc/self/statm is missing (not Linux)"]
-    return LensCosts(rows=rows, comparison=_merge(parts), settings={**kw, "options": options, "interval": interval},
+    return LensCosts(rows=rows, comparison=_merge(parts), settings={**kw, "lenses": names, "options": options, "interval": interval},
                      notes=notes)
