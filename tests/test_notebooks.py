@@ -57,6 +57,7 @@ def test_chapter_notebooks_exist():
     assert (NOTEBOOKS_DIR / "00_primer.ipynb") in NOTEBOOKS, "notebooks/00_primer.ipynb is missing"
     assert (NOTEBOOKS_DIR / "03_relay_information.ipynb") in NOTEBOOKS, "notebooks/03_relay_information.ipynb is missing"
     assert (NOTEBOOKS_DIR / "06_capstone.ipynb") in NOTEBOOKS, "notebooks/06_capstone.ipynb is missing"
+    assert (NOTEBOOKS_DIR / "07_your_network.ipynb") in NOTEBOOKS, "notebooks/07_your_network.ipynb is missing"
 
 
 @pytest.mark.notebook
