@@ -31,7 +31,7 @@ from .._validation import as_labels, check_int
 from .arrays import as_float_tensor, as_xy
 from .dataset import Dataset
 
-__all__ = ["is_stream", "iter_batches", "distributed", "all_reduce_extrema", "gather_across_processes",
+__all__ = ["is_stream", "iter_batches", "n_batches", "distributed", "all_reduce_extrema", "gather_across_processes",
            "STREAM_BATCH"]
 
 #: default samples per batch when in-memory data are cut into batches
@@ -129,6 +129,20 @@ def iter_batches(data, split: str = "train", *, batch_size: int = STREAM_BATCH, 
     for s in range(lo, hi, batch_size):  # a loop over batches
         e = min(s + batch_size, hi)
         yield X[s:e], None if y is None else y[s:e]
+
+
+def n_batches(data, split: str = "train", *, batch_size: int = STREAM_BATCH, max_samples: int | None = None):
+    """How many batches :func:`iter_batches` yields on this process (at most, for a
+    stream: ``len(loader)``, None when it has no length)."""
+    if is_stream(data):
+        return len(data) if hasattr(data, "__len__") else None
+    if isinstance(data, Dataset):
+        n = len(data.split(split)[0])
+    else:
+        n = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
+    n = n if max_samples is None else min(n, max_samples)
+    rank, world = distributed()
+    return -(-((rank + 1) * n // world - rank * n // world) // batch_size)
 
 
 def _work_device(t: torch.Tensor) -> torch.device:

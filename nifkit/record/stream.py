@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .._validation import checked, resolve_device
-from ..data.stream import STREAM_BATCH, iter_batches
+from ..data.stream import STREAM_BATCH, iter_batches, n_batches
 from ..models.hooks import hooks
 from ..models.units import positions_of, reduce_channels
 from ..runtime import ModelState, Progress, model_device
@@ -67,7 +67,7 @@ def stream_layers(model: nn.Module, data, layers, visit, *, channel_reduce: str 
     names = [layers] if isinstance(layers, str) else list(layers)
     home, dtype = model_device(model)
     dev = home if device is None else resolve_device(device)
-    total = len(data) if hasattr(data, "__len__") and not isinstance(data, tuple) else None
+    total = n_batches(data, split, batch_size=batch_size, max_samples=max_samples)
     seen = 0
     store: dict = {}
     with Progress(progress, total, what, unit="batch") as bar, \
@@ -83,5 +83,7 @@ def stream_layers(model: nn.Module, data, layers, visit, *, channel_reduce: str 
             visit(StreamBatch({n: store[n][0] for n in names}, y, out.detach(), {n: store[n][1] for n in names}))
             seen += len(x)
             bar.update()
+        if total is not None and bar.done < total:  # a stream that ended early (max_samples, repeats left out)
+            bar(total)
     store.clear()
     return seen
