@@ -12,8 +12,6 @@ batch's maps are freed as soon as the forward pass moves on; only ``(n, C)`` (or
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -26,16 +24,16 @@ from ..runtime import ModelState, Progress, model_device
 __all__ = ["StreamBatch", "stream_layers"]
 
 
-@dataclass
 class StreamBatch:
-    """One batch: ``acts[name]`` ``(rows, units)`` reduced outputs on the run's device,
-    ``y`` labels ``(n,)`` (CPU int64, or None), ``logits`` the model's outputs ``(n, ...)``,
-    ``positions[name]`` rows per sample of ``acts[name]`` (``P`` for ``"positions"``, else 1)."""
+    """One batch (a carrier for ``visit``, not a result): ``acts[name]`` ``(rows, units)``
+    reduced outputs on the run's device, ``y`` labels ``(n,)`` (CPU int64, or None),
+    ``logits`` the model's outputs ``(n, ...)``, ``positions[name]`` rows per sample of
+    ``acts[name]`` (``P`` for ``"positions"``, else 1)."""
 
-    acts: dict
-    y: torch.Tensor | None
-    logits: torch.Tensor
-    positions: dict
+    __slots__ = ("acts", "y", "logits", "positions")
+
+    def __init__(self, acts: dict, y: torch.Tensor | None, logits: torch.Tensor, positions: dict):
+        self.acts, self.y, self.logits, self.positions = acts, y, logits, positions
 
     def labels(self, name: str) -> torch.Tensor:
         """The labels of the rows of ``acts[name]`` (each sample's label repeated per position)."""
