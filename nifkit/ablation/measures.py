@@ -386,11 +386,12 @@ def model_neuron_measures(model: nn.Module, data, layers=None, *, n_bins: int = 
     extrema and counts are reduced across processes: every process gets the result of
     one process over all the data. Labels: classes ``0..K-1`` with ``K`` the largest label
     (over all processes) + 1, as in :func:`neuron_measures` (``n_classes`` fixes it).
-    The model runs on ``device``; codes are counted there in chunks of ``memory_budget``."""
-    from ..runtime import cpu_threads
+    The model runs on ``device`` (None: where it is); codes are counted there in chunks of
+    ``memory_budget``."""
+    from ..runtime import cpu_threads, model_device
     from .._validation import resolve_device
 
-    dev = resolve_device(device)
+    dev = resolve_device(device) if device is not None else model_device(model)[0]  # None: the model's
     names = [u for u, _, _ in hidden_layout(model, layers)]
     binner = binning if isinstance(binning, Binner) else None
     if binner is None:

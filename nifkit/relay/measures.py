@@ -439,13 +439,14 @@ def model_module_search(model, data, *, layer: str | None = None, binning: str =
     processes (``threshold``: one pass, nothing kept; ``kmeans2`` / ``median``: the layer's
     reduced outputs are kept for the thresholds, gathered over processes), so every
     process gets what one process gets on all the data, and the result equals
-    :func:`module_search` on the recorded codes."""
-    from ..runtime import cpu_threads
+    :func:`module_search` on the recorded codes. ``device``: where the model runs (None:
+    where it is); the counts are exact integers on the CPU."""
+    from ..runtime import cpu_threads, model_device
     from .._validation import resolve_device
 
     if binning not in ("kmeans2", "median", "threshold"):
         raise ValueError(f"binning must be 'kmeans2', 'median' or 'threshold', got {binning!r}")
-    dev = resolve_device(device)
+    dev = resolve_device(device) if device is not None else model_device(model)[0]  # None: the model's
     name = hidden_layout(model, None if layer is None else [layer])[-1][0]
 
     def run(visit):
