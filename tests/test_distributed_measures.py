@@ -35,6 +35,12 @@ def _measure(model, loader) -> dict:
             "drop": kt.drop, "set_drop": kt.set_drop, "class_drop": kt.class_drop, "base": kt.base_accuracy}
 
 
+def _in_memory(model, ds):
+    from nifkit.ablation import model_neuron_measures
+
+    return model_neuron_measures(model, ds.tensors, ["act2"], binning="fixed", bin_range=(0, 1))["act2"].counts
+
+
 def _worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -42,7 +48,9 @@ def _worker(rank, world, port, out_dir):
     try:
         model, ds = _setting()
         sampler = DistributedSampler(ds, shuffle=True, seed=5)
-        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **_measure(model, DataLoader(ds, 40, sampler=sampler)))
+        out = _measure(model, DataLoader(ds, 40, sampler=sampler))
+        out["memory_counts2"] = _in_memory(model, ds)  # (X, y) in memory: each process takes its share
+        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **out)
     finally:
         dist.destroy_process_group()
 
@@ -58,6 +66,7 @@ def test_two_gloo_processes_measure_what_one_process_measures(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     model, ds = _setting()
     one = _measure(model, DataLoader(ds, batch_size=40))
+    one["memory_counts2"] = _in_memory(model, ds)
     assert one["n"] == one["relay_n"] == 301
     for rank in range(2):
         r = np.load(tmp_path / f"rank{rank}.npz")

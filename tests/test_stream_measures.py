@@ -139,3 +139,15 @@ def test_iter_batches_drops_the_repeats_of_a_padded_distributed_sampler():
         loader = DataLoader(ds, batch_size=2, sampler=sampler)
         seen += [int(v) for x, _ in iter_batches(loader) for v in x[:, 0]]
     assert sorted(seen) == list(range(11))
+
+
+def test_bad_input_is_named():
+    model, X, y, loader = _mlp_data()
+    with pytest.raises(ValueError, match="act3"):
+        model_neuron_measures(model, loader, ["act3"])
+    with pytest.raises(ValueError, match="channel_reduce"):
+        model_neuron_measures(model, loader, channel_reduce="median")
+    with pytest.raises(ValueError, match="binning must be 'kmeans2', 'median' or 'threshold'"):
+        model_module_search(model, loader, binning="minmax")
+    with pytest.raises(ValueError, match="fixed.*needs bin_range"):
+        model_neuron_measures(model, loader, binning="fixed")
