@@ -379,7 +379,9 @@ def model_neuron_measures(model: nn.Module, data, layers=None, *, n_bins: int = 
 
     Bins: ``binning="fixed"`` with a ``bin_range`` (or a fitted Binner) counts in one
     pass; ``"minmax"`` takes two, pass 1 the minimum and maximum of every unit, so the
-    result equals :func:`neuron_measures` on all the recorded activations exactly;
+    result equals :func:`neuron_measures` on all the recorded activations exactly (both
+    passes must see the same samples: a loader with random augmentation would put values
+    outside pass 1's range into the end bins);
     ``"quantile"`` is refused on a stream (see the error) and, on in-memory data, records
     the reduced activations and calls :func:`neuron_measures`. Under ``torchrun`` (a
     DistributedSampler-sharded loader, or in-memory data each process shards itself) the
