@@ -53,7 +53,7 @@ HEAVY = ["nifkit.intervene:Knockouts",
          "nifkit.ablation:AblationEngine", "nifkit.ablation:ablation_study", "nifkit.ei:layer_ei",
          "nifkit.ei:model_ei", "nifkit.ei:edge_ablation", "nifkit.record:path_gradients",
          "nifkit.conductance:layer_conductance", "nifkit.compare:compare", "nifkit.compare:knockout_truth",
-         "nifkit.compare:lens_costs"]
+         "nifkit.ablation:model_neuron_measures", "nifkit.compare:lens_costs"]
 
 
 def _public_callables():
