@@ -81,10 +81,10 @@ def test_lens_costs_rows_and_scores_equal_compare(small):
     assert "relay" in costs.summary() and "needs" in costs.summary()
 
 
-def test_ei_reads_no_samples(small):
+def test_ei_counts_the_data_it_reads_not_its_noise(small):
     net, data = small
     costs = C.lens_costs(net, data, ["ei"], options={"ei": {"n_samples": 2000, "n_sensitivity_samples": 200}})
-    assert costs.rows[0]["samples"] == 0 and not costs.failed
+    assert costs.rows[0]["samples"] == 400 and not costs.failed   # the data (for the input ranges), not 2000
 
 
 def test_a_failing_builtin_lens_is_a_row_and_the_others_run(small):

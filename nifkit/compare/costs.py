@@ -34,7 +34,7 @@ LENS_NEEDS = {
     "conductance": "gradients along a path of `steps` points from a baseline to each input; labels",
     "relay": "activations binarised, labels; a greedy search over groups of units per class",
     "ablation": "activations binned with the labels; one knockout per unit",
-    "ei": "weights and activation functions only: noise inputs, no data samples",
+    "ei": "weights and activation functions, driven with noise over each layer's input range on the data",
 }
 
 
@@ -83,7 +83,7 @@ class ResidentPeak:
 
 @dataclass(repr=False)
 class LensCosts(Result):
-    """One row per lens: ``lens``, ``samples`` (the data samples it read; EI reads none),
+    """One row per lens: ``lens``, ``samples`` (the data samples it read),
     ``seconds``, ``memory_mb`` (peak resident growth while it ran), ``needs``, ``error``
     (why it could not score the network, else ""). ``comparison``: the scores of every
     lens that ran (a :class:`~nifkit.compare.Comparison`, None when none ran)."""
@@ -115,10 +115,12 @@ class LensCosts(Result):
 
 
 def _samples(ls, n_data: int) -> int:
-    """The data samples a lens read: 0 for EI (noise only), its own count where it keeps
-    one (``n_samples`` of a data-reading lens), else the comparison's."""
+    """The data samples a lens read: its own count where it keeps one (``n_samples`` of a
+    lens that reads a subset, e.g. conductance's ``max_samples``), else the comparison's.
+    EI's ``n_samples`` counts its noise samples; it reads the data only for each layer's
+    input range, all of it."""
     if ls.settings.get("lens") == "ei":
-        return 0
+        return int(n_data)
     n = ls.settings.get("n_samples")
     return int(n) if isinstance(n, (int, np.integer)) else int(n_data)
 
