@@ -92,34 +92,41 @@ def _edge_knockouts(eng, model, masks, S, value, memory_budget) -> KnockoutResul
             loss_sum[s] = F.cross_entropy(logits, eng.y, reduction="sum").double()
         return eng.results_from(correct, loss_sum)
     names = [n for n, _ in flat]
-    pos = {names.index(n): n for n in masks}
-    first = min(pos)
+    first = min(names.index(n) for n in masks)
     h0 = eng.activations(names[first - 1]) if first > 0 else eng.X.to(eng.device, eng.dtype)
-    h0 = h0.reshape(len(h0), -1) if first > 0 else h0
-    keep = {n: (~mk).to(eng.dtype) for n, (_, mk) in masks.items()}
-    width = max(getattr(m, "out_features", 0) or 0 for _, m in flat) or 1
-    width = max(width, h0.shape[1] if h0.ndim == 2 else 1)
-    per = max(1, int(memory_budget // 2 // max(1, S * width * 4 * 4)))
+    h0 = h0.reshape(len(h0), -1)
+    sb, nc = _edge_blocks(masks, S, h0.shape[1], flat, memory_budget)
     with ModelState(model, eval=True, no_grad=True):
-        for ns in range(0, len(h0), per):  # loop over chunks of samples
-            h = h0[ns:ns + per]
-            n = len(h)
-            h = h[:, None].expand(n, S, *h.shape[1:]).reshape(n * S, *h.shape[1:])
-            for j in range(first, len(flat)):
-                name, mod = flat[j]
-                if name in masks:
-                    lin = mod
-                    w = lin.weight * keep[name].transpose(1, 2) + value * (1 - keep[name].transpose(1, 2))
-                    z = torch.einsum("nsi,soi->nso", h.reshape(n, S, -1), w)
-                    if lin.bias is not None:
-                        z = z + lin.bias
-                    h = z.reshape(n * S, -1)
-                else:
-                    h = mod(h)
-            logits = h.reshape(n, S, -1)
-            yb = eng.y[ns:ns + n]
-            ok = (logits.argmax(-1) == yb[:, None]).to(eng.dtype)
-            correct += (eng.onehot[ns:ns + n].T @ ok).T.double()
-            loss_sum += F.cross_entropy(logits.reshape(n * S, -1), yb.repeat_interleave(S),
-                                        reduction="none").reshape(n, S).double().sum(0)
+        for s0 in range(0, S, sb):  # blocks of knockouts: their edited weights made once per block
+            w = {n: torch.where(mk[s0:s0 + sb].transpose(1, 2), value, lin.weight).to(eng.dtype)
+                 for n, (lin, mk) in masks.items()}
+            k = next(iter(w.values())).shape[0]
+            for ns in range(0, len(h0), nc):  # ... and chunks of samples
+                n = min(nc, len(h0) - ns)
+                h = h0[ns:ns + n].expand(k, n, h0.shape[1]).reshape(k * n, h0.shape[1])  # knockout-major rows
+                for name, mod in flat[first:]:
+                    if name in w:
+                        z = torch.bmm(h.view(k, n, -1), w[name].transpose(1, 2))
+                        h = (z if mod.bias is None else z.add_(mod.bias)).view(k * n, -1)
+                    else:
+                        h = mod(h)
+                logits = h.view(k, n, -1)
+                yb = eng.y[ns:ns + n]
+                ok = (logits.argmax(-1) == yb).to(eng.dtype)
+                correct[s0:s0 + k] += (ok @ eng.onehot[ns:ns + n]).double()
+                loss_sum[s0:s0 + k] += F.cross_entropy(logits.reshape(k * n, -1), yb.repeat(k),
+                                                       reduction="none").view(k, n).double().sum(1)
+            del w
     return eng.results_from(correct, loss_sum)
+
+
+def _edge_blocks(masks, S, in_width, flat, memory_budget):
+    """``(knockouts per block, samples per chunk)``: half of ``memory_budget`` for the
+    edited weights of a block of knockouts (one float copy of each masked layer per
+    knockout), the other half for a chunk's activations (about four live tensors of the
+    widest layer per row, a row being one sample under one knockout)."""
+    per_knockout = sum(lin.weight.numel() * lin.weight.element_size() for lin, _ in masks.values())
+    sb = int(max(1, min(S, memory_budget // 2 // max(1, per_knockout))))
+    width = max([in_width] + [getattr(m, "out_features", 0) or 0 for _, m in flat])
+    nc = int(max(1, memory_budget // 2 // max(1, sb * width * 4 * 4)))
+    return sb, nc
