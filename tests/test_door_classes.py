@@ -197,6 +197,25 @@ def test_gradient_targets_must_index_the_outputs(targets):
         path_gradients(NET, X[:4], layers="act1", steps=4, target=targets[:4])
 
 
+def test_gradients_need_a_named_loss():
+    """record(grads=True) no longer sums the outputs silently (ignoring targets): the
+    loss is named, 'sum' being the explicit choice for d(sum of outputs)/da."""
+    with pytest.raises(ValueError, match="grads=True. needs loss_fn.*'sum'"):
+        record(NET, X, layers=["act1"], grads=True, targets=Y)
+    with pytest.raises(ValueError, match="loss_fn is used only with grads=True"):
+        record(NET, X, layers=["act1"], loss_fn="cross_entropy", targets=Y)
+    with pytest.raises(ValueError, match="'summ' is not a known loss"):
+        record(NET, X, layers=["act1"], grads=True, loss_fn="summ")
+    with pytest.raises(TypeError, match="loss_fn must be a loss name"):
+        record(NET, X, layers=["act1"], grads=True, loss_fn=3)
+    rec = record(NET, X, layers=["act1"], grads=True, loss_fn="sum")
+    a = NET.act1(NET.fc1(X)).detach().requires_grad_(True)
+    (want,) = torch.autograd.grad(NET.fc_out(a).sum(), [a])
+    torch.testing.assert_close(rec.gradients["act1"], want)
+    ce = record(NET, (X, Y), layers=["act1"], grads=True, loss_fn="cross_entropy").gradients["act1"]
+    assert not torch.allclose(ce, want)  # the targets now matter: a different loss, different gradients
+
+
 @pytest.mark.parametrize("call", [lambda y: train(mlp([4, 2]), (X, y), epochs=1), lambda y: evaluate(mlp([4, 2]), (X, y))])
 def test_labels_outside_the_outputs(call):
     with pytest.raises(ValueError, match=r"labels must lie in 0..1 .*found 2"):
