@@ -38,8 +38,9 @@ BUDGETS = (4 * MiB, 16 * MiB)
 #: inputs of the smaller run of each case (the larger run has twice as many)
 CASES = {"layer_conductance": 250, "path_gradients": 150, "record": 300, "pairwise_mi": 20000,
          "layer_ei": 100000, "Knockouts": 20000, "knock_out_layers": 20000,
-         "evaluate_edge_knockouts": 4000, "ksg_mi_pairs": 1000, "gaussian_mi_pairs": 20000, "cmi_all_subsets": 2000,
-         "cmi_subsets": 10000, "cmi_extended": 20000}
+         "evaluate_edge_knockouts": 4000, "ksg_mi_pairs": 600, "gaussian_mi_pairs": 20000, "cmi_all_subsets": 2000,
+         "cmi_subsets": 10000, "cmi_extended": 20000,
+         "dv_mi_pairs": 10000}
 ROOT = Path(__file__).resolve().parents[1]
 
 
