@@ -40,7 +40,7 @@ import torch
 
 __all__ = [
     "to_numpy", "to_tensor", "as_array", "as_2d", "as_codes", "as_labels", "as_counts", "check_finite",
-    "check_same_length", "check_n_samples", "check_pairs",
+    "check_same_length", "check_n_samples", "check_pairs", "check_not_meta",
     "check_int", "check_seed", "check_n_bins", "check_bin_range", "check_number", "check_choice",
     "check_correction", "check_memory_budget", "check_num_threads", "check_callable",
     "resolve_device", "check_estimate", "CORRECTIONS",
@@ -70,7 +70,7 @@ def to_numpy(x, name: str = "x") -> np.ndarray:
     when possible. Torch tensors are detached and moved to the CPU (half precision and
     bfloat16 become float32, sparse tensors dense)."""
     if isinstance(x, torch.Tensor):
-        _no_meta(x, name)
+        check_not_meta(x, name)
         t = x.detach()
         if t.is_sparse:
             t = t.to_dense()
@@ -103,7 +103,7 @@ def to_tensor(x, name: str = "x") -> torch.Tensor:
     """Return ``x`` as a torch tensor (a tensor is detached, an array is shared, not
     copied, when it is contiguous); non-numeric data raise ``TypeError``."""
     if isinstance(x, torch.Tensor):
-        _no_meta(x, name)
+        check_not_meta(x, name)
         if x.is_complex():
             raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
         return x.detach()
@@ -319,7 +319,7 @@ def check_pairs(pairs, name: str = "pairs", size_a: int | None = None, size_b: i
 # --------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------
-def _no_meta(x, name: str):
+def check_not_meta(x, name: str):
     """A tensor on the meta device has a shape but no values: refused by name."""
     if isinstance(x, torch.Tensor) and x.is_meta:
         raise TypeError(f"{name} is a tensor on the meta device (a shape without values); pass real values, "
@@ -328,7 +328,7 @@ def _no_meta(x, name: str):
 
 def _scalar(value, name: str = "value"):
     """A 0-d numpy array or one-element tensor -> its Python scalar; else unchanged."""
-    _no_meta(value, name)
+    check_not_meta(value, name)
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.ndim == 0:
         return value.item()
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -433,7 +433,7 @@ def check_bin_range(bin_range, name: str = "bin_range", *, allow_none: bool = Tr
         if allow_none:
             return None
         raise ValueError(f"{name} is required: pass (lo, hi), e.g. {name}=(0, 1) for sigmoid units")
-    _no_meta(bin_range, name)
+    check_not_meta(bin_range, name)
     try:
         pair = not isinstance(bin_range, (str, bytes)) and len(bin_range) == 2
     except TypeError:  # no length (a number, a 0-d array)

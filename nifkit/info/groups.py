@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 from ..config import DEFAULT_MEMORY_BUDGET
-from .._validation import as_codes, as_masks
+from .._validation import as_codes, as_masks, check_int
 from .discrete import pack
 from .keys import mixed_radix, row_keys
 from .kernels import MAX_KEY_BITS, xlog2x_table
@@ -333,7 +333,7 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, memory_budget: int = DE
         cu[:, i] = compact(cu[:, i])[0]
     card = cu.max(axis=0) + 1 if m else np.zeros(0, np.int64)
     table = xlog2x_table(n).numpy()  # the one c log2 c table
-    kb = int(min(max(block_vars, 0), m, max(0, math.floor(math.log2(max(1, memory_budget // 2 // (ROW_BYTES * U)))))))
+    kb = int(min(check_int(block_vars, "block_vars", minimum=0), m, max(0, math.floor(math.log2(max(1, memory_budget // 2 // (ROW_BYTES * U)))))))
     top = m - kb
     out = np.empty(1 << m, np.float64)
     with Progress(progress, 1 << top, "subsets", unit="block") as bar:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import to_numpy
+from .._validation import check_number, to_numpy
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads
@@ -18,6 +18,27 @@ from .units import KnockoutResult, Knockouts
 from .._validation import checked
 
 __all__ = ["knock_out_edges", "evaluate_edge_knockouts"]
+
+
+def _as_mask(mask, name):
+    """A boolean mask: booleans, or integers/floats that are all 0 or 1 (a 0.5 is no mask)."""
+    arr = to_numpy(mask, name)
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "iuf" or (arr.size and not np.isin(arr, (0, 1)).all()):
+            raise ValueError(f"{name} must be a boolean mask (True = knocked out); got dtype {arr.dtype} with values "
+                             "other than 0 and 1")
+        arr = arr.astype(bool)
+    return arr
+
+
+def _knockout_value(value):
+    """Edge knockouts set weights to one number (not 'mean' or per-unit values)."""
+    if isinstance(value, (str, np.ndarray, torch.Tensor, list, tuple)) and not (
+            isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 0):
+        raise TypeError(f"value must be one number for edge knockouts (the weight the edges are set to), "
+                        f"got {value!r:.60}; 'mean' and per-unit values are for unit knockouts (nifkit.intervene."
+                        "Knockouts)")
+    return check_number(value, "value")
 
 
 def _edge_masks_for(model, edges):
@@ -29,7 +50,7 @@ def _edge_masks_for(model, edges):
             raise unknown_layer_error(name, [n for n in modules if n], what="edges")
         if not isinstance(lin, nn.Linear):
             raise TypeError(f"edge knockouts need an nn.Linear layer; {name!r} is a {type(lin).__name__}")
-        mk = torch.as_tensor(np.asarray(to_numpy(mask, f"edges[{name!r}]"), dtype=bool))
+        mk = torch.as_tensor(_as_mask(mask, f"edges[{name!r}]"))
         if mk.shape[-2:] != lin.weight.T.shape:
             raise ValueError(f"the edge mask for {name!r} has shape {tuple(mk.shape)}, expected "
                              f"(..., {lin.in_features}, {lin.out_features}) (inputs, outputs)")
@@ -44,7 +65,7 @@ def knock_out_edges(model: nn.Module, edges: dict, value: float = 0.0):
     outputs)``, like ``LayerEI.edge_ei``) of each named ``nn.Linear`` are set to
     ``value`` in place; the model is in eval mode. Weights, modes and flags are restored
     on exit, also on exceptions."""
-    masks = _edge_masks_for(model, edges)
+    masks, value = _edge_masks_for(model, edges), _knockout_value(value)
     with ModelState(model, eval=True, weights=True):
         with torch.no_grad():
             for lin, mk in masks.values():
@@ -67,7 +88,7 @@ def evaluate_edge_knockouts(model: nn.Module, data, edges: dict, *, value: float
     rest of the model runs on ``(samples * S)`` rows in memory-bounded chunks. Other
     models run once per knockout with the weights edited in place (restored after). The
     model is in eval mode under ``no_grad``; labels are checked."""
-    masks = _edge_masks_for(model, edges)
+    masks, value = _edge_masks_for(model, edges), _knockout_value(value)
     S = {mk.shape[0] if mk.ndim == 3 else None for _, mk in masks.values()}
     if len(S) != 1 or None in S:
         raise ValueError("every edge mask must be (S, inputs, outputs) with the same number S of knockouts")
