@@ -11,8 +11,13 @@ Batching: one forward pass carries ``n`` samples times ``s`` knockouts as ``n*s`
 (sample-major), and the hook on each knocked-out layer views its output as ``(n, s,
 units, ...)`` and overwrites the masked units of each of the ``s`` knockouts. The layers
 before the knocked-out one run ``s`` times on the same input: a full forward per batch
-of knockouts, never one per knockout. ``n*s`` is sized from ``memory_budget`` by one
-probe pass of one sample (the bytes of every module's output).
+of knockouts, never one per knockout. When the first knocked-out layer is a cut of the
+data flow (nothing after it reads what came before it) and expanding the batch there
+gives what repeating the input gives (:func:`expansion_works`, checked once on two
+samples), the layers before it run once per batch of samples and its hook expands the
+batch: the knockouts then cost only the layers after the knocked-out one. ``n*s`` is
+sized from ``memory_budget`` by one probe pass of one sample (the bytes of every
+module's output).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from ..runtime import ModelState
 from .._validation import checked
 from .units import KnockoutResult, knocked
 
-__all__ = ["evaluate_hooked", "rows_per_forward", "knock_out"]
+__all__ = ["evaluate_hooked", "expansion_works", "rows_per_forward", "knock_out"]
 
 
 @checked
@@ -61,7 +66,7 @@ def evaluate_hooked(engine, spec) -> KnockoutResult:
     correct = torch.zeros(S, engine.n_classes, dtype=torch.float64, device=dev)
     loss_sum = torch.zeros(S, dtype=torch.float64, device=dev)
     first, cut = engine.flow(spec.layers)
-    state = {"expand": cut}
+    state = {}
 
     def make(i, name):
         expand = state["expand"] and name == first
@@ -73,6 +78,7 @@ def evaluate_hooked(engine, spec) -> KnockoutResult:
         return hook
 
     with ModelState(engine.model, eval=True, no_grad=True):
+        state["expand"] = cut and expansion_works(engine, first)
         rows = rows_per_forward(engine.model, engine.X[:1].to(dev, dt), engine.memory_budget, engine.batch_size)
         s_chunk = min(S, rows)
         n_chunk = max(1, min(N, rows // s_chunk))
@@ -89,6 +95,32 @@ def evaluate_hooked(engine, spec) -> KnockoutResult:
                     engine.tally(out.reshape(n, s, -1), engine.y[ns:ns + n], engine.onehot[ns:ns + n],
                                  state["sl"], correct, loss_sum)
     return engine.results_from(correct, loss_sum)
+
+
+def expansion_works(engine, first: str) -> bool:
+    """Whether expanding the batch at ``first`` (a cut of the data flow) gives what repeating
+    the input gives: checked once per engine and layer on two samples. A model whose
+    forward reads the batch size from its input (``x.view(inputs.size(0), -1)``, as
+    EfficientNet does) fails here and keeps repeating the input."""
+    if first in engine.expansion:
+        return engine.expansion[first]
+    x = engine.X[:2].to(engine.device, engine.dtype)
+    n, s = len(x), 2
+
+    def expand(mod, args, out):
+        return out[:, None].expand(n, s, *out.shape[1:]).reshape(n * s, *out.shape[1:])
+
+    try:
+        with hooks(engine.model, {first: expand}):
+            got = engine.model(x)
+        want = engine.model(x)
+        got, want = (o[0] if isinstance(o, (tuple, list)) else o for o in (got, want))
+        ok = got.shape == (n * s, *want.shape[1:]) and bool(
+            torch.allclose(got.reshape(n, s, -1), want.reshape(n, 1, -1).expand(n, s, -1), rtol=1e-4, atol=1e-5))
+    except RuntimeError:  # shapes broken by the expansion: repeat the input instead
+        ok = False
+    engine.expansion[first] = ok
+    return ok
 
 
 def _unit_dict(model, units) -> dict:

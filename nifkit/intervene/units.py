@@ -158,6 +158,8 @@ class Knockouts:
                                  f"model first (model.to({str(dev)!r})) or leave device=None")
         self._prefix: dict = {}
         self._layout = None  # the walked model, for the hooked path (flow)
+        #: layer -> whether the hooked path may expand the batch there (:func:`.hooked.expansion_works`)
+        self.expansion: dict = {}
         self._layer_names = [n for n, _ in self.flat] if self.flat is not None else \
             [n for n, _ in model.named_modules() if n]
         with ModelState(model, eval=True, no_grad=True), cpu_threads(num_threads, self.device):
