@@ -39,13 +39,14 @@ def _labelled(model, X, flip_every=4, n_classes=3):
 
 
 def _hand_hook_accuracy(model, X, y, layer, channels, value):
-    """Accuracy with ``channels`` of ``layer``'s output fixed to ``value`` (a number or a map
-    per channel ``(C, *positions)``): a forward hook written by hand, one plain forward."""
+    """Accuracy with ``channels`` of ``layer``'s output fixed to ``value`` (a number or one
+    per channel): a forward hook written by hand, one plain forward."""
     mod = dict(model.named_modules())[layer]
 
     def hook(m, args, out):
         out = out.clone()
-        out[:, channels] = value if not torch.is_tensor(value) else value[channels]
+        v = value[channels].reshape(len(channels), *[1] * (out.ndim - 2)) if torch.is_tensor(value) else value
+        out[:, channels] = v
         return out
 
     handle = mod.register_forward_hook(hook)
@@ -54,6 +55,12 @@ def _hand_hook_accuracy(model, X, y, layer, channels, value):
             return float((model.eval()(X).argmax(1) == y).double().mean())
     finally:
         handle.remove()
+
+
+def _channel_means(model, X, layer):
+    """Each unit's mean over the samples, a channel's over the samples and its positions."""
+    a = _hand_output(model, X, layer)
+    return a.mean(0) if a.ndim == 2 else a.transpose(0, 1).reshape(a.shape[1], -1).mean(1)
 
 
 def _hand_output(model, X, layer):
@@ -151,7 +158,7 @@ def test_channel_knockouts_equal_a_hand_written_hook(nets, name, layer):
     ko = Knockouts(model, (X, y))
     C_ = ko.n_units(layer)
     pick = [0, 1, C_ - 1]
-    mean_map = _hand_output(model, X, layer).mean(0)  # the mean map over the samples
+    mean_map = _channel_means(model, X, layer)  # a channel's mean over samples and positions
     r_mean = ko.evaluate(layer, torch.eye(C_, dtype=torch.bool)[pick], "mean")
     r_zero = ko.evaluate(layer, torch.eye(C_, dtype=torch.bool)[pick], "zero")
     r_val = ko.evaluate(layer, torch.eye(C_, dtype=torch.bool)[pick], [np.full(C_, 0.5)])  # one value per channel
@@ -281,7 +288,7 @@ def test_knockout_truth_of_channels(nets, name):
     tr = C.knockout_truth(model, (X, y), layers=layers, k=2, max_sets=20)
     assert tr.neurons == hidden_neurons(model, layers) and tr.drop.shape == (len(tr.neurons),)
     layer = tr.layers[-1]
-    mean_map = _hand_output(model, X, layer).mean(0)
+    mean_map = _channel_means(model, X, layer)
     n = unit_counts(model, layers)[layer]
     for c in (0, n - 1):
         hand = tr.base_accuracy - _hand_hook_accuracy(model, X, y, layer, [c], mean_map)

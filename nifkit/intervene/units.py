@@ -272,24 +272,26 @@ class Knockouts:
 
     @checked
     def unit_value(self, layer: str, value) -> torch.Tensor:
-        """What knocked-out units of ``layer`` are set to, shaped like one sample's output
-        (``(units,)``, or ``(channels, *positions)`` for a conv map, broadcastable):
-        ``"zero"``; ``"mean"``: the mean over the evaluation set, of a conv channel its
-        **mean map** (the mean over samples at every position, so the knocked-out channel
-        keeps its average spatial pattern and carries no information about the input); or
-        given values, one per unit (per channel: the whole map takes that value)."""
+        """What knocked-out units of ``layer`` are set to, one number per unit, shaped to
+        broadcast over one sample's output (``(units,)``, or ``(channels, 1, ...)`` for a conv
+        map: the channel's whole map takes the value): ``"zero"``; ``"mean"``: the unit's
+        mean over the evaluation set, a conv channel's mean over the samples **and its
+        positions** (the average of the channel's ``channel_reduce="mean"`` value, and what
+        the streamed knockouts of :func:`nifkit.compare.knockout_truth` sum batch by batch);
+        or given values, one per unit (per channel)."""
         a = self.activations(layer)
+        shape = (a.shape[1], *[1] * (a.ndim - 2))
         if isinstance(value, str):
             if value == "zero":
-                return torch.zeros(a.shape[1:], dtype=a.dtype, device=a.device)
+                return torch.zeros(shape, dtype=a.dtype, device=a.device)
             if value == "mean":
-                return a.mean(0)
+                return a.mean([0, *range(2, a.ndim)]).reshape(shape)
             raise ValueError(f"value must be 'zero', 'mean' or an array of per-neuron values, got {value!r}")
         v = as_float_tensor(value, "value").to(a.device, a.dtype).reshape(-1)
         if v.numel() != a.shape[1]:
             what = "channels" if a.ndim > 2 else "neurons"
             raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} {what}")
-        return v.reshape(a.shape[1], *[1] * (a.ndim - 2))
+        return v.reshape(shape)
 
     @checked
     def readout(self, layer: str, value="zero"):
