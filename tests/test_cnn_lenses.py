@@ -258,13 +258,14 @@ def test_conductance_channels(nets, name):
     model, X, y, layers = nets[name]
     s = CD.neuron_scores(model, (X, y), layers=layers, steps=8)
     assert s.neurons == hidden_neurons(model, layers)
-    cond, layer = s.raw, s.layers[-1]
-    m = cond.maps[layer].double()
+    layer = s.layers[-1]
+    mx = CD.neuron_scores(model, (X, y), layers=layers, steps=8, channel_reduce="max")
+    m = mx.raw.maps[layer].double()  # the full maps (the "mean" run keeps only the channel sums)
     n = m.shape[1]
     summed = m.reshape(len(m), n, -1).sum(2)  # a channel's conductance: the sum over its positions
     np.testing.assert_allclose(s.score[-n:], summed.abs().mean(0).numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(s.raw.maps[layer].double().reshape(len(m), n), summed, rtol=1e-5, atol=1e-9)
     if m.ndim > 2:
-        mx = CD.neuron_scores(model, (X, y), layers=layers, steps=8, channel_reduce="max")
         np.testing.assert_allclose(mx.score[-n:], m.abs().amax((2, 3)).mean(0).numpy(), rtol=1e-5, atol=1e-9)
         pos = CD.neuron_scores(model, (X, y), layers=layers, steps=8, channel_reduce="positions")
         np.testing.assert_allclose(pos.score[-n:], m.abs().mean((0, 2, 3)).numpy(), rtol=1e-5, atol=1e-9)
@@ -276,7 +277,7 @@ def test_conductance_of_a_block_is_complete():
     model = residual_cnn(3, channels=4, n_blocks=2, n_classes=3, seed=1)
     X = torch.rand(4, 3, 8, 8)
     s = CD.neuron_scores(model, (X, torch.tensor([0, 1, 2, 0])), layers=["body.block1"], steps=64)
-    total = s.raw.maps["body.block1"].double().sum((1, 2, 3)).numpy()
+    total = s.raw.maps["body.block1"].double().sum(1).numpy()  # channel sums (samples, channels)
     delta = s.raw.f_input - s.raw.f_baseline
     np.testing.assert_allclose(total, delta, atol=2e-2 * np.abs(delta).max())
 

@@ -14,7 +14,8 @@ for sample ``n``):
   ``reduce="channel"``). Not the mean: conductance is additive, and only the sum keeps
   completeness (the channels of a layer every path crosses add up to
   :math:`F(x) - F(x')`); the mean would divide every channel of a layer by the same ``P``,
-  ranking the channels of a layer alike but breaking the sum;
+  ranking the channels of a layer alike but breaking the sum. Computed with
+  ``layer_conductance(per_channel=True)``: the maps are never held;
 * ``"max"``: :math:`\max_p |c_{ncp}|`, where the channel matters most;
 * ``"positions"``: every position a sample of its own, the score the mean of
   :math:`|c_{ncp}|` over samples and positions (per class: the positions of the samples
@@ -65,7 +66,8 @@ def neuron_scores(model, data, *, layers=None, steps: int = 16, method: str = "r
     names = [u for u, _, _ in hidden_layout(model, layers)]
     cond = layer_conductance(model, X, names, target="true", labels=y, steps=steps, method=method,
                              batch_size=batch_size, memory_budget=memory_budget, device=device,
-                             num_threads=num_threads, seed=seed, progress=progress)
+                             num_threads=num_threads, seed=seed, progress=progress,
+                             per_channel=channel_reduce == "mean")  # the channel sums only, not the maps
     y_np = y.numpy()
     n_classes = int(y_np.max()) + 1
     cols, per_class = [], []

@@ -1,5 +1,5 @@
-"""Knockouts of units: the batched engine (:class:`Knockouts`), the context manager
-(:func:`knock_out`) and the input checks they share.
+"""Knockouts of units: the batched engine (:class:`Knockouts`; its hooked path and the context
+manager :func:`knock_out` are in :mod:`.hooked`) and the input checks they share.
 """
 from __future__ import annotations
 
@@ -119,9 +119,13 @@ class Knockouts:
     layer. The model is put in eval mode under ``no_grad`` during each call and
     restored afterwards; no hooks are left behind and no weight is touched.
 
+    A unit of a convolutional output ``(samples, channels, *positions)`` is a channel: its
+    mask entry fixes the whole map (masks are ``(S, channels)``).
+
     ``memory_budget`` bounds the bytes of temporaries (default 512 MiB);
     ``method="auto"`` uses the fast path for ``nn.Sequential`` models and hooks
-    otherwise (``"hooks"`` forces the slow, generic path). ``device``: where to compute:
+    otherwise (``"hooks"`` forces the generic path: several knockouts per forward pass,
+    :func:`nifkit.intervene.hooked.evaluate_hooked`). ``device``: where to compute:
     the model's device (``None``), or the same device named (move the model there
     first); ``num_threads``: torch CPU threads while evaluating (None: the package's
     thread policy, see :class:`nifkit.runtime.cpu_threads`).
