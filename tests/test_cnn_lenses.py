@@ -242,6 +242,17 @@ def test_ablation_reads_the_reduced_channels_and_knocks_out_whole_maps(nets, nam
         assert s["knockout"][off + c] == pytest.approx(drop)
 
 
+def test_ablation_with_every_position_a_sample(nets):
+    model, X, y, _ = nets["residual_cnn"]
+    s = A.neuron_scores(model, (X, y), layers=["body.block1", "body.block2"], channel_reduce="positions", n_bins=4)
+    a = _reduced(model, X, "body.block2", "positions")
+    P = len(a) // len(X)
+    assert P == 16 * 16
+    ref = A.neuron_measures({"b": a}, y.repeat_interleave(P), n_bins=4)
+    np.testing.assert_allclose(s["mi"][4:], ref["b"].mi, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(s["entropy"][4:], ref["b"].entropy, rtol=1e-9, atol=1e-12)
+
+
 def test_ablation_study_measures_channels_itself(nets):
     model, X, y, _ = nets["residual_cnn"]
     st = A.ablation_study(model, (X, y), layers=["body.block2"], channel_reduce="max", n_random=1)
