@@ -378,3 +378,21 @@ def test_efficientnet_lite0_conductance_and_channel_knockouts():
     assert r.accuracy[0] == pytest.approx(_hand_hook_accuracy(model, X, y, "_blocks.15", list(range(160)), 0.0))
     assert r.accuracy[1] == pytest.approx(_hand_hook_accuracy(model, X, y, "_blocks.15", [7], 0.0))
     assert time.perf_counter() - t0 < 60
+
+
+def test_a_channels_mean_is_the_same_in_memory_and_streamed(nets):
+    """The in-memory engine and the streamed one (a DataLoader) fix a knocked-out channel to
+    the same value: its mean over the samples and the positions."""
+    from nifkit.compare.streamed import StreamedKnockouts
+
+    model, X, y, _ = nets["residual_cnn"]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=7)
+    streamed = StreamedKnockouts(model, loader, ["body.block1", "body.block2.act1"])
+    ko = Knockouts(model, (X, y))
+    for layer in ("body.block1", "body.block2.act1"):
+        want = _channel_means(model, X, layer)
+        torch.testing.assert_close(ko.unit_value(layer, "mean").flatten(), want)
+        torch.testing.assert_close(streamed.unit_value(layer, "mean").flatten().float(), want)
+    masks = torch.eye(4, dtype=torch.bool)
+    np.testing.assert_allclose(streamed.evaluate("body.block1", masks, "mean").accuracy,
+                               ko.evaluate("body.block1", masks, "mean").accuracy)
