@@ -63,6 +63,7 @@ def _calls(s):
         "nifkit.ablation.study.ablation_study": lambda p: ablation.ablation_study(
             net, data, ablation.neuron_measures(record.record(net, x, ["act1"]), data[1], n_bins=4), n_random=1, progress=p),
         "nifkit.ablation.scores.neuron_scores": lambda p: ablation.neuron_scores(net, data, n_bins=4, progress=p),
+        "nifkit.ablation.study.measure_layers": lambda p: ablation.measure_layers(net, data, n_bins=4, progress=p),
         "nifkit.compare.harness.compare": lambda p: compare.compare(
             net, data, ["ablation", "relay"], options={"ablation": {"n_bins": 4}}, progress=p),
         "nifkit.conductance.attribution.layer_conductance": lambda p: conductance.layer_conductance(

@@ -41,6 +41,8 @@ _RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPo
                   nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                   nn.AdaptiveMaxPool2d)
 _ACT_TYPES = ELEMENTWISE_TYPES + (nn.Softmax, nn.LogSoftmax)
+#: traced as one operation even when subclassed outside torch.nn
+_LEAF_TYPES = WEIGHT_TYPES + _NORM_TYPES
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _KINDS = {
     "linear": (nn.Linear,),
@@ -379,7 +381,12 @@ def _function_step(node) -> tuple[str, object]:
 def _trace_steps(model):
     import torch.fx
 
-    gm = torch.fx.symbolic_trace(model)
+    class _Tracer(torch.fx.Tracer):  # a subclass of nn.Conv2d & co. (EfficientNet's same-padding conv) is a leaf
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, _LEAF_TYPES) or super().is_leaf_module(m, qualname)
+
+    tracer = _Tracer()
+    gm = torch.fx.GraphModule(model, tracer.trace(model), type(model).__name__)
     nodes = [n for n in gm.graph.nodes if not _is_meta(n)]
     steps, calls = [], {}
     for n in nodes:
