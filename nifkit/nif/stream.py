@@ -1,0 +1,147 @@
+"""The flow graph's activities, streamed: every batch runs once through the model, the
+tensor of every node layer is reduced to one value per unit and sample as it comes
+(:func:`nifkit.models.units.reduce_channels`, ``channel_reduce=``) and only that reduced
+activity is kept (``samples x units`` numbers, e.g. 50,000 images x 300 channels of a
+residual CNN: 120 MB in float64), never the inputs or the channel maps. One pass over
+the data serves every binning (the bins are fitted on the reduced activity afterwards),
+so a ``DataLoader`` gives exactly what the same tensors in memory give.
+
+Across processes (``torchrun`` with a ``DistributedSampler``): every process reduces
+its shard; the binned estimator's bins are made the same on every process
+(:func:`shared_binner`: ``"fixed"`` as given, ``"minmax"`` from the all-reduced minimum
+and maximum of every unit) and the pair counts of every edge group are summed over the
+processes (:class:`nifkit.info.PairCounts`, :func:`nifkit.info.reduce_across_processes`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..info import Binner
+from ..info.counts import PairCounts, dist_ready, reduce_across_processes
+from ..models.units import reduce_channels
+from ..runtime import ModelState, Progress, model_device
+from .._validation import resolve_device
+
+__all__ = ["reduced_activities", "shared_binner", "distributed_mi", "check_distributed"]
+
+
+def _reader(model, plan):
+    """``f(x) -> [tensor per node layer]``: a ``torch.fx`` copy of the forward pass that
+    returns the read tensors of the plan's node layers (the copy shares the model's
+    modules); an nn.Sequential the walker could not trace runs its leaves in order."""
+    reads = [n.read for n in plan.nodes]
+    if plan.walk.traced:
+        import torch.fx
+
+        gm = torch.fx.symbolic_trace(model)
+        env = {n.name: n for n in gm.graph.nodes}
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        out.args = (tuple(env[r] for r in reads),)
+        gm.recompile()
+        return gm
+    steps = plan.walk.steps
+    mods = dict(model.named_modules())
+
+    def run(x):
+        seen = {steps[0].node: x}
+        for st in steps[1:-1]:  # a loop over the layers of the nn.Sequential
+            x = mods[st.target](x)
+            seen[st.node] = x
+        return tuple(seen[r] for r in reads)
+
+    return run
+
+
+def _reduce(t: torch.Tensor, m: int, channel_reduce: str, what: str) -> torch.Tensor:
+    """``(samples, m)`` float64 activity of a node layer's tensor: a channel map (also
+    flattened channel-major, as nn.Flatten leaves it) reduced by ``channel_reduce``."""
+    t = t.detach().to(torch.float64)
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.shape[1] != m:
+        if t.ndim > 2 or t.shape[1] % m:
+            raise ValueError(f"{what}: expected {m} units (channels), got a tensor of shape {tuple(t.shape)}")
+        t = t.reshape(len(t), m, -1)
+    return reduce_channels(t, channel_reduce)
+
+
+def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train", max_samples=None,
+                       batch_size=512, device=None, progress=False):
+    """Activities ``(samples, units)`` (float64 numpy, one per node layer of ``plan``)
+    of ``data`` (inputs, ``(X, y)``, a ``DataLoader``, a Dataset), batch by batch: the
+    model in eval mode under ``no_grad`` on ``device`` (default: the model's), moved
+    and its modes restored afterwards."""
+    from ..record.activations import _batches
+
+    home, dtype = model_device(model)
+    dev = home if device is None else resolve_device(device)
+    batches, n_batches, _ = _batches(data, None, int(batch_size), split)
+    read = _reader(model, plan)
+    parts = [[] for _ in plan.nodes]
+    seen = 0
+    with ModelState(model, eval=True, no_grad=True, device=dev), \
+            Progress(progress, n_batches, "flow activities", unit="batch") as bar:
+        for xb, _ in batches:
+            if max_samples is not None:
+                xb = xb[:max_samples - seen]
+            if xb.is_floating_point() and not bool(torch.isfinite(xb).all()):
+                raise ValueError(f"data contains NaN or inf (in the batch starting at sample {seen}); every "
+                                 "activity downstream would be NaN. Remove or impute those samples first")
+            xb = xb.to(dev, dtype) if xb.is_floating_point() else xb.to(dev)
+            outs = read(xb)
+            for k, (node, t) in enumerate(zip(plan.nodes, outs)):  # a loop over node layers
+                parts[k].append(_reduce(t, node.size, channel_reduce, f"units of {node.name!r}").cpu())
+            seen += len(xb)
+            bar.update()
+            if max_samples is not None and seen >= max_samples:
+                break
+    if not seen:
+        raise ValueError("data holds no samples; nothing was recorded")
+    return [torch.cat(p).numpy() for p in parts]
+
+
+def check_distributed(s) -> None:
+    """Under a ``torch.distributed`` process group: only what reduces exactly (binned
+    counts with bins every process shares); ``ValueError`` naming the fix otherwise."""
+    if not dist_ready():
+        return
+    if s.estimator != "binned":
+        raise ValueError(f"estimator={s.estimator!r} cannot be split over processes (its estimate is not a sum over "
+                         "samples); under torchrun use estimator='binned', whose counts add up")
+    if s.binning == "quantile":
+        raise ValueError("binning='quantile' places each unit's edges at quantiles of all samples, which no process "
+                         "holds under torchrun; use binning='minmax' (the minimum and maximum are all-reduced) or "
+                         "binning='fixed' with bin_range=(lo, hi)")
+    if s.significance is not None:
+        raise ValueError("significance= shuffles the samples, which are spread over the processes under torchrun; "
+                         "run the shuffle test on one process (significance=None here)")
+
+
+def shared_binner(s, act: np.ndarray) -> Binner:
+    """The :class:`~nifkit.info.Binner` of one node layer's activity: fitted on it, or
+    under a process group fitted on the all-reduced minimum and maximum of every unit
+    (``"minmax"``: the edges one process would fit on all the data)."""
+    b = Binner(n_bins=s.n_bins, binning=s.binning, bin_range=s.bin_range)
+    if not dist_ready() or s.binning == "fixed":
+        return b.fit(act)
+    import torch.distributed as dist
+
+    lo = torch.from_numpy(act.min(0) if len(act) else np.full(act.shape[1], np.inf))
+    hi = torch.from_numpy(act.max(0) if len(act) else np.full(act.shape[1], -np.inf))
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    return b.fit(torch.stack([lo, hi]).numpy())
+
+
+def distributed_mi(s, codes, pairs):
+    """Per edge group ``(src, dst)``: the MI matrix of the codes summed over every
+    process (:class:`~nifkit.info.PairCounts`, one all-reduce per group), and the total
+    number of samples."""
+    mi, n = [], 0
+    for a, b in pairs:  # a loop over edge groups
+        acc = PairCounts(s.n_bins, device=s.device).update(codes[a], codes[b])
+        reduce_across_processes(acc)
+        n = acc.n
+        mi.append(acc.mi(s.correction).cpu().numpy())
+    return mi, n
