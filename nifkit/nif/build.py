@@ -21,16 +21,13 @@ from ..info.counts import dist_ready, reduce_across_processes
 from ..models.walk import unknown_layer_error
 from ..runtime import Progress, cpu_threads
 from .dag import INPUT_LAYER, FlowPlan, flow_plan
-from .graph import IDENTITY, FlowGraph
+from .graph import FlowGraph
 from .stream import check_distributed, distributed_mi, reduced_activities, shared_binner
 
 __all__ = ["ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "flow_layers", "flow_nodes", "flow_graph"]
 
 
 ESTIMATORS = ("binned", "dv", "ksg", "gaussian")
-
-
-INPUT_LAYER = "input"
 
 
 #: DV options used by :func:`flow_graph` unless ``dv_options`` overrides them. Smaller
@@ -217,37 +214,40 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
     s = FlowSettings.checked(estimator=estimator, n_bins=n_bins, binning=binning, bin_range=bin_range,
                              correction=correction, significance=significance, n_shuffles=n_shuffles, seed=seed,
                              dv_options=dv_options, ksg_k=ksg_k, memory_budget=memory_budget, device=device,
-                             progress=progress)
-    plan = flow_plan(model)
-    plan = _select_nodes(_select_layers(plan, layers), nodes, layers)
+                             progress=progress, weight_scale=weight_scale)
+    plan = _select_nodes(_select_layers(flow_plan(model), layers), nodes, layers)
     check_distributed(s)
+    run = dict(channel_reduce=channel_reduce, split=split, max_samples=max_samples, batch_size=batch_size)
     with cpu_threads(num_threads):
-        acts = reduced_activities(model, data, plan, channel_reduce=channel_reduce, split=split,
-                                  max_samples=max_samples, batch_size=batch_size, device=device, progress=False)
-        _check_rows(plan, acts, channel_reduce)
-        n = _total_samples(len(acts[0]))
-        s.check_samples(n)
-        t_rec = time.perf_counter()
-        sizes = [a.shape[1] for a in acts]
-        weights, connected = _group_weights(plan, sizes)
-        pairs = [(g.src, g.dst) for g in plan.groups]
-        mi, pv = _estimate(s, acts, connected, pairs)
+        fg = _graph(model, data, plan, s, run, t0)
+    fg.feature_names, fg.image_shape = _input_labels(data, 0 if plan.nodes[0].kind == "input" else 1, fg.sizes[0],
+                                                     feature_names, image_shape)
+    fg.settings.update(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
+                       weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
+                       channel_reduce=channel_reduce,
+                       dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None)
+    return fg
+
+
+def _graph(model, data, plan: FlowPlan, s: "FlowSettings", run: dict, t0: float) -> FlowGraph:
+    """The flow graph of ``plan`` on ``data``: activities (streamed), then the edge
+    estimates of every group (``run``: channel_reduce, split, max_samples, batch_size)."""
+    acts = reduced_activities(model, data, plan, device=s.device, progress=False, **run)
+    _check_rows(plan, acts, run["channel_reduce"])
+    n = _total_samples(len(acts[0]))
+    s.check_samples(n)
+    t_rec = time.perf_counter()
+    sizes = [a.shape[1] for a in acts]
+    weights, connected = _group_weights(plan, sizes)
+    pairs = [(g.src, g.dst) for g in plan.groups]
+    mi, pv = _estimate(s, acts, connected, pairs)
     t_est = time.perf_counter()
-    flows = _flows(mi, pv, weights, connected, significance, weight_scale)
-    starts_at_input = plan.nodes[0].kind == "input"
-    feature_names, image_shape = _input_labels(data, 0 if starts_at_input else 1, sizes[0], feature_names,
-                                               image_shape)
-    settings = dict(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
-                    weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
-                    channel_reduce=channel_reduce,
-                    dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None)
+    flows = _flows(mi, pv, weights, connected, s.significance, s.weight_scale)
     return FlowGraph(layers=plan.names, sizes=sizes, mi=mi, weights=weights, connected=connected,
-                     flows=flows, p_values=pv, estimator=estimator, n_samples=int(n),
+                     flows=flows, p_values=pv, estimator=s.estimator, n_samples=int(n),
                      weight_layers=[g.layer for g in plan.groups], pairs=pairs,
-                     feature_names=list(feature_names) if feature_names is not None else None,
-                     image_shape=tuple(image_shape) if image_shape is not None else None,
                      timings={"record": t_rec - t0, "estimate": t_est - t_rec, "assemble": time.perf_counter() - t_est},
-                     settings=settings)
+                     settings={})
 
 
 def _check_rows(plan: FlowPlan, acts, channel_reduce) -> None:
@@ -275,6 +275,7 @@ class FlowSettings:
     ``memory_budget`` resolved to bytes)."""
 
     estimator: str
+    weight_scale: bool
     n_bins: int
     binning: str
     bin_range: object

@@ -72,11 +72,14 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
     of ``data`` (inputs, ``(X, y)``, a ``DataLoader``, a Dataset), batch by batch: the
     model in eval mode under ``no_grad`` on ``device`` (default: the model's), moved
     and its modes restored afterwards."""
-    from ..record.activations import _batches
+    from ..record.activations import data_batches
 
     home, dtype = model_device(model)
     dev = home if device is None else resolve_device(device)
-    batches, n_batches, _ = _batches(data, None, int(batch_size), split)
+    batches, n_batches, n_data = data_batches(data, int(batch_size), split)
+    if n_data is not None and dist_ready():
+        raise ValueError("under torch.distributed every process would read all of these in-memory data; pass a "
+                         "DataLoader on a DistributedSampler (each process its shard), see docs/distributed.md")
     read = _reader(model, plan)
     parts = [[] for _ in plan.nodes]
     seen = 0
