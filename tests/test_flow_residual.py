@@ -200,6 +200,10 @@ def _worker(rank, world, port, out_dir):
             fg = flow_graph(model, loader, n_bins=4, binning=binning, bin_range=(0, 1) if binning == "fixed" else None)
             out[binning] = np.concatenate([m.ravel() for m in fg.mi])
             out[binning + "_n"] = fg.n_samples
+        odd = TensorDataset(X[:299], torch.zeros(299, dtype=torch.long))  # the sampler repeats one sample
+        fg = flow_graph(model, DataLoader(odd, batch_size=64, sampler=DistributedSampler(odd, shuffle=True, seed=5)),
+                        n_bins=4, binning="minmax")
+        out["odd"], out["odd_n"] = np.concatenate([m.ravel() for m in fg.mi]), fg.n_samples
         errors = []
         for kw in (dict(binning="quantile"), dict(binning="minmax", significance=0.2, n_shuffles=9),
                    dict(estimator="gaussian")):
@@ -233,6 +237,11 @@ def test_two_gloo_processes_give_the_graph_of_one(tmp_path):
             r = np.load(tmp_path / f"rank{rank}.npz")
             assert int(r[binning + "_n"]) == 300
             np.testing.assert_allclose(r[binning], np.concatenate([m.ravel() for m in one.mi]), atol=1e-12, rtol=0)
+    one = flow_graph(model, X[:299], n_bins=4, binning="minmax")
+    for rank in range(2):
+        r = np.load(tmp_path / f"rank{rank}.npz")
+        assert int(r["odd_n"]) == 299
+        np.testing.assert_allclose(r["odd"], np.concatenate([m.ravel() for m in one.mi]), atol=1e-12, rtol=0)
     errors = np.load(tmp_path / "rank0.npz")["errors"]
     assert "binning='quantile' places each unit's edges at quantiles of all samples" in errors[0]
     assert "significance= shuffles the samples" in errors[1]

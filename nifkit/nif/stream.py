@@ -82,10 +82,12 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
                          "DataLoader on a DistributedSampler (each process its shard), see docs/distributed.md")
     read = _reader(model, plan)
     parts = [[] for _ in plan.nodes]
-    seen = 0
+    seen, local, keep = 0, 0, _not_repeated(data)
     with ModelState(model, eval=True, no_grad=True, device=dev), \
             Progress(progress, n_batches, "flow activities", unit="batch") as bar:
         for xb, _ in batches:
+            if keep is not None:  # the samples a DistributedSampler repeats to even out the shards
+                local, xb = local + len(xb), xb[keep(local, len(xb))]
             if max_samples is not None:
                 xb = xb[:max_samples - seen]
             if xb.is_floating_point() and not bool(torch.isfinite(xb).all()):
@@ -102,6 +104,23 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
     if not seen:
         raise ValueError("data holds no samples; nothing was recorded")
     return [torch.cat(p).numpy() for p in parts]
+
+
+def _not_repeated(loader):
+    """For a loader on a ``DistributedSampler`` that pads its shards (``drop_last=False``,
+    a data set the number of processes does not divide): ``keep(i0, n)``, the mask of
+    this process's samples ``i0 .. i0+n-1`` that are not repeats; else None. Local sample
+    ``i`` is position ``rank + i * world`` of the padded index list, and the positions
+    from ``len(dataset)`` on repeat earlier samples."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+        return None
+    n_data, rank, world = len(sampler.dataset), sampler.rank, sampler.num_replicas
+    if n_data % world == 0:
+        return None
+    return lambda i0, n: rank + torch.arange(i0, i0 + n) * world < n_data
 
 
 def check_distributed(s) -> None:
