@@ -263,6 +263,8 @@ def test_bad_input_gets_clear_errors(residual):
         neuron_scores(model, X, channel_reduce="median")
     with pytest.raises(ValueError, match="'input' gives 57600 samples and 'body.block2.act' 400 .*channel_reduce='mean'"):
         flow_graph(model, X, channel_reduce="positions")
+    with pytest.raises(ValueError, match=r"keeps one float64 per unit \(39 units\).*over memory_budget=0 MiB.*max_samples="):
+        flow_graph(model, X, memory_budget=2**16)
     with pytest.raises(ValueError, match=r"unknown layer 'body.block1'"):
         neuron_scores(model, X, layers=["body.block1"])
     with pytest.raises(ValueError, match=r"'cat' \(cat\) combines several tensors and is not an add"):
@@ -278,3 +280,21 @@ class _Concat(torch.nn.Module):
 
     def forward(self, x):
         return self.b(torch.cat([torch.relu(self.a(x)), self.c(x)], 1))
+
+
+def test_explorer_reads_a_merge_node(residual):
+    from nifkit.nif import FlowExplorer
+
+    model, X, fg = residual
+    ex = FlowExplorer(model, X, n_bins=4)
+    ex.controls["layer"].value = "body.block1.act"
+    ex.controls["neuron"].value = 2
+    r = ex.result
+    d = fg.layers.index("body.block1.act")
+    # in: the skip and the residual branch (identity edges); out: block2.conv1 and the next skip
+    assert r.flow_in == pytest.approx(fg.flows[fg.pairs.index((1, d))][2, 2] + fg.flows[fg.pairs.index((3, d))][2, 2])
+    assert r.flow_out == pytest.approx(sum(fg.flows[g][2].sum() for g in fg.groups_from(d)))
+    assert "selected body.block1.act:2:" in ex.readout.text
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

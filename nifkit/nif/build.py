@@ -195,6 +195,9 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
         with ``binning="minmax"`` or ``"fixed"``, no ``significance``.
     dv_options : options for :func:`nifkit.info.dv_mi_pairs` (over :data:`DV_DEFAULTS`).
     ksg_k : neighbours of the KSG estimator.
+    memory_budget : bytes: the kept activity (``samples x units`` float64, twice while
+        the batches are joined) must fit, else a ``ValueError`` names the fixes; the
+        all-pairs counts work in blocks of temporaries that fit it.
     device : where to record and count (the binned estimator's all-pairs counts and the
         recording and the DV critics run there; the Gaussian and KSG estimators run on the CPU).
     num_threads : torch CPU threads for recording and estimation (None: 1 on the CPU,
@@ -232,7 +235,8 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
 def _graph(model, data, plan: FlowPlan, s: "FlowSettings", run: dict, t0: float) -> FlowGraph:
     """The flow graph of ``plan`` on ``data``: activities (streamed), then the edge
     estimates of every group (``run``: channel_reduce, split, max_samples, batch_size)."""
-    acts = reduced_activities(model, data, plan, device=s.device, progress=False, **run)
+    acts = reduced_activities(model, data, plan, device=s.device, memory_budget=s.memory_budget, progress=False,
+                              **run)
     _check_rows(plan, acts, run["channel_reduce"])
     n = _total_samples(len(acts[0]))
     s.check_samples(n)

@@ -67,11 +67,12 @@ def _reduce(t: torch.Tensor, m: int, channel_reduce: str, what: str) -> torch.Te
 
 
 def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train", max_samples=None,
-                       batch_size=512, device=None, progress=False):
+                       batch_size=512, device=None, memory_budget=None, progress=False):
     """Activities ``(samples, units)`` (float64 numpy, one per node layer of ``plan``)
     of ``data`` (inputs, ``(X, y)``, a ``DataLoader``, a Dataset), batch by batch: the
     model in eval mode under ``no_grad`` on ``device`` (default: the model's), moved
-    and its modes restored afterwards."""
+    and its modes restored afterwards. ``memory_budget`` (bytes, None: no limit): a
+    ``ValueError`` as soon as the kept activity would outgrow it."""
     from ..record.activations import data_batches
 
     home, dtype = model_device(model)
@@ -98,13 +99,30 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
             for k, (node, t) in enumerate(zip(plan.nodes, outs)):  # a loop over node layers
                 parts[k].append(_reduce(t, node.size, channel_reduce, f"units of {node.name!r}").cpu())
             seen += len(xb)
+            _check_budget(seen, plan, parts, memory_budget)
             bar.update()
             if max_samples is not None and seen >= max_samples:
                 break
     if not seen:
         raise ValueError("data holds no samples; nothing was recorded")
-    return [torch.cat(p).numpy() for p in parts]
+    out = []
+    for k in range(len(parts)):  # a loop over node layers; each layer's batches freed once joined
+        out.append(torch.cat(parts[k]).numpy())
+        parts[k] = None
+    return out
 
+
+def _check_budget(seen, plan, parts, memory_budget) -> None:
+    """``ValueError`` naming the fixes when the kept activity outgrows ``memory_budget``
+    (joining the batches at the end needs one more node layer's worth)."""
+    held = sum(sum(t.numel() for t in p) for p in parts) * 8
+    if memory_budget is None or 2 * held <= memory_budget:
+        return
+    units = sum(n.size for n in plan.nodes)
+    raise ValueError(f"the flow graph keeps one float64 per unit ({units} units) and sample: {seen} samples already "
+                     f"take {held / 2**20:.0f} MiB, and joining them needs as much again, over memory_budget="
+                     f"{memory_budget / 2**20:.0f} MiB. Use max_samples=, fewer node layers (nodes= or layers=), or "
+                     "a larger memory_budget")
 
 def _not_repeated(loader):
     """For a loader on a ``DistributedSampler`` that pads its shards (``drop_last=False``,
