@@ -298,3 +298,21 @@ def test_explorer_reads_a_merge_node(residual):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_neuron_scores_of_a_small_cnn_and_layers_without_a_node(monkeypatch):
+    import nifkit.nif.scores as scores
+
+    cnn = small_cnn(1, (8, 8), channels=(3, 4), hidden=(5,), n_classes=2, seed=0)
+    X = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    full = neuron_scores(cnn, X, n_bins=4, channel_reduce="max")
+    assert full.neurons == hidden_neurons(cnn) and len(full.neurons) == 3 + 4 + 5
+    assert full.raw.settings["channel_reduce"] == "max" and full.settings["channel_reduce"] == "max"
+    fg = full.raw
+    np.testing.assert_allclose(full.score[3:7], fg.flows[1].sum(0) + fg.flows[2].sum(1), rtol=1e-12)
+    part = neuron_scores(cnn, X, n_bins=4, channel_reduce="max", layers=["act2"])
+    np.testing.assert_allclose(part.score, full.score[3:7], rtol=1e-12)
+    # a unit layer the flow graph has no node for (e.g. a block named by the units helper): a clear error
+    monkeypatch.setattr(scores, "hidden_layout", lambda model, layers: [("block9", "conv9", "fc9")])
+    with pytest.raises(ValueError, match="layers: the flow graph has no node layer 'block9'.*input, act1, act2"):
+        neuron_scores(cnn, X, n_bins=4)
