@@ -26,34 +26,43 @@ from .._validation import resolve_device
 __all__ = ["reduced_activities", "shared_binner", "distributed_mi", "check_distributed"]
 
 
-def _reader(model, plan):
-    """``f(x) -> [tensor per node layer]``: a ``torch.fx`` copy of the forward pass that
-    returns the read tensors of the plan's node layers (the copy shares the model's
-    modules); an nn.Sequential the walker could not trace runs its leaves in order."""
+def _reader(model, plan, channel_reduce):
+    """``f(x) -> [reduced activity per node layer]``: a ``torch.fx`` copy of the forward
+    pass (sharing the model's modules) that reduces each node layer's tensor where it is
+    made (:func:`_reduce`), so a batch's channel maps are freed after their last use
+    instead of all being held to the end; an nn.Sequential the walker could not trace
+    runs its leaves in order."""
+    sizes = {n.read: (n.size, f"units of {n.name!r}") for n in plan.nodes}
     reads = [n.read for n in plan.nodes]
     if plan.walk.traced:
         import torch.fx
 
         gm = torch.fx.symbolic_trace(model)
         env = {n.name: n for n in gm.graph.nodes}
+        reduced = {}
+        for r in dict.fromkeys(reads):  # a loop over node layers
+            with gm.graph.inserting_after(env[r]):
+                reduced[r] = gm.graph.call_function(_reduce, (env[r], *sizes[r], channel_reduce))
         out = next(n for n in gm.graph.nodes if n.op == "output")
-        out.args = (tuple(env[r] for r in reads),)
+        out.args = (tuple(reduced[r] for r in reads),)
+        gm.graph.eliminate_dead_code()
         gm.recompile()
         return gm
     steps = plan.walk.steps
     mods = dict(model.named_modules())
 
     def run(x):
-        seen = {steps[0].node: x}
+        kept = {steps[0].node: _reduce(x, *sizes[steps[0].node], channel_reduce)} if steps[0].node in sizes else {}
         for st in steps[1:-1]:  # a loop over the layers of the nn.Sequential
             x = mods[st.target](x)
-            seen[st.node] = x
-        return tuple(seen[r] for r in reads)
+            if st.node in sizes:
+                kept[st.node] = _reduce(x, *sizes[st.node], channel_reduce)
+        return tuple(kept[r] for r in reads)
 
     return run
 
 
-def _reduce(t: torch.Tensor, m: int, channel_reduce: str, what: str) -> torch.Tensor:
+def _reduce(t: torch.Tensor, m: int, what: str, channel_reduce: str) -> torch.Tensor:
     """``(samples, m)`` float64 activity of a node layer's tensor: a channel map (also
     flattened channel-major, as nn.Flatten leaves it) reduced by ``channel_reduce``."""
     t = t.detach().to(torch.float64)
@@ -81,7 +90,7 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
     if n_data is not None and dist_ready():
         raise ValueError("under torch.distributed every process would read all of these in-memory data; pass a "
                          "DataLoader on a DistributedSampler (each process its shard), see docs/distributed.md")
-    read = _reader(model, plan)
+    read = _reader(model, plan, channel_reduce)
     parts = [[] for _ in plan.nodes]
     seen, local, keep = 0, 0, _not_repeated(data)
     with ModelState(model, eval=True, no_grad=True, device=dev), \
@@ -95,9 +104,8 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
                 raise ValueError(f"data contains NaN or inf (in the batch starting at sample {seen}); every "
                                  "activity downstream would be NaN. Remove or impute those samples first")
             xb = xb.to(dev, dtype) if xb.is_floating_point() else xb.to(dev)
-            outs = read(xb)
-            for k, (node, t) in enumerate(zip(plan.nodes, outs)):  # a loop over node layers
-                parts[k].append(_reduce(t, node.size, channel_reduce, f"units of {node.name!r}").cpu())
+            for k, t in enumerate(read(xb)):  # a loop over node layers
+                parts[k].append(t.cpu())
             seen += len(xb)
             _check_budget(seen, plan, parts, memory_budget)
             bar.update()
