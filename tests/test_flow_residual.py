@@ -204,6 +204,8 @@ def _worker(rank, world, port, out_dir):
         fg = flow_graph(model, DataLoader(odd, batch_size=64, sampler=DistributedSampler(odd, shuffle=True, seed=5)),
                         n_bins=4, binning="minmax")
         out["odd"], out["odd_n"] = np.concatenate([m.ravel() for m in fg.mi]), fg.n_samples
+        fg = flow_graph(model, X, n_bins=4, binning="minmax")  # in memory: each process its share of the rows
+        out["mem"], out["mem_n"] = np.concatenate([m.ravel() for m in fg.mi]), fg.n_samples
         errors = []
         for kw in (dict(binning="quantile"), dict(binning="minmax", significance=0.2, n_shuffles=9),
                    dict(estimator="gaussian")):
@@ -237,6 +239,9 @@ def test_two_gloo_processes_give_the_graph_of_one(tmp_path):
             r = np.load(tmp_path / f"rank{rank}.npz")
             assert int(r[binning + "_n"]) == 300
             np.testing.assert_allclose(r[binning], np.concatenate([m.ravel() for m in one.mi]), atol=1e-12, rtol=0)
+            if binning == "minmax":
+                assert int(r["mem_n"]) == 300
+                np.testing.assert_allclose(r["mem"], r[binning], atol=1e-12, rtol=0)
     one = flow_graph(model, X[:299], n_bins=4, binning="minmax")
     for rank in range(2):
         r = np.load(tmp_path / f"rank{rank}.npz")

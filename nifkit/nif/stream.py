@@ -6,8 +6,9 @@ residual CNN: 120 MB in float64), never the inputs or the channel maps. One pass
 the data serves every binning (the bins are fitted on the reduced activity afterwards),
 so a ``DataLoader`` gives exactly what the same tensors in memory give.
 
-Across processes (``torchrun`` with a ``DistributedSampler``): every process reduces
-its shard; the binned estimator's bins are made the same on every process
+Across processes (``torchrun`` with a ``DistributedSampler``; in-memory data are
+sharded by rank, :func:`nifkit.data.stream.iter_batches`): every process reduces its
+shard; the binned estimator's bins are made the same on every process
 (:func:`shared_binner`: ``"fixed"`` as given, ``"minmax"`` from the all-reduced minimum
 and maximum of every unit) and the pair counts of every edge group are summed over the
 processes (:class:`nifkit.info.PairCounts`, :func:`nifkit.info.reduce_across_processes`).
@@ -87,9 +88,10 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
     home, dtype = model_device(model)
     dev = home if device is None else resolve_device(device)
     batches, n_batches, n_data = data_batches(data, int(batch_size), split)
-    if n_data is not None and dist_ready():
-        raise ValueError("under torch.distributed every process would read all of these in-memory data; pass a "
-                         "DataLoader on a DistributedSampler (each process its shard), see docs/distributed.md")
+    if n_data is not None and dist_ready():  # in-memory data under torchrun: each process its contiguous share
+        from ..data.stream import iter_batches
+
+        batches = iter_batches(data, split, batch_size=int(batch_size), labels=False, max_samples=max_samples)
     read = _reader(model, plan, channel_reduce)
     parts = [[] for _ in plan.nodes]
     seen, local, keep = 0, 0, _not_repeated(data)
