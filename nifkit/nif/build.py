@@ -158,7 +158,7 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
                batch_size: int = 512, dv_options: dict | None = None, ksg_k: int = 3, feature_names=None,
                image_shape=None, seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                num_threads: int | None = None, progress=False) -> FlowGraph:
-    """Build the information-flow graph of a feedforward ``model`` over ``data``.
+    """Build the information-flow graph of ``model`` (a chain or a residual DAG) over ``data``.
 
     Parameters
     ----------
