@@ -95,6 +95,8 @@ def _calls(s):
                                                                seed=0, progress=p),
         "nifkit.nif.build.flow_graph": lambda p: nif.flow_graph(net, x, n_bins=4, progress=p),
         "nifkit.nif.scores.neuron_scores": lambda p: nif.neuron_scores(net, data, n_bins=4, progress=p),
+        "nifkit.nif.stream.reduced_activities": lambda p: nif.stream.reduced_activities(
+            net, x, nif.dag.flow_plan(net), batch_size=16, progress=p),
         "nifkit.record.activations.record": lambda p: record.record(net, x, ["act1"], batch_size=16, progress=p),
         "nifkit.relay.measures.exhaustive_relay": lambda p: relay.exhaustive_relay(
             bits, data[1][:1].repeat(200).numpy() * 0 + s["codes"][:, 0] % 2, s["codes"][:, 1] % 2, 0, progress=p),

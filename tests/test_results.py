@@ -24,7 +24,7 @@ PACKAGES = ["info", "data", "models", "record", "intervene", "dynamics", "nif", 
 #: plans of the long computations' pieces)
 NOT_RESULTS = {"Step", "WalkedLayer", "ModelWalk", "Right", "KernelChoice", "Dataset", "ImageSet", "EILayer",
                "_Act", "_Lens", "EISettings", "LayerKnockoutSettings", "KnockoutSpec", "FastPlan", "TrainSettings",
-               "_TrainData", "FlowSettings"}
+               "_TrainData", "FlowSettings", "FlowNode", "EdgeGroup", "FlowPlan"}
 
 
 def _public(pkg: str) -> dict:

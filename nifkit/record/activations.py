@@ -39,7 +39,7 @@ from ..runtime import ModelState, Progress, model_device
 from ..results import Result
 from .._validation import checked
 
-__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
+__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES", "data_batches"]
 
 REUSED_MODES = ("error", "all", "first")
 
@@ -398,6 +398,14 @@ def _batches(data, targets, batch_size, split):
         "data must be a tensor/array of inputs, an (X, y) pair, a DataLoader or iterable of batches, "
         f"or a nifkit.data.Dataset; got {type(data).__name__}"
     )
+
+
+@checked
+def data_batches(data, batch_size: int = 256, split: str = "train"):
+    """``(batches, n_batches, n_samples)`` of anything :func:`record` reads: ``batches``
+    yields ``(x, y or None)`` in order (a ``DataLoader`` as it comes, never gathered;
+    in-memory data cut into ``batch_size`` rows); the counts are None when unknown."""
+    return _batches(data, None, batch_size, split)
 
 
 def _check_rows(t, name, inputs: bool = False):
