@@ -96,9 +96,13 @@ def plane_kind(which, layers) -> str:
 
 @dataclass(repr=False)
 class ModelEI(Result):
-    """EI measures of every measured layer of a model, by layer name."""
+    """EI measures of every measured layer of a model, by layer name. ``skipped``: the
+    layers EI could not measure (name -> reason); ``input_shapes``: the input shape each
+    weight layer sees in the network (when :func:`model_ei` got ``input_shape``)."""
 
     layers: "dict[str, LayerEI]"  # in measurement order
+    skipped: dict = field(default_factory=dict)
+    input_shapes: dict = field(default_factory=dict)
 
     plotter = "nifkit.ei.plots:plot_causal_plane"
 
