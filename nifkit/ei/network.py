@@ -19,7 +19,7 @@ in the network do not matter: each layer's input is set by intervention. Per wei
   without running statistics), a layer called several times, or a weight layer other
   than ``nn.Linear``/``nn.Conv2d``.
 
-:func:`consumers` finds the weight layers that read a layer's units (for the unit scores
+:func:`unit_links` finds the weight layers around a layer of units (for the unit scores
 of :mod:`.scores`).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import nn
 from ..models.hooks import hooks
 from ..models.walk import ELEMENTWISE_TYPES, walk
 
-__all__ = ["PlannedLayer", "plan_layers", "consumers"]
+__all__ = ["PlannedLayer", "plan_layers", "unit_links"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _IDENTITY_AFTER = ("weight", "reshape", "output", "softmax", "pass", "input", "parameter")
@@ -162,19 +162,24 @@ def plan_layers(model: nn.Module, input_shape=None, conv_inputs: str = "auto"):
     return planned, skipped, shapes, w
 
 
-def consumers(w, name: str) -> list:
-    """The weight layers that read the output of weight layer ``name``: reached through
-    pass-through, normalisation, activation and reshaping (pooling, flatten) steps and at
-    most one merge (a skip addition: the tensor the layer's output is added into is read
-    by the next block), stopping at the first weight layer on each path."""
+def _output_step(w, name: str):
+    """The walker step whose output is module ``name``'s output: its last call (the last
+    step inside it, for a block), or None when it is never called as a module."""
+    hits = [s for s in w.steps if s.module is not None and (s.target == name or s.target.startswith(name + "."))]
+    return hits[-1] if hits else None
+
+
+def _reach(w, start, forward: bool) -> list:
+    """Weight layers reached from step ``start`` along the data flow (``forward``: its
+    users; else its inputs) through pass-through, normalisation, activation and reshaping
+    steps and at most one merge, stopping at the first weight layer on each path."""
     by_node = {s.node: s for s in w.steps}
-    start = [s for s in w.steps if s.kind == "weight" and s.target == name]
-    found, frontier, seen = [], [(s, 0) for s in start[:1]], set()
+    found, frontier, seen = [], [(start, 0)], set()
     while frontier:  # a walk over the traced graph's steps (a handful per layer)
         step, merges = frontier.pop()
-        for u in step.users:
-            nxt = by_node[u]
-            if nxt.node in seen:
+        for u in (step.users if forward else step.inputs):
+            nxt = by_node.get(u)
+            if nxt is None or nxt.node in seen:
                 continue
             seen.add(nxt.node)
             if nxt.kind == "weight":
@@ -185,4 +190,18 @@ def consumers(w, name: str) -> list:
             elif nxt.kind == "merge" and merges == 0:
                 frontier.append((nxt, 1))
     order = {n: i for i, n in enumerate(w.names)}
-    return sorted(found, key=order.get)
+    return sorted(found, key=lambda n: order.get(n, len(order)))
+
+
+def unit_links(w, name: str) -> tuple:
+    """``(incoming, outgoing)``: the weight layers whose output reaches the output of
+    module ``name`` (the layer of units), and those that read it, through elementwise,
+    normalisation, pass-through and reshaping steps and at most one merge (a skip
+    addition) on each path. A weight layer named itself is its own incoming layer.
+    A block whose last operation is a function (not a module) is located by its last
+    module call."""
+    start = _output_step(w, name)
+    if start is None:
+        return [], []
+    incoming = [start.target] if start.kind == "weight" else _reach(w, start, forward=False)
+    return incoming, _reach(w, start, forward=True)
