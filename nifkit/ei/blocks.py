@@ -47,7 +47,7 @@ from ..models.hooks import hooks
 from ..models.walk import blocks as default_blocks, unknown_layer_error
 from ..results import Result
 from ..runtime import ModelState, Progress, cpu_threads
-from .sampling import NoiseBlocks, _out_codes
+from .sampling import NoiseBlocks, out_codes
 
 __all__ = ["BlockEI", "block_ei"]
 
@@ -153,7 +153,7 @@ def _block_counts(block, lo_in, hi_in, lo_out, hi_out, n_bins, n_samples, seed, 
         u, _ = noise.block(a, min(n_samples, a + rows))
         x = torch.addcmul(lo_i, u, w_i).to(dtype).reshape(-1, *shape_in)
         y = block(x).reshape(len(u), -1).double()
-        codes = _out_codes(y, out_lo, out_hi, n_bins, inplace=True).to(torch.int64)
+        codes = out_codes(y, out_lo, out_hi, n_bins, inplace=True).to(torch.int64)
         counts += torch.bincount((codes + offset).reshape(-1), minlength=n_out * n_bins)
         cb(min(n_samples, a + rows), n_samples, what)
     return counts.reshape(n_out, n_bins)

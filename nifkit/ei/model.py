@@ -7,7 +7,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -40,8 +40,7 @@ _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _IDENTITY_AFTER = ("weight", "reshape", "output", "softmax", "pass", "input", "parameter")
 
 
-@dataclass
-class PlannedLayer:
+class PlannedLayer(NamedTuple):
     """One weight layer as EI measures it: ``module`` (a BatchNorm-folded copy where one
     was folded), ``activation``, ``conv_shape`` (the ``(C, H, W)`` map a convolution is
     measured on, ``None``: one receptive field), ``notes``."""
@@ -49,8 +48,8 @@ class PlannedLayer:
     name: str
     module: nn.Module
     activation: object
-    conv_shape: tuple | None = None
-    notes: list = field(default_factory=list)
+    conv_shape: tuple | None
+    notes: list
 
 
 def _fold_batchnorm(mod: nn.Module, bns: list, name: str):

@@ -117,7 +117,7 @@ class NoiseBlocks:
         return x, codes
 
 
-def _out_codes(y, lo, hi, n_bins, inplace=False):
+def out_codes(y, lo, hi, n_bins, inplace=False):
     """Per-neuron equal-width codes (uint8) of ``y (rows, n_out)``; ``lo``, ``hi``
     ``(n_out,)``: ``floor((y - lo) / (hi - lo) * bins)`` clamped to ``0..bins-1`` (a
     constant neuron, ``hi == lo``, is code 0). ``inplace=True`` overwrites ``y``."""
@@ -193,7 +193,7 @@ class AllNoiseCounts:
             y = lay.act.fn(torch.addmm(lay.bias, x, lay.weight.T))
         if self.check_range:
             self.out_of_range += int(((y < self.lo) | (y > self.hi)).sum())
-        yc = _out_codes(y, self.lo, self.hi, self.bo, inplace=True)
+        yc = out_codes(y, self.lo, self.hi, self.bo, inplace=True)
         del y
         if self.parts:
             self.pairs.update(xc, yc)
@@ -327,7 +327,7 @@ class SensitivityCounts:
             a1 = min(lay.n_in, a0 + per_col)
             with torch.no_grad():
                 y = lay.act.fn(x[:, a0:a1, None] * wt[None, a0:a1, :] + lay.bias)
-            yc = _out_codes(y, self.lo, self.hi, bo)
+            yc = out_codes(y, self.lo, self.hi, bo)
             del y
             a_idx = torch.arange(a1 - a0, device=self.dev)
             cell = (a_idx[:, None] * lay.n_out + b_idx[None, :])[None] * (bi * bo)

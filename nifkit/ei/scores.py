@@ -29,7 +29,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
