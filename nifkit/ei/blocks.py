@@ -25,9 +25,10 @@ whole output vector (whose state space no sample covers), as EI_parts is for a l
 Plug-in entropies are biased downward by about ``(n_bins - 1) / (2 n ln 2)`` bits per
 element.
 
-Noise is drawn in blocks of samples (seeded per chunk, :class:`.sampling.NoiseBlocks`,
-so the result does not depend on the block size) sized to ``memory_budget``; codes are
-counted with one ``bincount`` per block of samples.
+Noise is drawn ``CHUNK`` samples at a time (each chunk seeded on its own,
+:class:`.sampling.NoiseBlocks`: ``CHUNK x n_inputs`` float64), and the block runs on
+batches of it sized to ``memory_budget``, so the result does not depend on the budget;
+codes are counted with one ``bincount`` per batch.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ from ..models.hooks import hooks
 from ..models.walk import blocks as default_blocks, unknown_layer_error
 from ..results import Result
 from ..runtime import ModelState, Progress, cpu_threads
-from .sampling import NoiseBlocks, out_codes
+from .sampling import CHUNK, NoiseBlocks, out_codes
 
 __all__ = ["BlockEI", "block_ei"]
 
@@ -149,13 +150,15 @@ def _block_counts(block, lo_in, hi_in, lo_out, hi_out, n_bins, n_samples, seed, 
     rows = max(1, int(memory_budget // (8 * 6 * (n_in + n_out))))
     offset = torch.arange(n_out, device=dev, dtype=torch.int64) * n_bins
     dtype = next(iter(block.parameters()), lo_in).dtype
-    for a in range(0, n_samples, rows):  # loop over blocks of noise samples
-        u, _ = noise.block(a, min(n_samples, a + rows))
-        x = torch.addcmul(lo_i, u, w_i).to(dtype).reshape(-1, *shape_in)
-        y = block(x).reshape(len(u), -1).double()
-        codes = out_codes(y, out_lo, out_hi, n_bins, inplace=True).to(torch.int64)
-        counts += torch.bincount((codes + offset).reshape(-1), minlength=n_out * n_bins)
-        cb(min(n_samples, a + rows), n_samples, what)
+    for a in range(0, n_samples, CHUNK):  # loop over chunks of noise samples (drawn CHUNK rows at a time)
+        u_chunk, _ = noise.block(a, min(n_samples, a + CHUNK))
+        for b in range(0, len(u_chunk), rows):  # loop over batches within memory_budget
+            u = u_chunk[b:b + rows]
+            x = torch.addcmul(lo_i, u, w_i).to(dtype).reshape(-1, *shape_in)
+            y = block(x).reshape(len(u), -1).double()
+            codes = out_codes(y, out_lo, out_hi, n_bins, inplace=True).to(torch.int64)
+            counts += torch.bincount((codes + offset).reshape(-1), minlength=n_out * n_bins)
+        cb(min(n_samples, a + CHUNK), n_samples, what)
     return counts.reshape(n_out, n_bins)
 
 
