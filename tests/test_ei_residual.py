@@ -247,3 +247,20 @@ def test_neuron_scores_on_resnet18_layers(resnet):
     assert s.neurons == hidden_neurons(resnet, layers) and len(s.neurons) == 64
     assert np.isfinite(s.score).all() and s.settings["links"]["layer1.0.conv1"] == {
         "in": ["layer1.0.conv1"], "out": ["layer1.0.conv2"]}
+
+
+def test_a_layer_wider_than_the_budget_is_measured_in_output_groups_with_the_same_values():
+    """Each output's count tables depend only on its own row and the shared noise, so
+    groups of outputs give the per-edge values of one pass (to float rounding of the MI
+    formula on tables of another shape, ~1e-14 bits)."""
+    torch.manual_seed(3)
+    lin = nn.Linear(256, 160)
+    kw = dict(n_samples=2000, n_sensitivity_samples=200, measures=("ei_parts", "sensitivity"), out_range="fit",
+              in_range=(-1, 1))
+    whole = layer_ei(lin, "relu", **kw)
+    grouped = layer_ei(lin, "relu", memory_budget=8 * 2**20, **kw)  # 256 x 160 edges x 8 x 8 bins: > 8 MiB
+    np.testing.assert_allclose(grouped.edge_ei, whole.edge_ei, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(grouped.edge_sensitivity, whole.edge_sensitivity)
+    assert grouped.n_samples == whole.n_samples == 2000 and grouped.ei_parts == pytest.approx(whole.ei_parts, abs=1e-9)
+    with pytest.raises(ValueError, match="does not fit memory_budget"):
+        layer_ei(lin, "relu", memory_budget=8 * 2**20, n_samples="auto", measures=("ei_parts",))

@@ -140,6 +140,13 @@ class EILayer:
     def n_out(self):
         return self.weight.shape[0]
 
+    def outputs(self, a: int, b: int) -> "EILayer":
+        """The layer restricted to outputs ``a:b`` (same inputs): the count tables of an
+        output depend only on its own row, so a wide layer is measured in output groups."""
+        mask = None if self.edge_mask is None else self.edge_mask[:, a:b]
+        return EILayer(self.name, self.weight[a:b], self.bias[a:b], self.act, self.kind, mask, self.in_shape,
+                       (b - a,))
+
 
 def _check_weight(w: torch.Tensor, name: str):
     arr = w.detach().cpu().numpy()
