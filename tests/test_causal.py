@@ -87,7 +87,7 @@ def test_output_codes_follow_the_core_binner_rule():
     y[:10] = np.linspace(0, 1, 9)[:, None].repeat(4, 1)[:9].tolist() + [[1.0] * 4]  # exact edges
     ref = Binner(8, binning="fixed", bin_range=(0, 1)).fit_transform(y)
     lo, hi = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
-    ours = causal.sampling._out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
+    ours = causal.sampling.out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
     np.testing.assert_array_equal(ours, ref)
 
 
