@@ -383,7 +383,8 @@ def _in_output_groups(lay, s: EISettings, out_bins, noise, bytes_per_output, cb,
     if k < 1:
         raise ValueError(f"the {what} count tables of one output of layer {s.name!r} ({lay.n_in} inputs, {bi}x{bo} "
                          f"bins) do not fit memory_budget={budget} bytes; raise the budget or use fewer bins")
-    cols, oor, n, method = [], 0, 0, ""
+    edge = torch.empty(lay.n_in, lay.n_out, dtype=torch.float64, device=s.device)  # filled group by group
+    oor, n, method = 0, 0, ""
     for a in range(0, lay.n_out, k):  # loop over groups of outputs within the budget
         sub, sl = lay.outputs(a, min(lay.n_out, a + k)), slice(a, a + k)
         if what == "EI_parts":
@@ -396,9 +397,10 @@ def _in_output_groups(lay, s: EISettings, out_bins, noise, bytes_per_output, cb,
             n_wanted, method = s.n_sensitivity_samples, acc.method
         drive_layer(noise, acc, n_wanted, rows_per_block(acc.bytes_per_row(), budget), dict, s.auto, cb,
                     f"{what} of {s.name} (outputs {a}..{min(lay.n_out, a + k) - 1})")
-        cols.append(acc.edge_mi())
+        edge[:, a:a + k] = acc.edge_mi()
         oor, n = oor + getattr(acc, "out_of_range", 0), acc.n
-    edge = _on_edges(torch.cat(cols, 1), _mask_f(lay))
+        del acc
+    edge = _on_edges(edge, _mask_f(lay))
     total = float(edge.sum())
     if what == "EI_parts":
         return dict(ei=float("nan"), ei_parts=total, edge_ei=edge, n_samples=n, trace=[(n, {"ei_parts": total})],
