@@ -264,3 +264,17 @@ def test_a_layer_wider_than_the_budget_is_measured_in_output_groups_with_the_sam
     assert grouped.n_samples == whole.n_samples == 2000 and grouped.ei_parts == pytest.approx(whole.ei_parts, abs=1e-9)
     with pytest.raises(ValueError, match="does not fit memory_budget"):
         layer_ei(lin, "relu", memory_budget=8 * 2**20, n_samples="auto", measures=("ei_parts",))
+
+
+def test_the_weight_layers_around_a_layer_of_units(rnet, resnet):
+    from nifkit.ei.network import unit_links
+
+    w = walk(rnet)
+    assert unit_links(w, "stem_act") == (["stem"], ["body.block1.conv1", "body.block2.conv1"])
+    assert unit_links(w, "body.block1") == (["body.block1.conv2"], ["body.block2.conv1", "fc_out"])
+    assert unit_links(w, "body.block1.act1") == (["body.block1.conv1"], ["body.block1.conv2"])
+    r = walk(resnet)  # a block's incoming layers are those added into its output (conv2 and the downsampling)
+    assert unit_links(r, "layer2.0") == (["layer2.0.conv2", "layer2.0.downsample.0"],
+                                         ["layer2.1.conv1", "layer3.0.conv1", "layer3.0.downsample.0"])
+    assert unit_links(r, "layer1.0.conv1") == (["layer1.0.conv1"], ["layer1.0.conv2"])
+    assert unit_links(r, "layer4.1") == (["layer4.1.conv2"], ["fc"])

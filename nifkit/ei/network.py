@@ -171,7 +171,10 @@ def _output_step(w, name: str):
 def _reach(w, start, forward: bool) -> list:
     """Weight layers reached from step ``start`` along the data flow (``forward``: its
     users; else its inputs) through pass-through, normalisation, activation and reshaping
-    steps and at most one merge, stopping at the first weight layer on each path."""
+    steps and at most one merge, stopping at the first weight layer on each path. Going
+    back, past the merge only pass-through and normalisation steps: the weight layers
+    *added* into the units (a block's ``conv2``, its downsampling conv), not whatever made
+    the identity skip's input."""
     by_node = {s.node: s for s in w.steps}
     found, frontier, seen = [], [(start, 0)], set()
     while frontier:  # a walk over the traced graph's steps (a handful per layer)
@@ -184,7 +187,7 @@ def _reach(w, start, forward: bool) -> list:
             if nxt.kind == "weight":
                 if nxt.target not in found:
                     found.append(nxt.target)
-            elif nxt.kind in ("pass", "norm", "activation", "reshape"):
+            elif nxt.kind in ("pass", "norm") or (nxt.kind in ("activation", "reshape") and (forward or not merges)):
                 frontier.append((nxt, merges))
             elif nxt.kind == "merge" and merges == 0:
                 frontier.append((nxt, 1))
@@ -196,7 +199,8 @@ def unit_links(w, name: str) -> tuple:
     """``(incoming, outgoing)``: the weight layers whose output reaches the output of
     module ``name`` (the layer of units), and those that read it, through elementwise,
     normalisation, pass-through and reshaping steps and at most one merge (a skip
-    addition) on each path. A weight layer named itself is its own incoming layer.
+    addition) on each path (back through the merge: only the layers added into it).
+    A weight layer named itself is its own incoming layer.
     A block whose last operation is a function (not a module) is located by its last
     module call."""
     start = _output_step(w, name)
