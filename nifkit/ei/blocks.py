@@ -25,10 +25,11 @@ whole output vector (whose state space no sample covers), as EI_parts is for a l
 Plug-in entropies are biased downward by about ``(n_bins - 1) / (2 n ln 2)`` bits per
 element.
 
-Noise is drawn ``CHUNK`` samples at a time (each chunk seeded on its own,
-:class:`.sampling.NoiseBlocks`: ``CHUNK x n_inputs`` float64), and the block runs on
-batches of it sized to ``memory_budget``, so the result does not depend on the budget;
-codes are counted with one ``bincount`` per batch.
+Noise is drawn in chunks of ``min(CHUNK, 2**22 // n_inputs)`` samples (each chunk seeded
+on its own, :class:`.sampling.NoiseBlocks`: at most 32 MiB of float64, a property of the
+block, not of the budget), and the block runs on batches of a chunk sized to
+``memory_budget``, so the result does not depend on the budget; codes are counted with
+one ``bincount`` per batch.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ from .sampling import CHUNK, NoiseBlocks, out_codes
 __all__ = ["BlockEI", "block_ei"]
 
 _STREAM_BLOCK = 3
+#: noise values per seeded chunk of a block's input (32 MiB of float64): a chunk holds
+#: min(CHUNK, this // inputs) samples, so wide inputs (a 224x224 image block) stay small
+_CHUNK_VALUES = 2**22
 
 
 @dataclass(repr=False)
@@ -146,19 +150,20 @@ def _block_counts(block, lo_in, hi_in, lo_out, hi_out, n_bins, n_samples, seed, 
     out_lo, out_hi = lo_out.reshape(-1).double(), hi_out.reshape(-1).double()
     n_in, n_out = lo_i.numel(), out_lo.numel()
     counts = torch.zeros(n_out * n_bins, dtype=torch.int64, device=dev)
-    noise = NoiseBlocks(n_in, 0.0, 1.0, n_bins, seed=seed, stream=_STREAM_BLOCK, device=dev)
+    chunk = max(1, min(CHUNK, _CHUNK_VALUES // n_in))  # a property of the block, never of the budget
+    noise = NoiseBlocks(n_in, 0.0, 1.0, n_bins, seed=seed, stream=_STREAM_BLOCK, device=dev, chunk=chunk)
     rows = max(1, int(memory_budget // (8 * 6 * (n_in + n_out))))
     offset = torch.arange(n_out, device=dev, dtype=torch.int64) * n_bins
     dtype = next(iter(block.parameters()), lo_in).dtype
-    for a in range(0, n_samples, CHUNK):  # loop over chunks of noise samples (drawn CHUNK rows at a time)
-        u_chunk, _ = noise.block(a, min(n_samples, a + CHUNK))
+    for a in range(0, n_samples, chunk):  # loop over chunks of noise samples
+        u_chunk, _ = noise.block(a, min(n_samples, a + chunk))
         for b in range(0, len(u_chunk), rows):  # loop over batches within memory_budget
             u = u_chunk[b:b + rows]
             x = torch.addcmul(lo_i, u, w_i).to(dtype).reshape(-1, *shape_in)
             y = block(x).reshape(len(u), -1).double()
             codes = out_codes(y, out_lo, out_hi, n_bins, inplace=True).to(torch.int64)
             counts += torch.bincount((codes + offset).reshape(-1), minlength=n_out * n_bins)
-        cb(min(n_samples, a + CHUNK), n_samples, what)
+        cb(min(n_samples, a + chunk), n_samples, what)
     return counts.reshape(n_out, n_bins)
 
 
