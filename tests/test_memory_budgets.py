@@ -37,7 +37,7 @@ SLACK = 8 * MiB
 BUDGETS = (4 * MiB, 16 * MiB)
 #: inputs of the smaller run of each case (the larger run has twice as many)
 CASES = {"layer_conductance": 250, "path_gradients": 150, "record": 300, "pairwise_mi": 20000,
-         "layer_ei": 100000, "Knockouts": 20000, "knock_out_layers": 20000}
+         "layer_ei": 100000, "Knockouts": 20000, "knock_out_layers": 20000, "block_ei": 20000}
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -25,8 +25,8 @@ whole output vector (whose state space no sample covers), as EI_parts is for a l
 Plug-in entropies are biased downward by about ``(n_bins - 1) / (2 n ln 2)`` bits per
 element.
 
-Noise is drawn in chunks of ``min(CHUNK, 2**22 // n_inputs)`` samples (each chunk seeded
-on its own, :class:`.sampling.NoiseBlocks`: at most 32 MiB of float64, a property of the
+Noise is drawn in chunks of ``min(CHUNK, 2**18 // n_inputs)`` samples (each chunk seeded
+on its own, :class:`.sampling.NoiseBlocks`: about 2 MiB of float64, a property of the
 block, not of the budget), and the block runs on batches of a chunk sized to
 ``memory_budget``, so the result does not depend on the budget; codes are counted with
 one ``bincount`` per batch.
@@ -54,9 +54,9 @@ from .sampling import CHUNK, NoiseBlocks, out_codes
 __all__ = ["BlockEI", "block_ei"]
 
 _STREAM_BLOCK = 3
-#: noise values per seeded chunk of a block's input (32 MiB of float64): a chunk holds
+#: noise values per seeded chunk of a block's input (2 MiB of float64): a chunk holds
 #: min(CHUNK, this // inputs) samples, so wide inputs (a 224x224 image block) stay small
-_CHUNK_VALUES = 2**22
+_CHUNK_VALUES = 2**18
 
 
 @dataclass(repr=False)
