@@ -122,6 +122,10 @@ def test_layers_ei_cannot_measure_are_listed_and_the_others_run():
     assert res.names == ["fc3"] and set(res.skipped) == {"fc1", "fc2"}
     assert "LayerNorm" in res.skipped["fc1"] and "cumsum" in res.skipped["fc2"]
     assert any(n.startswith("fc2 not measured") for n in res.notes)
+    soft = model_ei(nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 2), nn.Softmax(dim=1)),
+                    measures=("ei_parts",), **FAST)
+    assert soft.names == ["0", "2"] and any("softmax" in n for n in soft["2"].notes)
+    assert soft["2"].activation == "identity" and not any("softmax" in n for n in soft["0"].notes)
     with pytest.raises(ValueError, match="EI cannot score the units of 'fc2'"):
         E.neuron_scores(Odd(), torch.rand(20, 3), layers=["fc2"], **FAST)
 

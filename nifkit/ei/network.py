@@ -10,9 +10,10 @@ in the network do not matter: each layer's input is set by intervention. Per wei
   with ``s = gamma / sqrt(running_var + eps)`` per output unit (a copy; the model is not
   touched). What is measured is the layer as the trained network computes it at test
   time.
-* An output that enters a **merge** (a skip addition, ``x + conv2(...)``) or feeds several
-  operations before any activation is measured as the layer's own output (identity
-  activation), with a note: the activation after the merge depends on the other input.
+* An output that enters a **merge** (a skip addition, ``x + conv2(...)``), feeds several
+  operations or goes into a softmax before any activation is measured as the layer's own
+  output (identity activation), with a note: the activation after the merge depends on
+  the other input, a softmax couples units.
 * A layer EI **cannot** measure is listed in ``ModelEI.skipped`` with the reason, and the
   others still run: an operation after it the walker does not know as elementwise, a
   normalisation that is not a per-unit affine map (LayerNorm, GroupNorm, BatchNorm
@@ -156,6 +157,9 @@ def plan_layers(model: nn.Module, input_shape=None, conv_inputs: str = "auto"):
             notes.append(f"the output of {lay.name} enters {'a merge' if lay.after == 'merge' else 'several operations'}"
                          f" ({lay.after_target!r}) before any activation: measured the layer's own output "
                          "(identity activation)")
+        if lay.after == "softmax":
+            notes.append(f"the output of {lay.name} goes through a softmax ({lay.after_target!r}), which couples "
+                         "units: measured the layer's own output (identity activation)")
         conv_shape = shapes.get(lay.name) if on_maps and isinstance(mod, nn.Conv2d) else None
         planned[lay.name] = PlannedLayer(lay.name, mod, act, conv_shape, notes)
     return planned, skipped, shapes, w
