@@ -41,3 +41,20 @@ def test_residual_cnn_shape_and_skips():
     x = torch.rand(1, 4, 5, 5)
     b = m.body.block1
     assert torch.allclose(b(x), torch.relu(x + b.conv2(torch.relu(b.conv1(x)))))
+
+
+def test_conductance_per_channel_equals_reduced_full_maps():
+    """layer_conductance(per_channel=True) keeps channel sums of conductance and channel
+    means of activations, the same numbers as reducing the full maps afterwards."""
+    from nifkit.conductance import layer_conductance
+    from nifkit.models import small_cnn
+
+    m = small_cnn(seed=0)
+    X, y = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    full = layer_conductance(m, X, ["act1", "act2"], target="true", labels=y, steps=8)
+    red = layer_conductance(m, X, ["act1", "act2"], target="true", labels=y, steps=8, per_channel=True)
+    for n in ("act1", "act2"):
+        assert red.maps[n].shape == (40, full.maps[n].shape[1])
+        assert torch.allclose(full.maps[n].flatten(2).sum(2), red.maps[n], atol=1e-5)
+        assert torch.allclose(full.activations[n].flatten(2).mean(2), red.activations[n], atol=1e-6)
+    assert abs(full.gap - red.gap).max() < 1e-5  # completeness unchanged

@@ -101,6 +101,12 @@ def _calls(s):
             bits, data[1][:1].repeat(200).numpy() * 0 + s["codes"][:, 0] % 2, s["codes"][:, 1] % 2, 0, progress=p),
         "nifkit.relay.scores.neuron_scores": lambda p: relay.neuron_scores(net, data, progress=p),
         "nifkit.relay.scores.search_modules": lambda p: relay.search_modules(net, data, progress=p),
+        "nifkit.relay.measures.model_module_search": lambda p: relay.model_module_search(net, data, batch_size=64,
+                                                                                       progress=p),
+        "nifkit.ablation.measures.model_neuron_measures": lambda p: ablation.model_neuron_measures(
+            net, data, n_bins=4, batch_size=64, progress=p),
+        "nifkit.record.stream.stream_layers": lambda p: record.stream.stream_layers(
+            net, data, ["act1"], lambda b: None, batch_size=64, progress=p),
         "nifkit.models.zoo.load_pretrained": lambda p: models.load_pretrained("resnet18", weights=None, progress=p),
         "nifkit.runtime.Progress.__init__": None,  # the contract itself (tests/test_runtime_walk.py)
     }

@@ -78,6 +78,7 @@ from .measures import (
     hidden_layers,
     layer_activations,
     measures_from_counts,
+    model_neuron_measures,
     neuron_measures,
 )
 from .scores import neuron_scores
@@ -102,7 +103,7 @@ __all__ = [
     "ablation_order", "ablation_study", "check_kl_profile", "compare_studies", "curve_area", "curve_gap",
     "curves_match", "hidden_layers", "importance_correlations", "kl_profile_from_counts", "layer_activations",
     "measures_from_counts", "neuron_measures", "reference_ablation_curve", "single_neuron_importance",
-    "summarize_study", "AblationExplorer", "AblationView", "neuron_scores",
+    "summarize_study", "AblationExplorer", "AblationView", "neuron_scores", "model_neuron_measures",
 ]
 
 __getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

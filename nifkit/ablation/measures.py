@@ -6,12 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from .._validation import check_n_samples, to_numpy
 from ..config import DEFAULT_MEMORY_BUDGET
-from ..info import Binner, entropy_from_counts, kl_profile_from_counts, label_counts
+from ..info import Binner, LabelCounts, entropy_from_counts, kl_profile_from_counts, label_counts, \
+    reduce_across_processes
 from ..data.arrays import as_float_tensor
+from ..data.stream import STREAM_BATCH, all_reduce_extrema, distributed, is_stream
+from ..models.units import hidden_layout
+from ..record.stream import stream_layers
 from ..intervene import check_labels
 from ..models.walk import unknown_layer_error, walk
 from ..record import record
@@ -20,7 +25,7 @@ from .._validation import checked
 
 __all__ = [
     "MEASURES", "MEASURE_LABELS", "SELECTIVITY_KINDS", "LayerMeasures", "NeuronMeasures", "measures_from_counts",
-    "neuron_measures", "hidden_layers", "layer_activations",
+    "neuron_measures", "model_neuron_measures", "hidden_layers", "layer_activations",
 ]
 
 
@@ -274,3 +279,145 @@ def layer_activations(model: nn.Module, X, layers=None, batch_size: int = 4096) 
     layers = [layers] if isinstance(layers, str) else list(layers)
     rec = record(model, as_float_tensor(X, "X"), layers, batch_size=batch_size, progress=False)
     return {n: rec.flat(n) for n in layers}
+
+
+# ----------------------------------------------------------------------------- streaming
+def _stream_binners(names, binner, n_bins, binning, bin_range, run) -> dict:
+    """One :class:`Binner` per layer for the counting pass: a fitted ``binner`` as is;
+    ``"fixed"`` at once (fitted on the first batch: its edges need only the width);
+    ``"minmax"`` from pass 1, each unit's minimum and maximum over every batch (and every
+    process: ``all_reduce_extrema``), so the edges are those of a fit on all the data."""
+    if binner is not None and hasattr(binner, "edges_"):
+        return {n: binner for n in names}
+    spec = (binner.n_bins, binner.binning, binner.bin_range) if binner is not None else (n_bins, binning, bin_range)
+    if spec[1] == "quantile":
+        raise ValueError("binning='quantile' needs every sample of a unit at once (its quantiles), so it cannot "
+                         "be counted batch by batch on a DataLoader or across processes; use binning='minmax' "
+                         "(two passes) or binning='fixed' with bin_range=(lo, hi) (one pass), or record the "
+                         "activations and call neuron_measures(activations, labels, binning='quantile')")
+    if spec[1] == "fixed":
+        return {n: Binner(*spec) for n in names}
+    lo, hi = {}, {}
+
+    def extrema(batch):
+        for n in names:  # a loop over layers
+            a = batch.acts[n]
+            lo[n] = a.amin(0) if n not in lo else torch.minimum(lo[n], a.amin(0))
+            hi[n] = a.amax(0) if n not in hi else torch.maximum(hi[n], a.amax(0))
+
+    run(extrema, "minmax (pass 1)")
+    out = {}
+    for n in names:  # a loop over layers
+        if n not in lo:
+            raise ValueError("data holds no samples; nothing to measure")
+        lo_n, hi_n = all_reduce_extrema(lo[n], hi[n])
+        out[n] = Binner(*spec).fit(torch.stack([lo_n, hi_n]).cpu().numpy())  # the edges of a fit on all data
+    return out
+
+
+def _stream_counts(names, binners, n_classes, dev, budget, run) -> tuple:
+    """Pass 2 (or the one pass): per batch and layer, codes of the reduced outputs and
+    one :class:`nifkit.info.LabelCounts` update; returns ``({layer: LabelCounts},
+    largest label seen)``, both summed / maximised over processes."""
+    counts, top = {}, torch.tensor([-1.0])
+
+    def count(batch):
+        nonlocal top
+        k = n_classes
+        if k is None:
+            if batch.logits.ndim != 2:
+                raise ValueError("the model's output is not (samples, classes) logits; pass n_classes")
+            k = batch.logits.shape[1]
+        for n in names:  # a loop over layers
+            a = batch.acts[n].float().cpu().numpy()
+            b = binners[n]
+            if not hasattr(b, "edges_"):  # fixed bins: the edges need only the width
+                b.fit(np.zeros((1, a.shape[1]), np.float32))
+            codes = b.transform(a)
+            acc = counts.setdefault(n, LabelCounts(b.n_bins, k, device=dev, chunk_bytes=budget))
+            acc.update(codes, batch.labels(n).numpy())
+        top = torch.maximum(top, batch.y.max().double().reshape(1) if len(batch.y) else top)
+
+    run(count, "count")
+    if not counts:
+        raise ValueError("data holds no samples; nothing to measure")
+    top = all_reduce_extrema(top, top)[1]
+    return {n: reduce_across_processes(c) for n, c in counts.items()}, int(top[0])
+
+
+def _quantile_in_memory(names, n_bins, correction, selectivity, n_classes, dev, budget, run) -> NeuronMeasures:
+    """Quantile bins on in-memory data: the reduced outputs of every layer recorded batch
+    by batch, then :func:`neuron_measures` (quantiles need every sample at once)."""
+    kept = {n: ([], []) for n in names}
+
+    def keep(batch):
+        for n in names:  # a loop over layers
+            kept[n][0].append(batch.acts[n].cpu())
+            kept[n][1].append(batch.labels(n))
+
+    run(keep, "record")
+    out = {}
+    for n, (acts, labels) in kept.items():  # a loop over layers
+        out.update(neuron_measures({n: torch.cat(acts)}, torch.cat(labels), n_bins=n_bins, binning="quantile",
+                                   correction=correction, selectivity=selectivity, n_classes=n_classes, device=dev,
+                                   memory_budget=budget).layers)
+    return NeuronMeasures(out, settings={"n_bins": n_bins, "binning": "quantile", "correction": correction,
+                                         "selectivity": selectivity, "streamed": False})
+
+
+@checked
+def model_neuron_measures(model: nn.Module, data, layers=None, *, n_bins: int = 8, binning="minmax",
+                          bin_range=None, correction=None, selectivity: str = "max", channel_reduce: str = "mean",
+                          n_classes: int | None = None, split: str = "train", max_samples: int | None = None,
+                          batch_size: int = STREAM_BATCH, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                          num_threads: int | None = None, progress=False) -> NeuronMeasures:
+    """:func:`neuron_measures` of the hidden ``layers`` (units names, default all) of
+    ``model`` over ``data``, streamed: ``data`` (a DataLoader, a Dataset's ``split``,
+    ``(X, y)``) is read batch by batch (:func:`nifkit.record.stream.stream_layers`; a
+    conv layer's unit is a channel, ``channel_reduce``), and each batch's codes add to
+    one :class:`nifkit.info.LabelCounts` per layer; no activation is kept.
+
+    Bins: ``binning="fixed"`` with a ``bin_range`` (or a fitted Binner) counts in one
+    pass; ``"minmax"`` takes two, pass 1 the minimum and maximum of every unit, so the
+    result equals :func:`neuron_measures` on all the recorded activations exactly (both
+    passes must see the same samples: a loader with random augmentation would put values
+    outside pass 1's range into the end bins);
+    ``"quantile"`` is refused on a stream (see the error) and, on in-memory data, records
+    the reduced activations and calls :func:`neuron_measures`. Under ``torchrun`` (a
+    DistributedSampler-sharded loader, or in-memory data each process shards itself) the
+    extrema and counts are reduced across processes: every process gets the result of
+    one process over all the data. Labels: classes ``0..K-1`` with ``K`` the largest label
+    (over all processes) + 1, as in :func:`neuron_measures` (``n_classes`` fixes it).
+    The model runs on ``device`` (None: where it is); codes are counted there in chunks of
+    ``memory_budget``."""
+    from ..runtime import cpu_threads, model_device
+    from .._validation import resolve_device
+
+    dev = resolve_device(device) if device is not None else model_device(model)[0]  # None: the model's
+    names = [u for u, _, _ in hidden_layout(model, layers)]
+    binner = binning if isinstance(binning, Binner) else None
+    if binner is None:
+        Binner(n_bins=n_bins, binning=binning, bin_range=bin_range)  # settings checked before any pass
+
+    def run(visit, what):
+        return stream_layers(model, data, names, visit, channel_reduce=channel_reduce, split=split,
+                             batch_size=batch_size, max_samples=max_samples, device=dev, progress=progress, what=what)
+
+    settings = {"n_bins": n_bins, "binning": binning if binner is None else binner.binning, "bin_range": bin_range,
+                "correction": correction, "selectivity": selectivity, "channel_reduce": channel_reduce,
+                "streamed": True}
+    with cpu_threads(num_threads, dev):
+        if binner is None and binning == "quantile" and not is_stream(data) and distributed()[1] == 1:
+            return _quantile_in_memory(names, n_bins, correction, selectivity, n_classes, dev, memory_budget, run)
+        binners = _stream_binners(names, binner, n_bins, binning, bin_range, run)
+        counts, top = _stream_counts(names, binners, n_classes, dev, int(memory_budget), run)
+    out = {}
+    for n in names:  # a loop over layers
+        table = counts[n].table.numpy()
+        k = table.shape[2] if n_classes is not None else top + 1
+        check_n_samples(counts[n].n, binners[n].n_bins * k, f"a neuron of {n!r} with {binners[n].n_bins} bins x {k} "
+                        "classes", "data")
+        out[n] = measures_from_counts(table[:, :, :k], layer=n, correction=correction, selectivity=selectivity,
+                                      binning=binners[n].binning)
+    settings["n_samples"] = counts[names[0]].n
+    return NeuronMeasures(out, settings=settings)

@@ -25,10 +25,12 @@ from math import comb
 
 import numpy as np
 
+from ..data.stream import distributed, is_stream
 from ..intervene import Knockouts
 from ..runtime import cpu_threads
 from ..models.units import hidden_neurons
 from .harness import Comparison, lens_data
+from .streamed import StreamedKnockouts
 from ..results import Result
 from .._validation import as_array, checked
 
@@ -112,6 +114,15 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     state that can push an output up: on the composed network a zeroed module can make
     its class predicted more often, not less.
 
+    ``data`` may be a DataLoader: it is read batch by batch, never gathered
+    (:class:`nifkit.compare.streamed.StreamedKnockouts`: one pass for the base accuracy
+    and the units' means, then per evaluation one pass in which every batch's correct
+    answers per knockout are counted); under ``torchrun`` (a DistributedSampler-sharded
+    loader, or in-memory data each process shards) the counts are reduced across
+    processes and every process gets the truth of one process over all the data. On a
+    stream ``max_samples`` keeps the first samples. The result's ``knockouts`` is then the
+    streamed engine (``set_accuracy_drop`` and :func:`score_lenses` stream again).
+
     ``device``, ``memory_budget`` go to the batched knockouts
     (:class:`nifkit.intervene.Knockouts`; None = their defaults); ``num_threads``: torch
     CPU threads (None = 1 on the CPU, restored after)."""
@@ -122,12 +133,19 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
     if value not in ("mean", "zero"):
         raise ValueError(f"value must be 'mean' or 'zero' (what a knocked-out neuron is fixed to), got {value!r}")
     neurons = hidden_neurons(model)
-    X, y = lens_data(data, split, max_samples, seed)
     heavy = {} if memory_budget is None else {"memory_budget": memory_budget}
     with cpu_threads(num_threads, device):
-        ko = Knockouts(model, (X, y), device=device, **heavy)
-        settings = {"k": int(k), "max_sets": max_sets, "split": split, "n_samples": len(X), "value": value,
-                    "seed": seed}
+        if is_stream(data) or distributed()[1] > 1:  # batch by batch, counts reduced across processes
+            ko = StreamedKnockouts(model, data, list(dict.fromkeys(a.layer for a in neurons)), split=split,
+                                   max_samples=max_samples, device=device, memory_budget=memory_budget,
+                                   num_threads=num_threads)
+            n_samples = ko.n
+        else:
+            X, y = lens_data(data, split, max_samples, seed)
+            ko = Knockouts(model, (X, y), device=device, **heavy)
+            n_samples = len(X)
+        settings = {"k": int(k), "max_sets": max_sets, "split": split, "n_samples": n_samples, "value": value,
+                    "seed": seed, "streamed": isinstance(ko, StreamedKnockouts)}
         return _truth(ko, neurons, k, max_sets, value, seed, settings)
 
 

@@ -532,19 +532,23 @@ class PairCounts(_Mergeable):
 
 
 class LabelCounts(_Mergeable):
-    """Streaming :func:`label_counts`: ``table (units, n_bins, n_classes)``, ``n``."""
+    """Streaming :func:`label_counts`: ``table (units, n_bins, n_classes)``, ``n``;
+    each update counts on ``device`` in chunks of ``chunk_bytes`` (as
+    :func:`label_counts`; the table is kept on the CPU)."""
 
     _fields = ("table",)
 
     @checked
-    def __init__(self, n_bins: int, n_classes: int):
+    def __init__(self, n_bins: int, n_classes: int, *, device=None, chunk_bytes: int = 64 * 2**20):
         self.n_bins = _check_bins(n_bins, "n_bins")
         self.n_classes = _check_bins(n_classes, "n_classes")
+        self.device, self.chunk_bytes = device, chunk_bytes
         self.table, self.n = None, 0
 
     @checked
     def update(self, codes, labels) -> "LabelCounts":
-        t = torch.from_numpy(label_counts(codes, labels, self.n_bins, self.n_classes))
+        t = torch.from_numpy(label_counts(codes, labels, self.n_bins, self.n_classes, chunk_bytes=self.chunk_bytes,
+                                          device=self.device))
         if self.table is not None and t.shape != self.table.shape:
             raise ValueError(f"codes have {t.shape[0]} units but earlier batches had {self.table.shape[0]}")
         self.table = t if self.table is None else self.table + t

@@ -379,11 +379,12 @@ def _into(store: dict, key, part: torch.Tensor, s0: int, n: int) -> None:
     store[key][s0:s0 + len(part)] = part
 
 
-def end_points(model: nn.Module, x: torch.Tensor, base, names, output, batch_size: int, device):
+def end_points(model: nn.Module, x: torch.Tensor, base, names, output, batch_size: int, device, reduce=None):
     """``(F(x), F(x'), activations at x)`` without autograd, ``batch_size`` inputs at a
     time, each written into a preallocated CPU output: ``F`` ``(samples, outputs)`` in
     its own dtype (``F(x')`` is None when ``base`` is None), ``activations[name]`` of shape
-    ``(samples, *layer)`` in the model's dtype."""
+    ``(samples, *layer)`` in the model's dtype, or ``reduce(batch)``'s shape when a
+    ``reduce`` function is given (e.g. the channel means, so full maps are never kept)."""
     n, out = len(x), {}
     with torch.no_grad(), PathTaps(model, names, keep_graph=False) as taps:
         for s in range(0, n, batch_size):
@@ -392,7 +393,8 @@ def end_points(model: nn.Module, x: torch.Tensor, base, names, output, batch_siz
             if names:
                 taps.check_reuse()
             for nm in names:
-                _into(out, nm, taps.outputs[nm].cpu(), s, n)
+                a = taps.outputs[nm]
+                _into(out, nm, (a if reduce is None else reduce(a)).cpu(), s, n)
             taps.reset()
             if base is not None:
                 _into(out, "fb", apply_output(model(base[s:s + batch_size].to(device)), output).cpu(), s, n)

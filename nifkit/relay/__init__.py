@@ -13,6 +13,7 @@ from .measures import (
     class_variables,
     exhaustive_relay,
     greedy_vs_exhaustive,
+    model_module_search,
     module_search,
     reference_module_search,
     relay_information,
@@ -31,6 +32,7 @@ __all__ = [
     "OLSResult", "knockout_regression",
     "ControlResult", "OneVsRest", "compose", "train_control", "train_one_vs_rest", "true_modules",
     "RelayExplorer", "RelayView", "check_relay_information", "neuron_scores", "search_modules",
+    "model_module_search",
 ]
 
 __getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import torch
+
 from .._validation import as_codes
+from ..data.stream import STREAM_BATCH, gather_across_processes
+from ..info import KeyCounts, binarize, binary_thresholds, reduce_across_processes
+from ..info.keys import mixed_radix, row_keys
+from ..models.units import hidden_layout
+from ..record.stream import stream_layers
 from ..info.groups import MAX_ALL_SUBSETS, cmi_all_subsets, cmi_extended, cmi_from_labels, compact, group_labels
 from ..results import Result
 from .._validation import checked
@@ -44,6 +51,7 @@ __all__ = [
     "aggregated_relay",
     "smearedness",
     "MAX_EXHAUSTIVE",
+    "model_module_search",
 ]
 
 #: widest layer :func:`exhaustive_relay` accepts (2^20 subsets as in the paper; the
@@ -349,4 +357,106 @@ def smearedness(matrix, axis: int = 1, clip_negative: bool = True) -> np.ndarray
     k = a.shape[1]
     out = h / np.log2(k) if k > 1 else np.zeros(len(a))
     out[tot[:, 0] <= 0] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------------------- streaming
+class _RelayRows:
+    """The counts behind a module search: how often each row ``(codes of the layer's m
+    units, label, predicted class)`` occurs, a :class:`nifkit.info.KeyCounts` of its
+    mixed-radix key (binary codes, ``K`` classes); a layer whose rows need more than 62
+    bits keeps the rows themselves (``m + 2`` small integers per sample)."""
+
+    def __init__(self, m: int, k: int):
+        self.card = np.array([2] * m + [k, k], np.int64)
+        self.radix = mixed_radix(self.card)
+        self.keys = KeyCounts() if self.radix is not None else None
+        self.rows: list = []
+
+    def update(self, codes, labels, predicted) -> None:
+        rows = np.column_stack([codes, labels, predicted]).astype(np.int64)
+        if self.keys is not None:
+            self.keys.update(torch.from_numpy(row_keys(rows, self.card)))
+        else:
+            self.rows.append(rows.astype(np.uint8 if self.card.max() <= 256 else np.int64))
+
+    def samples(self) -> tuple:
+        """``(codes, labels, predicted)`` of every sample of every process, summed over
+        processes (rows in key order: plug-in measures do not depend on the order)."""
+        if self.keys is None:
+            rows = gather_across_processes(np.concatenate(self.rows) if self.rows else
+                                           np.zeros((0, len(self.card)), np.uint8)).astype(np.int64)
+        else:
+            reduce_across_processes(self.keys)
+            keys, counts = self.keys.keys.cpu().numpy(), self.keys.counts.cpu().numpy()
+            rows = np.repeat((keys[:, None] // self.radix[None, :]) % self.card[None, :], counts, axis=0)
+        m = len(self.card) - 2
+        return rows[:, :m].astype(np.uint8), rows[:, m], rows[:, m + 1]
+
+
+def _relay_pass(model, data, name, binning, threshold, run) -> _RelayRows:
+    """Stream the layer: ``"threshold"`` codes every batch at once (one pass); ``"kmeans2"``
+    and ``"median"`` need every value of a unit (exact 1-D 2-means, the median), so the
+    layer's reduced outputs ``(samples, units)`` are kept, gathered over processes for the
+    thresholds (the same on every process), and then coded and counted."""
+    acc, kept = None, []
+
+    def visit(batch):
+        nonlocal acc
+        a = batch.acts[name].float().cpu().numpy()
+        lab = batch.labels(name).numpy()
+        pred = batch.logits.argmax(1).cpu().repeat_interleave(batch.positions[name]).numpy()
+        if acc is None:
+            acc = _RelayRows(a.shape[1], batch.logits.shape[1])
+        if binning == "threshold":
+            acc.update(binarize(a, "threshold", threshold), lab, pred)
+        else:
+            kept.append((a, lab, pred))
+
+    run(visit)
+    if acc is None:
+        raise ValueError("data holds no samples; nothing to search")
+    if kept:
+        a = np.concatenate([k[0] for k in kept])
+        thr = binary_thresholds(gather_across_processes(a), binning)
+        acc.update(binarize(a, thresholds=thr), np.concatenate([k[1] for k in kept]),
+                   np.concatenate([k[2] for k in kept]))
+    return acc
+
+
+@checked
+def model_module_search(model, data, *, layer: str | None = None, binning: str = "kmeans2", threshold=0.0,
+                        classes=None, channel_reduce: str = "mean", split: str = "train",
+                        max_samples: int | None = None, batch_size: int = STREAM_BATCH, device=None,
+                        num_threads: int | None = None, progress=False) -> ModuleSearch:
+    """:func:`module_search` of a hidden ``layer`` of ``model`` (a units name, default the
+    last hidden layer) over ``data`` read batch by batch (a DataLoader, a Dataset's
+    ``split``, ``(X, y)``): each unit binarised (``binning``: ``"kmeans2"``, ``"median"``
+    or ``"threshold"`` at ``threshold``; a conv layer's unit is a channel,
+    ``channel_reduce``), the output variable the network's own prediction. The search
+    reads only the counts of the distinct rows (codes, label, prediction), accumulated per
+    batch and, under ``torchrun`` with a DistributedSampler-sharded loader, reduced across
+    processes (``threshold``: one pass, nothing kept; ``kmeans2`` / ``median``: the layer's
+    reduced outputs are kept for the thresholds, gathered over processes), so every
+    process gets what one process gets on all the data, and the result equals
+    :func:`module_search` on the recorded codes. ``device``: where the model runs (None:
+    where it is); the counts are exact integers on the CPU."""
+    from ..runtime import cpu_threads, model_device
+    from .._validation import resolve_device
+
+    if binning not in ("kmeans2", "median", "threshold"):
+        raise ValueError(f"binning must be 'kmeans2', 'median' or 'threshold', got {binning!r}")
+    dev = resolve_device(device) if device is not None else model_device(model)[0]  # None: the model's
+    name = hidden_layout(model, None if layer is None else [layer])[-1][0]
+
+    def run(visit):
+        return stream_layers(model, data, [name], visit, channel_reduce=channel_reduce, split=split,
+                             batch_size=batch_size, max_samples=max_samples, device=dev, progress=progress,
+                             what="relay counts")
+
+    with cpu_threads(num_threads, dev):
+        codes, labels, predicted = _relay_pass(model, data, name, binning, threshold, run).samples()
+        out = module_search(codes, labels, predicted, classes)
+    out.settings.update(layer=name, binning=binning, n_samples=len(labels), channel_reduce=channel_reduce,
+                        streamed=True)
     return out
