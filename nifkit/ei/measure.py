@@ -415,7 +415,7 @@ def _measure_sensitivity(lay, s: EISettings, out_bins, cb, counts) -> dict:
     mask_f = _mask_f(lay)
     noise = NoiseBlocks(lay.n_in, *s.in_range, bi, seed=s.seed, stream=STREAM_SENS, device=s.device,
                         sampling=s.sampling, per_column=True)
-    per_output = lay.n_in * (bi * bo * 8 * 3 + bo * 8 * 6)  # the joint table and the threshold method's tables
+    per_output = lay.n_in * bi * bo * 8 * 8  # the joint table and ~7 more of its size (threshold counting, MI)
     if (lay.n_in * lay.n_out * bi * bo * 8 > 16 * 2**20 and per_output * lay.n_out > budget
             and s.n_sensitivity_samples != "auto" and not s.keep_counts):
         return _in_output_groups(lay, s, out_bins, noise, per_output, cb, "sensitivity")
