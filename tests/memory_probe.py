@@ -108,6 +108,11 @@ def case(name, n, budget):
         lin = nn.Linear(32, 32)
         return None, lambda k: layer_ei(lin, "sigmoid", n_samples=max(k, 4096), n_sensitivity_samples=max(k // 32, 128),
                                         memory_budget=budget)
+    if name == "block_ei":  # inputs: noise samples through one residual block (8 x 16 x 16 elements)
+        from nifkit.ei import block_ei
+        from nifkit.models import residual_cnn
+        model, x = residual_cnn(channels=8, n_blocks=2, seed=0), torch.rand(200, 1, 16, 16, generator=g)
+        return x, lambda k: block_ei(model, x, layers=["body.block1"], n_samples=k, memory_budget=budget)
     if name == "record":
         from nifkit.record import record
         model, x = cnn(), torch.rand(n, 1, 28, 28, generator=g)

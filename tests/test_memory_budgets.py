@@ -40,7 +40,7 @@ CASES = {"layer_conductance": 250, "path_gradients": 150, "record": 300, "pairwi
          "layer_ei": 100000, "Knockouts": 20000, "knock_out_layers": 20000,
          "evaluate_edge_knockouts": 4000, "ksg_mi_pairs": 600, "gaussian_mi_pairs": 20000, "cmi_all_subsets": 2000,
          "cmi_subsets": 10000, "cmi_extended": 20000,
-         "dv_mi_pairs": 10000}
+         "dv_mi_pairs": 10000, "block_ei": 20000}
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -81,6 +81,8 @@ def _calls(s):
                                                           measures=("ei_parts",), progress=p),
         "nifkit.ei.model.ei_over_training": lambda p: ei.ei_over_training(
             s["run"], n_samples=1000, n_sensitivity_samples=100, n_bins=4, measures=("ei_parts",), progress=p),
+        "nifkit.ei.blocks.block_ei": lambda p: ei.block_ei(net, data[0], layers=["act1"], n_samples=500, n_bins=4,
+                                                           progress=p),
         "nifkit.ei.scores.neuron_scores": lambda p: ei.neuron_scores(net, data, n_samples=1000, n_bins=4,
                                                                      n_sensitivity_samples=100, progress=p),
         "nifkit.info.groups.cmi_all_subsets": lambda p: info.cmi_all_subsets(

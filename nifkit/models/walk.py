@@ -248,7 +248,10 @@ class WalkedLayer:
     name, or the function's name; ``between``: the pass-through / norm / reshape steps
     between the layer and the activation; ``units``: the name that addresses the
     layer's hidden units (the activation module when it is a module used once, else the
-    layer itself)."""
+    layer itself); ``after``: the kind of the step that ended the walk (``"activation"``,
+    or what came instead: ``"merge"``, ``"other"``, ``"weight"``, ``"reshape"``,
+    ``"output"``, ``"softmax"``, ``"branch"`` when the output feeds several operations)
+    and ``after_target`` its module or function name."""
 
     name: str
     module: nn.Module
@@ -256,6 +259,8 @@ class WalkedLayer:
     activation_name: str | None = None
     between: list = field(default_factory=list)
     units: str = ""
+    after: str = ""
+    after_target: str = ""
 
     @property
     def activation_is_module(self) -> bool:
@@ -472,8 +477,10 @@ def walk(model: nn.Module) -> ModelWalk:
             continue
         lay = WalkedLayer(name=s.target, module=s.module)
         cur = s
+        lay.after = "branch" if len(cur.users) > 1 else "output"
         while len(cur.users) == 1:  # follow the chain until an activation or the next layer
             nxt = by_node[cur.users[0]]
+            lay.after, lay.after_target = nxt.kind, nxt.target
             if nxt.kind == "activation":
                 lay.activation = nxt.module if nxt.module is not None else nxt.fn
                 lay.activation_name = nxt.target
@@ -482,6 +489,8 @@ def walk(model: nn.Module) -> ModelWalk:
                 break
             lay.between.append(nxt.target)
             cur = nxt
+            if len(cur.users) > 1:
+                lay.after, lay.after_target = "branch", cur.target
         act_reused = lay.activation_name is not None and calls.get(lay.activation_name, 1) > 1
         if lay.activation_is_module and not act_reused:
             lay.units = lay.activation_name
