@@ -108,6 +108,11 @@ def case(name, n, budget):
         lin = nn.Linear(32, 32)
         return None, lambda k: layer_ei(lin, "sigmoid", n_samples=max(k, 4096), n_sensitivity_samples=max(k // 32, 128),
                                         memory_budget=budget)
+    if name == "block_ei":  # inputs: noise samples through one residual block (8 x 16 x 16 elements)
+        from nifkit.ei import block_ei
+        from nifkit.models import residual_cnn
+        model, x = residual_cnn(channels=8, n_blocks=2, seed=0), torch.rand(200, 1, 16, 16, generator=g)
+        return x, lambda k: block_ei(model, x, layers=["body.block1"], n_samples=k, memory_budget=budget)
     if name == "record":
         from nifkit.record import record
         model, x = cnn(), torch.rand(n, 1, 28, 28, generator=g)
@@ -129,6 +134,38 @@ def case(name, n, budget):
         y = torch.randint(0, 10, (n,), generator=g)
         bs = max(1, budget // (4 * 64 * 8))
         return (x, y), lambda k: knock_out_layers(model, (x[:k], y[:k]), ["1", "3"], batch_size=bs)
+    if name == "evaluate_edge_knockouts":
+        from nifkit.intervene import evaluate_edge_knockouts
+        model, x = mlp(), torch.randn(n, 64, generator=g)
+        y = torch.randint(0, 10, (n,), generator=g)
+        edges = {"2": torch.rand(256, 64, 64, generator=g) < 0.1}  # 256 knockouts of 64x64 weights
+        return (x, y, edges), lambda k: evaluate_edge_knockouts(model, (x[:k], y[:k]), edges, memory_budget=budget)
+    if name == "ksg_mi_pairs":
+        from nifkit.info import ksg_mi_pairs
+        a, b = torch.rand(n, 4, generator=g).double().numpy(), torch.rand(n, 4, generator=g).double().numpy()
+        pairs = np.stack(np.meshgrid(np.arange(4), np.arange(4), indexing="ij"), -1).reshape(-1, 2)
+        return (a, b), lambda k: ksg_mi_pairs(a[:k], b[:k], pairs, memory_budget=budget)
+    if name == "gaussian_mi_pairs":
+        from nifkit.info import gaussian_mi_pairs
+        a, b = torch.rand(n, 128, generator=g).numpy(), torch.rand(n, 128, generator=g).numpy()
+        return (a, b), lambda k: gaussian_mi_pairs(a[:k], b[:k], memory_budget=budget)
+    if name == "dv_mi_pairs":
+        from nifkit.info import dv_mi_pairs
+        a, b = torch.randn(n, 8, generator=g).numpy(), torch.randn(n, 8, generator=g).numpy()
+        return (a, b), lambda k: dv_mi_pairs(a[:k], b[:k], steps=2, batch_size=64, memory_budget=budget)
+    if name in ("cmi_all_subsets", "cmi_subsets", "cmi_extended"):
+        from nifkit import info
+        x, y = torch.randint(0, 4, (2, n), generator=g).numpy()
+        codes = torch.randint(0, 2, (n, 12), generator=g).numpy()
+        if name == "cmi_all_subsets":
+            return (x, y, codes), lambda k: info.cmi_all_subsets(x[:k], y[:k], codes[:k], memory_budget=budget)
+        if name == "cmi_subsets":
+            masks = torch.rand(512, 12, generator=g).numpy() < 0.5
+            return (x, y, codes, masks), lambda k: info.cmi_subsets(x[:k], y[:k], codes[:k], masks,
+                                                                    memory_budget=budget)
+        extra = torch.randint(0, 4, (n, 256), generator=g).numpy()
+        return (x, y, codes, extra), lambda k: info.cmi_extended(x[:k], y[:k], codes[:k, :6], extra[:k],
+                                                                 memory_budget=budget)
     raise ValueError(f"unknown case {name!r}")
 
 

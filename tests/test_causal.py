@@ -87,7 +87,7 @@ def test_output_codes_follow_the_core_binner_rule():
     y[:10] = np.linspace(0, 1, 9)[:, None].repeat(4, 1)[:9].tolist() + [[1.0] * 4]  # exact edges
     ref = Binner(8, binning="fixed", bin_range=(0, 1)).fit_transform(y)
     lo, hi = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
-    ours = causal.sampling._out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
+    ours = causal.sampling.out_codes(torch.from_numpy(y), lo, hi, 8).numpy()
     np.testing.assert_array_equal(ours, ref)
 
 
@@ -260,9 +260,10 @@ def test_unsupported_layers_are_rejected(layer, match):
         layer_ei(layer)
 
 
-def test_unsupported_modules_in_a_model_and_coupling_activations_are_rejected():
-    with pytest.raises(TypeError, match="unsupported layer type BatchNorm1d at '1'"):
-        model_ei(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Sigmoid()))
+def test_coupling_normalisations_are_skipped_and_coupling_activations_are_rejected():
+    res = model_ei(nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3), nn.Sigmoid(), nn.Linear(3, 2)),
+                   n_samples=2000, n_sensitivity_samples=200)
+    assert res.names == ["3"] and "LayerNorm" in res.skipped["0"] and "0 not measured" in res.notes[0]
     with pytest.raises(TypeError, match="elementwise"):
         layer_ei(np.eye(2), nn.Softmax(dim=1))
     with pytest.raises(ValueError, match="activation must be one of"):

@@ -246,7 +246,14 @@ def test_a_builtin_lens_that_cannot_score_a_model_says_which_it_is():
 
     d = load_digits(seed=0, flatten=False)
     cnn = small_cnn(1, 8, (8, 16), 10, hidden=(12,), seed=0)
-    with pytest.raises(ValueError, match="the built-in lens 'ablation' cannot score this model: layer 'act1'"):
-        C.compare(cnn, (d.X_train[:300], d.y_train[:300]), ["ablation"])
+    with pytest.raises(ValueError, match="the built-in lens 'nif' cannot score this model"):
+        C.compare(cnn, (d.X_train[:300], d.y_train[:300]), ["nif", "ablation"], layers=["act1"], errors="raise",
+                  options={"nif": {"n_bins": 10_000}})
+    with pytest.warns(RuntimeWarning, match="the built-in lens 'nif' cannot score this model"):
+        rep = C.compare(cnn, (d.X_train[:300], d.y_train[:300]), ["nif", "ablation"], layers=["act1"],
+                        options={"nif": {"n_bins": 10_000}})
+    assert list(rep.lenses) == ["ablation"] and "nif" in rep.skipped and any("skipped" in n for n in rep.notes)
+    with pytest.raises(ValueError, match="has no scores in this comparison"):
+        rep.score("nif")
     relay = C.compare(cnn, (d.X_train[:300], d.y_train[:300]), ["relay"])  # channels as units
     assert relay.neurons[:2] == [Neuron("act1", 0), Neuron("act1", 1)] and len(relay.neurons) == 8 + 16 + 12

@@ -102,6 +102,25 @@ for _name in ("n_samples", "max_samples", "batch_size", "steps", "k", "n_train",
     GOOD[_name] = [np.int64(3), np.uint8(2), torch.tensor(4), 5.0]
 
 
+# classes the fresh sweep after issue 19 found (huge floats as sizes, tensors on the meta
+# device, 0-d arrays of NaN, booleans as numbers, values beyond float32, the meta device
+# itself)
+_META, _META_INT = torch.empty((), device="meta"), torch.empty((), dtype=torch.int64, device="meta")
+for _name in [*(n for n, v in BAD.items() if v is _INT), "seed", "n_bins", "n_bins_a", "n_bins_b", "n_shuffles",
+              "memory_budget", "chunk_bytes", "num_threads", "image_size"]:
+    BAD[_name] = [*BAD[_name], 1e300, 1e18, _META_INT, _META, np.array(math.nan)]
+    if _name not in ("seed", "image_size"):
+        GOOD[_name] = [*GOOD[_name], torch.tensor(3.0, dtype=torch.float16)]
+BAD["value"] += [1e300, -1e300, torch.tensor(True), np.array([True, False]), _META, np.array(math.nan)]
+BAD["threshold"] += [torch.tensor(True), np.array([True]), _META, np.array(math.nan)]
+BAD["lr"] += [1e300, _META, np.array(math.nan)]
+BAD["bin_range"] += [np.array(math.nan), torch.empty(2, device="meta")]
+BAD["labels"] += [torch.empty(3, dtype=torch.int64, device="meta")]
+BAD["device"] += ["meta", torch.device("meta")]
+GOOD["value"] += [-0.0, torch.tensor(0.5, dtype=torch.float16)]
+GOOD["threshold"] += [-0.0, torch.tensor([0.5], dtype=torch.float16)]
+
+
 class Sentinel:
     """Stands for every non-vocabulary argument: a body that ran would fail on it."""
 

@@ -12,7 +12,7 @@ from nifkit.compare import spearman
 from nifkit.conductance import layer_conductance, path_gradients
 from nifkit.ei import layer_ei, model_ei
 from nifkit.info import (
-    Binner, PairwiseMI, binarize, binary_thresholds, discretize, kmeans2_thresholds, ksg_mi, pack, p_values,
+    Binner, PairwiseMI, binarize, binary_thresholds, discretize, kmeans2_thresholds, ksg_mi, pack, p_values, pairwise_mi,
 )
 from nifkit.intervene import Knockouts, knock_out, knock_out_layers
 from nifkit.models import evaluate, mlp, small_cnn, train
@@ -197,6 +197,25 @@ def test_gradient_targets_must_index_the_outputs(targets):
         path_gradients(NET, X[:4], layers="act1", steps=4, target=targets[:4])
 
 
+def test_gradients_need_a_named_loss():
+    """record(grads=True) no longer sums the outputs silently (ignoring targets): the
+    loss is named, 'sum' being the explicit choice for d(sum of outputs)/da."""
+    with pytest.raises(ValueError, match="grads=True. needs loss_fn.*'sum'"):
+        record(NET, X, layers=["act1"], grads=True, targets=Y)
+    with pytest.raises(ValueError, match="loss_fn is used only with grads=True"):
+        record(NET, X, layers=["act1"], loss_fn="cross_entropy", targets=Y)
+    with pytest.raises(ValueError, match="'summ' is not a known loss"):
+        record(NET, X, layers=["act1"], grads=True, loss_fn="summ")
+    with pytest.raises(TypeError, match="loss_fn must be a loss name"):
+        record(NET, X, layers=["act1"], grads=True, loss_fn=3)
+    rec = record(NET, X, layers=["act1"], grads=True, loss_fn="sum")
+    a = NET.act1(NET.fc1(X)).detach().requires_grad_(True)
+    (want,) = torch.autograd.grad(NET.fc_out(a).sum(), [a])
+    torch.testing.assert_close(rec.gradients["act1"], want)
+    ce = record(NET, (X, Y), layers=["act1"], grads=True, loss_fn="cross_entropy").gradients["act1"]
+    assert not torch.allclose(ce, want)  # the targets now matter: a different loss, different gradients
+
+
 @pytest.mark.parametrize("call", [lambda y: train(mlp([4, 2]), (X, y), epochs=1), lambda y: evaluate(mlp([4, 2]), (X, y))])
 def test_labels_outside_the_outputs(call):
     with pytest.raises(ValueError, match=r"labels must lie in 0..1 .*found 2"):
@@ -272,3 +291,36 @@ def test_a_float64_model_trains_on_float32_data():
 def test_evaluate_on_no_samples_is_an_error():
     with pytest.raises(ValueError, match="no samples"):
         evaluate(NET, (X[:0], Y[:0]))
+
+
+# ---- classes of the fresh sweep after issue 19 ---------------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda m: record(NET, m, ["act1"]),
+    lambda m: discretize(m),
+    lambda m: Knockouts(NET, (m, Y)),
+    lambda m: layer_conductance(NET, m[:4], layers="act1", steps=4),
+    lambda m: pairwise_mi(torch.empty(60, 4, dtype=torch.uint8, device="meta")),
+])
+def test_tensors_on_the_meta_device_are_refused_by_name(call):
+    with pytest.raises(TypeError, match="meta device"):
+        call(torch.empty(60, 4, device="meta"))
+
+
+def test_edge_knockouts_take_one_number_and_boolean_masks():
+    from nifkit.intervene import evaluate_edge_knockouts
+
+    with pytest.raises(TypeError, match="value must be one number for edge knockouts"):
+        evaluate_edge_knockouts(NET, (X, Y), {"fc1": np.zeros((2, 4, 6), bool)}, value="mean")
+    with pytest.raises(ValueError, match=r"edges\['fc1'\] must be a boolean mask"):
+        evaluate_edge_knockouts(NET, (X, Y), {"fc1": np.full((2, 4, 6), 0.5)})
+    ones = evaluate_edge_knockouts(NET, (X, Y), {"fc1": np.ones((1, 4, 6))}).accuracy  # 0/1 numbers are a mask
+    every = evaluate_edge_knockouts(NET, (X, Y), {"fc1": np.ones((1, 4, 6), bool)}).accuracy
+    np.testing.assert_array_equal(ones, every)
+
+
+@pytest.mark.parametrize("bv,err", [(-1, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_block_vars_is_a_count(bv, err):
+    from nifkit.info import cmi_all_subsets
+
+    with pytest.raises(err, match="block_vars"):
+        cmi_all_subsets(np.zeros(10, int), np.zeros(10, int), np.zeros((10, 2), int), block_vars=bv)

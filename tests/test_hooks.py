@@ -150,8 +150,8 @@ def test_knockouts_record_through_record_and_restore_after_faults():
         by_hand = (net.out(net.act(net.fc1(X)) * keep).argmax(1) == y).double().mean()
         net.train()
     assert acc[2] == pytest.approx(float(by_hand))
-    for exc in (RuntimeError, KeyboardInterrupt):  # a fault in the 3rd knockout's forward pass
-        net.trip.exc, net.trip.calls, net.trip.at = exc, 0, 3
+    for exc in (RuntimeError, KeyboardInterrupt):  # a fault in the batched forward pass (after the size probe)
+        net.trip.exc, net.trip.calls, net.trip.at = exc, 0, 2
         with pytest.raises(exc, match="tripped"):
             eng.evaluate("act", masks)
         assert no_hooks(net) and net.training

@@ -90,7 +90,7 @@ def test_layers_are_checked_by_name(net_data):
     with pytest.raises(ValueError, match="twice"):
         N.neuron_scores(net, data, layers=["act1", "act1"])
     with pytest.raises(ValueError, match="not a hidden layer"):
-        A.neuron_scores(net, data, layers=["fc1"])
+        A.neuron_scores(net, data, layers=["fc_out"])  # the output layer (fc1, pre-activations, is a layer of units)
     with pytest.raises(TypeError, match="layer names"):
         A.neuron_scores(net, data, layers=[1])
 

@@ -37,7 +37,10 @@ SLACK = 8 * MiB
 BUDGETS = (4 * MiB, 16 * MiB)
 #: inputs of the smaller run of each case (the larger run has twice as many)
 CASES = {"layer_conductance": 250, "path_gradients": 150, "record": 300, "pairwise_mi": 20000,
-         "layer_ei": 100000, "Knockouts": 20000, "knock_out_layers": 20000}
+         "layer_ei": 100000, "Knockouts": 20000, "knock_out_layers": 20000,
+         "evaluate_edge_knockouts": 4000, "ksg_mi_pairs": 600, "gaussian_mi_pairs": 20000, "cmi_all_subsets": 2000,
+         "cmi_subsets": 10000, "cmi_extended": 20000,
+         "dv_mi_pairs": 10000, "block_ei": 20000}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -115,3 +118,30 @@ def test_recorder_capacity_fills_in_place_and_falls_back():
         seq(torch.ones(2, 2))
         seq(torch.ones(3, 2))
     assert rec.activations["0"].shape == (10,)
+
+
+def test_the_c_log2_c_table_cache_is_bounded():
+    """One table per device, of the largest size asked (up to LUT_MAX); smaller sizes are
+    prefix views of it (no memory of their own); sizes over LUT_MAX are not kept."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from nifkit.info import kernels
+
+    kernels.xlog2x_table(10)
+    base = kernels.xlog2x_table(5000)
+    sizes = [17, 300, 4999, 1234]
+    tables = [kernels.xlog2x_table(n) for n in sizes]
+    cached = [t for t, _ in kernels._LUT_CACHE.values()]
+    assert len(cached) == 1 and len(cached[0]) >= 5001
+    for n, t in zip(sizes, tables):
+        assert len(t) == n + 1 and t.untyped_storage().data_ptr() == cached[0].untyped_storage().data_ptr()
+        want = np.array([c * math.log2(c) if c else 0.0 for c in range(n + 1)])
+        np.testing.assert_array_equal(t.numpy(), want)
+    assert torch.equal(base, kernels.xlog2x(torch.arange(5001, dtype=torch.float64)))
+    big = kernels.xlog2x_table(kernels.LUT_MAX + 3)
+    assert len(big) == kernels.LUT_MAX + 4
+    assert all(len(t) <= kernels.LUT_MAX + 1 for t, _ in kernels._LUT_CACHE.values())
+    assert kernels.xlog2x_table(300) is kernels.xlog2x_table(300)

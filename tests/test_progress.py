@@ -63,6 +63,7 @@ def _calls(s):
         "nifkit.ablation.study.ablation_study": lambda p: ablation.ablation_study(
             net, data, ablation.neuron_measures(record.record(net, x, ["act1"]), data[1], n_bins=4), n_random=1, progress=p),
         "nifkit.ablation.scores.neuron_scores": lambda p: ablation.neuron_scores(net, data, n_bins=4, progress=p),
+        "nifkit.ablation.study.measure_layers": lambda p: ablation.measure_layers(net, data, n_bins=4, progress=p),
         "nifkit.compare.harness.compare": lambda p: compare.compare(
             net, data, ["ablation", "relay"], options={"ablation": {"n_bins": 4}}, progress=p),
         "nifkit.compare.costs.lens_costs": lambda p: compare.lens_costs(
@@ -82,6 +83,8 @@ def _calls(s):
                                                           measures=("ei_parts",), progress=p),
         "nifkit.ei.model.ei_over_training": lambda p: ei.ei_over_training(
             s["run"], n_samples=1000, n_sensitivity_samples=100, n_bins=4, measures=("ei_parts",), progress=p),
+        "nifkit.ei.blocks.block_ei": lambda p: ei.block_ei(net, data[0], layers=["act1"], n_samples=500, n_bins=4,
+                                                           progress=p),
         "nifkit.ei.scores.neuron_scores": lambda p: ei.neuron_scores(net, data, n_samples=1000, n_bins=4,
                                                                      n_sensitivity_samples=100, progress=p),
         "nifkit.info.groups.cmi_all_subsets": lambda p: info.cmi_all_subsets(
@@ -96,6 +99,8 @@ def _calls(s):
                                                                seed=0, progress=p),
         "nifkit.nif.build.flow_graph": lambda p: nif.flow_graph(net, x, n_bins=4, progress=p),
         "nifkit.nif.scores.neuron_scores": lambda p: nif.neuron_scores(net, data, n_bins=4, progress=p),
+        "nifkit.nif.stream.reduced_activities": lambda p: nif.stream.reduced_activities(
+            net, x, nif.dag.flow_plan(net), batch_size=16, progress=p),
         "nifkit.record.activations.record": lambda p: record.record(net, x, ["act1"], batch_size=16, progress=p),
         "nifkit.relay.measures.exhaustive_relay": lambda p: relay.exhaustive_relay(
             bits, data[1][:1].repeat(200).numpy() * 0 + s["codes"][:, 0] % 2, s["codes"][:, 1] % 2, 0, progress=p),

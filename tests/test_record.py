@@ -69,7 +69,7 @@ def test_record_restores_after_exception(data):
     flags = [p.requires_grad for p in net.parameters()]
     for grads in (False, True):
         with pytest.raises(RuntimeError, match="boom"):
-            record(net, data[0], grads=grads, progress=False)
+            record(net, data[0], grads=grads, loss_fn="sum" if grads else None, progress=False)
         assert no_hooks(net) and net.training
         assert [p.requires_grad for p in net.parameters()] == flags
 
@@ -82,7 +82,7 @@ def test_keyboard_interrupt_restores(data):
     net = nn.Sequential(nn.Linear(6, 4), Interrupt()).train()
     net[0].weight.requires_grad_(False)
     with pytest.raises(KeyboardInterrupt):
-        record(net, data[0], grads=True, progress=False)
+        record(net, data[0], grads=True, loss_fn="sum", progress=False)
     assert no_hooks(net) and net.training
     assert not net[0].weight.requires_grad and net[0].bias.requires_grad
 
@@ -186,7 +186,7 @@ def test_gradients_equal_autograd(data):
 def test_gradients_of_output_sum(data):
     net = make_net(inplace=False)
     X = data[0]
-    rec = record(net, X, ["2"], grads=True, progress=False)
+    rec = record(net, X, ["2"], grads=True, loss_fn="sum", progress=False)
     a = net[2](torch.relu(net[0](X)))
     (g,) = torch.autograd.grad(net[4](torch.tanh(a)).sum(), [a])
     torch.testing.assert_close(rec.gradients["2"], g)

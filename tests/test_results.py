@@ -24,7 +24,7 @@ PACKAGES = ["info", "data", "models", "record", "intervene", "dynamics", "nif", 
 #: plans of the long computations' pieces)
 NOT_RESULTS = {"Step", "WalkedLayer", "ModelWalk", "Right", "KernelChoice", "Dataset", "ImageSet", "EILayer",
                "_Act", "_Lens", "EISettings", "LayerKnockoutSettings", "KnockoutSpec", "FastPlan", "TrainSettings",
-               "_TrainData", "FlowSettings"}
+               "_TrainData", "FlowSettings", "FlowNode", "EdgeGroup", "FlowPlan"}
 
 
 def _public(pkg: str) -> dict:
@@ -111,14 +111,15 @@ def _ablation(w):
 
 
 def _ei(w):
-    from nifkit.ei import CausalView, edge_ablation, ei_over_training, model_ei
+    from nifkit.ei import CausalView, block_ei, edge_ablation, ei_over_training, model_ei
 
     kw = dict(n_samples=2000, n_sensitivity_samples=200)
     m = model_ei(w["net"], **kw)
     hist = ei_over_training(w["run"], **kw)
     view = CausalView(epoch=int(hist.epochs[-1]), layer=m.names[0], layer_ei=m[0], history=hist, which="parts",
                       n_bins=8, n_samples=2000)
-    return [m, m[0], hist, edge_ablation(w["net"], (w["X"], w["y"]), m, n_groups=3), view]
+    blocks = block_ei(w["net"], w["X"], layers=["act1"], n_samples=500, n_bins=4)
+    return [m, m[0], hist, edge_ablation(w["net"], (w["X"], w["y"]), m, n_groups=3), view, blocks]
 
 
 def _conductance(w):

@@ -68,8 +68,11 @@ def test_model_ei_pairs_layers_and_activations_by_data_flow():
     assert res["fc2"].ei_parts == pytest.approx(ref.ei_parts, abs=1e-12)
     f = model_ei(_Functional(), measures=("ei_parts",), **KW)
     assert f["fc1"].activation == "sigmoid"
-    with pytest.raises(ValueError, match="skip connection"):
-        model_ei(_Skip(), **KW)
+    skip_net = _Skip()
+    skip = model_ei(skip_net, measures=("ei_parts",), **KW)  # a skip connection: every layer still measured
+    assert skip.names == ["fc1", "fc2"] and skip["fc1"].activation == "sigmoid" and not skip.skipped
+    ref = layer_ei(skip_net.fc1, "sigmoid", measures=("ei_parts",), **KW)
+    assert skip["fc1"].ei_parts == ref.ei_parts and skip["fc2"].activation == "identity"
 
 
 @pytest.fixture(scope="module")

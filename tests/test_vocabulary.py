@@ -51,7 +51,7 @@ BINNING_WORDS = {"minmax", "fixed", "quantile", "kmeans", "2means", "kmeans2", "
 HEAVY = ["nifkit.intervene:Knockouts",
          "nifkit.intervene:evaluate_edge_knockouts", "nifkit.nif:flow_graph", "nifkit.ablation:neuron_measures",
          "nifkit.ablation:AblationEngine", "nifkit.ablation:ablation_study", "nifkit.ei:layer_ei",
-         "nifkit.ei:model_ei", "nifkit.ei:edge_ablation", "nifkit.record:path_gradients",
+         "nifkit.ei:model_ei", "nifkit.ei:edge_ablation", "nifkit.ei:block_ei", "nifkit.record:path_gradients",
          "nifkit.conductance:layer_conductance", "nifkit.compare:compare", "nifkit.compare:knockout_truth",
          "nifkit.ablation:model_neuron_measures", "nifkit.compare:lens_costs"]
 

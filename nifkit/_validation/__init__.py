@@ -40,7 +40,7 @@ import torch
 
 __all__ = [
     "to_numpy", "to_tensor", "as_array", "as_2d", "as_codes", "as_labels", "as_counts", "check_finite",
-    "check_same_length", "check_n_samples", "check_pairs",
+    "check_same_length", "check_n_samples", "check_pairs", "check_not_meta",
     "check_int", "check_seed", "check_n_bins", "check_bin_range", "check_number", "check_choice",
     "check_correction", "check_memory_budget", "check_num_threads", "check_callable",
     "resolve_device", "check_estimate", "CORRECTIONS",
@@ -51,6 +51,7 @@ __all__ = [
 CORRECTIONS = (None, "miller-madow")
 
 _SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's upper limit
+_EXACT_FLOAT_INT = 2**53  # beyond it a float cannot hold every integer
 
 
 def _show(value) -> str:
@@ -69,6 +70,7 @@ def to_numpy(x, name: str = "x") -> np.ndarray:
     when possible. Torch tensors are detached and moved to the CPU (half precision and
     bfloat16 become float32, sparse tensors dense)."""
     if isinstance(x, torch.Tensor):
+        check_not_meta(x, name)
         t = x.detach()
         if t.is_sparse:
             t = t.to_dense()
@@ -101,6 +103,7 @@ def to_tensor(x, name: str = "x") -> torch.Tensor:
     """Return ``x`` as a torch tensor (a tensor is detached, an array is shared, not
     copied, when it is contiguous); non-numeric data raise ``TypeError``."""
     if isinstance(x, torch.Tensor):
+        check_not_meta(x, name)
         if x.is_complex():
             raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
         return x.detach()
@@ -316,8 +319,16 @@ def check_pairs(pairs, name: str = "pairs", size_a: int | None = None, size_b: i
 # --------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------
-def _scalar(value):
+def check_not_meta(x, name: str):
+    """A tensor on the meta device has a shape but no values: refused by name."""
+    if isinstance(x, torch.Tensor) and x.is_meta:
+        raise TypeError(f"{name} is a tensor on the meta device (a shape without values); pass real values, "
+                        f"e.g. a CPU tensor or a number")
+
+
+def _scalar(value, name: str = "value"):
     """A 0-d numpy array or one-element tensor -> its Python scalar; else unchanged."""
+    check_not_meta(value, name)
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.ndim == 0:
         return value.item()
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -334,7 +345,7 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
     values outside ``[minimum, maximum]`` (``ValueError``)."""
     if value is None and allow_none:
         return None
-    value = _scalar(value)
+    value = _scalar(value, name)
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got the bool {value!r}")
     if isinstance(value, numbers.Integral):
@@ -344,6 +355,9 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
             raise TypeError(f"{name} must be an integer, got {value!r}; fractional values are not "
                             f"truncated silently: pass {math.floor(value) if math.isfinite(value) else 'an int'} "
                             "or the value you mean")
+        if abs(value) > _EXACT_FLOAT_INT:
+            raise ValueError(f"{name}={value!r} is a float beyond 2**53, where floats skip integers: no count or "
+                             f"size that large can be meant; pass an int")
         out = int(value)
     else:
         none = " or None" if allow_none else ""
@@ -365,7 +379,7 @@ def check_seed(seed, name: str = "seed", *, allow_none: bool = False):
         if allow_none:
             return None
         raise TypeError(f"{name}=None would give a different result on every run; pass an integer, e.g. {name}=0")
-    seed = _scalar(seed)
+    seed = _scalar(seed, name)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name} must be an integer (int or numpy integer), got {_show(seed)} of type "
                         f"{type(seed).__name__}; e.g. {name}=0")
@@ -400,7 +414,7 @@ def check_number(value, name: str, *, minimum=None, maximum=None, strict_min: bo
     ``TypeError``, NaN/inf and out-of-range values ``ValueError``."""
     if value is None and allow_none:
         return None
-    value = _scalar(value)
+    value = _scalar(value, name)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {_show(value)} of type {type(value).__name__}")
     value = float(value)
@@ -419,7 +433,12 @@ def check_bin_range(bin_range, name: str = "bin_range", *, allow_none: bool = Tr
         if allow_none:
             return None
         raise ValueError(f"{name} is required: pass (lo, hi), e.g. {name}=(0, 1) for sigmoid units")
-    if isinstance(bin_range, (str, bytes)) or not hasattr(bin_range, "__len__") or len(bin_range) != 2:
+    check_not_meta(bin_range, name)
+    try:
+        pair = not isinstance(bin_range, (str, bytes)) and len(bin_range) == 2
+    except TypeError:  # no length (a number, a 0-d array)
+        pair = False
+    if not pair:
         raise TypeError(f"{name} must be a pair (lo, hi), got {_show(bin_range)}")
     lo = check_number(bin_range[0], f"{name}[0]")
     hi = check_number(bin_range[1], f"{name}[1]")
@@ -482,6 +501,9 @@ def resolve_device(device, name: str = "device") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise ValueError(f"{name}={device!r} is not a device torch knows; use 'cpu', 'cuda' or 'cuda:0'") from exc
+    if dev.type == "meta":
+        raise ValueError(f"{name}={device!r}: the meta device holds shapes without values, so nothing can be "
+                         f"computed there; use {name}='cpu' (or 'cuda')")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{name}={device!r} was requested but CUDA is not available; use {name}='cpu'")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):

@@ -107,6 +107,21 @@ def _image_size(v, n):
     return check_int(v, n, minimum=1)
 
 
+#: the largest float32: a value beyond it becomes inf in a float32 model
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _numbers(v, n, what):
+    """Finite numbers (0-d or 1-D), not booleans, within float32's range."""
+    arr = as_array(v, n, ndim=(0, 1))  # numbers, finite
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{n} must hold numbers, got booleans; pass {what} as numbers (1.0, not True)")
+    if arr.size and float(np.abs(arr).max()) > FLOAT32_MAX:
+        raise ValueError(f"{n} holds {float(np.abs(arr).max()):g}, beyond float32's range: it becomes inf in a "
+                         "float32 model and poisons every prediction")
+    return arr
+
+
 def _value(v, n):
     if isinstance(v, str):
         return v
@@ -115,9 +130,11 @@ def _value(v, n):
             _value(e, f"{n}[{i}]")
         return v
     if isinstance(v, (np.ndarray, torch.Tensor, list, tuple)):  # one value per unit
-        as_array(v, n, ndim=(0, 1))  # numbers, finite
+        _numbers(v, n, "knock-out values")
         return v
-    return check_number(v, n)  # NaN/inf knock-out values would poison every prediction
+    out = check_number(v, n)  # NaN/inf knock-out values would poison every prediction
+    _numbers(out, n, "knock-out values")
+    return out
 
 
 #: how a channel map ``(N, C, *positions)`` becomes one value per sample and channel
@@ -143,9 +160,16 @@ def _labels(v, n):
 
 def _threshold(v, n):
     if isinstance(v, (np.ndarray, torch.Tensor, list, tuple)):
-        arr = as_array(v, n, ndim=(0, 1))  # finite numbers
+        arr = _numbers(v, n, "thresholds")
         return arr if not isinstance(v, (list, tuple)) else v
     return check_number(v, n)
+
+
+def _lr(v, n):
+    out = check_number(v, n, minimum=0, strict_min=True)
+    if out > FLOAT32_MAX:
+        raise ValueError(f"{n}={out:g} is beyond float32's range: every update would be inf; e.g. {n}=1e-2")
+    return out
 
 
 #: the vocabulary: argument name -> (rule, what it must be). A public function or
@@ -182,7 +206,7 @@ VOCABULARY = {
     "value": (_value, "a method's name, a finite number or finite numbers (one per unit)"),
     "labels": (_labels, "1-D integer class labels 0..K-1"),
     "threshold": (_threshold, "a finite number (or one per neuron)"),
-    "lr": (lambda v, n: check_number(v, n, minimum=0, strict_min=True), "a finite number > 0"),
+    "lr": (_lr, "a finite number > 0"),
 }
 
 

@@ -87,6 +87,7 @@ from .study import (
     ImportanceCorrelation,
     SingleImportance,
     ablation_study,
+    measure_layers,
     compare_studies,
     curve_area,
     curve_gap,
@@ -100,7 +101,7 @@ _WIDGET = ("AblationExplorer", "AblationView")
 __all__ = [
     "DIRECTIONS", "MEASURES", "MEASURE_LABELS", "SELECTIVITY_KINDS", "VALUES", "AblationCurve", "AblationEngine",
     "AblationStudy", "ImportanceCorrelation", "LayerMeasures", "NeuronMeasures", "SingleImportance", "ablation_curve",
-    "ablation_order", "ablation_study", "check_kl_profile", "compare_studies", "curve_area", "curve_gap",
+    "ablation_order", "ablation_study", "measure_layers", "check_kl_profile", "compare_studies", "curve_area", "curve_gap",
     "curves_match", "hidden_layers", "importance_correlations", "kl_profile_from_counts", "layer_activations",
     "measures_from_counts", "neuron_measures", "reference_ablation_curve", "single_neuron_importance",
     "summarize_study", "AblationExplorer", "AblationView", "neuron_scores", "model_neuron_measures",

@@ -4,7 +4,10 @@ r"""Ordered ablation's measures as a lens: one score per hidden unit (the lens p
 ``mi`` = :math:`I(T;Y)` (primary), ``entropy`` = :math:`H(T)`, ``selectivity`` (KL,
 max over classes), ``knockout`` = the accuracy drop of the unit alone set to 0. Per
 class: the KL profile :math:`D_{KL}(P_{T|y=t}\|P_T)`. A convolutional layer's unit is a
-channel (its map averaged over positions).
+channel: the measures read its map reduced by ``channel_reduce``
+(:func:`nifkit.models.reduce_channels`; ``"positions"``: every position a sample with its
+sample's label), the knockout fixes the whole map to 0. Layers: any layers of units
+(:func:`nifkit.models.hidden_layout`).
 """
 from __future__ import annotations
 
@@ -15,32 +18,28 @@ import numpy as np
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..data.arrays import as_xy
 from ..models.units import hidden_layout, hidden_neurons
-from ..record import record
 from ..results import NeuronScores
-from .measures import neuron_measures
-from .study import single_neuron_importance
+from .study import measure_layers, single_neuron_importance
 from .._validation import checked
 
 __all__ = ["neuron_scores"]
 
 
 @checked
-def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "minmax", split: str = "train",
-                  max_samples: int | None = None, seed: int = 0, device=None,
+def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "minmax", channel_reduce: str = "mean",
+                  split: str = "train", max_samples: int | None = None, seed: int = 0, device=None,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
                   progress=False) -> NeuronScores:
-    """Score every hidden unit of ``model`` (or of the hidden ``layers``) by chapter 4's
-    measures over ``data`` (labelled): :func:`neuron_measures` on the recorded
-    activations (``n_bins`` ``binning`` bins per unit) and
-    :func:`single_neuron_importance` (each unit alone set to 0). ``raw`` is
-    ``(NeuronMeasures, {layer: SingleImportance})``."""
+    """Score every hidden unit of ``model`` (or of ``layers``) by chapter 4's measures over
+    ``data`` (labelled): :func:`measure_layers` (``n_bins`` ``binning`` bins per unit, conv
+    channels reduced by ``channel_reduce``) and :func:`single_neuron_importance` (each unit
+    alone set to 0, a channel's whole map). ``raw`` is ``(NeuronMeasures, {layer:
+    SingleImportance})``."""
     t0 = time.perf_counter()
     X, y = as_xy(data, split, max_samples=max_samples, seed=seed)
     names = [u for u, _, _ in hidden_layout(model, layers)]
-    rec = record(model, X, names, batch_size=4096, device=device, num_threads=num_threads, progress=progress)
-    acts = {n: rec.flat(n, per_channel=True).float() for n in names}
-    nm = neuron_measures(acts, y, n_bins=n_bins, binning=binning, device=device, memory_budget=memory_budget,
-                         num_threads=num_threads)
+    nm = measure_layers(model, (X, y), names, channel_reduce=channel_reduce, n_bins=n_bins, binning=binning,
+                        device=device, memory_budget=memory_budget, num_threads=num_threads, progress=progress)
     imp = single_neuron_importance(model, (X, y), layers=names, device=device, memory_budget=memory_budget,
                                    num_threads=num_threads)
     cols = {k: np.concatenate([nm[n].get(k) for n in names]) for k in ("mi", "entropy", "selectivity")}
@@ -48,5 +47,6 @@ def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "
     per_class = np.concatenate([nm[n].kl_profile.T for n in names], 1)
     return NeuronScores(hidden_neurons(model, layers), cols, "mi", per_class, seconds=time.perf_counter() - t0,
                         raw=(nm, imp), settings={"lens": "ablation", "n_bins": n_bins, "binning": binning,
-                                                 "n_samples": len(X)},
-                        notes=[f"ablation: {n_bins} {binning} bins per unit; knockout = accuracy drop, unit set to 0"])
+                                                 "channel_reduce": channel_reduce, "n_samples": len(X)},
+                        notes=[f"ablation: {n_bins} {binning} bins per unit (conv channels: {channel_reduce} over "
+                               "positions); knockout = accuracy drop, unit (a channel's whole map) set to 0"])

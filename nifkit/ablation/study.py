@@ -11,14 +11,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
+from ..data.arrays import as_xy
+from ..models.units import hidden_layout, positions_of
+from ..record import record
 from ..runtime import Progress, with_thread_policy
 from .curves import AblationCurve, AblationEngine, ablation_order
-from .measures import MEASURES, NeuronMeasures, hidden_layers
+from .measures import MEASURES, NeuronMeasures, neuron_measures
 from ..results import Result
 from .._validation import checked
 
 __all__ = [
-    "AblationStudy", "ablation_study", "SingleImportance", "single_neuron_importance", "ImportanceCorrelation",
+    "AblationStudy", "ablation_study", "measure_layers", "SingleImportance", "single_neuron_importance", "ImportanceCorrelation",
     "importance_correlations", "curve_area", "curve_gap", "summarize_study", "compare_studies",
 ]
 
@@ -55,8 +58,33 @@ class AblationStudy(Result):
 
 
 @checked
+def measure_layers(model: nn.Module, data, layers=None, *, channel_reduce: str = "mean", n_bins: int = 8,
+                   binning="minmax", split: str = "train", max_samples: int | None = None, seed: int = 0,
+                   device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None,
+                   progress=False) -> NeuronMeasures:
+    """:func:`neuron_measures` of the layers of units ``layers`` (default and meaning: see
+    :func:`nifkit.models.hidden_layout`) recorded over labelled ``data`` (its ``split``). A
+    conv layer's unit is a channel, its map reduced by ``channel_reduce``
+    (:func:`nifkit.models.reduce_channels`); with ``"positions"`` every position is a
+    sample and carries its sample's label. Each layer is binned on its own, so measuring
+    layer by layer equals measuring them together."""
+    X, y = as_xy(data, split, max_samples=max_samples, seed=seed)
+    names = [u for u, _, _ in hidden_layout(model, layers)]
+    rec = record(model, X, names, batch_size=4096, device=device, num_threads=num_threads, progress=progress)
+    parts, settings = {}, {}
+    for n in names:  # loop over layers (with "positions" each has its own number of rows)
+        P = positions_of(rec[n]) if channel_reduce == "positions" else 1
+        nm = neuron_measures({n: rec.flat(n, per_channel=True, channel_reduce=channel_reduce).float()},
+                             y.repeat_interleave(P), n_bins=n_bins, binning=binning, device=device,
+                             memory_budget=memory_budget, num_threads=num_threads)
+        parts[n], settings = nm[n], nm.settings
+    return NeuronMeasures(parts, settings={**settings, "channel_reduce": channel_reduce, "n_samples": len(X)})
+
+
+@checked
 @with_thread_policy
-def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None, *, split: str = "test",
+def ablation_study(model: nn.Module, data, measures: NeuronMeasures | None = None, layers=None, *,
+                   split: str = "test", channel_reduce: str = "mean", measure_data=None,
                    measure_names: Sequence[str] = MEASURES, directions=("ascending", "descending"),
                    n_random: int = 5, seed: int = 0, value="zero", counts=None, network: bool = False,
                    network_normalize: str | None = None, engine: AblationEngine | None = None,
@@ -67,7 +95,20 @@ def ablation_study(model: nn.Module, data, measures: NeuronMeasures, layers=None
     direction, plus ``n_random`` random orders (seeds ``seed .. seed+n_random-1``).
     ``network=True`` adds whole-network curves ordered by each measure over all
     ``layers`` (``network_normalize="rank"`` first turns each layer's values into
-    within-layer ranks in ``[0, 1]``, the fix for the cross-layer pitfall)."""
+    within-layer ranks in ``[0, 1]``, the fix for the cross-layer pitfall).
+
+    ``measures=None``: measured here by :func:`measure_layers` on ``measure_data`` (default
+    ``data``'s ``"train"`` split, or ``data`` itself when it has no splits) for ``layers``
+    (any layers of units, e.g. the blocks of a ResNet), a conv layer's channels reduced by
+    ``channel_reduce``. The knockouts always fix a channel's whole map (0, its mean map or
+    a value), whatever the reduction that ordered them."""
+    if measures is None:
+        measures = measure_layers(model, data if measure_data is None else measure_data, layers,
+                                  channel_reduce=channel_reduce, device=device, memory_budget=memory_budget,
+                                  num_threads=num_threads)
+    elif measures.settings.get("channel_reduce", channel_reduce) != channel_reduce:
+        raise ValueError(f"measures were computed with channel_reduce={measures.settings['channel_reduce']!r} but "
+                         f"channel_reduce={channel_reduce!r}; pass the same reduction (or measures=None)")
     layers = list(measures.names) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     for mname in measure_names:
         if mname not in MEASURES:
@@ -150,7 +191,9 @@ class SingleImportance(Result):
 def single_neuron_importance(model_or_engine, data=None, layers=None, value="zero", *, split: str = "test",
                              **engine_kw) -> dict:
     """``{layer: SingleImportance}``: the drop in accuracy (and rise in loss) when one
-    neuron alone is ablated, all neurons of a layer in one batched evaluation. Pass a
+    neuron alone is ablated, all neurons of a layer in one batched evaluation (a conv
+    layer's unit is a channel, its whole map fixed; ``layers``: any layers of units,
+    default :func:`nifkit.models.hidden_layout`'s). Pass a
     model and labelled ``data`` (``(X, y)``, a Dataset's ``split``, ...) or an
     :class:`AblationEngine` (then ``data`` is None)."""
     if isinstance(model_or_engine, AblationEngine):
@@ -161,8 +204,8 @@ def single_neuron_importance(model_or_engine, data=None, layers=None, value="zer
         if data is None:
             raise ValueError("data is missing: pass labelled data, e.g. (X, y), or an AblationEngine")
         eng = AblationEngine(model_or_engine, data, split=split, **engine_kw)
-    if layers is None:
-        layers = hidden_layers(eng.model)
+    if layers is None:  # the default layers of units (a chain's hidden layers, a residual network's blocks)
+        layers = [u for u, _, _ in hidden_layout(eng.model)]
     layers = [layers] if isinstance(layers, str) else list(layers)
     out = {}
     base_loss = float(F.cross_entropy(eng.base_logits, eng.y).double())

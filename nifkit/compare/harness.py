@@ -1,11 +1,20 @@
 """One call, every lens: :func:`compare` scores each hidden neuron of a network through
 each lens and returns a :class:`Comparison` (the table keyed by the shared neuron
-address, the settings, the notes and the time each lens took)."""
+address, the settings, the notes and the time each lens took).
+
+Any network the walker traces: on a chain (an MLP, a ``small_cnn``) the units are the
+hidden layers' neurons and channels, on a network with skip connections (a ResNet,
+:func:`nifkit.models.residual_cnn`) by default the channels of its blocks, or of the
+``layers`` named (:func:`nifkit.models.hidden_layout`). A built-in lens that cannot
+score the network (e.g. a lens that needs a chain of weight layers) does not stop the
+others: with ``errors="report"`` (the default) its reason is kept in
+``Comparison.skipped`` and the notes, and a ``RuntimeWarning`` says so."""
 from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import nn
@@ -18,7 +27,7 @@ from .lenses import get_lens, validate_scores
 from ..results import Result, UnitAddresses
 from .._validation import checked
 
-__all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data"]
+__all__ = ["Comparison", "compare", "DEFAULT_LENSES", "lens_data", "check_inputs_fit"]
 
 DEFAULT_LENSES = ("nif", "conductance", "relay", "ablation", "ei")
 
@@ -29,14 +38,16 @@ class Comparison(UnitAddresses, Result):
 
     ``neurons``: the addresses (:class:`~nifkit.models.Neuron`); ``lenses[name]``: the
     :class:`~nifkit.results.NeuronScores` (its ``columns``, ``primary`` column,
-    ``per_class`` matrix); ``seconds[name]``: the time the lens took; ``settings``;
-    ``notes``.
+    ``per_class`` matrix); ``seconds[name]``: the time the lens took; ``skipped[name]``:
+    why a built-in lens could not score this network (it is not in ``lenses``);
+    ``settings``; ``notes``.
     """
 
     neurons: list
     lenses: dict
     seconds: dict
     n_samples: int
+    skipped: dict = field(default_factory=dict)
 
     plotter = "nifkit.compare.plots:plot_lens_ranks"
 
@@ -51,6 +62,8 @@ class Comparison(UnitAddresses, Result):
 
     def score(self, lens: str, column: str | None = None) -> np.ndarray:
         """The primary score of ``lens`` (or its ``column``), one value per neuron."""
+        if lens in self.skipped:
+            raise ValueError(f"lens {lens!r} has no scores in this comparison: {self.skipped[lens]}")
         if lens not in self.lenses:
             get_lens(lens)  # "did you mean"
             raise ValueError(f"lens {lens!r} was not run in this comparison; ran: {self.names}")
@@ -99,30 +112,60 @@ def lens_data(data, split: str = "train", max_samples: int | None = None, seed: 
     return as_xy(data, split, max_samples=max_samples, seed=seed, min_samples=10)
 
 
+#: shared settings given only to a lens that names them (not through its ``**kw``)
+_NAMED_ONLY = ("channel_reduce",)
+
+
 def _accepted(fn, options: dict) -> dict:
-    """The entries of ``options`` that ``fn`` takes as keywords (all, if it takes ``**kw``)."""
+    """The entries of ``options`` that ``fn`` takes as keywords (all, if it takes ``**kw``,
+    but those of ``_NAMED_ONLY`` only when named in its signature)."""
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return dict(options)
+        return {k: v for k, v in options.items() if k not in _NAMED_ONLY or k in params}
     return {k: v for k, v in options.items() if k in params}
 
 
-def _run_lens(lens, model, data, opts):
-    """One lens's raw output; a built-in lens that cannot measure this model says so with
-    its name (its chapter's own message follows), so the error is not read as the user's."""
+def check_inputs_fit(model: nn.Module, X) -> None:
+    """One forward pass of one sample: inputs that do not fit ``model`` get a ValueError
+    naming the shapes at the door, not an error from inside torch (``mat1 and mat2 shapes
+    cannot be multiplied``) in the middle of a lens."""
+    from ..runtime import ModelState, model_device
+
+    dev, dt = model_device(model)
+    with ModelState(model, eval=True, no_grad=True):
+        try:
+            out = model(X[:1].to(dev, dt))
+        except RuntimeError as exc:
+            raise ValueError(f"data does not fit the model: one input of shape {tuple(X.shape[1:])} (the batch "
+                             f"{tuple(X[:1].shape)}) fails in the model's forward pass ({exc}). Pass inputs of the "
+                             "shape the model was built for (e.g. small_cnn(image_size=...) and the images' size, "
+                             "flattened or not as its first layer expects)") from None
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    if out.ndim != 2:
+        raise ValueError(f"the model's output for one input is of shape {tuple(out.shape)}; the lenses need "
+                         "(samples, classes) logits")
+
+
+def _run_lens(lens, model, data, opts, errors: str):
+    """One lens's raw output, or ``(None, reason)`` when a built-in lens cannot score this
+    model and ``errors="report"``. With ``errors="raise"`` the error says which built-in
+    lens failed (its chapter's own message follows), so it is not read as the user's."""
     if not lens.builtin:
-        return lens.fn(model, data, **opts)
+        return lens.fn(model, data, **opts), None
     try:
-        return lens.fn(model, data, **opts)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(f"the built-in lens {lens.name!r} cannot score this model: {exc} (leave it out with "
-                        f"lenses=[...] without {lens.name!r})") from exc
+        return lens.fn(model, data, **opts), None
+    except (ValueError, TypeError, NotImplementedError, RuntimeError) as exc:
+        reason = f"the built-in lens {lens.name!r} cannot score this model: {exc}"
+        if errors == "raise":
+            raise type(exc)(f"{reason} (leave it out with lenses=[...] without {lens.name!r})") from exc
+        return None, f"{reason} (skipped; the other lenses ran)"
 
 
 @checked
-def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
-            max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
-            memory_budget: int | None = None, num_threads: int | None = None, progress=False) -> Comparison:
+def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, channel_reduce: str = "mean",
+            split: str = "train", max_samples: int | None = None, seed: int = 0, options: dict | None = None,
+            errors: str = "report", device=None, memory_budget: int | None = None, num_threads: int | None = None,
+            progress=False) -> Comparison:
     """Score every hidden unit of ``model`` (or of the hidden ``layers``) on ``data``
     through each of ``lenses``.
 
@@ -130,8 +173,15 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split
     functions ``(model, data) -> scores``. ``data``: labelled data (``(X, y)``, a Dataset's
     ``split``, a DataLoader of ``(x, y)``), at most ``max_samples`` (seeded subset).
     ``options[lens]``: keywords for that lens (e.g. ``{"ei": {"n_samples": 5000}}``).
-    ``layers``, ``seed``, ``device`` and ``memory_budget`` (bytes) go to every lens that
-    takes them (``options`` win). ``num_threads``: torch CPU threads for the whole call
+    ``layers`` (default: see :func:`nifkit.models.hidden_layout`: a chain's hidden layers,
+    a residual network's blocks), ``channel_reduce`` (how a channel's map becomes one
+    value per sample, :func:`nifkit.models.reduce_channels`), ``seed``, ``device`` and
+    ``memory_budget`` (bytes) go to every lens that takes them (``options`` win).
+    ``errors``: ``"report"`` (default): a built-in lens that cannot score the network is
+    left out with its reason in ``skipped`` and ``notes`` (and a ``RuntimeWarning``), the
+    others run; ``"raise"``: its error stops the call. A user's own lens always raises.
+    Inputs that do not fit the model are refused at the door (one forward pass of one
+    sample, the message names the shapes). ``num_threads``: torch CPU threads for the whole call
     (None: 1 on the CPU, the project's policy, restored after). ``progress``: True for a
     bar over the lenses, or a callable ``progress(done, total, lens)``. The model is left
     as it was (every chapter restores mode and hooks).
@@ -153,23 +203,36 @@ def compare(model: nn.Module, data, lenses=DEFAULT_LENSES, *, layers=None, split
     for k in options:
         if k not in names:
             raise ValueError(f"options has an entry for {k!r}, which is not among the lenses run: {names}")
-    shared = {"seed": seed, **({} if layers is None else {"layers": layers})}
+    if errors not in ("report", "raise"):
+        raise ValueError(f"errors must be 'report' (a lens that cannot score the model is skipped, with its reason) "
+                         f"or 'raise', got {errors!r}")
+    shared = {"seed": seed, "channel_reduce": channel_reduce, **({} if layers is None else {"layers": layers})}
     if device is not None:
         shared["device"] = str(resolve_device(device))
     if memory_budget is not None:
         shared["memory_budget"] = memory_budget
     neurons = hidden_neurons(model, layers)
     X, y = lens_data(data, split, max_samples, seed)
-    out, secs, notes = {}, {}, []
+    check_inputs_fit(model, X)
+    out, secs, notes, skipped = {}, {}, [], {}
     with cpu_threads(num_threads, shared.get("device")), Progress(progress, len(resolved), "lenses") as bar:
-        for lens in resolved:  # loop over lenses
+        for i, lens in enumerate(resolved):  # loop over lenses
             t = time.perf_counter()
             opts = {**_accepted(lens.fn, shared), **options.get(lens.name, {})}
-            ls = validate_scores(_run_lens(lens, model, (X, y), opts), neurons, lens.name)
-            secs[lens.name] = ls.seconds = time.perf_counter() - t
-            out[lens.name] = ls
-            notes += ls.notes
-            bar(len(out), len(resolved), lens.name)
+            raw, reason = _run_lens(lens, model, (X, y), opts, errors)
+            if reason is not None:
+                skipped[lens.name] = reason
+                notes.append(reason)
+                warnings.warn(reason, RuntimeWarning, stacklevel=3)
+            else:
+                ls = validate_scores(raw, neurons, lens.name)
+                secs[lens.name] = ls.seconds = time.perf_counter() - t
+                out[lens.name] = ls
+                notes += ls.notes
+            bar(i + 1, len(resolved), lens.name)
+    if not out:
+        raise ValueError("no lens could score this model: " + "; ".join(skipped.values()))
     settings = {"lenses": names, "split": split, "max_samples": max_samples, "seed": seed, "options": options,
-                **{k: v for k, v in shared.items() if k != "seed"}}
-    return Comparison(neurons=neurons, lenses=out, seconds=secs, n_samples=len(X), settings=settings, notes=notes)
+                "errors": errors, **{k: v for k, v in shared.items() if k != "seed"}}
+    return Comparison(neurons=neurons, lenses=out, seconds=secs, n_samples=len(X), skipped=skipped,
+                      settings=settings, notes=notes)

@@ -29,7 +29,7 @@ from ..data.stream import distributed, is_stream
 from ..intervene import Knockouts
 from ..runtime import cpu_threads
 from ..models.units import hidden_neurons
-from .harness import Comparison, lens_data
+from .harness import Comparison, check_inputs_fit, lens_data
 from .streamed import StreamedKnockouts
 from ..results import Result
 from .._validation import as_array, checked
@@ -101,18 +101,22 @@ class KnockoutTruth(Result):
 
 
 @checked
-def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str = "mean", split: str = "test",
-                   max_samples: int | None = None, seed: int = 0, device=None, memory_budget: int | None = None,
-                   num_threads: int | None = None) -> KnockoutTruth:
-    """Single-neuron and ``k``-set knockout drops of every hidden neuron (see the module
-    docstring). ``data``: ``(X, y)`` or a Dataset (its ``split``, default the test part,
-    so the truth is measured on samples the lenses did not see).
+def knockout_truth(model, data, *, layers=None, k: int = 2, max_sets: int = 5000, value: str = "mean",
+                   split: str = "test", max_samples: int | None = None, seed: int = 0, device=None,
+                   memory_budget: int | None = None, num_threads: int | None = None) -> KnockoutTruth:
+    """Single-neuron and ``k``-set knockout drops of every hidden unit of ``layers``
+    (default and meaning as in :func:`nifkit.models.hidden_layout`: a chain's hidden
+    layers, a residual network's blocks; a unit of a conv output is a channel, knocked out
+    as its whole map) (see the module docstring). ``data``: ``(X, y)`` or a Dataset (its
+    ``split``, default the test part, so the truth is measured on samples the lenses did
+    not see).
 
     ``value``: what a knocked-out neuron is fixed to, ``"mean"`` (default: its mean over
     the samples, so it carries no information about the input) or ``"zero"`` (the relay
     paper's choice). For tanh units with output biases 0 is not "absent" but a third
     state that can push an output up: on the composed network a zeroed module can make
-    its class predicted more often, not less.
+    its class predicted more often, not less. A channel's mean is its mean map over the
+    samples (:meth:`nifkit.intervene.Knockouts.unit_value`).
 
     ``data`` may be a DataLoader: it is read batch by batch, never gathered
     (:class:`nifkit.compare.streamed.StreamedKnockouts`: one pass for the base accuracy
@@ -132,20 +136,21 @@ def knockout_truth(model, data, *, k: int = 2, max_sets: int = 5000, value: str 
         raise ValueError(f"max_sets must be a positive integer (how many k-sets to knock out at most), got {max_sets!r}")
     if value not in ("mean", "zero"):
         raise ValueError(f"value must be 'mean' or 'zero' (what a knocked-out neuron is fixed to), got {value!r}")
-    neurons = hidden_neurons(model)
+    neurons = hidden_neurons(model, layers)
+    layer_names = list(dict.fromkeys(a.layer for a in neurons))
     heavy = {} if memory_budget is None else {"memory_budget": memory_budget}
     with cpu_threads(num_threads, device):
         if is_stream(data) or distributed()[1] > 1:  # batch by batch, counts reduced across processes
-            ko = StreamedKnockouts(model, data, list(dict.fromkeys(a.layer for a in neurons)), split=split,
-                                   max_samples=max_samples, device=device, memory_budget=memory_budget,
-                                   num_threads=num_threads)
+            ko = StreamedKnockouts(model, data, layer_names, split=split, max_samples=max_samples, device=device,
+                                   memory_budget=memory_budget, num_threads=num_threads)
             n_samples = ko.n
         else:
             X, y = lens_data(data, split, max_samples, seed)
+            check_inputs_fit(model, X)
             ko = Knockouts(model, (X, y), device=device, **heavy)
             n_samples = len(X)
-        settings = {"k": int(k), "max_sets": max_sets, "split": split, "n_samples": n_samples, "value": value,
-                    "seed": seed, "streamed": isinstance(ko, StreamedKnockouts)}
+        settings = {"layers": layer_names, "k": int(k), "max_sets": max_sets, "split": split, "n_samples": n_samples,
+                    "value": value, "seed": seed, "streamed": isinstance(ko, StreamedKnockouts)}
         return _truth(ko, neurons, k, max_sets, value, seed, settings)
 
 

@@ -70,10 +70,13 @@ until the estimate changes by less than ``threshold`` (relative), as deep-ei doe
 
 Package layout: :mod:`.layers` (a layer and its activation), :mod:`.sampling` (noise and
 counts), :mod:`.measure` (:func:`layer_ei`, :class:`LayerEI`, :class:`ModelEI`),
+:mod:`.network` (the weight layers of any traced network: BatchNorm folded, skipped layers),
 :mod:`.model` (:func:`model_ei`, :func:`ei_over_training`, :func:`edge_ablation`),
+:mod:`.blocks` (:func:`block_ei`: a block as a whole, a reconstruction), :mod:`.scores`,
 :mod:`.plots`, :mod:`.widget` (:class:`CausalExplorer`), :mod:`.exercise`.
 """
 from .._lazy import lazy_widget
+from .blocks import BlockEI, block_ei
 from .exercise import check_edge_sensitivity, identity_ei
 from .measure import MEASURES, LayerEI, ModelEI, layer_ei, plane_kind
 from .model import CausalHistory, EdgeAblation, edge_ablation, ei_over_training, history_from_results
@@ -86,7 +89,8 @@ _WIDGET = ("CausalExplorer", "CausalView")
 __all__ = [
     "LayerEI", "ModelEI", "CausalHistory", "EdgeAblation", "layer_ei", "model_ei", "ei_over_training",
     "edge_ablation", "plane_kind", "history_from_results", "measured_layers", "identity_ei",
-    "check_edge_sensitivity", "CHUNK", "MEASURES", "CausalExplorer", "CausalView", "neuron_scores",
+    "check_edge_sensitivity", "CHUNK", "MEASURES", "CausalExplorer", "CausalView", "neuron_scores", "BlockEI",
+    "block_ei",
 ]
 
 __getattr__ = lazy_widget(__name__, _WIDGET)  # the widget needs ipywidgets: imported on first use

@@ -140,6 +140,13 @@ class EILayer:
     def n_out(self):
         return self.weight.shape[0]
 
+    def outputs(self, a: int, b: int) -> "EILayer":
+        """The layer restricted to outputs ``a:b`` (same inputs): the count tables of an
+        output depend only on its own row, so a wide layer is measured in output groups."""
+        mask = None if self.edge_mask is None else self.edge_mask[:, a:b]
+        return EILayer(self.name, self.weight[a:b], self.bias[a:b], self.act, self.kind, mask, self.in_shape,
+                       (b - a,))
+
 
 def _check_weight(w: torch.Tensor, name: str):
     arr = w.detach().cpu().numpy()
@@ -151,6 +158,14 @@ def _conv_dense(conv: nn.Conv2d, input_shape):
     if conv.padding_mode != "zeros":
         raise TypeError(f"Conv2d with padding_mode={conv.padding_mode!r} is not supported (only 'zeros')")
     w = conv.weight.detach().double().cpu()
+    if input_shape is None and conv.groups == 1 and tuple(conv.dilation) == (1, 1):
+        # one receptive field of a plain convolution: the dense matrix is the kernel itself
+        # (input (c, i, j) -> row index c*kh*kw + i*kw + j, as the basis construction below gives)
+        dense = w.reshape(w.shape[0], -1).contiguous()
+        mask = torch.ones(dense.shape[1], dense.shape[0], dtype=torch.bool)
+        bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(w.shape[0],
+                                                                                             dtype=torch.float64)
+        return dense, bias, mask, (conv.in_channels, *conv.kernel_size), (w.shape[0], 1, 1)
     if input_shape is None:  # one receptive field, as deep-ei measures a convolution
         kh = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
         kw = conv.dilation[1] * (conv.kernel_size[1] - 1) + 1

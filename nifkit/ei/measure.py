@@ -96,9 +96,13 @@ def plane_kind(which, layers) -> str:
 
 @dataclass(repr=False)
 class ModelEI(Result):
-    """EI measures of every measured layer of a model, by layer name."""
+    """EI measures of every measured layer of a model, by layer name. ``skipped``: the
+    layers EI could not measure (name -> reason); ``input_shapes``: the input shape each
+    weight layer sees in the network (when :func:`model_ei` got ``input_shape``)."""
 
     layers: "dict[str, LayerEI]"  # in measurement order
+    skipped: dict = field(default_factory=dict)
+    input_shapes: dict = field(default_factory=dict)
 
     plotter = "nifkit.ei.plots:plot_causal_plane"
 
@@ -331,14 +335,17 @@ def _measure_noise(lay, s: EISettings, out_bins, want_vector, cb, counts) -> dic
     mask_f = _mask_f(lay)
     parts = "ei_parts" in s.measures
     in_lo, in_hi = s.in_range
-    acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, parts=parts, vector=want_vector, dev=s.device, in_lo=in_lo,
-                         in_hi=in_hi, budget=budget)
-    if parts and lay.n_in * bi * lay.n_out * bo * 8 * 3 > budget:
-        raise ValueError(f"the EI_parts count table of layer {s.name!r} ({lay.n_in} x {lay.n_out} edges, "
-                         f"{bi}x{bo} bins) does not fit memory_budget={budget} bytes; raise the "
-                         "budget or measure a smaller layer / input_shape")
     noise = NoiseBlocks(lay.n_in, in_lo, in_hi, bi, seed=s.seed, stream=STREAM_NOISE, device=s.device,
                         sampling=s.sampling)
+    if parts and lay.n_in * bi * lay.n_out * bo * 8 * 3 > budget:
+        if want_vector or s.n_samples == "auto" or s.keep_counts:
+            raise ValueError(f"the EI_parts count table of layer {s.name!r} ({lay.n_in} x {lay.n_out} edges, "
+                             f"{bi}x{bo} bins) does not fit memory_budget={budget} bytes, and vector EI, "
+                             "n_samples='auto' and keep_counts need it whole; raise the budget, measure a smaller "
+                             "layer / input_shape, or use measures=('ei_parts', 'sensitivity') with a fixed n_samples")
+        return _in_output_groups(lay, s, out_bins, noise, lay.n_in * bi * bo * 8 * 3, cb, "EI_parts")
+    acc = AllNoiseCounts(lay, bi, bo, out_lo, out_hi, parts=parts, vector=want_vector, dev=s.device, in_lo=in_lo,
+                         in_hi=in_hi, budget=budget)
 
     def estimate():
         out = {}
@@ -366,13 +373,53 @@ def _measure_noise(lay, s: EISettings, out_bins, want_vector, cb, counts) -> dic
     return found
 
 
+def _in_output_groups(lay, s: EISettings, out_bins, noise, bytes_per_output, cb, what) -> dict:
+    """EI_parts (``what="EI_parts"``) or the sensitivity of a layer whose count tables do
+    not fit ``memory_budget`` at once: the outputs in groups that fit, each group counted
+    over the same noise samples (the tables of an output depend only on its own row), so
+    the per-edge values are those of one pass. Fixed sample counts only."""
+    (bi, bo), budget = s.bins, s.memory_budget
+    k = int(budget // bytes_per_output)
+    if k < 1:
+        raise ValueError(f"the {what} count tables of one output of layer {s.name!r} ({lay.n_in} inputs, {bi}x{bo} "
+                         f"bins) do not fit memory_budget={budget} bytes; raise the budget or use fewer bins")
+    edge = torch.empty(lay.n_in, lay.n_out, dtype=torch.float64, device=s.device)  # filled group by group
+    oor, n, method = 0, 0, ""
+    for a in range(0, lay.n_out, k):  # loop over groups of outputs within the budget
+        sub, sl = lay.outputs(a, min(lay.n_out, a + k)), slice(a, a + k)
+        if what == "EI_parts":
+            acc = AllNoiseCounts(sub, bi, bo, out_bins[0][sl], out_bins[1][sl], parts=True, vector=False,
+                                 dev=s.device, in_lo=s.in_range[0], in_hi=s.in_range[1], budget=budget)
+            n_wanted = s.n_samples
+        else:
+            acc = SensitivityCounts(sub, bi, bo, out_bins[0][sl], out_bins[1][sl], method=s.sensitivity_method,
+                                    dev=s.device, budget=budget)
+            n_wanted, method = s.n_sensitivity_samples, acc.method
+        drive_layer(noise, acc, n_wanted, rows_per_block(acc.bytes_per_row(), budget), dict, s.auto, cb,
+                    f"{what} of {s.name} (outputs {a}..{min(lay.n_out, a + k) - 1})")
+        edge[:, a:a + k] = acc.edge_mi()
+        oor, n = oor + getattr(acc, "out_of_range", 0), acc.n
+        del acc
+    edge = _on_edges(edge, _mask_f(lay))
+    total = float(edge.sum())
+    if what == "EI_parts":
+        return dict(ei=float("nan"), ei_parts=total, edge_ei=edge, n_samples=n, trace=[(n, {"ei_parts": total})],
+                    out_of_range=oor / max(1, n * lay.n_out))
+    return dict(sensitivity=total, edge_sensitivity=edge, n_sensitivity_samples=n,
+                sensitivity_trace=[(n, {"sensitivity": total})], sensitivity_method=method)
+
+
 def _measure_sensitivity(lay, s: EISettings, out_bins, cb, counts) -> dict:
     """Sensitivity from one input noised at a time: the LayerEI fields it fills."""
     (bi, bo), budget, out_lo, out_hi = s.bins, s.memory_budget, *out_bins
     mask_f = _mask_f(lay)
-    sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, method=s.sensitivity_method, dev=s.device, budget=budget)
     noise = NoiseBlocks(lay.n_in, *s.in_range, bi, seed=s.seed, stream=STREAM_SENS, device=s.device,
                         sampling=s.sampling, per_column=True)
+    per_output = lay.n_in * bi * bo * 8 * 8  # the joint table and ~7 more of its size (threshold counting, MI)
+    if (lay.n_in * lay.n_out * bi * bo * 8 > 16 * 2**20 and per_output * lay.n_out > budget
+            and s.n_sensitivity_samples != "auto" and not s.keep_counts):
+        return _in_output_groups(lay, s, out_bins, noise, per_output, cb, "sensitivity")
+    sacc = SensitivityCounts(lay, bi, bo, out_lo, out_hi, method=s.sensitivity_method, dev=s.device, budget=budget)
     trace = drive_layer(noise, sacc, s.n_sensitivity_samples, rows_per_block(sacc.bytes_per_row(), budget),
                         lambda: {"sensitivity": _edge_sum(sacc.edge_mi(), mask_f)}, s.auto, cb,
                         f"sensitivity of {s.name}")

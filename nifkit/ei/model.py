@@ -7,17 +7,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..data.arrays import as_xy
 from ..dynamics import over_snapshots
 from ..intervene import Knockouts, evaluate_edge_knockouts
-from ..models.hooks import hooks
-from ..models.walk import ELEMENTWISE_TYPES, walk
 from ..runtime import check_seed
 from .measure import ModelEI, layer_ei, plane_kind
+from .network import plan_layers
 from ..results import Result
 from .._validation import checked
 
@@ -27,79 +25,68 @@ __all__ = [
 ]
 
 
-def measured_layers(model: nn.Module, input_shape=None) -> "OrderedDict[str, tuple]":
+def measured_layers(model: nn.Module, input_shape=None, conv_inputs: str = "auto") -> "OrderedDict[str, tuple]":
     """The layers :func:`model_ei` measures: name -> ``(module, activation, conv_input_shape)``.
 
     Found by the one walker (:func:`nifkit.models.walk`), which follows the **data
-    flow**: each ``nn.Linear``/``nn.Conv2d`` is a layer, and its activation is the
-    elementwise activation its output really goes through - a module (also one shared
-    by several layers) or a function such as ``torch.sigmoid``. Dropout between them is
-    fine; pooling and flattening between layers too (the next layer's input is set by
-    intervention anyway). A normalisation between a layer and its activation, any other
-    module with parameters, a layer used twice, or a skip connection is an error: each
-    would change what a layer computes. ``input_shape`` (of one model input, e.g.
-    ``(1, 5, 5)``) lets convolutions be measured on their whole feature map; without it
-    each is measured on one receptive field.
+    flow** of any network it traces (chains, skip connections, branches): each
+    ``nn.Linear``/``nn.Conv2d`` is a layer, and its activation is the elementwise
+    activation its output really goes through - a module (also one shared by several
+    layers) or a function such as ``torch.sigmoid``. Dropout, pooling and flattening
+    between layers are fine (the next layer's input is set by intervention anyway);
+    BatchNorm between a layer and its activation is folded into a copy of the layer in
+    eval mode (``module`` is then that copy); an output that enters a skip addition is
+    measured as the layer's own output. Layers EI cannot measure are left out (see
+    :mod:`nifkit.ei.network`; :func:`model_ei` lists them in ``ModelEI.skipped``).
+    ``input_shape`` (of one model input, e.g. ``(1, 5, 5)``) lets convolutions be
+    measured on their whole feature map (``conv_inputs="auto"`` or ``"map"``); without
+    it, or with ``conv_inputs="field"``, each is measured on one receptive field.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    w = walk(model)
-    w.require_chain("model_ei")
-    for st in w.steps:
-        if st.module is None or st.kind in ("activation", "pass", "reshape"):
-            continue
-        if st.kind == "weight" and isinstance(st.module, (nn.Linear, nn.Conv2d)):
-            continue
-        if st.kind == "norm" or any(True for _ in st.module.parameters(recurse=False)):
-            raise TypeError(f"unsupported layer type {type(st.module).__name__} at {st.target!r}: model_ei measures "
-                            "nn.Linear and nn.Conv2d layers (with elementwise activations) of feedforward models. "
-                            "Measure the other layers one by one with layer_ei(weight_matrix, activation) if they "
-                            "are linear.")
-    w.require_not_reused([lay.name for lay in w.layers], "model_ei")
-    conv_shapes = {}
-    convs = [lay.name for lay in w.layers if isinstance(lay.module, nn.Conv2d)]
-    if input_shape is not None and convs:
-        def shape_of(n):
-            return lambda mod, inp, out: conv_shapes.__setitem__(n, tuple(inp[0].shape[1:]))
-
-        p = next(model.parameters())
-        with hooks(model, {n: shape_of(n) for n in convs}), torch.no_grad():
-            model(torch.zeros((1, *tuple(input_shape)), dtype=p.dtype, device=p.device))
-    out = OrderedDict()
-    for lay in w.layers:
-        act = lay.activation
-        if isinstance(act, nn.Module) and not isinstance(act, ELEMENTWISE_TYPES):
-            act = None
-        out[lay.name] = (lay.module, act, conv_shapes.get(lay.name))
-    if not out:
-        raise ValueError("the model has no nn.Linear or nn.Conv2d layer to measure")
-    return out
+    planned, _, _, _ = plan_layers(model, input_shape, conv_inputs)
+    return OrderedDict((n, (p.module, p.activation, p.conv_shape)) for n, p in planned.items())
 
 
 @checked
-def model_ei(model: nn.Module, *, layers=None, input_shape=None, measures="all", device=None,
-             memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, progress=False,
+def model_ei(model: nn.Module, *, layers=None, input_shape=None, conv_inputs: str = "auto", measures="all",
+             device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, progress=False,
              **kwargs) -> ModelEI:
-    """:func:`layer_ei` of every Linear/Conv2d layer of a feedforward model.
+    """:func:`layer_ei` of every Linear/Conv2d layer of any network the walker traces
+    (chains, residual networks: see :func:`measured_layers` and :mod:`nifkit.ei.network`).
 
-    ``layers``: names to measure (default: all, see :func:`measured_layers`).
+    ``layers``: weight-layer names to measure (default: all, in data-flow order); a layer
+    EI cannot measure (e.g. a LayerNorm before its activation, an unknown operation after
+    it) is listed in ``result.skipped`` with the reason, and the others still run.
+    ``input_shape`` (of one model input): one forward pass records the input shape each
+    weight layer sees (``result.input_shapes``); convolutions are then measured on their
+    whole feature map unless ``conv_inputs="field"`` (one receptive field, the default
+    without ``input_shape``: ``C x kh x kw`` inputs, ``out_channels`` outputs, as deep-ei).
     ``measures="all"`` measures vector EI where the layer is small enough and reports it
     as NaN (with a note) where it is not; pass ``measures=("ei", ...)`` to insist.
     ``device``, ``memory_budget``, ``num_threads`` and every other keyword go to
     :func:`layer_ei` (bins, samples, ranges, seed, ...).
     Each layer gets the same ``seed`` (common random numbers).
     """
-    found = measured_layers(model, input_shape)
-    names = list(found) if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    planned, skipped, shapes, w = plan_layers(model, input_shape, conv_inputs)
+    names = w.names if layers is None else [layers] if isinstance(layers, str) else list(layers)
     for n in names:
-        if n not in found:
-            raise KeyError(f"no measurable layer {n!r}; measurable layers: {list(found)}")
-    out = OrderedDict()
+        if n not in planned and n not in skipped:
+            mods = dict(model.named_modules())
+            what = (f"{n!r} is a {type(mods[n]).__name__}, not a weight layer" if n in mods
+                    else f"no layer {n!r} in the model")
+            raise KeyError(f"{what}; model_ei measures the weight layers (nn.Linear/nn.Conv2d): {w.names}")
+    out, skip = OrderedDict(), OrderedDict()
     for n in names:  # loop over layers
-        mod, act, shape = found[n]
-        out[n] = layer_ei(mod, act, input_shape=shape, name=n, measures=measures, progress=progress, device=device,
-                          memory_budget=memory_budget, num_threads=num_threads, **kwargs)
-    return ModelEI(out, settings={"layers": names, "measures": measures, **kwargs})
+        if n in skipped:
+            skip[n] = skipped[n]
+            continue
+        p = planned[n]
+        out[n] = layer_ei(p.module, p.activation, input_shape=p.conv_shape, name=n, measures=measures,
+                          progress=progress, device=device, memory_budget=memory_budget, num_threads=num_threads,
+                          **kwargs)
+        out[n].notes.extend(p.notes)
+    notes = [f"{n} not measured: {r}" for n, r in skip.items()]
+    return ModelEI(out, skipped=dict(skip), input_shapes=dict(shapes),
+                   settings={"layers": names, "measures": measures, "conv_inputs": conv_inputs, **kwargs}, notes=notes)
 
 
 @dataclass(repr=False)

@@ -80,25 +80,28 @@ class NoiseBlocks:
     With ``per_column=True`` (sensitivity) each column is stratified on its own axis.
     """
 
-    def __init__(self, n_cols, lo, hi, n_bins, seed, stream, device, sampling="uniform", per_column=False):
+    def __init__(self, n_cols, lo, hi, n_bins, seed, stream, device, sampling="uniform", per_column=False,
+                 chunk=CHUNK):
         self.n_cols, self.lo, self.hi, self.n_bins = n_cols, lo, hi, n_bins
         self.seed, self.stream, self.dev = seed, stream, device
         self.sampling, self.per_column = sampling, per_column
+        self.chunk = int(chunk)  # rows per seeded chunk (CHUNK for layers; fewer for wide block inputs)
 
     def block(self, start, stop):
         """Rows ``start:stop`` of the noise, float64 ``(rows, n_cols)``, and their input
         codes ``0..bins-1`` (uint8)."""
         rows = stop - start
         u = torch.empty(rows, self.n_cols, dtype=torch.float64, device=self.dev)
-        for c in range(start // CHUNK, (stop - 1) // CHUNK + 1):  # loop over chunks of samples
+        ch = self.chunk
+        for c in range(start // ch, (stop - 1) // ch + 1):  # loop over chunks of samples
             g = torch.Generator(device=self.dev)
             g.manual_seed(_seed_for(self.seed, self.stream, c))
-            a, b = max(start, c * CHUNK), min(stop, (c + 1) * CHUNK)
-            if a == c * CHUNK and b == (c + 1) * CHUNK:
-                torch.rand(CHUNK, self.n_cols, generator=g, dtype=torch.float64, out=u[a - start:b - start])
+            a, b = max(start, c * ch), min(stop, (c + 1) * ch)
+            if a == c * ch and b == (c + 1) * ch:
+                torch.rand(ch, self.n_cols, generator=g, dtype=torch.float64, out=u[a - start:b - start])
             else:
-                full = torch.rand(CHUNK, self.n_cols, generator=g, dtype=torch.float64, device=self.dev)
-                u[a - start:b - start] = full[a - c * CHUNK:b - c * CHUNK]
+                full = torch.rand(ch, self.n_cols, generator=g, dtype=torch.float64, device=self.dev)
+                u[a - start:b - start] = full[a - c * ch:b - c * ch]
         w = self.hi - self.lo
         if self.sampling == "grid":
             idx = torch.arange(start, stop, device=self.dev, dtype=torch.int64)
@@ -117,7 +120,7 @@ class NoiseBlocks:
         return x, codes
 
 
-def _out_codes(y, lo, hi, n_bins, inplace=False):
+def out_codes(y, lo, hi, n_bins, inplace=False):
     """Per-neuron equal-width codes (uint8) of ``y (rows, n_out)``; ``lo``, ``hi``
     ``(n_out,)``: ``floor((y - lo) / (hi - lo) * bins)`` clamped to ``0..bins-1`` (a
     constant neuron, ``hi == lo``, is code 0). ``inplace=True`` overwrites ``y``."""
@@ -193,7 +196,7 @@ class AllNoiseCounts:
             y = lay.act.fn(torch.addmm(lay.bias, x, lay.weight.T))
         if self.check_range:
             self.out_of_range += int(((y < self.lo) | (y > self.hi)).sum())
-        yc = _out_codes(y, self.lo, self.hi, self.bo, inplace=True)
+        yc = out_codes(y, self.lo, self.hi, self.bo, inplace=True)
         del y
         if self.parts:
             self.pairs.update(xc, yc)
@@ -327,7 +330,7 @@ class SensitivityCounts:
             a1 = min(lay.n_in, a0 + per_col)
             with torch.no_grad():
                 y = lay.act.fn(x[:, a0:a1, None] * wt[None, a0:a1, :] + lay.bias)
-            yc = _out_codes(y, self.lo, self.hi, bo)
+            yc = out_codes(y, self.lo, self.hi, bo)
             del y
             a_idx = torch.arange(a1 - a0, device=self.dev)
             cell = (a_idx[:, None] * lay.n_out + b_idx[None, :])[None] * (bi * bo)

@@ -22,6 +22,7 @@ from scipy.special import digamma
 from ..runtime import with_thread_policy
 from .._validation import as_2d, check_int, check_number, check_pairs, check_seed
 from .kernels import LN2
+from ..config import DEFAULT_MEMORY_BUDGET
 from .._validation import checked
 
 __all__ = ["gaussian_mi", "gaussian_mi_analytic", "ksg_mi", "gaussian_mi_pairs", "ksg_mi_pairs"]
@@ -101,20 +102,41 @@ def ksg_mi(x, y, k: int = 3, jitter: float = 1e-10, seed=0) -> float:
     return float(mi / LN2)  # may dip below 0 for independent data: that is sampling noise
 
 
-def gaussian_mi_pairs(a, b) -> np.ndarray:
-    """``-0.5 log2(1 - rho_ij^2)`` for every column ``i`` of ``a`` and ``j`` of ``b``,
-    from one correlation matrix (equals :func:`gaussian_mi` per pair).
-    A constant column has no linear dependence: its MI is 0."""
-    a, b = _pair(a, b, "a", "b")
-    if len(a) < 3:
-        raise ValueError(f"too few samples in a and b: a correlation needs at least 3, got {len(a)}")
-    za = a - a.mean(0)
-    zb = b - b.mean(0)
-    na = np.sqrt((za**2).sum(0))
-    nb = np.sqrt((zb**2).sum(0))
-    rho = (za.T @ zb) / np.where(na > 0, na, np.inf)[:, None] / np.where(nb > 0, nb, np.inf)[None, :]
-    r2 = np.clip(rho**2, 0.0, 1.0 - 1e-15)
-    return -0.5 * np.log2(1.0 - r2)
+@checked
+def gaussian_mi_pairs(a, b, *, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> np.ndarray:
+    """``-0.5 log2(1 - rho_ij^2)`` for every column ``i`` of ``a`` and ``j`` of ``b``
+    (equals :func:`gaussian_mi` per pair). A constant column has no linear dependence:
+    its MI is 0.
+
+    Memory: the correlations are computed block by block of columns (centred float64
+    copies of a block of ``a`` and one of ``b``, with their squares: ``4 * 8 * n`` bytes
+    per column of a block) within ``memory_budget``, written into the preallocated
+    ``(ma, mb)`` result, which is then turned into bits in place."""
+    a, b = as_2d(a, "a"), as_2d(b, "b")
+    n = len(a)
+    if n != len(b):
+        raise ValueError(f"a and b must have the same number of samples, got {len(a)} and {len(b)}")
+    if n < 3:
+        raise ValueError(f"too few samples in a and b: a correlation needs at least 3, got {n}")
+    mean_a, mean_b = a.mean(0, dtype=np.float64), b.mean(0, dtype=np.float64)
+    blk = int(max(1, memory_budget // (4 * 8 * n)))
+    out = np.empty((a.shape[1], b.shape[1]))
+    for i in range(0, a.shape[1], blk):  # blocks of columns of a ...
+        za = a[:, i:i + blk].astype(np.float64) - mean_a[i:i + blk]
+        na = np.sqrt((za**2).sum(0))
+        for j in range(0, b.shape[1], blk):  # ... and of b
+            zb = b[:, j:j + blk].astype(np.float64) - mean_b[j:j + blk]
+            nb = np.sqrt((zb**2).sum(0))
+            rho = out[i:i + blk, j:j + blk]
+            np.matmul(za.T, zb, out=rho)
+            rho /= np.where(na > 0, na, np.inf)[:, None]
+            rho /= np.where(nb > 0, nb, np.inf)[None, :]
+    np.square(out, out=out)
+    np.clip(out, 0.0, 1.0 - 1e-15, out=out)
+    np.subtract(1.0, out, out=out)
+    np.log2(out, out=out)
+    out *= -0.5
+    return out
 
 
 @checked

@@ -41,6 +41,7 @@ from .._validation import (
     as_counts,
     check_correction,
     check_n_bins,
+    check_not_meta,
     check_number,
     resolve_device,
     to_numpy,
@@ -64,6 +65,7 @@ def codes_tensor(codes, name: str, n_bins: int | None = None, *, bins_name: str 
     ``n_bins`` (named ``bins_name`` in the error)."""
     if isinstance(codes, torch.Tensor) and codes.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32,
                                                            torch.int64):
+        check_not_meta(codes, name)
         t = codes.detach()
         if t.ndim == 1:
             t = t[:, None]

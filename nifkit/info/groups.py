@@ -35,9 +35,12 @@ scales with the number of distinct patterns, not of samples.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .._validation import as_codes, as_masks
+from ..config import DEFAULT_MEMORY_BUDGET
+from .._validation import as_codes, as_masks, check_int
 from .discrete import pack
 from .keys import mixed_radix, row_keys
 from .kernels import MAX_KEY_BITS, xlog2x_table
@@ -108,10 +111,16 @@ def _xy_joint(x, y):
 
 
 def _distinct(codes, xc, yc, bx, by):
-    """Collapse samples to distinct (codes, x, y) rows; returns (codes_u, xy_u, w)."""
+    """Collapse samples to distinct (codes, x, y) rows; returns (codes_u, xy_u, w). The
+    keys are packed in blocks of rows (:data:`KEY_ROWS`), so no copy of all the codes is
+    made."""
     xy = xc * by + yc
     card = codes.max(axis=0) + 1 if codes.shape[1] else np.zeros(0, np.int64)
-    key = row_keys(np.column_stack([xy, codes]), np.concatenate([[bx * by], card]))
+    key = None
+    if mixed_radix(np.concatenate([[bx * by], card])) is not None:
+        key = np.empty(len(xy), np.int64)
+        for s in range(0, len(xy), KEY_ROWS):  # blocks of rows: key = xy + bx*by * (codes' mixed-radix key)
+            key[s:s + KEY_ROWS] = row_keys(codes[s:s + KEY_ROWS], card) * (bx * by) + xy[s:s + KEY_ROWS]
     if key is not None:
         _, first, w = np.unique(key, return_index=True, return_counts=True)
     else:
@@ -141,11 +150,38 @@ def _cmi_from_counts(cnt, n, table):
     return (s_xyz - s_xz - s_yz + s_z) / n
 
 
-def _cmi_rows(rows, gs, xyu, w, bx, by, n, table):
+#: rows per block when packing the keys of distinct samples
+KEY_ROWS = 8192
+#: bytes per (label row, distinct sample) of the refinement stacks and the count keys
+#: (int32 rows and their refined half, int64 keys, float64 weights)
+ROW_BYTES = 32
+#: bytes per count cell of :func:`_cmi_rows` (the float64 bincount, its int64 copy and
+#: the table lookup)
+CELL_BYTES = 24
+
+
+def _cmi_rows(rows, gs, xyu, w, bx, by, n, table, memory_budget=None):
     """``I(X;Y|Z_r)`` for every row ``r`` of compact labels ``rows`` (R, U) with ``gs[r]``
     groups each, over distinct rows with joint (x, y) label ``xyu`` and weights ``w``.
     The rows' cells are laid end to end (no padding to the widest row), counted with one
-    ``bincount`` and summed per row with ``np.add.reduceat``."""
+    ``bincount`` and summed per row with ``np.add.reduceat``; with ``memory_budget``, in
+    blocks of rows whose keys and count cells fit it."""
+    nxy = bx * by
+    gs = np.asarray(gs, dtype=np.int64)
+    if memory_budget is None or len(rows) <= 1:
+        return _cmi_rows_block(rows, gs, xyu, w, bx, by, n, table)
+    cum = np.cumsum(ROW_BYTES * rows.shape[1] + CELL_BYTES * nxy * gs)
+    out = np.empty(len(rows))
+    start = 0
+    while start < len(rows):  # blocks of rows
+        base = cum[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(cum, base + memory_budget, side="right")))
+        out[start:stop] = _cmi_rows_block(rows[start:stop], gs[start:stop], xyu, w, bx, by, n, table)
+        start = stop
+    return out
+
+
+def _cmi_rows_block(rows, gs, xyu, w, bx, by, n, table):
     nxy = bx * by
     g_start = np.concatenate([[0], np.cumsum(gs)[:-1]]).astype(np.int64)
     total = int(np.sum(gs))
@@ -197,7 +233,7 @@ def cmi_extended(x, y, given, extra, *, memory_budget: int = 256 * 2**20) -> np.
     card = e.max(axis=0) + 1
     cm = int(card.max())
     cells = G * cm * bx * by
-    per_col = 8 * (n + 3 * cells)
+    per_col = 8 * (4 * n + 3 * cells)  # the (samples, column) key and its temporaries; the counts
     step = int(max(1, min(J, memory_budget // max(per_col, 1))))
     xy = xc * by + yc
     for s in range(0, J, step):  # blocks of columns, not a loop over candidates
@@ -221,7 +257,7 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
 
     Samples are collapsed to distinct rows; the keys of every set are packed with one
     matrix product, made unique per set with one sort, and counted with one bincount
-    (in blocks of sets within ``memory_budget``).
+    (in blocks of sets, and their counts in blocks of cells, within ``memory_budget``).
     """
     x, y = _check_xy(x, y)
     n = len(x)
@@ -239,14 +275,14 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
         raise ValueError(f"the joint code of all variables does not fit {MAX_KEY_BITS} bits; binarise or use fewer "
                          "variables")
     exact_float = float(np.sum(np.log2(np.maximum(card, 1)))) < 52
-    cuf, radixf = cu.astype(np.float64), radix.astype(np.float64)
+    radixf = radix.astype(np.float64)
     # about a dozen (sets, distinct rows) int64 temporaries per block
-    step = int(max(1, min(S, memory_budget // max(8 * 12 * U, 1))))
+    step = int(max(1, min(S, memory_budget // 2 // max(8 * 12 * U, 1))))
     for s in range(0, S, step):  # blocks of sets
         mb = mk[s:s + step]
         k = len(mb)
         if exact_float:  # BLAS float64 product, exact below 2^53 (numpy has no BLAS for ints)
-            keys = (cuf @ (mb * radixf).T).astype(np.int64)  # (U, k) packed group keys
+            keys = (cu.astype(np.float64) @ (mb * radixf).T).astype(np.int64)  # (U, k) packed group keys
         else:
             keys = cu @ (mb * radix).T
         # unique (set, key) pairs -> compact labels per set, one sort for the block
@@ -258,12 +294,13 @@ def cmi_subsets(x, y, codes, masks, *, memory_budget: int = 128 * 2**20) -> np.n
         lab_sorted = np.cumsum(new, axis=1) - 1
         lab = np.empty_like(lab_sorted)
         np.put_along_axis(lab, order, lab_sorted, axis=1)
-        out[s:s + k] = _cmi_rows(lab, lab_sorted[:, -1] + 1, xyu, w, bx, by, n, table)
+        out[s:s + k] = _cmi_rows(lab, lab_sorted[:, -1] + 1, xyu, w, bx, by, n, table, memory_budget // 2)
     return out
 
 
 @checked
-def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.ndarray:
+def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                    progress=False) -> np.ndarray:
     """``I(X;Y | codes[:, Z])`` for every subset ``Z`` of the ``m`` columns (``m <= 24``):
     an array of ``2^m`` values in bits, entry ``b`` for the set of bits of ``b``
     (column ``i`` <-> bit ``i``).
@@ -275,6 +312,12 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.n
     end, each with only as many cells as it has groups) - and every leaf's counts come
     from one ``bincount``, summed per row with ``np.add.reduceat``. ``progress``: True for a bar, or a callable
     ``progress(done, total, what)`` called after each block.
+
+    Memory: a block's stack holds ``2^block_vars`` label rows of the ``U`` distinct
+    samples; ``block_vars`` is lowered until half of ``memory_budget`` holds the stack
+    (:data:`ROW_BYTES` per row and distinct sample), and the counts are made in blocks of
+    rows within the other half. The values do not depend on the blocks (up to the last bit
+    of a sum's rounding).
     """
     x, y = _check_xy(x, y)
     n = len(x)
@@ -286,10 +329,11 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.n
     xc, yc, bx, by = _xy_joint(x, y)
     cu, xyu, w = _distinct(c, xc, yc, bx, by)
     U = len(w)
-    cu = np.stack([compact(cu[:, i])[0] for i in range(m)], axis=1) if m else cu
+    for i in range(m):  # relabel each variable's values to 0..card-1, in place (cu is a fresh array)
+        cu[:, i] = compact(cu[:, i])[0]
     card = cu.max(axis=0) + 1 if m else np.zeros(0, np.int64)
     table = xlog2x_table(n).numpy()  # the one c log2 c table
-    kb = int(min(max(block_vars, 0), m))
+    kb = int(min(check_int(block_vars, "block_vars", minimum=0), m, max(0, math.floor(math.log2(max(1, memory_budget // 2 // (ROW_BYTES * U)))))))
     top = m - kb
     out = np.empty(1 << m, np.float64)
     with Progress(progress, 1 << top, "subsets", unit="block") as bar:
@@ -314,7 +358,7 @@ def cmi_all_subsets(x, y, codes, *, block_vars: int = 8, progress=False) -> np.n
                 new = (csum[flat] - 1 - before[:, None]).astype(np.int32)
                 rows = np.concatenate([rows, new])
                 gs = np.concatenate([gs, csum[start_r + gs * cv - 1] - before])
-            out[t << kb:(t + 1) << kb] = _cmi_rows(rows, gs, xyu, w, bx, by, n, table)
+            out[t << kb:(t + 1) << kb] = _cmi_rows(rows, gs, xyu, w, bx, by, n, table, memory_budget // 2)
             bar.update()
     return out
 

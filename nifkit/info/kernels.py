@@ -80,6 +80,7 @@ MAX_KEY_BITS = 62
 LUT_MAX = 2**22
 #: entries of the c log2 c table built per run (its temporaries: a few times 512 KiB)
 LUT_RUN = 2**16
+#: device -> (the c log2 c table, its prefix views by size): see :func:`xlog2x_table`
 _LUT_CACHE: dict = {}
 
 
@@ -104,17 +105,39 @@ def xlog2x(c):
 
 def xlog2x_table(n: int, device=None) -> torch.Tensor:
     """``c * log2(c)`` for ``c = 0..n`` (float64, :func:`xlog2x` of ``arange``, built with
-    numpy's ``log2`` on every device), cached per size and device; ``.numpy()`` of a CPU
-    table serves numpy code (``table[counts]``)."""
-    key = (int(n), str(torch.device("cpu" if device is None else device)))
-    if key not in _LUT_CACHE:
-        if len(_LUT_CACHE) > 8:
-            _LUT_CACHE.clear()
-        table = np.empty(int(n) + 1, dtype=np.float64)
-        for s in range(0, len(table), LUT_RUN):  # runs: the temporaries of xlog2x stay small
-            table[s:s + LUT_RUN] = xlog2x(np.arange(s, min(s + LUT_RUN, len(table)), dtype=np.float64))
-        _LUT_CACHE[key] = torch.from_numpy(table).to(device)
-    return _LUT_CACHE[key]
+    numpy's ``log2`` on every device); ``.numpy()`` of a CPU table serves numpy code
+    (``table[counts]``).
+
+    The cache is bounded: one table per device, for the largest ``n`` up to
+    :data:`LUT_MAX` asked so far (grown to at least twice its size when outgrown, so
+    rising sizes rebuild it only a few times); smaller ``n`` get a prefix view of it. It
+    holds at most ``8 * (LUT_MAX + 1)`` bytes (32 MiB) per device for the process, the
+    one allocation that outlives a call and is not counted in a ``memory_budget``; for the
+    sizes of the budget tests it is below 1 MiB (8 bytes per sample). A table for ``n``
+    above :data:`LUT_MAX` is built for the caller and not kept."""
+    n = int(n)
+    dev = torch.device("cpu" if device is None else device)
+    if n > LUT_MAX:
+        return _build_xlog2x_table(n).to(dev)
+    key = str(dev)
+    table, views = _LUT_CACHE.get(key, (None, None))
+    if table is None or len(table) <= n:
+        size = min(LUT_MAX, max(n, 2 * (len(table) - 1) if table is not None else n))
+        _LUT_CACHE.pop(key, None)  # the old table (and its views) go before the new one is built
+        table, views = _build_xlog2x_table(size).to(dev), {}
+        _LUT_CACHE[key] = (table, views)
+    if n not in views:  # prefix views share the table's memory; one object per size
+        if len(views) >= 256:
+            views.clear()
+        views[n] = table[:n + 1]
+    return views[n]
+
+
+def _build_xlog2x_table(n: int) -> torch.Tensor:
+    table = np.empty(n + 1, dtype=np.float64)
+    for s in range(0, len(table), LUT_RUN):  # runs: the temporaries of xlog2x stay small
+        table[s:s + LUT_RUN] = xlog2x(np.arange(s, min(s + LUT_RUN, len(table)), dtype=np.float64))
+    return torch.from_numpy(table)
 
 
 def xlog2x_counts(c: torch.Tensor, n: int) -> torch.Tensor:

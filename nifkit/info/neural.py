@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ..runtime import Progress, with_thread_policy
-from .._validation import as_2d, check_int, check_number, check_pairs, check_seed, resolve_device
+from ..config import DEFAULT_MEMORY_BUDGET
+from .._validation import as_2d, check_int, check_memory_budget, check_number, check_pairs, check_seed, resolve_device
 from .kernels import LN2
 
 __all__ = ["dv_mi", "dv_mi_pairs", "BatchedCritic"]
@@ -71,48 +72,54 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     float64), so squares cannot overflow even for values near the float64 limit, and the
     float32 cast happens only after standardising (values beyond ~3e38 used to become
     inf there). MI is invariant to both scalings. Constant columns become 0."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)  # one float64 copy, then in place (same arithmetic)
     scale = np.abs(x).max(axis=0) if len(x) else np.ones(x.shape[1])
-    x = x / np.where(scale > 0, scale, 1.0)
+    x /= np.where(scale > 0, scale, 1.0)
     sd = x.std(axis=0)
-    z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return z.astype(np.float32)
+    x -= x.mean(axis=0)
+    x /= np.where(sd > 0, sd, 1.0)
+    return x.astype(np.float32)
 
 
-def _fit_dv(xs: torch.Tensor, ys: torch.Tensor, *, hidden, steps, batch_size, lr, n_eval_shuffles, gen,
-            progress) -> torch.Tensor:
-    """Train ``P`` critics on ``xs (P, n, dx)`` / ``ys (P, n, dy)``; DV bounds in nats."""
+def _fit_dv(xs: torch.Tensor, ys: torch.Tensor, *, critic, hidden, steps, batch_size, lr, n_eval_shuffles, gen,
+            bar, budget) -> torch.Tensor:
+    """Train the ``P`` critics of ``critic`` on ``xs (P, n, dx)`` / ``ys (P, n, dy)``;
+    DV bounds in nats (the final pass over all samples in chunks of rows within ``budget``)."""
     P, n, _ = xs.shape
     dev = xs.device
-    critic = BatchedCritic(P, xs.shape[2] + ys.shape[2], hidden, generator=gen).to(dev)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     bs = min(batch_size, n)
-    bar = Progress(progress, steps, f"DV critics ({P})", unit="step")
-    try:
-        for _ in range(steps):
-            idx = torch.randint(0, n, (bs,), generator=gen).to(dev)
-            idx2 = torch.randint(0, n, (bs,), generator=gen).to(dev)
-            joint = torch.cat([xs[:, idx], ys[:, idx]], dim=-1)
-            marg = torch.cat([xs[:, idx], ys[:, idx2]], dim=-1)
-            loss = -_dv_bound(critic(joint), critic(marg)).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-    finally:
-        bar.close()
+    for _ in range(steps):
+        idx = torch.randint(0, n, (bs,), generator=gen).to(dev)
+        idx2 = torch.randint(0, n, (bs,), generator=gen).to(dev)
+        joint = torch.cat([xs[:, idx], ys[:, idx]], dim=-1)
+        marg = torch.cat([xs[:, idx], ys[:, idx2]], dim=-1)
+        loss = -_dv_bound(critic(joint), critic(marg)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+    # a chunk's forward: its inputs, two hidden layers before and after the ReLU, in float32
+    rows = int(max(1, budget // 2 // (P * 4 * (xs.shape[2] + ys.shape[2] + 4 * hidden))))
+
+    def t_of(y):  # the critic on every sample, in chunks of rows
+        t = torch.empty(P, n, device=dev)
+        for r in range(0, n, rows):
+            t[:, r:r + rows] = critic(torch.cat([xs[:, r:r + rows], y[:, r:r + rows]], dim=-1))
+        return t
+
     with torch.no_grad():
-        t_joint = critic(torch.cat([xs, ys], dim=-1))
+        t_joint = t_of(ys)
         est = torch.zeros(P, dtype=torch.float64, device=dev)
         for _ in range(n_eval_shuffles):
             perm = torch.randperm(n, generator=gen).to(dev)
-            est += _dv_bound(t_joint, critic(torch.cat([xs, ys[:, perm]], dim=-1))).double()
+            est += _dv_bound(t_joint, t_of(ys[:, perm])).double()
     return est / n_eval_shuffles
 
 
 def _defaults(kwargs):
     opts = dict(hidden=32, steps=800, batch_size=512, lr=3e-3, n_eval_shuffles=4, seed=0, device=None,
-                progress=False)
+                progress=False, memory_budget=DEFAULT_MEMORY_BUDGET)
     unknown = set(kwargs) - set(opts)
     if unknown:
         raise TypeError(f"unknown DV options {sorted(unknown)}; valid: {sorted(opts)}")
@@ -125,6 +132,7 @@ def _defaults(kwargs):
     opts["lr"] = check_number(opts["lr"], "lr", minimum=0, strict_min=True)
     opts["seed"] = check_seed(opts["seed"])  # numpy integers too: torch's manual_seed refused them
     opts["device"] = resolve_device(opts["device"])
+    opts["memory_budget"] = check_memory_budget(opts["memory_budget"])
     return opts
 
 
@@ -150,7 +158,11 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
     Options: ``hidden=32`` (critic width), ``steps=800``, ``batch_size=512``,
     ``lr=3e-3`` (Adam), ``n_eval_shuffles=4``, ``seed=0``, ``device=None``,
     ``progress=False`` (True for a bar, or a callable ``progress(done, total, what)``
-    after each training step).
+    after each training step), ``memory_budget=DEFAULT_MEMORY_BUDGET`` (bytes: the pairs
+    train in blocks whose critics, Adam state, columns and batches fit it, each block
+    replaying the same initial weights and random draws; the final pass over all samples
+    runs in chunks of rows. One block gives the values of one batched run bit for bit;
+    smaller blocks agree to float32 rounding grown by training, ~1e-4 bits in a test).
     """
     o = _defaults(options)
     a, b = _inputs(a, b, "a", "b")
@@ -162,9 +174,33 @@ def dv_mi_pairs(a, b, pairs=None, **options) -> np.ndarray:
         return np.zeros(0)
     dev = o.pop("device")
     gen = torch.Generator().manual_seed(o.pop("seed"))
-    xs = torch.from_numpy(a[:, pairs[:, 0]].T.copy()).to(dev)[..., None]  # (P, n, 1)
-    ys = torch.from_numpy(b[:, pairs[:, 1]].T.copy()).to(dev)[..., None]
-    return (_fit_dv(xs, ys, gen=gen, **o) / LN2).cpu().numpy()
+    budget = o.pop("memory_budget")
+    P, n = len(pairs), len(a)
+    full = BatchedCritic(P, 2, o["hidden"], generator=gen)  # every critic drawn first: values do not depend
+    after_init = gen.get_state()                            # on the blocks, which replay the same draws
+    pb = int(max(1, min(P, budget // _pair_bytes(n, 2, o["hidden"], min(o["batch_size"], n)))))
+    out = np.empty(P)
+    progress = o.pop("progress")
+    with Progress(progress, o["steps"] * math.ceil(P / pb), f"DV critics ({P})", unit="step") as bar:
+        for s in range(0, P, pb):  # blocks of pairs: their columns, critics and Adam state
+            gen.set_state(after_init)
+            xs = torch.from_numpy(a[:, pairs[s:s + pb, 0]].T.copy()).to(dev)[..., None]  # (pb, n, 1)
+            ys = torch.from_numpy(b[:, pairs[s:s + pb, 1]].T.copy()).to(dev)[..., None]
+            critic = BatchedCritic(len(xs), 2, o["hidden"])
+            critic.load_state_dict({k: v[s:s + pb] for k, v in full.state_dict().items()})
+            out[s:s + pb] = (_fit_dv(xs, ys, gen=gen, critic=critic.to(dev), bar=bar, budget=budget, **o)
+                             / LN2).cpu().numpy()
+    return out
+
+
+def _pair_bytes(n, d, hidden, bs):
+    """Bytes one pair's critic needs: a training step (joint and marginal batches through
+    two hidden layers, kept for the backward pass, and their gradients), the critic with
+    its gradient and Adam's two moments, its two columns and the final bound's values
+    (``t`` of every sample, joint and marginal)."""
+    step = 2 * 3 * bs * (d + 2 * hidden) * 4
+    params = 4 * 4 * (d * hidden + hidden * hidden + 3 * hidden + 1)
+    return step + params + 4 * 4 * n
 
 
 @with_thread_policy
@@ -177,4 +213,7 @@ def dv_mi(x, y, **options) -> float:
     gen = torch.Generator().manual_seed(o.pop("seed"))
     xs = torch.from_numpy(x).to(dev)[None]
     ys = torch.from_numpy(y).to(dev)[None]
-    return float(_fit_dv(xs, ys, gen=gen, **o)[0] / LN2)
+    critic = BatchedCritic(1, xs.shape[2] + ys.shape[2], o["hidden"], generator=gen).to(dev)
+    budget, progress = o.pop("memory_budget"), o.pop("progress")
+    with Progress(progress, o["steps"], "DV critic", unit="step") as bar:
+        return float(_fit_dv(xs, ys, gen=gen, critic=critic, bar=bar, budget=budget, **o)[0] / LN2)

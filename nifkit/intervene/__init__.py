@@ -14,7 +14,8 @@ every weight, mode and flag restored, also on exceptions.
   the ``S`` variants go through the rest as one batch ``(samples, S, units)`` in
   memory-bounded chunks; a following ``nn.Linear`` is evaluated with rank-one updates
   for cumulative orders and single units, ``z_k = z_0 - sum_{j<k} (a_{o_j} - v_{o_j})
-  w_{o_j}``. Other models use forward hooks (one pass per knockout; correct, slower),
+  w_{o_j}``. Other models use forward hooks (several knockouts per forward pass, as ``samples x
+  knockouts`` rows; a unit of a conv output is a channel, knocked out as a whole map),
   attached by the one hook context :func:`nifkit.models.hooks`, and :func:`nifkit.record.record`
   for the layers' outputs.
 * :meth:`Knockouts.readout` is the second evaluation mode (:mod:`.readout`): knockouts
@@ -30,12 +31,14 @@ every weight, mode and flag restored, also on exceptions.
   manager that edits weights in place and restores them.
 
 
-Package layout: :mod:`.units` (Knockouts, knock_out, input checks), :mod:`.edges`
+Package layout: :mod:`.units` (Knockouts, input checks), :mod:`.edges`
 (knock_out_edges, evaluate_edge_knockouts), :mod:`.layers` (knock_out_layers),
-:mod:`.readout` (ReadoutKnockouts, balanced_accuracy, masks_from_bits).
+:mod:`.readout` (ReadoutKnockouts, balanced_accuracy, masks_from_bits), :mod:`.hooked` (the
+batched hooked path of any model: channel knockouts of ResNets; knock_out).
 """
 from .edges import evaluate_edge_knockouts, knock_out_edges
 from .layers import LAYER_MODES, LayerKnockouts, knock_out_layers
+from .hooked import evaluate_hooked, knock_out, rows_per_forward
 from .readout import ReadoutKnockouts, balanced_accuracy, masks_from_bits
 from .units import (
     VALUES,
@@ -45,9 +48,8 @@ from .units import (
     check_labels,
     cumulative_masks,
     flat_sequential,
-    knock_out,
 )
 
-__all__ = ["Knockouts", "KnockoutResult", "VALUES", "knock_out", "knock_out_edges", "evaluate_edge_knockouts",
+__all__ = ["Knockouts", "KnockoutResult", "VALUES", "knock_out", "evaluate_hooked", "rows_per_forward", "knock_out_edges", "evaluate_edge_knockouts",
            "cumulative_masks", "flat_sequential", "check_labels", "as_float_tensor", "knock_out_layers",
            "LayerKnockouts", "LAYER_MODES", "ReadoutKnockouts", "balanced_accuracy", "masks_from_bits"]

@@ -1,9 +1,8 @@
-"""Knockouts of units: the batched engine (:class:`Knockouts`), the context manager
-(:func:`knock_out`) and the input checks they share.
+"""Knockouts of units: the batched engine (:class:`Knockouts`; its hooked path and the context
+manager :func:`knock_out` are in :mod:`.hooked`) and the input checks they share.
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,13 +14,13 @@ from torch import nn
 from .._validation import as_labels
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..data.arrays import as_float_tensor, as_xy  # as_float_tensor: re-exported
-from ..models.hooks import hooks
+from ..models.units import UnitLayout
 from ..models.walk import unknown_layer_error
 from ..runtime import ModelState, cpu_threads, model_device
 from ..results import Result
 from .._validation import checked
 
-__all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knock_out",
+__all__ = ["VALUES", "check_labels", "as_float_tensor", "flat_sequential", "cumulative_masks", "KnockoutResult", "Knockouts", "knocked",
            "KnockoutSpec", "FastPlan", "RankOneLinear"]
 
 
@@ -73,6 +72,25 @@ def cumulative_masks(order, counts, m: int) -> torch.Tensor:
     return rank[None, :] < counts[:, None]
 
 
+def knocked(mask, value, h) -> torch.Tensor:
+    """``h`` ``(n, s, units, *positions)`` with the units where ``mask`` ``(s, units)`` is
+    True set to ``value`` (broadcast over positions: a channel's whole map)."""
+    return torch.where(mask.reshape(1, *mask.shape, *[1] * (h.ndim - 3)), value, h)
+
+
+def _widths(rest, a1) -> list:
+    """Numbers per sample of every output of the modules ``rest`` run on one sample ``a1``
+    (None: read ``out_features`` instead, the dense case)."""
+    if a1 is None:
+        return [getattr(m, "out_features", 0) for _, m in rest]
+    out, h = [], a1
+    with torch.no_grad():
+        for _, m in rest:  # a loop over layers, one sample
+            h = m(h)
+            out.append(h[0].numel())
+    return out
+
+
 @dataclass(repr=False)
 class KnockoutResult(Result):
     """``accuracy (S,)``, mean cross-entropy ``loss (S,)`` and ``class_accuracy (S, C)``
@@ -101,9 +119,13 @@ class Knockouts:
     layer. The model is put in eval mode under ``no_grad`` during each call and
     restored afterwards; no hooks are left behind and no weight is touched.
 
+    A unit of a convolutional output ``(samples, channels, *positions)`` is a channel: its
+    mask entry fixes the whole map (masks are ``(S, channels)``).
+
     ``memory_budget`` bounds the bytes of temporaries (default 512 MiB);
     ``method="auto"`` uses the fast path for ``nn.Sequential`` models and hooks
-    otherwise (``"hooks"`` forces the slow, generic path). ``device``: where to compute:
+    otherwise (``"hooks"`` forces the generic path: several knockouts per forward pass,
+    :func:`nifkit.intervene.hooked.evaluate_hooked`). ``device``: where to compute:
     the model's device (``None``), or the same device named (move the model there
     first); ``num_threads``: torch CPU threads while evaluating (None: the package's
     thread policy, see :class:`nifkit.runtime.cpu_threads`).
@@ -139,6 +161,9 @@ class Knockouts:
                 raise ValueError(f"device={device!r} but the model's parameters are on {self.device}; move the "
                                  f"model first (model.to({str(dev)!r})) or leave device=None")
         self._prefix: dict = {}
+        self._layout = None  # the walked model, for the hooked path (flow)
+        #: layer -> whether the hooked path may expand the batch there (:func:`.hooked.expansion_works`)
+        self.expansion: dict = {}
         self._layer_names = [n for n, _ in self.flat] if self.flat is not None else \
             [n for n, _ in model.named_modules() if n]
         with ModelState(model, eval=True, no_grad=True), cpu_threads(num_threads, self.device):
@@ -160,6 +185,21 @@ class Knockouts:
         self.base_class_accuracy = np.where(self.class_counts > 0, per / np.maximum(self.class_counts, 1), np.nan)
 
     # -- plumbing -----------------------------------------------------------------------
+    @checked
+    def flow(self, layers) -> tuple:
+        """``(first, cut)``: the first of ``layers`` in data-flow order and whether its output
+        is a cut of the data flow (:class:`nifkit.models.units.UnitLayout`, traced once per
+        engine); a model the walker cannot trace gives ``(layers[0], False)``."""
+        if self._layout is None:
+            try:
+                self._layout = UnitLayout(self.model)
+            except (TypeError, ValueError):  # not traceable, or no hidden layer: the plain hooked path
+                self._layout = False
+        if self._layout is False:
+            return layers[0], False
+        first = self._layout.order(layers)[0]
+        return first, self._layout.is_cut(first)
+
     @property
     def layer_names(self) -> list:
         return list(self._layer_names)
@@ -188,7 +228,8 @@ class Knockouts:
 
     @checked
     def activations(self, layer: str) -> torch.Tensor:
-        """Output ``(samples, units)`` of ``layer`` on the evaluation set (cached)."""
+        """Output ``(samples, units)`` of ``layer`` on the evaluation set, or
+        ``(samples, channels, *positions)`` of a convolutional one (cached)."""
         if layer not in self._prefix:
             k = self.index(layer)
             if self.method == "fast":
@@ -203,10 +244,9 @@ class Knockouts:
                         a[s:s + len(h)] = h
             else:
                 a = self._recorded_activations(layer)
-            if a.ndim != 2:
-                raise ValueError(
-                    f"layer {layer!r} outputs shape {tuple(a.shape[1:])} per sample; ablation works on "
-                    "layers with one unit axis (samples, units), e.g. the Linear/activation layers of an MLP")
+            if a.ndim < 2:
+                raise ValueError(f"layer {layer!r} outputs one number per sample (shape {tuple(a.shape)}); "
+                                 "knock out the units of a layer (samples, units) or (samples, channels, ...)")
             self._prefix[layer] = a
         return self._prefix[layer]
 
@@ -236,19 +276,26 @@ class Knockouts:
 
     @checked
     def unit_value(self, layer: str, value) -> torch.Tensor:
-        """What knocked-out units of ``layer`` are set to: ``"zero"``, ``"mean"`` (over
-        the evaluation set) or given values, one per unit."""
+        """What knocked-out units of ``layer`` are set to, one number per unit, shaped to
+        broadcast over one sample's output (``(units,)``, or ``(channels, 1, ...)`` for a conv
+        map: the channel's whole map takes the value): ``"zero"``; ``"mean"``: the unit's
+        mean over the evaluation set, a conv channel's mean over the samples **and its
+        positions** (the average of the channel's ``channel_reduce="mean"`` value, and what
+        the streamed knockouts of :func:`nifkit.compare.knockout_truth` sum batch by batch);
+        or given values, one per unit (per channel)."""
         a = self.activations(layer)
+        shape = (a.shape[1], *[1] * (a.ndim - 2))
         if isinstance(value, str):
             if value == "zero":
-                return torch.zeros(a.shape[1], dtype=a.dtype, device=a.device)
+                return torch.zeros(shape, dtype=a.dtype, device=a.device)
             if value == "mean":
-                return a.mean(0)
+                return a.mean([0, *range(2, a.ndim)]).reshape(shape)
             raise ValueError(f"value must be 'zero', 'mean' or an array of per-neuron values, got {value!r}")
         v = as_float_tensor(value, "value").to(a.device, a.dtype).reshape(-1)
         if v.numel() != a.shape[1]:
-            raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} neurons")
-        return v
+            what = "channels" if a.ndim > 2 else "neurons"
+            raise ValueError(f"value has {v.numel()} entries but layer {layer!r} has {a.shape[1]} {what}")
+        return v.reshape(shape)
 
     @checked
     def readout(self, layer: str, value="zero"):
@@ -280,7 +327,9 @@ class Knockouts:
     def _evaluate(self, layers, masks, value, cumulative, single) -> KnockoutResult:
         spec = self._spec(layers, masks, value, cumulative, ordered=self.method == "fast")
         if self.method == "hooks":
-            return self._evaluate_hooks(spec)
+            from .hooked import evaluate_hooked
+
+            return evaluate_hooked(self, spec)
         a0 = self.activations(spec.layers[0])
         plan = self._plan(spec, single, a0.shape[1])
         correct = torch.zeros(spec.n_steps, self.n_classes, dtype=torch.float64, device=self.device)
@@ -334,7 +383,8 @@ class Knockouts:
         j = k0 + 1
         while j < len(self.flat) and isinstance(self.flat[j][1], _PASS_THROUGH):
             j += 1
-        lin = self.flat[j][1] if (j < len(self.flat) and isinstance(self.flat[j][1], nn.Linear)
+        a0 = self.activations(spec.layers[0])
+        lin = self.flat[j][1] if (a0.ndim == 2 and j < len(self.flat) and isinstance(self.flat[j][1], nn.Linear)
                                   and (len(spec.index) == 1 or spec.index[1] > j)) else None
         kind = "general"
         if lin is not None and spec.cumulative[0] is not None:
@@ -344,7 +394,8 @@ class Knockouts:
         start = j + 1 if lin is not None else k0 + 1
         rest = self.flat[start:]
         out_f = lin.out_features if lin is not None else m0
-        width = max([m0, out_f, self.n_classes] + [getattr(m, "out_features", 0) for _, m in rest])
+        m0 = a0[0].numel()  # units x positions of one sample
+        width = max([m0, out_f, self.n_classes] + _widths(rest, a0[:1] if lin is None else None))
         budget = max(self.memory_budget, 1 << 20)
         if kind == "general":
             per_sample = 4 * 3 * m0
@@ -368,18 +419,18 @@ class Knockouts:
             if rank_one is not None:
                 h = rank_one.select(zz, sl, s, S)
             else:
-                h = torch.where(spec.masks[0][sl][None], spec.values[0], a[:, None, :])  # (n, s, m0)
+                h = knocked(spec.masks[0][sl], spec.values[0], a[:, None])  # (n, s, units, *positions)
                 if plan.lin is not None:
                     h = plan.lin(h)
-            h = h.reshape(n * s, -1)
+            h = h.reshape(n * s, *h.shape[2:])
             for off, (_, mod) in enumerate(plan.rest):
                 h = mod(h)
                 i = plan.touched.get(plan.start + off)
                 if i is not None:
-                    h = torch.where(spec.masks[i][sl][None], spec.values[i], h.reshape(n, s, -1)).reshape(n * s, -1)
-            self._tally(h.reshape(n, s, -1), yb, oh, sl, correct, loss_sum)
+                    h = knocked(spec.masks[i][sl], spec.values[i], h.reshape(n, s, *h.shape[1:])).flatten(0, 1)
+            self.tally(h.reshape(n, s, -1), yb, oh, sl, correct, loss_sum)
 
-    def _tally(self, logits, yb, oh, sl, correct, loss_sum) -> None:
+    def tally(self, logits, yb, oh, sl, correct, loss_sum) -> None:
         """Add correct counts per class and summed cross-entropy of logits ``(n, s, C)``."""
         n, s = logits.shape[:2]
         ok = (logits.argmax(-1) == yb[:, None]).to(self.dtype)  # (n, s)
@@ -405,29 +456,6 @@ class Knockouts:
     def evaluate_masks(self, layers, masks, value="zero", *, cumulative=None, single=False):
         """The same as :meth:`evaluate`, as a tuple ``(accuracy, loss, class_accuracy)``."""
         return tuple(self.evaluate(layers, masks, value, cumulative=cumulative, single=single))
-
-    def _evaluate_hooks(self, spec) -> KnockoutResult:
-        """Generic path: one hooked forward pass from the input per step."""
-        S = spec.n_steps
-        correct = torch.zeros(S, self.n_classes, dtype=torch.float64)
-        loss_sum = torch.zeros(S, dtype=torch.float64)
-        current = {}
-
-        def make(i):
-            def hook(mod, args, out):
-                return torch.where(current[i], spec.values[i], out)
-            return hook
-
-        with ModelState(self.model, eval=True, no_grad=True), \
-                hooks(self.model, [(n, make(i)) for i, n in enumerate(spec.layers)]):
-            for s in range(S):  # the generic path: one forward pass per knockout
-                for i in range(len(spec.layers)):
-                    current[i] = spec.masks[i][s]
-                logits = self.forward_all(self.X)
-                ok = (logits.argmax(1) == self.y).to(self.dtype)
-                correct[s] = (ok @ self.onehot).double().cpu()
-                loss_sum[s] = F.cross_entropy(logits, self.y, reduction="sum").double().cpu()
-        return self.results_from(correct, loss_sum)
 
 
 @dataclass
@@ -521,60 +549,3 @@ class RankOneLinear:
         c = self.steps_np[sl]
         return zz[:, int(c[0]):int(c[0]) + s] if np.array_equal(c, c[0] + np.arange(s)) \
             else zz.index_select(1, self.steps[sl])
-
-
-@checked
-@contextlib.contextmanager
-def knock_out(model: nn.Module, units: dict, value="zero"):
-    """Context manager: while inside, the outputs of each ``units[layer]`` (unit indices
-    or a bool mask over the layer's units) are replaced by ``value`` (``"zero"``, a
-    number, or one value per unit). You run the model; the model is in eval mode, and
-    hooks, modes and flags are restored on exit.
-
-    >>> with knock_out(model, {"act1": [0, 3]}):
-    ...     logits = model(x)
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(units, dict) or not units:
-        raise TypeError("units must be a non-empty dict {layer name: unit indices or bool mask}")
-    modules = dict(model.named_modules())
-    names = [n for n in modules if n]
-    for name, sel in units.items():
-        arr = np.asarray(sel.detach().cpu() if isinstance(sel, torch.Tensor) else sel)
-        if arr.dtype != bool and (arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not (
-                np.isfinite(arr).all() and (arr == np.round(arr)).all()))):
-            raise TypeError(f"units[{name!r}] must be integer unit indices or a bool mask, got {arr.dtype} values "
-                            f"{arr.ravel()[:6].tolist()}: fractional indices are not truncated silently")
-
-    def make(name, sel):
-        def hook(mod, args, out):
-            flat = out.reshape(len(out), -1)
-            m = flat.shape[1]
-            mask = torch.zeros(m, dtype=torch.bool, device=out.device)
-            idx = torch.as_tensor(np.asarray(sel))
-            if idx.dtype == torch.bool:
-                if idx.numel() != m:
-                    raise ValueError(f"the mask for {name!r} has {idx.numel()} entries but the layer has {m} units")
-                mask = idx.to(out.device)
-            else:
-                idx = idx.reshape(-1).long()
-                if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= m):
-                    raise ValueError(f"unit indices for {name!r} must lie in 0..{m - 1}, got {idx.tolist()}")
-                mask[idx.to(out.device)] = True
-            if value == "zero":
-                v = torch.zeros((), dtype=out.dtype, device=out.device)
-            elif isinstance(value, str):
-                raise ValueError(f"value must be 'zero', a number or one value per unit, got {value!r} (for "
-                                 "'mean' use Knockouts, which knows the evaluation set)")
-            else:
-                v = torch.as_tensor(value, dtype=out.dtype, device=out.device).reshape(-1)
-                v = v if v.numel() > 1 else v.reshape(())
-            return torch.where(mask, v, flat).reshape(out.shape)
-        return hook
-
-    for name in units:
-        if name not in modules or name == "":
-            raise unknown_layer_error(name, names, what="units")
-    with hooks(model, [(name, make(name, sel)) for name, sel in units.items()]), ModelState(model, eval=True):
-        yield model

@@ -41,6 +41,8 @@ _RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPo
                   nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                   nn.AdaptiveMaxPool2d)
 _ACT_TYPES = ELEMENTWISE_TYPES + (nn.Softmax, nn.LogSoftmax)
+#: traced as one operation even when subclassed outside torch.nn
+_LEAF_TYPES = WEIGHT_TYPES + _NORM_TYPES
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _KINDS = {
     "linear": (nn.Linear,),
@@ -246,7 +248,10 @@ class WalkedLayer:
     name, or the function's name; ``between``: the pass-through / norm / reshape steps
     between the layer and the activation; ``units``: the name that addresses the
     layer's hidden units (the activation module when it is a module used once, else the
-    layer itself)."""
+    layer itself); ``after``: the kind of the step that ended the walk (``"activation"``,
+    or what came instead: ``"merge"``, ``"other"``, ``"weight"``, ``"reshape"``,
+    ``"output"``, ``"softmax"``, ``"branch"`` when the output feeds several operations)
+    and ``after_target`` its module or function name."""
 
     name: str
     module: nn.Module
@@ -254,6 +259,8 @@ class WalkedLayer:
     activation_name: str | None = None
     between: list = field(default_factory=list)
     units: str = ""
+    after: str = ""
+    after_target: str = ""
 
     @property
     def activation_is_module(self) -> bool:
@@ -379,7 +386,12 @@ def _function_step(node) -> tuple[str, object]:
 def _trace_steps(model):
     import torch.fx
 
-    gm = torch.fx.symbolic_trace(model)
+    class _Tracer(torch.fx.Tracer):  # a subclass of nn.Conv2d & co. (EfficientNet's same-padding conv) is a leaf
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, _LEAF_TYPES) or super().is_leaf_module(m, qualname)
+
+    tracer = _Tracer()
+    gm = torch.fx.GraphModule(model, tracer.trace(model), type(model).__name__)
     nodes = [n for n in gm.graph.nodes if not _is_meta(n)]
     steps, calls = [], {}
     for n in nodes:
@@ -465,8 +477,10 @@ def walk(model: nn.Module) -> ModelWalk:
             continue
         lay = WalkedLayer(name=s.target, module=s.module)
         cur = s
+        lay.after = "branch" if len(cur.users) > 1 else "output"
         while len(cur.users) == 1:  # follow the chain until an activation or the next layer
             nxt = by_node[cur.users[0]]
+            lay.after, lay.after_target = nxt.kind, nxt.target
             if nxt.kind == "activation":
                 lay.activation = nxt.module if nxt.module is not None else nxt.fn
                 lay.activation_name = nxt.target
@@ -475,6 +489,8 @@ def walk(model: nn.Module) -> ModelWalk:
                 break
             lay.between.append(nxt.target)
             cur = nxt
+            if len(cur.users) > 1:
+                lay.after, lay.after_target = "branch", cur.target
         act_reused = lay.activation_name is not None and calls.get(lay.activation_name, 1) > 1
         if lay.activation_is_module and not act_reused:
             lay.units = lay.activation_name

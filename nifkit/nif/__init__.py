@@ -15,7 +15,11 @@ addressed as every chapter addresses them: the one walker's units name and the i
 ``mlp``; :func:`flow_nodes`). Edges are the weights of the Linear/Conv layer between two
 node layers (``FlowGraph.weight_layers``: ``fc1`` joins ``input`` to ``act1``). A
 convolutional layer contributes one node per channel, whose activity is the channel's
-spatial mean. Edges join *connected* neurons of adjacent layers (a nonzero weight, or a
+map reduced by ``channel_reduce`` (``"mean"`` over positions by default). A network
+with skip connections (a ResNet, :func:`nifkit.models.residual_cnn`) gives a DAG: the
+output of every ``add`` (with its activation) is a node layer too, joined to each of
+its inputs by *identity* edges, channel ``c`` to channel ``c`` (``weight_layer ==
+"identity"``, :mod:`.dag`). Edges join *connected* neurons (a nonzero weight, or a
 nonzero kernel slice for channels) and carry the mutual information between the two
 neurons' activities over the data,
 
@@ -52,7 +56,9 @@ Network science
 :class:`FlowGraph`; the same are methods of the graph. Their defaults are
 reconstructions, documented where they are defined.
 
-Package layout: :mod:`.build` (layers, activities, edge estimates: :func:`flow_graph`),
+Package layout: :mod:`.dag` (node layers and edge groups over the walker's traced
+tensors), :mod:`.stream` (activities reduced batch by batch; across processes),
+:mod:`.build` (layers, edge estimates: :func:`flow_graph`),
 :mod:`.graph` (:class:`FlowGraph` and the network science), :mod:`.plots`,
 :mod:`.widget` (:class:`FlowExplorer`), :mod:`.exercise` (the checker).
 """
@@ -60,12 +66,12 @@ from .._lazy import lazy_widget
 from .build import DV_DEFAULTS, ESTIMATORS, INPUT_LAYER, flow_graph, flow_layers, flow_nodes
 from .exercise import check_flow_attribution, flow_attribution_verdict
 from .scores import neuron_scores
-from .graph import Attribution, FlowGraph, FlowPaths, attribution, betweenness, communities, strongest_paths
+from .graph import IDENTITY, Attribution, FlowGraph, FlowPaths, attribution, betweenness, communities, strongest_paths
 
 _WIDGET = ("FlowExplorer", "FlowView")
 
 __all__ = [
-    "ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "FlowGraph", "FlowPaths", "Attribution", "flow_graph", "flow_layers",
+    "ESTIMATORS", "INPUT_LAYER", "IDENTITY", "DV_DEFAULTS", "FlowGraph", "FlowPaths", "Attribution", "flow_graph", "flow_layers",
     "flow_nodes", "betweenness", "communities", "strongest_paths", "attribution", "check_flow_attribution",
     "flow_attribution_verdict", "FlowExplorer", "FlowView", "neuron_scores",
 ]

@@ -1,6 +1,7 @@
-"""Building the flow graph: the layers (:func:`flow_layers`, from the one walker), the
-neurons' activities (one recording), and the edge estimates of every adjacent layer
-pair (binned, DV, KSG, Gaussian; shuffle-null p-values).
+"""Building the flow graph: its node layers and edge groups (:mod:`.dag`, over the one
+walker's traced tensors), the units' activities (:mod:`.stream`, batch by batch), and
+the edge estimates of every edge group (binned, DV, KSG, Gaussian; shuffle-null
+p-values; binned counts summed across processes under ``torchrun``).
 """
 from __future__ import annotations
 
@@ -12,22 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_n_samples
+from .._validation import check_n_samples, checked
 from ..config import DEFAULT_MEMORY_BUDGET
 from ..info import Binner, dv_mi_pairs, gaussian_mi_pairs, ksg_mi_pairs, p_values, pairwise_mi
 from ..info.binning import METHODS as BINNING_METHODS
-from ..models.walk import unknown_layer_error, walk
-from ..runtime import Progress
+from ..info.counts import dist_ready, reduce_across_processes
+from ..models.walk import unknown_layer_error
+from ..runtime import Progress, cpu_threads
+from .dag import INPUT_LAYER, FlowPlan, flow_plan
 from .graph import FlowGraph
-from .._validation import checked
+from .stream import check_distributed, distributed_mi, reduced_activities, shared_binner
 
 __all__ = ["ESTIMATORS", "INPUT_LAYER", "DV_DEFAULTS", "flow_layers", "flow_nodes", "flow_graph"]
 
 
 ESTIMATORS = ("binned", "dv", "ksg", "gaussian")
-
-
-INPUT_LAYER = "input"
 
 
 #: DV options used by :func:`flow_graph` unless ``dv_options`` overrides them. Smaller
@@ -39,100 +39,53 @@ INPUT_LAYER = "input"
 DV_DEFAULTS = dict(hidden=16, batch_size=64, steps=1000, lr=3e-3)
 
 
-_WEIGHT = (nn.Linear, nn.Conv1d, nn.Conv2d)
-
-
-_RECURRENT = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention, nn.Transformer, nn.TransformerEncoderLayer,
-              nn.TransformerDecoderLayer)
-
-
-def _not_feedforward(msg: str) -> ValueError:
-    return ValueError(
-        f"model is not a feedforward chain nifkit can walk: {msg}. flow_graph needs a sequence of "
-        "Linear/Conv1d/Conv2d layers with activations, normalisation, dropout, pooling or flatten "
-        "between them (e.g. an nn.Sequential from nifkit.models.mlp or small_cnn); skip connections, "
-        "branches, recurrence and attention have no layered flow graph."
-    )
-
-
 def flow_layers(model: nn.Module) -> list[str]:
-    """Names of the Linear/Conv layers of a feedforward ``model``, in data-flow order:
-    the weight layers whose weights are the flow graph's edges (its nodes are named by
-    each layer's units, :func:`flow_nodes`).
+    """Names of the Linear/Conv layers of ``model``, in data-flow order: the weight
+    layers whose weights are the flow graph's edges (its nodes are named by each
+    layer's units, :func:`flow_nodes`).
 
     The model is walked by the one walker (:func:`nifkit.models.walk`, a ``torch.fx``
-    trace); it must be a chain (every operation reads exactly one tensor and feeds
-    exactly one), built from Linear/Conv1d/Conv2d layers and elementwise,
-    normalisation, dropout, pooling or flatten steps. Anything else raises
-    ``ValueError`` (not feedforward: skip connections, branches, recurrent or attention
-    modules, a module called twice) or ``TypeError`` (not a module, or not traceable).
+    trace): Linear/Conv1d/Conv2d layers with elementwise, normalisation, dropout,
+    pooling or flatten steps between them, and skip connections that add tensors (a
+    ResNet). Anything else raises ``ValueError`` (a concatenation, a product of two
+    tensors, recurrent or attention modules, a weight layer called twice) or
+    ``TypeError`` (not a module, or not traceable).
     """
-    return _flow_walk(model).names
+    return flow_plan(model).weight_names
 
 
 def flow_nodes(model: nn.Module) -> list[str]:
-    """The flow graph's node layers of ``model``: ``"input"``, then the units name
-    (:attr:`nifkit.models.walk.WalkedLayer.units`, the one neuron vocabulary of every
-    chapter) of each layer of :func:`flow_layers`: ``["input", "act1", "act2",
+    """The flow graph's node layers of ``model`` in data-flow order: ``"input"``, the
+    units name (:attr:`nifkit.models.walk.WalkedLayer.units`, the one neuron vocabulary
+    of every chapter) of each layer of :func:`flow_layers`, and the merge of every skip
+    connection (named by its activation module, or by the block that holds a shared
+    activation: ``"layer1.0"`` in a torchvision ResNet). ``["input", "act1", "act2",
     "fc_out"]`` for ``mlp([n, h, h, k])``."""
-    return [INPUT_LAYER] + [lay.units for lay in _flow_walk(model).layers]
+    return flow_plan(model).names
 
 
-def _flow_walk(model: nn.Module):
-    """The walk of a feedforward ``model`` (see :func:`flow_layers` for what is refused):
-    the walker's own chain and reuse checks, then what a layered flow graph needs beyond
-    them (one input, known layer types, only elementwise / pooling / reshaping steps
-    between layers, one node name per layer)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, m in model.named_modules():
-        if isinstance(m, _RECURRENT):
-            raise _not_feedforward(f"module {name or '<root>'!r} is a {type(m).__name__} (recurrent/attention)")
-    w = walk(model)
-    n_inputs = sum(st.kind == "input" for st in w.steps)
-    if n_inputs != 1:
-        raise _not_feedforward(f"forward() takes {n_inputs} tensor inputs, not one")
-    w.require_chain("flow_graph").require_not_reused(w.names, "flow_graph")
-    for st in w.steps:
-        if st.kind == "parameter":
-            raise _not_feedforward(f"forward() uses the parameter {st.target!r} directly (functional layer)")
-        if (st.kind == "weight" and not isinstance(st.module, _WEIGHT)) or (st.kind == "other" and st.module is not None):
-            raise _not_feedforward(f"module {st.target!r} is a {type(st.module).__name__}, which flow_graph does "
-                                   "not know how to pass through")
-        if st.kind == "other":
-            raise _not_feedforward(f"operation {st.node!r} ({st.target}) is not elementwise, pooling or reshaping")
-    if not w.layers:
-        raise _not_feedforward("it has no Linear or Conv layer")
-    units = [lay.units for lay in w.layers]
-    clash = sorted({u for u in units if units.count(u) > 1 or u == INPUT_LAYER})
-    if clash:
-        raise _not_feedforward(f"the units of several layers share the name {clash[0]!r} (flow graph nodes need one "
-                               "name per layer)")
-    return w
-
-
-def _select_layers(model, weight_names, units, layers):
-    """The contiguous run of weight layers the graph covers (``layers=`` names weight
-    layers: the edges; a units name gets a hint at its weight layer)."""
+def _select_layers(plan: FlowPlan, layers) -> FlowPlan:
+    """The part of the graph ``layers=`` names: a contiguous run of weight layers (the
+    edges), from the input of the first to the output of the last; a units name gets a
+    hint at its weight layer."""
     if layers is None:
-        return list(weight_names)
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(layers)
+        return plan
+    weight_names = plan.weight_names
+    units = [lay.units for lay in plan.walk.layers]
+    layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layers is an empty list; pass None for every Linear/Conv layer")
-    modules = dict(model.named_modules())
+    modules = {st.target: st.module for st in plan.walk.steps if st.module is not None}
     for name in layers:
         if not isinstance(name, str):
             raise TypeError(f"layers must be module names (str), got {name!r}")
         if name in units and name not in weight_names:
             w = weight_names[units.index(name)]
             raise ValueError(f"layers: {name!r} names the units after weight layer {w!r}; layers= takes the weight "
-                             f"layers whose weights are the edges (the graph's nodes keep the units names). Did you "
-                             f"mean {w!r}? Weight layers: {', '.join(weight_names)}")
-        module = modules.get(name) if name else None
-        if module is not None and name not in weight_names:
-            raise ValueError(f"layers: {name!r} is a {type(module).__name__}, not a Linear/Conv layer; "
+                             f"layers whose weights are the edges (the graph's nodes keep the units names; nodes= "
+                             f"takes those). Did you mean {w!r}? Weight layers: {', '.join(weight_names)}")
+        if modules.get(name) is not None and name not in weight_names:
+            raise ValueError(f"layers: {name!r} is a {type(modules[name]).__name__}, not a Linear/Conv layer; "
                              f"flow graph layers are: {', '.join(weight_names)}")
         if name not in weight_names:
             raise unknown_layer_error(name, weight_names, "layers")
@@ -140,24 +93,25 @@ def _select_layers(model, weight_names, units, layers):
     if pos != list(range(pos[0], pos[0] + len(pos))):
         raise ValueError(f"layers must be consecutive Linear/Conv layers in data-flow order "
                          f"({', '.join(weight_names)}); got {layers}")
-    return layers
+    return plan.between(layers)
 
 
-def _per_unit(t: torch.Tensor, m: int, what: str) -> np.ndarray:
-    """Activity ``(samples, m)`` of ``m`` units from a recorded tensor: channel maps are
-    averaged over positions (also when flattened channel-major, as nn.Flatten does)."""
-    t = t.detach().to(torch.float64)
-    if t.ndim == 1:
-        t = t[:, None]
-    if t.ndim > 2:
-        if t.shape[1] != m:
-            raise ValueError(f"{what}: expected {m} channels, got shape {tuple(t.shape)}")
-        t = t.flatten(2).mean(2)
-    elif t.shape[1] != m:
-        if t.shape[1] % m:
-            raise ValueError(f"{what}: {t.shape[1]} features cannot be grouped into {m} units")
-        t = t.reshape(len(t), m, -1).mean(2)
-    return t.cpu().numpy()
+def _select_nodes(plan: FlowPlan, nodes, layers) -> FlowPlan:
+    """The part ``nodes=`` names: those node layers, the edge groups into and out of
+    them and the node layers at their other ends."""
+    if nodes is None:
+        return plan
+    if layers is not None:
+        raise ValueError("pass layers= (a run of weight layers) or nodes= (node layers and their edges), not both")
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    if not nodes:
+        raise ValueError("nodes is an empty list; pass None for the whole graph")
+    for name in nodes:
+        if not isinstance(name, str):
+            raise TypeError(f"nodes must be node layer names (str), got {name!r}")
+        if name not in plan.names:
+            raise unknown_layer_error(name, plan.names, "nodes (the flow graph's node layers)")
+    return plan.around(nodes)
 
 
 def _abs_weights(module, m_prev: int):
@@ -183,42 +137,13 @@ def _abs_weights(module, m_prev: int):
     return torch.block_diag(*mag).numpy().copy(), torch.block_diag(*con.to(torch.float64)).numpy() > 0
 
 
-def _n_inputs(module) -> int:
-    return module.in_features if isinstance(module, nn.Linear) else module.in_channels
 
-
-def _n_units(module) -> int:
-    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
-
-
-def _record_activities(model, data, chosen, weight_names, *, split, max_samples, batch_size, num_threads,
-                       device=None):
-    """Activities ``(samples, units)`` of every node layer, from one recording."""
-    from ..record import record
-
-    modules = dict(model.named_modules())
-    i0 = weight_names.index(chosen[0])
-    i1 = weight_names.index(chosen[-1])
-    # each layer's units are read at the input of the next weight layer; the last layer's
-    # units at the model output
-    to_record = weight_names[i0:i1 + 2]
-    rec = record(model, data, layers=to_record, inputs=True, progress=False, split=split, device=device,
-                 max_samples=max_samples, batch_size=batch_size, num_threads=num_threads)
-    first = modules[chosen[0]]
-    m_in = _n_inputs(first)
-    inp = rec.inputs[chosen[0]]
-    if isinstance(first, nn.Linear):
-        inp = inp.reshape(len(inp), -1)
-    acts = [_per_unit(inp, m_in, f"input of {chosen[0]!r}")]
-    for j, name in enumerate(chosen):
-        m = _n_units(modules[name])
-        if i0 + j + 1 < len(weight_names):
-            nxt = weight_names[i0 + j + 1]
-            t = rec.inputs[nxt]
-            acts.append(_per_unit(t, m, f"units of {name!r} (input of {nxt!r})"))
-        else:
-            acts.append(_per_unit(rec.outputs, m, f"units of {name!r} (model output)"))
-    return acts, rec
+def _group_weights(plan: FlowPlan, sizes):
+    """``(|w| matrices, connected masks)`` of every edge group, ``(m_src, m_dst)`` each;
+    an identity group (a skip connection) joins channel ``c`` to channel ``c`` (``|w| = 1``)."""
+    out = [(np.eye(sizes[g.src]), np.eye(sizes[g.src], dtype=bool)) if g.module is None
+           else _abs_weights(g.module, sizes[g.src]) for g in plan.groups]
+    return [w for w, _ in out], [c for _, c in out]
 
 
 def _edges_of(mask):
@@ -228,15 +153,17 @@ def _edges_of(mask):
 @checked
 def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int = 8, binning: str = "quantile",
                bin_range=None, correction=None, weight_scale: bool = False, significance: float | None = None,
-               n_shuffles: int = 20, layers=None, split: str = "train", max_samples: int | None = None,
+               n_shuffles: int = 20, layers=None, nodes=None,
+               channel_reduce: str = "mean", split: str = "train", max_samples: int | None = None,
                batch_size: int = 512, dv_options: dict | None = None, ksg_k: int = 3, feature_names=None,
                image_shape=None, seed: int = 0, device=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                num_threads: int | None = None, progress=False) -> FlowGraph:
-    """Build the information-flow graph of a feedforward ``model`` over ``data``.
+    """Build the information-flow graph of ``model`` (a chain or a residual DAG) over ``data``.
 
     Parameters
     ----------
-    model : a feedforward ``nn.Module`` (see :func:`flow_layers`).
+    model : an ``nn.Module`` of Linear/Conv layers, also with skip connections that add
+        tensors (a ResNet; see :func:`flow_layers`).
     data : anything :func:`nifkit.record.record` accepts (inputs, ``(X, y)``, a
         ``DataLoader``, a :class:`nifkit.data.Dataset` of which ``split`` is used).
     estimator : ``"binned"`` (default), ``"dv"``, ``"ksg"`` or ``"gaussian"``.
@@ -248,10 +175,29 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
         (``n_shuffles`` permutations, ``seed``) is below ``alpha``.
     layers : None (all Linear/Conv layers) or consecutive weight layer names (the
         edges, e.g. ``["fc2", "fc_out"]``); the graph then starts at the input of the
-        first one (node layer ``act1`` in an ``mlp``).
+        first one (node layer ``act1`` in an ``mlp``) and holds every node layer and edge
+        group up to the output of the last.
+    nodes : None, or node layer names (units names, e.g. ``["layer2.0.conv1"]``): the
+        graph holds only those, the edge groups into and out of them and the node layers
+        at their other ends (every edge's flow is what the whole graph gives it; paths
+        and betweenness are then of this part). What a network as large as a ResNet-18
+        needs: its whole graph has over a million edges.
+    channel_reduce : how a channel map becomes one value per sample and channel
+        (:func:`nifkit.models.units.reduce_channels`): ``"mean"`` (default), ``"max"``,
+        or ``"positions"`` (every position a sample; only where every node layer of the
+        graph has as many positions, e.g. ``layers=`` inside one stage of a CNN).
     max_samples, batch_size : how much data and how it is batched through the model.
+        Batches are reduced per unit as they come (:mod:`nifkit.nif.stream`): a
+        ``DataLoader`` is streamed once and never held; what is kept is the reduced
+        activity, ``samples x units`` float64 numbers. Under ``torchrun`` with a
+        ``DistributedSampler`` every process reduces its shard and the binned counts are
+        summed over the processes (``docs/distributed.md``): ``estimator="binned"``
+        with ``binning="minmax"`` or ``"fixed"``, no ``significance``.
     dv_options : options for :func:`nifkit.info.dv_mi_pairs` (over :data:`DV_DEFAULTS`).
     ksg_k : neighbours of the KSG estimator.
+    memory_budget : bytes: the kept activity (``samples x units`` float64, twice while
+        the batches are joined) must fit, else a ``ValueError`` names the fixes; the
+        all-pairs counts work in blocks of temporaries that fit it.
     device : where to record and count (the binned estimator's all-pairs counts and the
         recording and the DV critics run there; the Gaussian and KSG estimators run on the CPU).
     num_threads : torch CPU threads for recording and estimation (None: 1 on the CPU,
@@ -261,44 +207,70 @@ def flow_graph(model: nn.Module, data, *, estimator: str = "binned", n_bins: int
         ``(H, W)`` (taken from a ``Dataset`` when not given).
 
     Returns a :class:`FlowGraph`: nodes named by the one walker's units names
-    (``"input:j"``, ``"act1:j"``, ..., the output layer's units), edges by their weight
-    layer (``fg.weight_layers``, edge attribute ``weight_layer``).
+    (``"input:j"``, ``"act1:j"``, ..., the output layer's units, and the merges of skip
+    connections), edges by their weight layer (``fg.weight_layers``, edge attribute
+    ``weight_layer``; ``"identity"`` for a skip connection's channel-to-channel edges).
+    On a chain the graph is the layered graph of the paper: group ``g`` joins node
+    layer ``g`` to ``g + 1``.
     """
     t0 = time.perf_counter()
     s = FlowSettings.checked(estimator=estimator, n_bins=n_bins, binning=binning, bin_range=bin_range,
                              correction=correction, significance=significance, n_shuffles=n_shuffles, seed=seed,
                              dv_options=dv_options, ksg_k=ksg_k, memory_budget=memory_budget, device=device,
-                             progress=progress)
-    fw = _flow_walk(model)
-    chosen = _select_layers(model, fw.names, [lay.units for lay in fw.layers], layers)
-    acts, _ = _record_activities(model, data, chosen, fw.names, split=split, max_samples=max_samples,
-                                 batch_size=batch_size, num_threads=num_threads, device=device)
-    n = len(acts[0])
+                             progress=progress, weight_scale=weight_scale)
+    plan = _select_nodes(_select_layers(flow_plan(model), layers), nodes, layers)
+    check_distributed(s)
+    run = dict(channel_reduce=channel_reduce, split=split, max_samples=max_samples, batch_size=batch_size)
+    with cpu_threads(num_threads):
+        fg = _graph(model, data, plan, s, run, t0)
+    fg.feature_names, fg.image_shape = _input_labels(data, 0 if plan.nodes[0].kind == "input" else 1, fg.sizes[0],
+                                                     feature_names, image_shape)
+    fg.settings.update(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
+                       weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
+                       channel_reduce=channel_reduce,
+                       dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None)
+    return fg
+
+
+def _graph(model, data, plan: FlowPlan, s: "FlowSettings", run: dict, t0: float) -> FlowGraph:
+    """The flow graph of ``plan`` on ``data``: activities (streamed), then the edge
+    estimates of every group (``run``: channel_reduce, split, max_samples, batch_size)."""
+    acts = reduced_activities(model, data, plan, device=s.device, memory_budget=s.memory_budget, progress=False,
+                              **run)
+    _check_rows(plan, acts, run["channel_reduce"])
+    n = _total_samples(len(acts[0]))
     s.check_samples(n)
     t_rec = time.perf_counter()
-
-    i0 = fw.names.index(chosen[0])
-    # nodes: the inputs (or the units the first chosen layer reads), then each layer's units
-    names = [INPUT_LAYER if i0 == 0 else fw.hidden()[i0 - 1]] + [lay.units for lay in fw.layers[i0:i0 + len(chosen)]]
     sizes = [a.shape[1] for a in acts]
-    weights, connected = _layer_weights(model, chosen, sizes)
-    from ..runtime import cpu_threads
-
-    with cpu_threads(num_threads):
-        mi, pv = _estimate(s, acts, connected)
+    weights, connected = _group_weights(plan, sizes)
+    pairs = [(g.src, g.dst) for g in plan.groups]
+    mi, pv = _estimate(s, acts, connected, pairs)
     t_est = time.perf_counter()
-    flows = _flows(mi, pv, weights, connected, significance, weight_scale)
-    feature_names, image_shape = _input_labels(data, i0, sizes[0], feature_names, image_shape)
-
-    settings = dict(n_bins=n_bins, binning=binning, bin_range=bin_range, correction=correction,
-                    weight_scale=weight_scale, significance=significance, n_shuffles=n_shuffles, seed=seed,
-                    dv_options={**DV_DEFAULTS, **(dv_options or {})} if estimator == "dv" else None)
-    return FlowGraph(layers=names, sizes=sizes, mi=mi, weights=weights, connected=connected,
-                     flows=flows, p_values=pv, estimator=estimator, n_samples=int(n), weight_layers=list(chosen),
-                     feature_names=list(feature_names) if feature_names is not None else None,
-                     image_shape=tuple(image_shape) if image_shape is not None else None,
+    flows = _flows(mi, pv, weights, connected, s.significance, s.weight_scale)
+    return FlowGraph(layers=plan.names, sizes=sizes, mi=mi, weights=weights, connected=connected,
+                     flows=flows, p_values=pv, estimator=s.estimator, n_samples=int(n),
+                     weight_layers=[g.layer for g in plan.groups], pairs=pairs,
                      timings={"record": t_rec - t0, "estimate": t_est - t_rec, "assemble": time.perf_counter() - t_est},
-                     settings=settings)
+                     settings={})
+
+
+def _check_rows(plan: FlowPlan, acts, channel_reduce) -> None:
+    """Every node layer must give as many samples (only ``"positions"`` can differ)."""
+    rows = [len(a) for a in acts]
+    if len(set(rows)) > 1:
+        k = next(k for k, r in enumerate(rows) if r != rows[0])
+        raise ValueError(f"channel_reduce={channel_reduce!r} makes every position of a channel map a sample, but "
+                         f"node layer {plan.names[0]!r} gives {rows[0]} samples and {plan.names[k]!r} {rows[k]} "
+                         "(their maps have different numbers of positions), so their units cannot be paired. Use "
+                         "channel_reduce='mean' or 'max', or layers= a part of the network whose maps keep their size")
+
+
+def _total_samples(n: int) -> int:
+    """Samples over every process (``n`` without a process group)."""
+    if not dist_ready():
+        return n
+    return int(reduce_across_processes(torch.tensor([n], dtype=torch.int64))[0])
+
 
 
 @dataclass(frozen=True)
@@ -307,6 +279,7 @@ class FlowSettings:
     ``memory_budget`` resolved to bytes)."""
 
     estimator: str
+    weight_scale: bool
     n_bins: int
     binning: str
     bin_range: object
@@ -354,14 +327,6 @@ class FlowSettings:
         else:
             check_n_samples(n, 3, "a correlation")
 
-
-def _layer_weights(model, chosen, sizes):
-    """``(|w| matrices, connected masks)`` of the chosen weight layers, ``(m_prev, m_out)`` each."""
-    modules = dict(model.named_modules())
-    pairs = [_abs_weights(modules[name], sizes[l]) for l, name in enumerate(chosen)]
-    return [w for w, _ in pairs], [c for _, c in pairs]
-
-
 def _flows(mi, pv, weights, connected, significance, weight_scale):
     """Edge flows: MI clipped at 0 (NaN: 0), times ``|w|`` with ``weight_scale``; 0 off
     the edges and, with ``significance``, on edges whose p-value is not below it."""
@@ -388,20 +353,21 @@ def _input_labels(data, i0, n_inputs, feature_names, image_shape):
         image_shape = None
     return feature_names, image_shape
 
-
-def _estimate(s: FlowSettings, acts, connected):
+def _estimate(s: FlowSettings, acts, connected, pairs):
     """MI matrices (NaN where not estimated) and p-values (None without significance)
-    per adjacent layer pair."""
+    per edge group (``pairs[g] = (source, target)`` node layers)."""
     rng = np.random.default_rng(s.seed)
     perms = [rng.permutation(len(acts[0])) for _ in range(s.n_shuffles)] if s.significance is not None else []
     if s.estimator == "dv":
-        mi, pv = _dv_estimate(s, acts, connected, perms)
-    elif s.estimator == "binned":  # one all-pairs call per adjacent layer pair
-        codes = [Binner(n_bins=s.n_bins, binning=s.binning, bin_range=s.bin_range).fit_transform(a) for a in acts]
+        mi, pv = _dv_estimate(s, acts, connected, pairs, perms)
+    elif s.estimator == "binned":  # one all-pairs call per edge group
+        codes = [shared_binner(s, a).transform(a) for a in acts]
+        if dist_ready():  # counts summed over the processes
+            return distributed_mi(s, codes, pairs)[0], None
         kw = dict(n_bins=s.n_bins, correction=s.correction, memory_budget=s.memory_budget, device=s.device)
-        mi, pv = _each_layer_pair(lambda l, a, b: pairwise_mi(a, b, **kw), codes, perms, s.progress)
+        mi, pv = _each_group(lambda l, a, b: pairwise_mi(a, b, **kw), codes, pairs, perms, s.progress)
     elif s.estimator == "gaussian":
-        mi, pv = _each_layer_pair(lambda l, a, b: gaussian_mi_pairs(a, b), acts, perms, s.progress)
+        mi, pv = _each_group(lambda l, a, b: gaussian_mi_pairs(a, b), acts, pairs, perms, s.progress)
     else:
         # blocks of a few MiB stay in cache: fastest (4 MiB ~1.6x faster than 64 MiB)
         ksg_budget = min(s.memory_budget // 2, 2 * 2**20)
@@ -413,37 +379,37 @@ def _estimate(s: FlowSettings, acts, connected):
                                           memory_budget=ksg_budget)
             return full
 
-        mi, pv = _each_layer_pair(ksg, acts, perms, s.progress)
+        mi, pv = _each_group(ksg, acts, pairs, perms, s.progress)
     return mi, (None if s.significance is None else pv)
 
 
-def _each_layer_pair(estimate, xs, perms, progress):
-    """``estimate(l, xs[l], xs[l + 1])`` for every adjacent layer pair, and with
-    ``perms`` its p-values against the same with the samples of ``xs[l + 1]`` shuffled;
-    one progress step per call."""
+def _each_group(estimate, xs, pairs, perms, progress):
+    """``estimate(g, xs[s], xs[t])`` for every edge group ``g`` from node layer ``s`` to
+    ``t``, and with ``perms`` its p-values against the same with the samples of
+    ``xs[t]`` shuffled; one progress step per call."""
     mi, pv = [], []
-    with Progress(progress, (len(xs) - 1) * (1 + len(perms)), "flow edges", unit="layer pair") as bar:
-        for l in range(len(xs) - 1):  # each call estimates all pairs of two layers at once
-            mi.append(estimate(l, xs[l], xs[l + 1]))
+    with Progress(progress, len(pairs) * (1 + len(perms)), "flow edges", unit="edge group") as bar:
+        for l, (a, b) in enumerate(pairs):  # each call estimates all pairs of two layers at once
+            mi.append(estimate(l, xs[a], xs[b]))
             bar.update()
             null = []
             for p in perms:  # loop over shuffles
-                null.append(estimate(l, xs[l], xs[l + 1][p]))
+                null.append(estimate(l, xs[a], xs[b][p]))
                 bar.update()
             if perms:
                 pv.append(p_values(mi[-1], null))
     return mi, pv
 
 
-def _dv_estimate(s: FlowSettings, acts, connected, perms):
+def _dv_estimate(s: FlowSettings, acts, connected, pairs, perms):
     """DV: every edge of the network (and of every shuffled copy) in one batched training."""
     L = len(connected)
     z = np.concatenate(acts, axis=1).astype(np.float32)
     offsets = np.cumsum([0] + [a.shape[1] for a in acts])
     pair_blocks = []
-    for l in range(L):
+    for l, (a, b) in enumerate(pairs):
         src, dst = _edges_of(connected[l])
-        pair_blocks.append(np.stack([src + offsets[l], dst + offsets[l + 1]], 1))
+        pair_blocks.append(np.stack([src + offsets[a], dst + offsets[b]], 1))
     pairs = np.concatenate(pair_blocks)
     n_nodes = z.shape[1]
     b = np.concatenate([z] + [z[p] for p in perms], axis=1) if perms else z

@@ -51,6 +51,9 @@ def flow_attribution_verdict(fg: FlowGraph, scores) -> str:
         v = r.sum(1)
         return v / v.sum() if v.sum() > 0 else v
 
+    if not fg.is_chain:  # the diagnoses below are of the chain's matrix product
+        rho = np.corrcoef(s, ref)[0, 1] if np.std(s) > 0 else float("nan")
+        return f"✗ not equal to the reference attribution(fg, 'flow') (correlation {rho:.2f})."
     if (s.sum() > 0 and np.allclose(s, s[0], rtol=1e-6)) or np.allclose(s, _product(1), atol=1e-6):
         return ("✗ you normalised each neuron's *outgoing* flows (rows of the (source, target) matrices): "
                 "every input then sends out exactly 1 and the scores say nothing about the outputs (all equal, "

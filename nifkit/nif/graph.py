@@ -13,9 +13,14 @@ from ..results import Result
 from .._validation import checked
 
 __all__ = [
-    "FlowGraph", "DISTANCES", "betweenness", "COMMUNITY_METHODS", "communities", "PATH_MODES", "FlowPaths",
+    "IDENTITY", "FlowGraph", "DISTANCES", "betweenness", "COMMUNITY_METHODS", "communities", "PATH_MODES", "FlowPaths",
     "strongest_paths", "ATTRIBUTION_METHODS", "Attribution", "attribution",
 ]
+
+
+#: ``weight_layer`` of the identity edges of a skip connection (channel ``c`` of a merge's
+#: input to channel ``c`` of the merge)
+IDENTITY = "identity"
 
 
 @dataclass(repr=False)
@@ -36,13 +41,17 @@ class FlowGraph(Result):
     network science uses: ``max(mi, 0)``, times ``|w_ij|`` when ``weight_scale``) and
     ``p_value`` when a shuffle test ran.
 
-    ``layers``/``sizes``: node layers (``"input"``, then the units names) and their
-    numbers of nodes. Per adjacent layer pair ``l`` (matrices ``(sizes[l],
-    sizes[l+1])``): ``weight_layers[l]`` the weight layer between them (its output is
-    node layer ``l + 1``), ``mi[l]`` the estimate for every pair (NaN where not
-    estimated), ``weights[l]`` the ``|w|`` matrix, ``connected[l]`` the edge mask,
-    ``p_values[l]`` (or None), ``flows[l]`` the edge flows (0 where there is no edge or
-    it was pruned). ``feature_names``/``image_shape`` describe the inputs (None when
+    ``layers``/``sizes``: node layers (``"input"``, then the units names, in data-flow
+    order) and their numbers of nodes. The edges come in *edge groups* ``g``, each
+    joining node layer ``pairs[g] = (s, t)`` to a later one (matrices ``(sizes[s],
+    sizes[t])``): ``weight_layers[g]`` the weight layer of the group (its output is node
+    layer ``t``; :data:`IDENTITY` for the identity edges of a skip connection, channel
+    ``c`` to channel ``c`` of a merge), ``mi[g]`` the estimate for every pair (NaN where
+    not estimated), ``weights[g]`` the ``|w|`` matrix (1 on an identity group's
+    diagonal), ``connected[g]`` the edge mask, ``p_values[g]`` (or None), ``flows[g]``
+    the edge flows (0 where there is no edge or it was pruned). In a chain (an ``mlp``,
+    a ``small_cnn``) group ``g`` joins layer ``g`` to ``g + 1`` (``pairs=None`` says
+    so); a residual network's graph is a DAG whose skip groups jump over layers. ``feature_names``/``image_shape`` describe the inputs (None when
     unknown), ``timings`` the seconds of each stage, ``settings`` how it was estimated.
     """
 
@@ -56,6 +65,7 @@ class FlowGraph(Result):
     estimator: str
     n_samples: int
     weight_layers: list = field(default_factory=list)
+    pairs: list | None = None
     feature_names: list | None = None
     image_shape: tuple | None = None
     timings: dict = field(default_factory=dict)
@@ -65,9 +75,31 @@ class FlowGraph(Result):
     plotter = "nifkit.nif.plots:plot_flow_graph"
 
     def __post_init__(self):
-        if len(self.weight_layers) != len(self.layers) - 1:
-            raise ValueError(f"weight_layers must name the weight layer of each of the {len(self.layers) - 1} "
-                             f"layer pairs of layers={self.layers}, got {self.weight_layers}")
+        if self.pairs is None:
+            self.pairs = [(l, l + 1) for l in range(len(self.layers) - 1)]
+        self.pairs = [(int(a), int(b)) for a, b in self.pairs]
+        if len(self.weight_layers) != len(self.pairs) or not all(0 <= a < b < len(self.layers) for a, b in self.pairs):
+            raise ValueError(f"weight_layers must name the weight layer of each of the {len(self.pairs)} edge groups "
+                             f"(pairs={self.pairs}, each from an earlier to a later node layer of {self.layers}), "
+                             f"got {self.weight_layers}")
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every edge group joins a node layer to the next (no skip connection)."""
+        return self.pairs == [(l, l + 1) for l in range(len(self.layers) - 1)]
+
+    def ends(self, g: int) -> tuple[str, str]:
+        """``(source, target)`` node layer names of edge group ``g``."""
+        a, b = self.pairs[g]
+        return self.layers[a], self.layers[b]
+
+    def groups_into(self, d: int) -> list:
+        """Edge groups whose edges end in node layer ``d`` (a depth)."""
+        return [g for g, (_, b) in enumerate(self.pairs) if b == d]
+
+    def groups_from(self, d: int) -> list:
+        """Edge groups whose edges start in node layer ``d`` (a depth)."""
+        return [g for g, (a, _) in enumerate(self.pairs) if a == d]
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -80,7 +112,7 @@ class FlowGraph(Result):
         """"Did you mean" for a node layer name, also for a weight layer's name (the
         spelling of node ids before they became the walker's units names)."""
         if name in self.weight_layers:
-            units = self.layers[self.weight_layers.index(name) + 1]
+            units = self.ends(self.weight_layers.index(name))[1]
             return ValueError(
                 f"{what}: unknown layer {name!r}. Did you mean {units!r}? Nodes are named by their units "
                 f"(the one walker's units name, as in every chapter); {name!r} is the weight layer whose edges "
@@ -177,12 +209,12 @@ class FlowGraph(Result):
         return attribution(self, method=method, target=target)
 
     def table(self) -> list[dict]:
-        """One row per layer pair: its weight layer, edges kept of the connections, the
+        """One row per edge group: its weight layer, edges kept of the connections, the
         mean estimate over the connections and the largest flow (bits)."""
         rows = []
         for l, wl in enumerate(self.weight_layers):  # a loop over layers
             c, m = self.connected[l], self.edge_masks[l]
-            rows.append({"weight_layer": wl, "source": self.layers[l], "target": self.layers[l + 1],
+            rows.append({"weight_layer": wl, "source": self.ends(l)[0], "target": self.ends(l)[1],
                          "connections": int(c.sum()), "edges": int(m.sum()),
                          "mean_mi": float(np.nanmean(np.where(c, self.mi[l], np.nan))) if c.any() else float("nan"),
                          "max_flow": float(self.flows[l].max()) if self.flows[l].size else 0.0})
@@ -216,7 +248,7 @@ def _assemble(fg: FlowGraph) -> nx.DiGraph:
             cols["p_value"] = fg.p_values[l][src, dst]
         keys = list(cols)
         vals = zip(*(v.tolist() for v in cols.values()))
-        a, b = fg.layers[l], fg.layers[l + 1]
+        a, b = fg.ends(l)
         g.add_edges_from(zip((f"{a}:{i}" for i in src.tolist()), (f"{b}:{j}" for j in dst.tolist()),
                              ({"weight_layer": wl, **dict(zip(keys, v))} for v in vals)))
     return g
@@ -237,8 +269,9 @@ def _positive_subgraph(fg: FlowGraph, distance: str) -> nx.DiGraph:
     src, dst, fl = [], [], []
     for l in range(len(fg.flows)):
         s, d = np.nonzero(fg.edge_masks[l] & (fg.flows[l] > 0))
-        src.append([f"{fg.layers[l]}:{i}" for i in s.tolist()])
-        dst.append([f"{fg.layers[l + 1]}:{j}" for j in d.tolist()])
+        a, b = fg.ends(l)
+        src.append([f"{a}:{i}" for i in s.tolist()])
+        dst.append([f"{b}:{j}" for j in d.tolist()])
         fl.append(fg.flows[l][s, d])
     f = np.concatenate(fl) / fmax
     dist = -np.log2(f) if distance == "neglog" else 1.0 / f
@@ -295,7 +328,7 @@ class FlowPaths(Result):
     ``value[i, o]``: the path's strength (``"product"``: product of the normalised
     flows ``f / f_max`` along it, in (0, 1]; ``"widest"``: its weakest edge's flow,
     bits). ``nodes[i, o]``: the neuron index in every layer (``len(layers)`` entries,
-    first ``i``, last ``o``)."""
+    first ``i``, last ``o``; -1 in a layer a skip connection jumps over)."""
 
     value: np.ndarray
     nodes: np.ndarray
@@ -310,8 +343,9 @@ class FlowPaths(Result):
                 for v, p in self.best(self.value.size)]
 
     def path(self, i: int, o: int) -> list:
-        """Node ids of the strongest path from input ``i`` to output ``o``."""
-        return [f"{name}:{int(k)}" for name, k in zip(self.layers, self.nodes[i, o])]
+        """Node ids of the strongest path from input ``i`` to output ``o`` (the node
+        layers it passes through)."""
+        return [f"{name}:{int(k)}" for name, k in zip(self.layers, self.nodes[i, o]) if k >= 0]
 
     def best(self, k: int = 5) -> list:
         """The ``k`` strongest ``(value, path)`` pairs over all input-output pairs."""
@@ -322,33 +356,50 @@ class FlowPaths(Result):
 
 def strongest_paths(fg: FlowGraph, mode: str = "product") -> FlowPaths:
     """Strongest flow path from each input to each output, by dynamic programming over
-    the layers (each layer one numpy broadcast, no loop over neurons or edges).
+    the node layers in data-flow order (each edge group one numpy broadcast, no loop over
+    neurons or edges; in a residual network's DAG a path may take a skip connection).
 
     ``mode="product"`` (default) maximises the product of normalised flows
     ``f / f_max`` (the shortest path under betweenness' ``"neglog"`` distance);
     ``"widest"`` maximises the smallest flow on the path (the bottleneck). Memory:
-    ``inputs x width_l x width_{l+1}`` floats per layer.
+    ``inputs x width_s x width_t`` floats per edge group. ``nodes[i, o, d]`` is -1 for
+    a node layer ``d`` the path skips.
     """
     if mode not in PATH_MODES:
         raise ValueError(f"mode must be one of {PATH_MODES}, got {mode!r}")
     fmax = fg.max_flow
     mats = [np.where(m, f, 0.0) / (fmax if (mode == "product" and fmax > 0) else 1.0)
             for f, m in zip(fg.flows, fg.edge_masks)]
-    best = mats[0]
-    args = []
-    for F in mats[1:]:
-        cand = best[:, :, None] * F[None] if mode == "product" else np.minimum(best[:, :, None], F[None])
-        args.append(cand.argmax(1))
-        best = cand.max(1)
-    m_in, m_out = best.shape
-    L = len(fg.layers)
-    nodes = np.empty((m_in, m_out, L), dtype=np.int64)
+    m_in, L = fg.sizes[0], len(fg.layers)
+    best = [np.where(np.eye(m_in) > 0, 1.0 if mode == "product" else np.inf, 0.0)]
+    came = [None]  # per layer: (group, source index) of the best way in, each (m_in, width)
+    for d in range(1, L):  # a loop over node layers (and the groups into each)
+        cands, srcs = [], []
+        groups = fg.groups_into(d) or [-1]
+        for g in groups:
+            if g < 0:  # no way in: value 0
+                cands.append(np.zeros((m_in, fg.sizes[d])))
+                srcs.append(np.zeros((m_in, fg.sizes[d]), np.int64))
+                continue
+            b = best[fg.pairs[g][0]]
+            cand = b[:, :, None] * mats[g][None] if mode == "product" else np.minimum(b[:, :, None], mats[g][None])
+            cands.append(cand.max(1))
+            srcs.append(cand.argmax(1))
+        which = np.stack(cands).argmax(0)  # the first group on ties
+        best.append(np.take_along_axis(np.stack(cands), which[None], 0)[0])
+        src = np.take_along_axis(np.stack(srcs), which[None], 0)[0]
+        came.append((np.array(groups)[which], src))
+    nodes = np.full((m_in, fg.sizes[-1], L), -1, dtype=np.int64)
+    nodes[:, :, -1] = np.arange(fg.sizes[-1])[None, :]
+    ii = np.broadcast_to(np.arange(m_in)[:, None], nodes.shape[:2])
+    for d in range(L - 1, 0, -1):  # backtrack, one node layer at a time
+        on = nodes[:, :, d] >= 0
+        g, src = (a[ii, np.maximum(nodes[:, :, d], 0)] for a in came[d])
+        for k in fg.groups_into(d):
+            sel = on & (g == k)
+            nodes[:, :, fg.pairs[k][0]][sel] = src[sel]
     nodes[:, :, 0] = np.arange(m_in)[:, None]
-    nodes[:, :, -1] = np.arange(m_out)[None, :]
-    ii = np.broadcast_to(np.arange(m_in)[:, None], (m_in, m_out))
-    for l in range(L - 2, 0, -1):  # backtrack, one layer at a time
-        nodes[:, :, l] = args[l - 1][ii, nodes[:, :, l + 1]]
-    return FlowPaths(value=best, nodes=nodes, layers=list(fg.layers), mode=mode)
+    return FlowPaths(value=best[-1], nodes=nodes, layers=list(fg.layers), mode=mode)
 
 
 ATTRIBUTION_METHODS = ("flow", "path", "maxflow", "strength")
@@ -395,14 +446,33 @@ class Attribution(Result):
 
 
 def _target_normalised(fg: FlowGraph) -> list:
-    """Each flow matrix with every target's incoming flows scaled to sum to 1 (columns
-    of the ``(source, target)`` matrices; rows of torch's ``(out, in)`` orientation)."""
+    """Each flow matrix with every target's incoming flows (over every edge group into
+    its layer) scaled to sum to 1 (columns of the ``(source, target)`` matrices; rows of
+    torch's ``(out, in)`` orientation)."""
+    fs = [np.where(m, f, 0.0) for f, m in zip(fg.flows, fg.edge_masks)]
+    into = [sum((fs[g].sum(0, keepdims=True) for g in fg.groups_into(d)), np.zeros((1, m)))
+            for d, m in enumerate(fg.sizes)]
     out = []
-    for f, m in zip(fg.flows, fg.edge_masks):
-        f = np.where(m, f, 0.0)
-        s = f.sum(0, keepdims=True)
+    for f, (_, b) in zip(fs, fg.pairs):
+        s = into[b]
         out.append(np.divide(f, s, out=np.zeros_like(f), where=s > 0))
     return out
+
+
+def _flow_shares(fg: FlowGraph, depth: int) -> np.ndarray:
+    """``R[i, j]``: the share of node ``j``'s (of layer ``depth``) information that flows
+    from input ``i``, summed over all paths: ``R_t = sum over groups g (s -> t) of R_s
+    N_g`` in data-flow order, ``R_0 = I`` (in a chain, the product ``N_0 N_1 ...``)."""
+    mats = _target_normalised(fg)
+    r = [None] * (depth + 1)
+    for d in range(1, depth + 1):  # a loop over node layers
+        for g in fg.groups_into(d):
+            a = fg.pairs[g][0]
+            term = mats[g] if a == 0 else r[a] @ mats[g]
+            r[d] = term if r[d] is None else r[d] + term
+        if r[d] is None:
+            r[d] = np.zeros((fg.sizes[0], fg.sizes[d]))
+    return r[depth]
 
 
 def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution:
@@ -444,10 +514,7 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
         scores = np.zeros(fg.sizes[0])
         scores[idx] = 1.0
     elif method == "flow":
-        mats = _target_normalised(fg)[:depth]
-        r = mats[0]
-        for m in mats[1:]:
-            r = r @ m
+        r = _flow_shares(fg, depth)
         per = r if idx is None else r[:, [idx]]
         scores = per.sum(1)
     elif method == "path":
@@ -456,7 +523,8 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
         per = paths.value if idx is None else paths.value[:, [idx]]
         scores = per.max(1)
     elif method == "strength":
-        scores = np.where(fg.edge_masks[0], fg.flows[0], 0.0).sum(1)
+        scores = sum((np.where(fg.edge_masks[g], fg.flows[g], 0.0).sum(1) for g in fg.groups_from(0)),
+                     np.zeros(fg.sizes[0]))
     else:
         scores = _maxflow_scores(fg)
     total = scores.sum()
@@ -466,13 +534,19 @@ def attribution(fg: FlowGraph, method: str = "flow", target=None) -> Attribution
 
 
 def _truncate(fg: FlowGraph, depth: int) -> FlowGraph:
-    """A view of the first ``depth`` layer pairs (for paths into a hidden neuron)."""
-    return FlowGraph(layers=fg.layers[:depth + 1], sizes=fg.sizes[:depth + 1], mi=fg.mi[:depth],
-                     weights=fg.weights[:depth], connected=fg.connected[:depth], flows=fg.flows[:depth],
-                     p_values=None if fg.p_values is None else fg.p_values[:depth], estimator=fg.estimator,
-                     n_samples=fg.n_samples, weight_layers=fg.weight_layers[:depth],
-                     settings=fg.settings, feature_names=fg.feature_names, image_shape=fg.image_shape,
-                     _cache={"masks": fg.edge_masks[:depth]})
+    """A view of the node layers up to ``depth`` and the edge groups among them (for
+    paths into a hidden neuron)."""
+    keep = [g for g, (_, b) in enumerate(fg.pairs) if b <= depth]
+
+    def pick(xs):
+        return None if xs is None else [xs[g] for g in keep]
+
+    return FlowGraph(layers=fg.layers[:depth + 1], sizes=fg.sizes[:depth + 1], mi=pick(fg.mi),
+                     weights=pick(fg.weights), connected=pick(fg.connected), flows=pick(fg.flows),
+                     p_values=pick(fg.p_values), estimator=fg.estimator, n_samples=fg.n_samples,
+                     weight_layers=pick(fg.weight_layers), pairs=pick(fg.pairs), settings=fg.settings,
+                     feature_names=fg.feature_names, image_shape=fg.image_shape,
+                     _cache={"masks": pick(fg.edge_masks)})
 
 
 def _maxflow_scores(fg: FlowGraph) -> np.ndarray:

@@ -47,7 +47,8 @@ def _segments(fg: FlowGraph, pos, threshold) -> _Edges:
     segs, flows, ends = [], [], []
     for l, (f, m) in enumerate(zip(fg.flows, fg.edge_masks)):
         s, d = np.nonzero(m & (f >= threshold))
-        segs.append(np.stack([pos[l][s], pos[l + 1][d]], 1))
+        a, b = fg.pairs[l]
+        segs.append(np.stack([pos[a][s], pos[b][d]], 1))
         flows.append(f[s, d])
         ends.append(np.stack([np.full(len(s), l), s, d], 1))
     return _Edges(np.concatenate(segs), np.concatenate(flows), np.concatenate(ends))
@@ -170,7 +171,10 @@ def _draw_layer_axis(ax, fg: FlowGraph):
     grey between two columns, no y axis."""
     ax.set_xticks(range(len(fg.layers)), [f"{n}\n({m})" for n, m in zip(fg.layers, fg.sizes)], fontsize=8)
     for l, wname in enumerate(fg.weight_layers):  # the weight layer whose weights are the edges between columns
-        ax.annotate(wname, (l + 0.5, 0.0), xycoords=("data", "axes fraction"), xytext=(0, -4),
+        a, b = fg.pairs[l]
+        if b != a + 1:  # a skip connection's identity edges jump over columns: not labelled
+            continue
+        ax.annotate(wname, (a + 0.5, 0.0), xycoords=("data", "axes fraction"), xytext=(0, -4),
                     textcoords="offset points", ha="center", va="top", fontsize=7, color="0.4", style="italic")
     ax.set_yticks([])
     ax.set_xlim(-0.5, len(fg.layers) - 0.5)
@@ -273,7 +277,7 @@ def plot_edge_comparison(fg_x: FlowGraph, fg_y: FlowGraph, *, ax=None, title=Non
     xs, ys = [], []
     for l, (c1, c2) in enumerate(zip(fg_x.connected, fg_y.connected)):
         m = c1 & c2 & np.isfinite(fg_x.mi[l]) & np.isfinite(fg_y.mi[l])
-        ax.scatter(fg_x.mi[l][m], fg_y.mi[l][m], s=8, alpha=0.6, label=f"{fg_x.weight_layers[l]}: {fg_x.layers[l]} -> {fg_x.layers[l + 1]}")
+        ax.scatter(fg_x.mi[l][m], fg_y.mi[l][m], s=8, alpha=0.6, label=f"{fg_x.weight_layers[l]}: {' -> '.join(fg_x.ends(l))}")
         xs.append(fg_x.mi[l][m])
         ys.append(fg_y.mi[l][m])
     x, y = np.concatenate(xs), np.concatenate(ys)

@@ -1,11 +1,18 @@
 r"""NIF as a lens: one score per hidden unit (the lens protocol, :func:`neuron_scores`).
 
 ``flow`` = information flowing through the unit, the sum of the flows ``f_ij`` of its
-incoming and outgoing edges, :math:`\sum_i f_{ij} + \sum_k f_{jk}` (bits);
+incoming and outgoing edges, :math:`\sum_i f_{ij} + \sum_k f_{jk}` (bits; in a residual
+network also its identity edges into and out of the merges of skip connections);
 ``betweenness`` = :func:`~nifkit.nif.betweenness` of the unit. Per class: the flow from
-the unit to output ``t`` (last hidden layer only; NaN elsewhere). These reductions of
-the flow graph to one number per unit are nifkit's choice (the paper ranks edges and
-paths, not units).
+the unit to output ``t`` (units with edges into the output layer only; NaN elsewhere).
+These reductions of the flow graph to one number per unit are nifkit's choice (the
+paper ranks edges and paths, not units).
+
+Units are :func:`nifkit.models.hidden_neurons` (a conv unit is a channel, reduced by
+``channel_reduce``). Without ``layers`` the graph is the whole network's; with
+``layers`` it holds those node layers, their edges and the layers at the other ends
+(``flow_graph(nodes=...)``): ``flow`` is the same, ``betweenness`` is then of that part
+(what makes a ResNet-18 affordable: its whole graph has over a million edges).
 """
 from __future__ import annotations
 
@@ -17,13 +24,14 @@ from ..config import DEFAULT_MEMORY_BUDGET
 from ..models.units import hidden_layout, hidden_neurons
 from ..results import NeuronScores
 from .build import flow_graph
+from .dag import flow_plan
 from .._validation import checked
 
 __all__ = ["neuron_scores"]
 
 
 @checked
-def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "quantile", split: str = "train",
+def neuron_scores(model, data, *, layers=None, channel_reduce: str = "mean", n_bins: int = 8, binning: str = "quantile", split: str = "train",
                   max_samples: int | None = None, seed: int = 0, device=None,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET, num_threads: int | None = None, progress=False,
                   **flow_kw) -> NeuronScores:
@@ -34,20 +42,31 @@ def neuron_scores(model, data, *, layers=None, n_bins: int = 8, binning: str = "
     columns ``flow`` (primary) and ``betweenness``; ``raw`` is the :class:`FlowGraph`."""
     t0 = time.perf_counter()
     layout = hidden_layout(model, layers)
-    fg = flow_graph(model, data, n_bins=n_bins, binning=binning, split=split, max_samples=max_samples, seed=seed,
-                    device=device, memory_budget=memory_budget, num_threads=num_threads, progress=progress,
-                    **flow_kw)
+    names = flow_plan(model).names
+    for units, _, _ in layout:
+        if units not in names:
+            raise ValueError(f"layers: the flow graph has no node layer {units!r} (its node layers are the units of "
+                             f"the Linear/Conv layers and the merges of skip connections: {', '.join(names)}); name "
+                             "one of those")
+    if "nodes" in flow_kw or "layers" in flow_kw:
+        raise TypeError("neuron_scores chooses the graph's part from layers=; pass no nodes= (or flow layers=)")
+    fg = flow_graph(model, data, channel_reduce=channel_reduce, n_bins=n_bins, binning=binning, split=split,
+                    max_samples=max_samples, seed=seed, device=device, memory_budget=memory_budget,
+                    num_threads=num_threads, progress=progress,
+                    nodes=None if layers is None else [u for u, _, _ in layout], **flow_kw)
     flow, per_class = [], []
+    out = len(fg.layers) - 1
     for units, _, _ in layout:  # loop over layers; the graph's node layers are the walker's units names
         d = fg.layers.index(units)
-        flow.append(fg.flows[d - 1].sum(0) + fg.flows[d].sum(1))  # in + out
-        last = d + 1 == len(fg.layers) - 1
-        per_class.append(fg.flows[d].T if last else np.full((fg.sizes[-1], fg.sizes[d]), np.nan))
+        flow.append(sum(fg.flows[g].sum(0) for g in fg.groups_into(d))
+                    + sum(fg.flows[g].sum(1) for g in fg.groups_from(d)))  # in + out
+        last = [g for g in fg.groups_from(d) if fg.pairs[g][1] == out and fg.layers[out] == names[-1]]
+        per_class.append(fg.flows[last[0]].T if last else np.full((fg.sizes[out], fg.sizes[d]), np.nan))
     neurons = hidden_neurons(model, layers)
     bt = fg.betweenness()  # keyed by node id, the unit's address "act1:3"
     betw = np.array([bt[str(n)] for n in neurons])
     return NeuronScores(neurons, {"flow": np.concatenate(flow), "betweenness": betw}, "flow",
                         np.concatenate(per_class, axis=1), seconds=time.perf_counter() - t0, raw=fg,
                         settings={"lens": "nif", "n_bins": n_bins, "binning": binning, "n_samples": fg.n_samples,
-                                  "seed": seed},
+                                  "seed": seed, "channel_reduce": channel_reduce},
                         notes=[f"NIF: binned MI ({n_bins} {binning} bins) on {fg.n_samples} samples"])

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..widgets.base import STYLE, Explorer
 from .build import ESTIMATORS, flow_graph
-from .graph import Attribution, FlowGraph, attribution
+from .graph import IDENTITY, Attribution, FlowGraph, attribution
 from .plots import flow_unit, plot_attribution, plot_flow_graph
 from ..results import Result
 from .._validation import checked
@@ -33,9 +33,15 @@ def _layer_options(fg: FlowGraph) -> list:
     """The layer picker: ``(label, node layer)``, the label naming the weight layer whose
     output the units are when it has another name (``"act1 (output of fc1)"``); the
     value is the node layer name."""
-    before = [None] + list(fg.weight_layers)
-    return [(name if before[d] in (None, name) else f"{name} (output of {before[d]})", name)
+    return [(name if _made_by(fg, d) in (None, name) else f"{name} (output of {_made_by(fg, d)})", name)
             for d, name in enumerate(fg.layers)]
+
+
+def _made_by(fg: FlowGraph, d: int):
+    """The weight layer whose output node layer ``d`` is (None for the inputs and for a
+    merge of a skip connection, whose edges are identities)."""
+    names = [fg.weight_layers[g] for g in fg.groups_into(d) if fg.weight_layers[g] != IDENTITY]
+    return names[0] if len(names) == 1 else None
 
 @dataclass(repr=False)
 class FlowView(Result):
@@ -154,12 +160,12 @@ class FlowExplorer(Explorer):
             d = fg.layers.index(layer)
             i = min(int(self.value("neuron")), fg.sizes[d] - 1)
             sel = fg.node_id(layer, i)
-            if d > 0:
-                col = np.where(fg.edge_masks[d - 1][:, i], fg.flows[d - 1][:, i], 0.0)
-                f_in = float(col[col >= t].sum())
-            if d < len(fg.layers) - 1:
-                row = np.where(fg.edge_masks[d][i], fg.flows[d][i], 0.0)
-                f_out = float(row[row >= t].sum())
+            for g in fg.groups_into(d):  # a loop over edge groups
+                col = np.where(fg.edge_masks[g][:, i], fg.flows[g][:, i], 0.0)
+                f_in += float(col[col >= t].sum())
+            for g in fg.groups_from(d):
+                row = np.where(fg.edge_masks[g][i], fg.flows[g][i], 0.0)
+                f_out += float(row[row >= t].sum())
             attr = attribution(fg, target=sel) if d > 0 else attribution(fg)
         else:
             attr = attribution(fg)
@@ -174,7 +180,7 @@ class FlowExplorer(Explorer):
             text += f", the strongest {self.max_edges} drawn"
         if r.selected:
             d, _ = fg.locate(r.selected)
-            w = fg.weight_layers[d - 1] if d > 0 else None
+            w = _made_by(fg, d)
             via = f" (output of {w})" if w not in (None, fg.layers[d]) else ""
             text += f"; selected {r.selected}{via}: in {r.flow_in:.3f} bits, out {r.flow_out:.3f} bits"
         top = ", ".join(n for n, _ in r.attribution.top(3))

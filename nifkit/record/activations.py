@@ -39,7 +39,7 @@ from ..runtime import ModelState, Progress, model_device
 from ..results import Result
 from .._validation import checked
 
-__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
+__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES", "data_batches"]
 
 REUSED_MODES = ("error", "all", "first")
 
@@ -400,6 +400,14 @@ def _batches(data, targets, batch_size, split):
     )
 
 
+@checked
+def data_batches(data, batch_size: int = 256, split: str = "train"):
+    """``(batches, n_batches, n_samples)`` of anything :func:`record` reads: ``batches``
+    yields ``(x, y or None)`` in order (a ``DataLoader`` as it comes, never gathered;
+    in-memory data cut into ``batch_size`` rows); the counts are None when unknown."""
+    return _batches(data, None, batch_size, split)
+
+
 def _check_rows(t, name, inputs: bool = False):
     if t.ndim == 0:
         raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
@@ -432,7 +440,7 @@ def _iter_batches(loader):
 
 def _batch_loss(loss_fn, out, y):
     """Scalar to back-propagate: per-sample losses summed over the batch."""
-    if loss_fn is None:
+    if loss_fn == "sum":
         return out.sum()
     if isinstance(loss_fn, str):
         if not y.is_floating_point() and out.ndim == 2 and y.numel() and (int(y.min()) < 0 or int(y.max()) >= out.shape[1]):
@@ -473,8 +481,10 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     ``L = sum_i loss_fn(output_i, target_i)`` (per-sample losses summed over the batch,
     so each sample's gradient does not depend on the batch size; a scalar loss with
     ``reduction="mean"`` is multiplied back by the batch size; ``"cross_entropy"`` and
-    ``"mse_sum"`` are accepted by name) or, without ``loss_fn``, ``L = sum of all
-    outputs``. Parameters are frozen meanwhile (only the input needs a gradient), so no
+    ``"mse_sum"`` are accepted by name) or, with ``loss_fn="sum"``, ``L = sum of all
+    outputs`` (no targets). ``grads=True`` needs ``loss_fn``: a gradient is of some
+    loss, and ``record`` does not pick one (it used to sum the outputs silently and
+    ignore the targets). Parameters are frozen meanwhile (only the input needs a gradient), so no
     ``.grad`` field of the model is touched.
 
     The train/eval mode of every submodule, ``requires_grad`` flags and device are restored
@@ -496,6 +506,7 @@ def record(model: nn.Module, data, layers=None, *, batch_size: int = 256, inputs
     for flag, value in (("inputs", inputs), ("grads", grads), ("to_cpu", to_cpu)):
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
+    _check_loss_fn(loss_fn, grads)
     dev_for_threads = resolve_device(device) if device is not None else model_device(model)[0]
     with cpu_threads(num_threads, dev_for_threads):
         return _record(model, data, layers, batch_size=batch_size, inputs=inputs, grads=grads,
@@ -567,10 +578,30 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
     )
 
 
+#: losses ``record(grads=True)`` knows by name (or pass a callable ``loss_fn(outputs, targets)``)
+LOSS_NAMES = ("cross_entropy", "mse_sum", "mse", "sum")
+
+
+def _check_loss_fn(loss_fn, grads):
+    """``grads=True`` needs a named loss; a loss without ``grads`` would be ignored."""
+    if grads and loss_fn is None:
+        raise ValueError("record(grads=True) needs loss_fn: the gradients are d loss / d activation. Pass "
+                         "loss_fn='cross_entropy' or 'mse_sum' (with targets), a callable loss_fn(outputs, "
+                         "targets), or loss_fn='sum' for the gradient of the sum of all outputs (no targets)")
+    if loss_fn is not None and not grads:
+        raise ValueError("loss_fn is used only with grads=True (it defines the gradients); drop it or pass "
+                         "grads=True")
+    if isinstance(loss_fn, str) and loss_fn not in LOSS_NAMES:
+        raise ValueError(f"loss_fn={loss_fn!r} is not a known loss; use one of {LOSS_NAMES} or a callable "
+                         "loss_fn(outputs, targets)")
+    if loss_fn is not None and not isinstance(loss_fn, str) and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a loss name {LOSS_NAMES} or a callable, got {type(loss_fn).__name__}")
+
+
 def _grad_step(model, xb, yb, loss_fn, flags):
     """Forward with autograd and back-propagate the batch loss; the Recorder's tensor
     hooks collect the gradients of the recorded outputs."""
-    if loss_fn is not None and yb is None:
+    if loss_fn != "sum" and yb is None:
         raise ValueError("loss_fn needs targets: pass data=(X, y), targets=..., or a loader of (x, y) batches")
     with torch.enable_grad():
         if xb.is_floating_point():
