@@ -9,7 +9,7 @@ import torch
 
 from nifkit import compare as C
 from nifkit.data import load_digits
-from nifkit.models import mlp, reduce_channels, train
+from nifkit.models import mlp, reduce_channels, residual_cnn, train
 
 
 # ---------------------------------------------------------------- the exercise checker
@@ -91,7 +91,7 @@ def test_a_failing_builtin_lens_is_a_row_and_the_others_run(small):
     net, data = small
     costs = C.lens_costs(net, data, ["ablation", "relay"], options={"ablation": {"n_bins": 1}})
     assert list(costs.failed) == ["ablation"] and "n_bins" in costs.failed["ablation"]
-    assert costs.comparison.names == ["relay"]
+    assert costs.comparison.names == ["relay"] and list(costs.comparison.skipped) == ["ablation"]
     assert "could not score" in costs.summary()
 
 
@@ -112,3 +112,17 @@ def test_resident_peak_sees_an_allocation():
         assert np.isnan(p.rise)
     else:
         assert 190e6 <= p.rise <= 400e6, p.rise
+
+
+def test_channel_reduce_reaches_every_lens_of_a_residual_cnn():
+    ds = load_digits(seed=0, flatten=False)
+    net = residual_cnn(1, 4, n_blocks=2, n_classes=10, blocks_per_stage=1, seed=0)
+    data = (ds.X_train[:200], ds.y_train[:200])
+    for how in ("mean", "max"):
+        costs = C.lens_costs(net, data, ["ablation", "relay"], channel_reduce=how)
+        ref = C.compare(net, data, ["ablation", "relay"], channel_reduce=how)
+        assert not costs.failed and [str(a) for a in costs.comparison.neurons] == [str(a) for a in ref.neurons]
+        for lens in ("ablation", "relay"):
+            np.testing.assert_allclose(costs.comparison.score(lens), ref.score(lens))
+    assert not np.allclose(C.lens_costs(net, data, ["ablation"], channel_reduce="max").comparison.score("ablation"),
+                           C.lens_costs(net, data, ["ablation"]).comparison.score("ablation"))

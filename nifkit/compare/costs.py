@@ -125,8 +125,9 @@ def _samples(ls, n_data: int) -> int:
     return int(n) if isinstance(n, (int, np.integer)) else int(n_data)
 
 
-def _merge(parts: list) -> Comparison | None:
-    """One Comparison from single-lens ones over the same neurons."""
+def _merge(parts: list, skipped: dict) -> Comparison | None:
+    """One Comparison from single-lens ones over the same neurons; ``skipped``: the lenses
+    that could not score the network, with their reasons."""
     if not parts:
         return None
     first = parts[0]
@@ -138,7 +139,7 @@ def _merge(parts: list) -> Comparison | None:
     settings = {**first.settings, "lenses": list(lenses), "options": {k: v for c in parts
                                                                      for k, v in c.settings["options"].items()}}
     return Comparison(neurons=first.neurons, lenses=lenses, seconds=secs, n_samples=first.n_samples,
-                      settings=settings, notes=notes)
+                      skipped=dict(skipped), settings=settings, notes=notes + list(skipped.values()))
 
 
 def _one_lens(model, data, lens, name, options, kw, interval, parts) -> dict:
@@ -148,7 +149,7 @@ def _one_lens(model, data, lens, name, options, kw, interval, parts) -> dict:
     t = time.perf_counter()
     try:
         with ResidentPeak(interval) as mem:
-            c = compare(model, data, [lens], options=opts, **kw)
+            c = compare(model, data, [lens], options=opts, errors="raise", **kw)
     except (ValueError, TypeError) as exc:
         if not get_lens(lens).builtin:
             raise
@@ -160,7 +161,7 @@ def _one_lens(model, data, lens, name, options, kw, interval, parts) -> dict:
 
 
 @checked
-def lens_costs(model, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = "train",
+def lens_costs(model, data, lenses=DEFAULT_LENSES, *, layers=None, channel_reduce: str = "mean", split: str = "train",
                max_samples: int | None = None, seed: int = 0, options: dict | None = None, device=None,
                memory_budget: int | None = None, num_threads: int | None = None,
                interval: float = 0.005, progress=False) -> LensCosts:
@@ -169,14 +170,16 @@ def lens_costs(model, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = 
     one lens at a time, and return a :class:`LensCosts`: samples, seconds and peak
     resident growth per lens (sampled every ``interval`` s), what each needs
     (:data:`LENS_NEEDS`), and the merged :class:`~nifkit.compare.Comparison`. A built-in
-    lens that cannot score this network gets its reason in ``error``; the others run."""
+    lens that cannot score this network gets its reason in ``error`` (and in the
+    comparison's ``skipped``); the others run. ``channel_reduce``: how a channel's map
+    becomes one value per sample, for every lens (see :func:`~nifkit.compare.compare`)."""
     options = dict(options or {})
     names = [get_lens(x).name for x in ([lenses] if isinstance(lenses, str) or callable(lenses) else lenses)]
     unknown = [k for k in options if k not in names]
     if unknown:
         raise ValueError(f"options has entries for {unknown}, which are not among the lenses run: {names}")
-    kw = dict(layers=layers, split=split, max_samples=max_samples, seed=seed, device=device,
-              memory_budget=memory_budget, num_threads=num_threads)
+    kw = dict(layers=layers, channel_reduce=channel_reduce, split=split, max_samples=max_samples, seed=seed,
+              device=device, memory_budget=memory_budget, num_threads=num_threads)
     rows, parts = [], []
     with Progress(progress, len(names), "lenses") as bar:
         for lens, name in zip([lenses] if isinstance(lenses, str) or callable(lenses) else list(lenses), names):
@@ -184,5 +187,6 @@ def lens_costs(model, data, lenses=DEFAULT_LENSES, *, layers=None, split: str = 
             bar(len(rows), len(names), name)
     notes = [] if ResidentPeak.resident() is not None else [
         "memory not measured: /proc/self/statm is missing (not Linux)"]
-    return LensCosts(rows=rows, comparison=_merge(parts), settings={**kw, "lenses": names, "options": options, "interval": interval},
+    failed = {r["lens"]: r["error"] for r in rows if r["error"]}
+    return LensCosts(rows=rows, comparison=_merge(parts, failed), settings={**kw, "lenses": names, "options": options, "interval": interval},
                      notes=notes)
