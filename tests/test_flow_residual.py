@@ -126,14 +126,22 @@ def test_paths_attribution_and_betweenness_work_on_the_dag(residual):
 
 def test_neuron_scores_of_a_residual_cnn_add_the_identity_edges(residual):
     model, X, fg = residual
-    ns = neuron_scores(model, X, n_bins=4)
-    assert ns.neurons == hidden_neurons(model) and len(ns.neurons) == 5 * 4
+    units = ["stem_act", "body.block1.act1", "body.block1.conv2", "body.block2.act1", "body.block2.conv2"]
+    ns = neuron_scores(model, X, n_bins=4, layers=units)
+    assert ns.neurons == hidden_neurons(model, units) and len(ns.neurons) == 5 * 4
     d = fg.layers.index("stem_act")
     # in: the stem's weights; out: block1.conv1's weights and the skip into the merge
     want = fg.flows[0].sum(0) + fg.flows[1].sum(1) + np.diag(fg.flows[fg.pairs.index((d, 4))])
     np.testing.assert_allclose(ns["flow"][:4], want, rtol=1e-12)
     part = neuron_scores(model, X, n_bins=4, layers=["body.block1.conv2"])
     np.testing.assert_allclose(part.score, ns.score[8:12], rtol=1e-12)
+    # the default units of a residual network are its blocks: a block's units are the
+    # merge node of its skip connection (the block's output), under the block's name
+    blocks = neuron_scores(model, X, n_bins=4)
+    assert [str(a) for a in blocks.neurons[:2]] == ["body.block1:0", "body.block1:1"]
+    m = fg.layers.index("body.block1.act")
+    want = sum(fg.flows[g].sum(0) for g in fg.groups_into(m)) + sum(fg.flows[g].sum(1) for g in fg.groups_from(m))
+    np.testing.assert_allclose(blocks.score[:4], want, rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------ ResNet-18
@@ -270,8 +278,8 @@ def test_bad_input_gets_clear_errors(residual):
         flow_graph(model, X, channel_reduce="positions")
     with pytest.raises(ValueError, match=r"keeps one float64 per unit \(39 units\).*over memory_budget=0 MiB.*max_samples="):
         flow_graph(model, X, memory_budget=2**16)
-    with pytest.raises(ValueError, match=r"unknown layer 'body.block1'"):
-        neuron_scores(model, X, layers=["body.block1"])
+    np.testing.assert_array_equal(neuron_scores(model, X, layers=["body.block1"], n_bins=4).score,
+                                  neuron_scores(model, X, layers=["body.block1.act"], n_bins=4).score)
     with pytest.raises(ValueError, match=r"'cat' \(cat\) combines several tensors and is not an add"):
         flow_graph(_Concat(), torch.randn(50, 4))
 
@@ -319,5 +327,5 @@ def test_neuron_scores_of_a_small_cnn_and_layers_without_a_node(monkeypatch):
     np.testing.assert_allclose(part.score, full.score[3:7], rtol=1e-12)
     # a unit layer the flow graph has no node for (e.g. a block named by the units helper): a clear error
     monkeypatch.setattr(scores, "hidden_layout", lambda model, layers: [("block9", "conv9", "fc9")])
-    with pytest.raises(ValueError, match="layers: the flow graph has no node layer 'block9'.*input, act1, act2"):
+    with pytest.raises(ValueError, match="layers: the flow graph has no node layer for 'block9'.*input, act1, act2"):
         neuron_scores(cnn, X, n_bins=4)
