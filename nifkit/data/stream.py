@@ -31,7 +31,7 @@ from .._validation import as_labels, check_int
 from .arrays import as_float_tensor, as_xy
 from .dataset import Dataset
 
-__all__ = ["is_stream", "iter_batches", "n_batches", "distributed", "all_reduce_extrema", "gather_across_processes",
+__all__ = ["padding_keep", "is_stream", "iter_batches", "n_batches", "distributed", "all_reduce_extrema", "gather_across_processes",
            "STREAM_BATCH"]
 
 #: default samples per batch when in-memory data are cut into batches
@@ -69,7 +69,7 @@ def _split_batch(b):
     raise TypeError(f"data: each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
 
 
-def _padding_keep(loader):
+def padding_keep(loader):
     """For a loader whose ``DistributedSampler`` pads the shards, ``keep(i0, n)`` -> the
     bool mask of the local samples ``i0 .. i0+n-1`` that are not repeats; else None."""
     from torch.utils.data import DistributedSampler
@@ -85,7 +85,7 @@ def _padding_keep(loader):
 
 
 def _stream(loader, labels: bool, max_samples):
-    keep = _padding_keep(loader)
+    keep = padding_keep(loader)
     seen = 0
     for b in loader:  # a loop over batches
         xb, yb = _split_batch(b)

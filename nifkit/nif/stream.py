@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.stream import padding_keep
 from ..info import Binner
 from ..info.counts import PairCounts, dist_ready, reduce_across_processes
 from ..models.units import reduce_channels
@@ -94,7 +95,7 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
         batches = iter_batches(data, split, batch_size=int(batch_size), labels=False, max_samples=max_samples)
     read = _reader(model, plan, channel_reduce)
     parts = [[] for _ in plan.nodes]
-    seen, local, keep = 0, 0, _not_repeated(data)
+    seen, local, keep = 0, 0, padding_keep(data)
     with ModelState(model, eval=True, no_grad=True, device=dev), \
             Progress(progress, n_batches, "flow activities", unit="batch") as bar:
         for xb, _ in batches:
@@ -134,21 +135,6 @@ def _check_budget(seen, plan, parts, memory_budget) -> None:
                      f"{memory_budget / 2**20:.0f} MiB. Use max_samples=, fewer node layers (nodes= or layers=), or "
                      "a larger memory_budget")
 
-def _not_repeated(loader):
-    """For a loader on a ``DistributedSampler`` that pads its shards (``drop_last=False``,
-    a data set the number of processes does not divide): ``keep(i0, n)``, the mask of
-    this process's samples ``i0 .. i0+n-1`` that are not repeats; else None. Local sample
-    ``i`` is position ``rank + i * world`` of the padded index list, and the positions
-    from ``len(dataset)`` on repeat earlier samples."""
-    from torch.utils.data import DistributedSampler
-
-    sampler = getattr(loader, "sampler", None)
-    if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
-        return None
-    n_data, rank, world = len(sampler.dataset), sampler.rank, sampler.num_replicas
-    if n_data % world == 0:
-        return None
-    return lambda i0, n: rank + torch.arange(i0, i0 + n) * world < n_data
 
 
 def check_distributed(s) -> None:
