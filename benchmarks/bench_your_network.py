@@ -4,10 +4,12 @@ machine and its load are printed beside them:
 (a) **all five lenses plus the single-channel knockout truth** on the chapter's residual
     CNN (``nifkit.models.residual_cnn``, 6 residual blocks, 16 channels, trained here on
     FashionMNIST, not part of the claim) in **under 5 minutes** on this 2-core machine:
-    10,000 training images for the information lenses (NIF, relay, ordered ablation, EI)
-    and 2,000 test images for conductance and the knockouts; the time of each lens printed.
+    10,000 training images for the information lenses (NIF, relay, ordered ablation's
+    measures, EI) and 2,000 test images for conductance and the knockouts (ablation's
+    knockout column and the knockout truth); the time of each lens printed.
 (b) a torchvision **ResNet-18** (random weights, 3x32x32 inputs, 2,000 images): every lens
-    completes; time and peak resident growth per lens (each lens in a fresh process).
+    completes on the last block of each stage (``RESNET_LAYERS``); time and peak resident
+    growth per lens (each lens in a fresh process).
 (c) **streaming**: the NIF flow graph of the residual CNN over a ``DataLoader`` of 50,000
     images in batches of 500 stays within ``memory_budget`` (the default, 512 MiB: the graph
     keeps each node unit's reduced activity, 50,000 x 315 float64 = 126 MB, and bins it
@@ -35,6 +37,10 @@ from bench_capstone import machine  # noqa: E402
 
 LIMIT_A = 300.0
 LENS_TIMEOUT = 900  # seconds per ResNet-18 lens in (b)
+#: (b)'s layers: the last block of each of ResNet-18's four stages (64, 128, 256 and 512
+#: channels); the default, all eight blocks, makes NIF's graph of the whole network
+#: (over a million edges) and EI of every conv around them
+RESNET_LAYERS = ("layer1.1", "layer2.1", "layer3.1", "layer4.1")
 LENSES = ("nif", "conductance", "relay", "ablation", "ei")
 MiB = 2**20
 
@@ -58,7 +64,9 @@ def part_a(epochs: int) -> dict:
     net, ds = _trained_residual_cnn(epochs)
     seconds = {}
     t0 = time.perf_counter()
-    info = compare(net, (ds.X_train, ds.y_train), ["nif", "relay", "ablation", "ei"])
+    # ablation's knockout column, like the knockout truth, on the 2,000 test images
+    info = compare(net, (ds.X_train, ds.y_train), ["nif", "relay", "ablation", "ei"],
+                   options={"ablation": {"knockout_data": (ds.X_test, ds.y_test)}})
     cond = compare(net, (ds.X_test, ds.y_test), ["conductance"])
     for comp in (info, cond):
         seconds.update(comp.seconds)
@@ -86,12 +94,13 @@ torch.manual_seed(0)
 net = torchvision.models.resnet18(num_classes=10).eval()
 X = torch.rand(2000, 3, 32, 32); y = torch.randint(0, 10, (2000,))
 lens = {lens!r}
+LAYERS = {layers!r}
 base = start_peak(); t = time.perf_counter()
 if lens == "knockout truth":
-    out = knockout_truth(net, (X, y), k=1, max_sets=2000)
+    out = knockout_truth(net, (X, y), k=1, layers=LAYERS)
     note = repr(out.n_sets)
 else:
-    out = compare(net, (X, y), [lens])
+    out = compare(net, (X, y), [lens], layers=LAYERS)
     note = "; ".join(out.notes[-2:])
 print(json.dumps({{"seconds": time.perf_counter() - t, "growth": peak() - base, "note": note}}))
 """
@@ -100,7 +109,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "growth": peak() - base, 
 def part_b() -> dict:
     rows = {}
     for lens in LENSES + ("knockout truth",):
-        code = _CHILD_B.format(tests=str(ROOT / "tests"), root=str(ROOT), lens=lens)
+        code = _CHILD_B.format(tests=str(ROOT / "tests"), root=str(ROOT), lens=lens, layers=list(RESNET_LAYERS))
         try:
             run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=LENS_TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -396,3 +396,21 @@ def test_a_channels_mean_is_the_same_in_memory_and_streamed(nets):
     masks = torch.eye(4, dtype=torch.bool)
     np.testing.assert_allclose(streamed.evaluate("body.block1", masks, "mean").accuracy,
                                ko.evaluate("body.block1", masks, "mean").accuracy)
+
+
+def test_ablation_knockouts_on_their_own_data():
+    """knockout_data: the knockout column comes from those samples (a by-hand
+    single_neuron_importance on them), the information columns from ``data``."""
+    from nifkit.ablation import neuron_scores, single_neuron_importance
+    from nifkit.models import residual_cnn
+
+    torch.manual_seed(0)
+    m = residual_cnn(channels=4, n_blocks=2, seed=0)
+    X, y = torch.rand(300, 1, 8, 8), torch.randint(0, 3, (300,))
+    Xt, yt = torch.rand(90, 1, 8, 8), torch.randint(0, 3, (90,))
+    s = neuron_scores(m, (X, y), knockout_data=(Xt, yt))
+    imp = single_neuron_importance(m, (Xt, yt), layers=["body.block1", "body.block2"])
+    np.testing.assert_array_equal(s["knockout"], np.concatenate([imp[n].accuracy_drop for n in imp]))
+    same = neuron_scores(m, (X, y))
+    np.testing.assert_array_equal(s["mi"], same["mi"])
+    assert s.settings["knockout_samples"] == 90 and same.settings["knockout_samples"] == 300

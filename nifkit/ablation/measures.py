@@ -242,11 +242,11 @@ def _neuron_measures(activations, labels, layers, *, n_bins, binning, bin_range,
         k = int(n_classes) if n_classes is not None else int(y_np.max()) + 1 if len(y_np) else 1
         if binner is not None and hasattr(binner, "edges_") and binner.n_features_ == a.shape[1]:
             b = binner
-            codes = b.transform(a)
+            codes = b.transform(a, chunk_bytes=budget)
         else:
             b = Binner(n_bins=binner.n_bins, binning=binner.binning, bin_range=binner.bin_range) \
                 if binner is not None else Binner(n_bins=n_bins, binning=binning, bin_range=bin_range)
-            codes = b.fit_transform(a)
+            codes = b.fit(a).transform(a, chunk_bytes=budget)  # temporaries within the budget
         # as flow_graph and layer_ei refuse: a plug-in I(T;Y) over more joint cells than samples
         check_n_samples(len(a), b.n_bins * k, f"a neuron of {name!r} with {b.n_bins} bins x {k} classes",
                         "activations")

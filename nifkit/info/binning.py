@@ -99,14 +99,16 @@ class Binner:
         dtype = np.uint8 if self.n_bins <= 256 else np.int64
         out = np.empty(x.shape, dtype=dtype)
         if self.binning != "quantile":
-            # equal width: arithmetic, no comparisons needed
+            # equal width: arithmetic, no comparisons; in sample chunks of about chunk_bytes
+            # of float64 temporaries (three of them: x / width, the shift, the floor)
             width = self.hi_ / self.n_bins - self.lo_ / self.n_bins  # hi - lo would overflow at +-1e308
             safe = np.where(width > 0, width, 1.0)
-            codes = np.floor(x / safe - self.lo_ / safe)
-            codes = np.where(width > 0, codes, 0)
-            np.clip(codes, 0, self.n_bins - 1, out=codes)
-            # exact edge values: make arithmetic agree with the ">= edge" rule
-            out[:] = codes
+            rows = max(1, chunk_bytes // max(1, 3 * 8 * x.shape[1]))
+            for start in range(0, len(x), rows):  # chunks of samples
+                codes = np.floor(x[start:start + rows] / safe - self.lo_ / safe)
+                codes = np.where(width > 0, codes, 0)
+                np.clip(codes, 0, self.n_bins - 1, out=codes)
+                out[start:start + rows] = codes
             return out
         rows = max(1, chunk_bytes // max(1, x.shape[1] * (self.n_bins - 1)))
         for start in range(0, len(x), rows):
