@@ -100,7 +100,7 @@ def ablation_study(model: nn.Module, data, measures: NeuronMeasures | None = Non
     ``measures=None``: measured here by :func:`measure_layers` on ``measure_data`` (default
     ``data``'s ``"train"`` split, or ``data`` itself when it has no splits) for ``layers``
     (any layers of units, e.g. the blocks of a ResNet), a conv layer's channels reduced by
-    ``channel_reduce``. The knockouts always fix a channel's whole map (0, its mean map or
+    ``channel_reduce``. The knockouts always fix a channel's whole map (0, its mean over samples and positions, or
     a value), whatever the reduction that ordered them."""
     if measures is None:
         measures = measure_layers(model, data if measure_data is None else measure_data, layers,

@@ -115,8 +115,8 @@ def knockout_truth(model, data, *, layers=None, k: int = 2, max_sets: int = 5000
     the samples, so it carries no information about the input) or ``"zero"`` (the relay
     paper's choice). For tanh units with output biases 0 is not "absent" but a third
     state that can push an output up: on the composed network a zeroed module can make
-    its class predicted more often, not less. A channel's mean is its mean map over the
-    samples (:meth:`nifkit.intervene.Knockouts.unit_value`).
+    its class predicted more often, not less. A channel's mean is one value, its mean over the
+    samples and all positions (:meth:`nifkit.intervene.Knockouts.unit_value`).
 
     ``data`` may be a DataLoader: it is read batch by batch, never gathered
     (:class:`nifkit.compare.streamed.StreamedKnockouts`: one pass for the base accuracy

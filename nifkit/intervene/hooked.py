@@ -5,7 +5,7 @@ residual CNN, anything that is not an ``nn.Sequential``): the batched generic pa
 
 A unit is a neuron of a dense output ``(samples, units)`` or a **channel** of a
 convolutional one ``(samples, channels, *positions)``; knocking a channel out fixes its
-whole map (to 0, to its mean map over the evaluation set, or to a given value).
+whole map (to 0, to its mean over the evaluation set and all positions, or to a given value).
 
 Batching: one forward pass carries ``n`` samples times ``s`` knockouts as ``n*s`` rows
 (sample-major), and the hook on each knocked-out layer views its output as ``(n, s,
