@@ -18,10 +18,37 @@ from memory_probe import cnn, peak, release, start_peak
 torch.set_num_threads(1)
 
 
+def flow(n: int) -> None:
+    """``flow_graph`` of a residual CNN (16 channels, 6 blocks) over a DataLoader of ``n``
+    28x28 images: it keeps each node unit's reduced activity (float64), nothing else per
+    sample; ``kept`` is that activity's bytes."""
+    from nifkit.models import residual_cnn
+    from nifkit.nif import flow_graph
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, 28, 28, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    model = residual_cnn(channels=16, n_blocks=6, seed=0)
+    flow_graph(model, DataLoader(TensorDataset(images[:1000], labels[:1000]), batch_size=500), binning="minmax")
+    loader = DataLoader(TensorDataset(images, labels), batch_size=500)
+    release()
+    before = start_peak()
+    with torch.no_grad():
+        model(images[:500].clone())
+    forward = peak() - before
+    release()
+    before = start_peak()
+    fg = flow_graph(model, loader, binning="minmax")
+    growth = peak() - before
+    print(json.dumps({"n": n, "growth": growth, "forward": forward, "kept": n * sum(fg.sizes) * 8}), flush=True)
+
+
 def main():
     from nifkit.ablation import model_neuron_measures
 
     n, binning = int(sys.argv[1]), sys.argv[2]
+    if binning == "flow":
+        return flow(n)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 1, 28, 28, generator=g)
     labels = torch.randint(0, 10, (n,), generator=g)

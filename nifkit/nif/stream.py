@@ -22,7 +22,7 @@ from ..data.stream import padding_keep
 from ..info import Binner
 from ..info.counts import PairCounts, dist_ready, reduce_across_processes
 from ..models.units import reduce_channels
-from ..runtime import ModelState, Progress, model_device
+from ..runtime import ModelState, Progress, model_device, release_freed_memory
 from .._validation import resolve_device
 
 __all__ = ["reduced_activities", "shared_binner", "distributed_mi", "check_distributed"]
@@ -109,7 +109,13 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
             xb = xb.to(dev, dtype) if xb.is_floating_point() else xb.to(dev)
             for k, t in enumerate(read(xb)):  # a loop over node layers
                 parts[k].append(t.cpu())
-            seen += len(xb)
+            n_b = len(xb)
+            del xb
+            # the batch's float64 maps are freed now; glibc would keep them resident, with
+            # the small kept activities pinning the heap between them (measured: 10.7 GB of
+            # peak growth over 50,000 28x28 images of residual_cnn, 16 channels)
+            release_freed_memory()
+            seen += n_b
             _check_budget(seen, plan, parts, memory_budget)
             bar.update()
             if max_samples is not None and seen >= max_samples:
