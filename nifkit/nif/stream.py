@@ -84,7 +84,7 @@ def reduced_activities(model, data, plan, *, channel_reduce="mean", split="train
     model in eval mode under ``no_grad`` on ``device`` (default: the model's), moved
     and its modes restored afterwards. ``memory_budget`` (bytes, None: no limit): a
     ``ValueError`` as soon as the kept activity would outgrow it."""
-    from ..record.activations import data_batches
+    from ..record.batches import data_batches
 
     home, dtype = model_device(model)
     dev = home if device is None else resolve_device(device)

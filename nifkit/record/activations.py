@@ -25,21 +25,21 @@ import contextlib
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int, check_num_threads, resolve_device, to_tensor
+from .._validation import check_choice, check_int, check_num_threads, resolve_device
 from ..models.hooks import hooks
 from ..models.walk import resolve_layers
 from ..models.units import reduce_channels
+from .batches import batches_of
 from ..runtime import ModelState, Progress, model_device
 from ..results import Result
 from .._validation import checked
 
-__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES", "data_batches"]
+__all__ = ["Recorder", "Recording", "record", "resolve_layers", "REUSED_MODES"]
 
 REUSED_MODES = ("error", "all", "first")
 
@@ -361,83 +361,6 @@ class Recording(Result):
         return t.reshape(len(t), -1)
 
 
-def _batches(data, targets, batch_size, split):
-    """Yield ``(x, y_or_None)`` batches and the number of batches (or None)."""
-    from ..data import Dataset
-
-    if isinstance(data, Dataset):
-        X, y = data.split(split)
-        return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
-        if targets is not None:
-            raise ValueError("targets was given but data is already an (X, y) pair; pass one of them")
-        X, y = to_tensor(data[0], "data[0]"), to_tensor(data[1], "data[1]")
-        _check_rows(X, "data[0]", inputs=True)
-        _check_rows(y, "data[1]")
-        if len(X) != len(y):
-            raise ValueError(f"data=(X, y) with {len(X)} inputs but {len(y)} targets")
-        return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
-    if isinstance(data, (torch.Tensor, np.ndarray)):
-        X = to_tensor(data, "data")
-        _check_rows(X, "data", inputs=True)
-        y = None if targets is None else to_tensor(targets, "targets")
-        if y is not None:
-            _check_rows(y, "targets")
-        if y is not None and len(y) != len(X):
-            raise ValueError(f"targets has {len(y)} rows but data has {len(X)}")
-        return _tensor_batches(X, y, batch_size), math.ceil(len(X) / batch_size), len(X)
-    if isinstance(data, Iterable):
-        if targets is not None:
-            raise ValueError("targets cannot be combined with a DataLoader/iterable; put them in its batches")
-        try:
-            n = len(data)
-        except TypeError:
-            n = None
-        return _iter_batches(data), n, None
-    raise TypeError(
-        "data must be a tensor/array of inputs, an (X, y) pair, a DataLoader or iterable of batches, "
-        f"or a nifkit.data.Dataset; got {type(data).__name__}"
-    )
-
-
-@checked
-def data_batches(data, batch_size: int = 256, split: str = "train"):
-    """``(batches, n_batches, n_samples)`` of anything :func:`record` reads: ``batches``
-    yields ``(x, y or None)`` in order (a ``DataLoader`` as it comes, never gathered;
-    in-memory data cut into ``batch_size`` rows); the counts are None when unknown."""
-    return _batches(data, None, batch_size, split)
-
-
-def _check_rows(t, name, inputs: bool = False):
-    if t.ndim == 0:
-        raise ValueError(f"{name} must have one row per sample, got a scalar; e.g. {name}.reshape(1, -1)")
-    if inputs and t.ndim == 1:
-        raise ValueError(f"{name} is 1-D (shape {tuple(t.shape)}): one sample of {len(t)} features or {len(t)} samples "
-                         f"of one feature? Pass {name}[None] for one sample, {name}[:, None] for one feature")
-
-
-def _tensor_batches(X, y, batch_size):
-    for i in range(0, len(X), batch_size):
-        yield X[i:i + batch_size], None if y is None else y[i:i + batch_size]
-
-
-def _iter_batches(loader):
-    for b in loader:
-        if isinstance(b, torch.Tensor):
-            xb, yb = b, None
-        elif isinstance(b, (tuple, list)) and b:
-            xb, yb = to_tensor(b[0], "batch[0]"), None if len(b) < 2 else to_tensor(b[1], "batch[1]")
-        elif isinstance(b, dict) and b:
-            vals = list(b.values())
-            xb, yb = to_tensor(vals[0], "batch"), None if len(vals) < 2 else to_tensor(vals[1], "batch")
-        else:
-            raise TypeError(f"data: each batch must be a tensor or an (x, y) pair, got {type(b).__name__}")
-        if xb.ndim == 0:
-            raise TypeError("data: a batch's inputs are a single number, so data was read as an iterable of "
-                            "batches; pass inputs as one tensor or array instead, e.g. np.asarray(data)")
-        yield xb, yb
-
-
 def _batch_loss(loss_fn, out, y):
     """Scalar to back-propagate: per-sample losses summed over the batch."""
     if loss_fn == "sum":
@@ -522,7 +445,7 @@ def _record(model, data, layers, *, batch_size, inputs, grads, loss_fn, targets,
     max_samples = check_int(max_samples, "max_samples", minimum=1, allow_none=True)
     home, dtype = model_device(model)
     dev = home if device is None else resolve_device(device)
-    batches, n_batches, n_total = _batches(data, targets, int(batch_size), split)
+    batches, n_batches, n_total = batches_of(data, targets, int(batch_size), split)
     if max_samples is not None and n_total is not None:
         n_batches = math.ceil(min(n_total, max_samples) / batch_size)
 
